@@ -1,0 +1,15 @@
+"""sparsesim: a simulator of sparse DNN accelerators (systolic arrays, sparse formats, pruning).
+
+>>> from sparsesim import simulate
+>>> result = simulate("resnet18", "default")
+>>> result.df        # one row per GEMM: shapes, folds, MACs, cycles, utilization, seconds
+"""
+
+from sparsesim.api import SimResult, simulate
+from sparsesim.arch import Arch, load_arch
+from sparsesim.errors import SparsesimError
+from sparsesim.workload import Workload, load_workload
+
+__all__ = ["Arch", "SimResult", "SparsesimError", "Workload", "load_arch", "load_workload",
+           "simulate"]
+__version__ = "0.1.0"

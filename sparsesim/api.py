@@ -1,0 +1,52 @@
+"""The Python entry point: ``simulate(workload, arch)`` → a result with a tidy ``.df``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+
+from sparsesim.arch import Arch, load_arch
+from sparsesim.engine import GemmResult, run
+from sparsesim.report import layer_frame, render_table, to_frame, totals
+from sparsesim.units import fmt_si
+from sparsesim.workload import Workload, load_workload
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """What one simulation returns: the rows, and frames built from them on demand."""
+
+    workload: Workload
+    arch: Arch
+    rows: tuple[GemmResult, ...]
+
+    @cached_property
+    def df(self) -> pd.DataFrame:
+        """One row per GEMM (schema in ``sparsesim.report``)."""
+        return to_frame(self.rows)
+
+    @cached_property
+    def layers(self) -> pd.DataFrame:
+        """One row per layer."""
+        return layer_frame(self.df)
+
+    @property
+    def totals(self) -> dict[str, float]:
+        return totals(self.df)
+
+    def table(self) -> str:
+        a = self.arch.array
+        title = (f"{self.workload.name} on {self.arch.name}: {a.rows}×{a.cols} {a.dataflow}, "
+                 f"{fmt_si(self.arch.clock_hz, 'Hz')}, ideal memory")
+        return render_table(self.df, title=title)
+
+
+def simulate(workload: Workload | str | Path = "resnet18",
+             arch: Arch | str | Path = "default") -> SimResult:
+    """Run a workload (object, built-in name or file) on an arch (object, preset or file)."""
+    wl = workload if isinstance(workload, Workload) else load_workload(workload)
+    ar = arch if isinstance(arch, Arch) else load_arch(arch)
+    return SimResult(wl, ar, tuple(run(wl, ar)))

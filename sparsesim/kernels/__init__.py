@@ -1,0 +1,1 @@
+"""Numba kernels on plain arrays: the lowest layer (numpy and numba only)."""

@@ -1,0 +1,306 @@
+"""Layer shapes: what a network asks of the hardware, before any mapping.
+
+Each layer knows its dense MAC count by the closed forms of DESIGN.md §2, its parameter count
+and its storage in bits. How it becomes GEMMs is the lowering's business (``lower.py``); the
+tests check that the lowered GEMMs add up to these closed forms.
+
+Dimension names follow the accelerator literature (Eyeriss, SCALE-Sim): a convolution has
+``n`` images of ``c`` channels of ``h × w`` pixels, ``m`` filters of ``r × s`` taps, and an
+``e × f`` output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import ClassVar, Union
+
+from sparsesim.errors import SparsesimError
+
+
+@dataclass(frozen=True, slots=True)
+class Storage:
+    """Bits to hold a layer's operands once (no reuse, no padding)."""
+
+    weight_bits: int
+    input_bits: int
+    output_bits: int
+
+    @property
+    def total_bits(self) -> int:
+        return self.weight_bits + self.input_bits + self.output_bits
+
+
+def _check_positive(layer: str, **values: int) -> None:
+    for field, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SparsesimError(f"must be an integer, got {value!r}", layer=layer, field=field)
+        if value <= 0:
+            raise SparsesimError(f"must be positive, got {value}", layer=layer, field=field)
+
+
+def _check_flags(layer: str, **values: bool) -> None:
+    for field, value in values.items():
+        if not isinstance(value, bool):
+            raise SparsesimError(f"must be true or false, got {value!r}", layer=layer, field=field)
+
+
+@dataclass(frozen=True, slots=True)
+class Conv2d:
+    """2-D convolution; ``groups = c = m`` is depthwise.
+
+    ``ceil_mode`` rounds the output size up, as SCALE-Sim does for its topology files
+    (``ceil((h − r + stride) / stride)``); the default is PyTorch's
+    ``floor((h + 2·padding − r) / stride) + 1``. ``norm`` adds a batch-norm's two affine
+    parameters per filter to the parameter count (it costs no MACs here).
+    """
+
+    name: str
+    c: int
+    h: int
+    w: int
+    m: int
+    r: int
+    s: int
+    n: int = 1
+    stride: int = 1
+    padding: int = 0
+    groups: int = 1
+    bias: bool = False
+    norm: bool = False
+    ceil_mode: bool = False
+    op: ClassVar[str] = "conv2d"
+
+    def __post_init__(self) -> None:
+        _check_positive(
+            self.name, n=self.n, c=self.c, h=self.h, w=self.w, m=self.m, r=self.r, s=self.s,
+            stride=self.stride, groups=self.groups,
+        )
+        if isinstance(self.padding, bool) or not isinstance(self.padding, int) or self.padding < 0:
+            raise SparsesimError(
+                f"must be a non-negative integer, got {self.padding!r}", layer=self.name,
+                field="padding",
+            )
+        _check_flags(self.name, bias=self.bias, norm=self.norm, ceil_mode=self.ceil_mode)
+        for field in ("c", "m"):
+            if getattr(self, field) % self.groups:
+                raise SparsesimError(
+                    f"{getattr(self, field)} is not divisible by groups={self.groups}",
+                    layer=self.name, field=field,
+                )
+        for field, size, kernel in (("h", self.h, self.r), ("w", self.w, self.s)):
+            if self._out(size, kernel) <= 0:
+                raise SparsesimError(
+                    f"output size is not positive: input {size}, kernel {kernel}, "
+                    f"stride {self.stride}, padding {self.padding}", layer=self.name, field=field,
+                )
+
+    def _out(self, size: int, kernel: int) -> int:
+        span = size + 2 * self.padding - kernel
+        if span < 0:
+            return 0
+        if self.ceil_mode:
+            return -(-span // self.stride) + 1
+        return span // self.stride + 1
+
+    @property
+    def e(self) -> int:
+        """Output height (pixels)."""
+        return self._out(self.h, self.r)
+
+    @property
+    def f(self) -> int:
+        """Output width (pixels)."""
+        return self._out(self.w, self.s)
+
+    @property
+    def dense_macs(self) -> int:
+        """``n·m·(c/groups)·r·s·e·f``."""
+        return self.n * self.m * (self.c // self.groups) * self.r * self.s * self.e * self.f
+
+    @property
+    def weights(self) -> int:
+        return self.m * (self.c // self.groups) * self.r * self.s
+
+    @property
+    def params(self) -> int:
+        return self.weights + self.m * (int(self.bias) + 2 * int(self.norm))
+
+    def storage(self, a_bits: int, w_bits: int, o_bits: int) -> Storage:
+        """Weights ``m·c/g·r·s``, inputs ``n·c·h·w`` (unpadded), outputs ``n·m·e·f``."""
+        return Storage(
+            self.weights * w_bits,
+            self.n * self.c * self.h * self.w * a_bits,
+            self.n * self.m * self.e * self.f * o_bits,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Linear:
+    """Fully connected layer applied to ``tokens`` rows (batch × sequence positions)."""
+
+    name: str
+    in_features: int
+    out_features: int
+    tokens: int = 1
+    bias: bool = False
+    norm: bool = False
+    op: ClassVar[str] = "linear"
+
+    def __post_init__(self) -> None:
+        _check_positive(
+            self.name, tokens=self.tokens, in_features=self.in_features,
+            out_features=self.out_features,
+        )
+        _check_flags(self.name, bias=self.bias, norm=self.norm)
+
+    @property
+    def dense_macs(self) -> int:
+        """``tokens·in·out``."""
+        return self.tokens * self.in_features * self.out_features
+
+    @property
+    def weights(self) -> int:
+        return self.in_features * self.out_features
+
+    @property
+    def params(self) -> int:
+        return self.weights + self.out_features * (int(self.bias) + 2 * int(self.norm))
+
+    def storage(self, a_bits: int, w_bits: int, o_bits: int) -> Storage:
+        return Storage(
+            self.weights * w_bits,
+            self.tokens * self.in_features * a_bits,
+            self.tokens * self.out_features * o_bits,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Attention:
+    """Multi-head attention: Q/K/V/O projections plus per-head ``QKᵀ`` and ``PV``.
+
+    ``l`` is the number of query tokens processed now, ``kv_len`` the number of keys and
+    values attended (defaults to ``l``; for a decode step ``l = 1`` and ``kv_len`` is the
+    context length, of which ``kv_len − l`` come from the KV cache). ``kv_heads < heads`` is
+    grouped-query attention (smaller K/V projections). ``causal`` records a causal mask: the
+    dense array still computes the full score matrix, so it does not change the dense MACs;
+    sparse PE kinds may skip the masked scores.
+    """
+
+    name: str
+    l: int  # noqa: E741 - the literature's name for sequence length
+    e: int
+    heads: int
+    b: int = 1
+    kv_len: int | None = None
+    kv_heads: int | None = None
+    causal: bool = False
+    bias: bool = False
+    op: ClassVar[str] = "attention"
+
+    def __post_init__(self) -> None:
+        _check_positive(self.name, b=self.b, l=self.l, e=self.e, heads=self.heads)
+        if self.kv_len is not None:
+            _check_positive(self.name, kv_len=self.kv_len)
+        if self.kv_heads is not None:
+            _check_positive(self.name, kv_heads=self.kv_heads)
+            if self.heads % self.kv_heads:
+                raise SparsesimError(
+                    f"heads={self.heads} is not divisible by kv_heads={self.kv_heads}",
+                    layer=self.name, field="kv_heads",
+                )
+        if self.e % self.heads:
+            raise SparsesimError(
+                f"embedding {self.e} is not divisible by heads={self.heads}",
+                layer=self.name, field="e",
+            )
+        _check_flags(self.name, causal=self.causal, bias=self.bias)
+
+    @property
+    def head_dim(self) -> int:
+        return self.e // self.heads
+
+    @property
+    def keys(self) -> int:
+        """Key/value sequence length attended."""
+        return self.l if self.kv_len is None else self.kv_len
+
+    @property
+    def e_kv(self) -> int:
+        """Width of the K and V projections (``kv_heads · head_dim``)."""
+        return (self.heads if self.kv_heads is None else self.kv_heads) * self.head_dim
+
+    @property
+    def dense_macs(self) -> int:
+        """``4·b·l·e² + 2·b·l·kv·e`` with multi-head K/V (``kv = l`` gives DESIGN.md's form)."""
+        b, l, e = self.b, self.l, self.e
+        return 2 * b * l * e * e + 2 * b * l * e * self.e_kv + 2 * b * l * self.keys * e
+
+    @property
+    def weights(self) -> int:
+        return 2 * self.e * self.e + 2 * self.e * self.e_kv
+
+    @property
+    def params(self) -> int:
+        return self.weights + int(self.bias) * (2 * self.e + 2 * self.e_kv)
+
+    def storage(self, a_bits: int, w_bits: int, o_bits: int) -> Storage:
+        """Inputs are the ``b·l·e`` tokens plus the ``2·b·(kv − l)·e_kv`` cached keys/values."""
+        cached = 2 * self.b * max(self.keys - self.l, 0) * self.e_kv
+        return Storage(
+            self.weights * w_bits,
+            (self.b * self.l * self.e + cached) * a_bits,
+            self.b * self.l * self.e * o_bits,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MatMul:
+    """A plain GEMM ``O[m×n] = A[m×k]·B[k×n]``; ``weights`` says whether B is stored weights."""
+
+    name: str
+    m: int
+    k: int
+    n: int
+    weights_operand: bool = True
+    op: ClassVar[str] = "matmul"
+
+    def __post_init__(self) -> None:
+        _check_positive(self.name, m=self.m, k=self.k, n=self.n)
+        _check_flags(self.name, weights_operand=self.weights_operand)
+
+    @property
+    def dense_macs(self) -> int:
+        return self.m * self.k * self.n
+
+    @property
+    def weights(self) -> int:
+        return self.k * self.n if self.weights_operand else 0
+
+    @property
+    def params(self) -> int:
+        return self.weights
+
+    def storage(self, a_bits: int, w_bits: int, o_bits: int) -> Storage:
+        b_bits = w_bits if self.weights_operand else a_bits
+        return Storage(
+            self.k * self.n * b_bits if self.weights_operand else 0,
+            (self.m * self.k + (0 if self.weights_operand else self.k * self.n)) * a_bits,
+            self.m * self.n * o_bits,
+        )
+
+
+Layer = Union[Conv2d, Linear, Attention, MatMul]
+
+LAYER_TYPES: dict[str, type[Conv2d] | type[Linear] | type[Attention] | type[MatMul]] = {
+    cls.op: cls for cls in (Conv2d, Linear, Attention, MatMul)
+}
+
+
+def layer_fields(op: str) -> tuple[str, ...]:
+    """The keyword fields a layer of kind ``op`` accepts (``name`` included)."""
+    return tuple(f.name for f in fields(LAYER_TYPES[op]))
+
+
+__all__ = [
+    "Attention", "Conv2d", "LAYER_TYPES", "Layer", "Linear", "MatMul", "Storage", "layer_fields",
+]

@@ -1,0 +1,82 @@
+"""Result rows → tidy DataFrames, aggregated layer tables, and text tables people read.
+
+Column schema of the per-GEMM frame (units in the names where they are not counts):
+
+=============== =================================================================
+network, layer  workload and layer name
+op, gemm        layer kind (conv2d, linear, attention, matmul); GEMM within it
+count           identical GEMM instances (conv groups, batch × heads)
+M, K, N         GEMM shape of one instance: O[M×N] = A[M×K] · W[K×N]
+dataflow        os, ws or is; rows, cols: array size (PEs)
+folds           folds of all instances; fold_cycles: cycles of one dense fold
+dense_macs      multiply-accumulates of the dense GEMM
+cycles          compute_cycles + stall_cycles (clock cycles)
+utilization     dense_macs / (cycles · rows · cols)
+seconds         cycles / clock_hz
+=============== =================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, fields
+
+import pandas as pd
+
+from sparsesim.engine import GemmResult
+from sparsesim.units import fmt_si
+
+_RENAME = {"m": "M", "k": "K", "n": "N"}
+COLUMNS: tuple[str, ...] = tuple(_RENAME.get(f.name, f.name) for f in fields(GemmResult))
+_SUMMED = ("folds", "dense_macs", "cycles", "compute_cycles", "stall_cycles", "seconds")
+
+
+def to_frame(rows: Sequence[GemmResult]) -> pd.DataFrame:
+    """One row per GEMM, columns in the documented order."""
+    frame = pd.DataFrame([asdict(r) for r in rows], columns=[f.name for f in fields(GemmResult)])
+    return frame.rename(columns=_RENAME)[list(COLUMNS)]
+
+
+def layer_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per layer (GEMMs summed), in execution order."""
+    grouped = df.groupby("layer", sort=False)
+    out = grouped.agg({"network": "first", "op": "first", "dataflow": "first",
+                       "rows": "first", "cols": "first",
+                       **{c: "sum" for c in _SUMMED}}).reset_index()
+    out.insert(3, "gemms", grouped["count"].sum().to_numpy())
+    out["utilization"] = out["dense_macs"] / (out["cycles"] * out["rows"] * out["cols"])
+    return out
+
+
+def totals(df: pd.DataFrame) -> dict[str, float]:
+    """Whole-network sums, plus the overall utilization."""
+    out = {c: df[c].sum() for c in _SUMMED}
+    pes = int(df["rows"].iloc[0]) * int(df["cols"].iloc[0])
+    out["utilization"] = out["dense_macs"] / (out["cycles"] * pes) if out["cycles"] else 0.0
+    return out
+
+
+def render_table(df: pd.DataFrame, *, title: str = "") -> str:
+    """The per-layer table with a totals line, aligned, units in the header."""
+    layers = layer_frame(df)
+    header = ("layer", "op", "GEMMs", "MACs", "cycles", "stall", "util %", "time µs")
+    body = [
+        (r.layer, r.op, str(r.gemms), fmt_si(r.dense_macs), f"{r.cycles:,}",
+         f"{r.stall_cycles:,}", f"{100 * r.utilization:.1f}", f"{1e6 * r.seconds:,.2f}")
+        for r in layers.itertuples()
+    ]
+    t = totals(df)
+    foot = ("total", f"{len(layers)} layers", str(int(layers["gemms"].sum())),
+            fmt_si(t["dense_macs"]), f"{int(t['cycles']):,}", f"{int(t['stall_cycles']):,}",
+            f"{100 * t['utilization']:.1f}", f"{1e6 * t['seconds']:,.2f}")
+    widths = [max(len(row[i]) for row in (header, *body, foot)) for i in range(len(header))]
+    left = {0, 1}
+
+    def line(row: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) if i in left else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(row, widths)))
+
+    rule = "  ".join("─" * w for w in widths)
+    parts = [title] if title else []
+    parts += [line(header), rule, *(line(r) for r in body), rule, line(foot)]
+    return "\n".join(parts)

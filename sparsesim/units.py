@@ -1,0 +1,17 @@
+"""Small unit helpers shared by every level (integers only: cycle counts must be exact)."""
+
+from __future__ import annotations
+
+
+def ceil_div(a: int, b: int) -> int:
+    """``ceil(a / b)`` for non-negative integers, without floats."""
+    return -(-a // b)
+
+
+def fmt_si(value: float, unit: str = "", digits: int = 3) -> str:
+    """``1.82e9, 'MAC'`` → ``'1.82 GMAC'``: for tables people read, not for files."""
+    prefixes = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
+    for scale, prefix in prefixes:
+        if abs(value) >= scale:
+            return f"{value / scale:.{digits}g} {prefix}{unit}".rstrip()
+    return f"{value:.{digits}g} {unit}".rstrip()

@@ -1,0 +1,291 @@
+"""Workloads: a named, ordered list of layers, loaded from TOML or a SCALE-Sim topology CSV.
+
+TOML schema (``workloads/*.toml`` are the examples)::
+
+    [network]
+    name = "resnet18"
+    source = "He et al., CVPR 2016; torchvision resnet18"   # where the shapes come from
+
+    [defaults]          # optional: a value for every layer whose kind has that field
+    n = 1
+
+    [[layer]]
+    name = "conv1"
+    op = "conv2d"       # conv2d | linear | attention | matmul | block
+    c = 3
+    ...
+
+    [[layer]]           # a block repeats its body; layers are named "encoder.0.attn", ...
+    name = "encoder"
+    op = "block"
+    repeat = 12
+      [[layer.body]]
+      name = "attn"
+      op = "attention"
+
+SCALE-Sim CSVs are told apart by their header: the conv form starts ``Layer name, IFMAP
+Height, ...``; the GEMM form is ``Layer, M, N, K``. They load with SCALE-Sim's own shape rules
+(no padding, output ``ceil((H − R + s)/s)``; a layer whose name contains ``DP`` is C
+single-channel convolutions) so that its files give its numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import MISSING, dataclass, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from sparsesim.errors import SparsesimError
+from sparsesim.layers import LAYER_TYPES, Conv2d, Layer, MatMul, layer_fields
+
+BLOCK_KEYS = frozenset({"name", "op", "repeat", "body"})
+NETWORK_KEYS = frozenset({"name", "source", "description"})
+TOP_KEYS = frozenset({"network", "defaults", "layer"})
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """A network as the simulator sees it: layers in execution order."""
+
+    name: str
+    layers: tuple[Layer, ...]
+    source: str = ""
+    file: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.layers:
+            raise SparsesimError("a workload needs at least one layer", file=self.file,
+                                 field="layer")
+        seen: set[str] = set()
+        for layer in self.layers:
+            if layer.name in seen:
+                raise SparsesimError("duplicate layer name", file=self.file, layer=layer.name,
+                                     field="name")
+            seen.add(layer.name)
+
+    @property
+    def dense_macs(self) -> int:
+        return sum(layer.dense_macs for layer in self.layers)
+
+    @property
+    def params(self) -> int:
+        return sum(layer.params for layer in self.layers)
+
+    def layer(self, name: str) -> Layer:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise SparsesimError("no such layer", file=self.file, layer=name)
+
+
+def builtin_workloads() -> list[str]:
+    """Names of the workloads shipped with the package."""
+    root = resources.files("sparsesim.workloads")
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
+
+
+def load_workload(spec: str | Path) -> Workload:
+    """A built-in workload by name, or a ``.toml`` / SCALE-Sim ``.csv`` file by path."""
+    path = Path(spec)
+    if path.suffix.lower() in (".toml", ".csv") or path.exists():
+        if not path.is_file():
+            raise SparsesimError("no such workload file", file=str(path))
+        if path.suffix.lower() == ".csv":
+            return load_scalesim_csv(path)
+        return _parse_toml(path.read_text(encoding="utf-8"), str(path))
+    name = str(spec)
+    if name not in builtin_workloads():
+        raise SparsesimError(
+            f"unknown workload {name!r}; built-in: {', '.join(builtin_workloads())}, "
+            "or give a path to a .toml or SCALE-Sim .csv file", field="workload",
+        )
+    text = (resources.files("sparsesim.workloads") / f"{name}.toml").read_text(encoding="utf-8")
+    return _parse_toml(text, f"{name}.toml")
+
+
+def _parse_toml(text: str, file: str) -> Workload:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise SparsesimError(f"malformed TOML: {err}", file=file) from None
+    return workload_from_dict(data, file=file)
+
+
+def workload_from_dict(data: Mapping[str, Any], *, file: str | None = None) -> Workload:
+    """Build a workload from parsed TOML; every error names the file, layer and field."""
+    _reject_unknown(data, TOP_KEYS, file=file, layer=None)
+    network = data.get("network", {})
+    if not isinstance(network, Mapping) or "name" not in network:
+        raise SparsesimError("missing [network] table with a name", file=file, field="network")
+    _reject_unknown(network, NETWORK_KEYS, file=file, layer=None, prefix="network.")
+    defaults = data.get("defaults", {})
+    if not isinstance(defaults, Mapping):
+        raise SparsesimError("must be a table", file=file, field="defaults")
+    accepted = set().union(*(layer_fields(op) for op in LAYER_TYPES)) - {"name"}
+    for key in defaults:
+        if key not in accepted:
+            raise SparsesimError("no layer kind has this field", file=file,
+                                 field=f"defaults.{key}")
+    entries = data.get("layer")
+    if not isinstance(entries, list) or not entries:
+        raise SparsesimError("needs at least one [[layer]]", file=file, field="layer")
+    try:
+        layers = tuple(_expand(entries, defaults, prefix="", file=file))
+        return Workload(
+            name=str(network["name"]), layers=layers, source=str(network.get("source", "")),
+            file=file,
+        )
+    except SparsesimError as err:
+        raise err.located(file=file) from None
+
+
+def _expand(
+    entries: Iterable[Any], defaults: Mapping[str, Any], *, prefix: str, file: str | None
+) -> Iterable[Layer]:
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, Mapping):
+            raise SparsesimError("each layer must be a table", field=f"layer[{index}]")
+        name = entry.get("name")
+        if not isinstance(name, str) or not name:
+            raise SparsesimError("missing layer name", layer=f"#{index + 1}", field="name")
+        full = prefix + name
+        op = entry.get("op")
+        if op == "block":
+            _reject_unknown(entry, BLOCK_KEYS, file=file, layer=full)
+            repeat = entry.get("repeat", 1)
+            if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat <= 0:
+                raise SparsesimError(f"must be a positive integer, got {repeat!r}", layer=full,
+                                     field="repeat")
+            body = entry.get("body")
+            if not isinstance(body, list) or not body:
+                raise SparsesimError("a block needs at least one [[layer.body]]", layer=full,
+                                     field="body")
+            for i in range(repeat):
+                yield from _expand(body, defaults, prefix=f"{full}.{i}.", file=file)
+            continue
+        if op not in LAYER_TYPES:
+            raise SparsesimError(
+                f"unknown op {op!r}; expected one of {', '.join([*LAYER_TYPES, 'block'])}",
+                layer=full, field="op",
+            )
+        allowed = set(layer_fields(op))
+        _reject_unknown(entry, allowed | {"op"}, file=file, layer=full)
+        kwargs = {k: v for k, v in defaults.items() if k in allowed}
+        kwargs.update({k: v for k, v in entry.items() if k != "op"})
+        kwargs["name"] = full
+        cls = LAYER_TYPES[op]
+        missing = [f for f in _required(op) if f not in kwargs]
+        if missing:
+            raise SparsesimError("missing required field", layer=full, field=missing[0])
+        yield cls(**kwargs)
+
+
+def _required(op: str) -> list[str]:
+    return [f.name for f in fields(LAYER_TYPES[op]) if f.default is MISSING]
+
+
+def _reject_unknown(
+    table: Mapping[str, Any], allowed: Iterable[str], *, file: str | None, layer: str | None,
+    prefix: str = "",
+) -> None:
+    allowed = set(allowed)
+    for key in table:
+        if key not in allowed:
+            raise SparsesimError(
+                f"unknown key; expected one of {', '.join(sorted(allowed))}", file=file,
+                layer=layer, field=prefix + key,
+            )
+
+
+# --- SCALE-Sim topology CSV -------------------------------------------------------------------
+
+_CONV_COLUMNS = ("ifmap_h", "ifmap_w", "filter_h", "filter_w", "channels", "num_filter", "stride")
+_GEMM_COLUMNS = ("m", "n", "k")
+
+
+def load_scalesim_csv(path: str | Path) -> Workload:
+    """A SCALE-Sim v3 topology file, conv form or GEMM form (told apart by the header)."""
+    file = str(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = [[cell.strip() for cell in row] for row in csv.reader(handle)]
+    except (OSError, UnicodeDecodeError) as err:
+        raise SparsesimError(f"cannot read: {err}", file=file) from None
+    rows = [_trim(row) for row in rows]
+    rows = [row for row in rows if row]
+    if not rows:
+        raise SparsesimError("empty topology file", file=file)
+    header = [cell.lower() for cell in rows[0]]
+    gemm = [h.replace(" ", "") for h in header[1:4]] == ["m", "n", "k"]
+    conv = len(header) > 1 and "ifmap" in header[1]
+    if not (gemm or conv):
+        raise SparsesimError(
+            "unrecognised header: expected SCALE-Sim's conv form (Layer name, IFMAP Height, ...) "
+            "or GEMM form (Layer, M, N, K)", file=file, field="header",
+        )
+    columns = _GEMM_COLUMNS if gemm else _CONV_COLUMNS
+    stem = Path(file).stem
+    layers: list[Layer] = []
+    for line, row in enumerate(rows[1:], start=2):
+        name = row[0] or f"line{line}"
+        if len(row) < 1 + len(columns):
+            raise SparsesimError(
+                f"line {line}: expected {1 + len(columns)} columns, got {len(row)}", file=file,
+                layer=name, field=columns[len(row) - 1] if len(row) > 1 else columns[0],
+            )
+        values: dict[str, int] = {}
+        for col, cell in zip(columns, row[1:]):
+            try:
+                values[col] = int(cell)
+            except ValueError:
+                raise SparsesimError(f"line {line}: not an integer: {cell!r}", file=file,
+                                     layer=name, field=col) from None
+        extra = row[1 + len(columns):]
+        if extra:
+            _check_nm_column(extra[0], file=file, layer=name)
+        try:
+            layers.append(_gemm_layer(name, values) if gemm else _conv_layer(name, values))
+        except SparsesimError as err:
+            raise err.located(file=file) from None
+    return Workload(name=stem, layers=tuple(layers), source=f"SCALE-Sim topology {file}",
+                    file=file)
+
+
+def _trim(row: list[str]) -> list[str]:
+    while row and row[-1] == "":
+        row = row[:-1]
+    return row
+
+
+def _check_nm_column(cell: str, *, file: str, layer: str) -> None:
+    """SCALE-Sim's optional N:M column; only dense (N = M) is a dense workload."""
+    parts = cell.split(":")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise SparsesimError(f"expected an N:M ratio, got {cell!r}", file=file, layer=layer,
+                             field="sparsity")
+    n, m = (int(p) for p in parts)
+    if n != m:
+        raise SparsesimError(
+            f"N:M weight sparsity {cell} needs the `nm` PE kind; load the dense topology "
+            "and set [pe] in the arch instead", file=file, layer=layer, field="sparsity",
+        )
+
+
+def _conv_layer(name: str, v: dict[str, int]) -> Conv2d:
+    # SCALE-Sim: no padding, output ceil((H - R + s) / s); 'DP' layers are C single-channel
+    # convolutions of num_filter filters each, i.e. a grouped conv with groups = C.
+    depthwise = "DP" in name
+    groups = v["channels"] if depthwise else 1
+    return Conv2d(
+        name=name, c=v["channels"], h=v["ifmap_h"], w=v["ifmap_w"],
+        m=v["num_filter"] * groups, r=v["filter_h"], s=v["filter_w"], stride=v["stride"],
+        groups=groups, ceil_mode=True,
+    )
+
+
+def _gemm_layer(name: str, v: dict[str, int]) -> MatMul:
+    return MatMul(name=name, m=v["m"], k=v["k"], n=v["n"])

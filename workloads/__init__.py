@@ -1,0 +1,1 @@
+"""Built-in workloads, one TOML file each; installed as the package ``sparsesim.workloads``."""
