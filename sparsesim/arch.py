@@ -172,8 +172,14 @@ def _arch_from_dict(
     if base_name is not None:
         if not isinstance(base_name, str):
             raise SparsesimError(f"must be a preset name, got {base_name!r}", field="arch.base")
+        if base_name not in builtin_archs():
+            raise SparsesimError(
+                f"unknown preset {base_name!r}; presets: {', '.join(builtin_archs())}",
+                field="arch.base",
+            )
         base = load_arch(base_name).to_dict()
-    merged_head = {**_table(base, "arch"), **head}
+    # Hardware fields are inherited; the identity (name, description) is not.
+    merged_head = {"clock_hz": _table(base, "arch").get("clock_hz", 1e9), **head}
     merged_head.pop("base", None)
     sections = {}
     for key, cls in _SECTIONS.items():

@@ -1,0 +1,129 @@
+"""The ``sparsesim`` command: argument parsing, files and exit codes — nothing else.
+
+Exit status: 0 on success, 2 on a user error (one line on stderr naming file, layer, field).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from sparsesim.api import simulate
+from sparsesim.arch import builtin_archs, load_arch
+from sparsesim.errors import SparsesimError
+from sparsesim.units import fmt_si
+from sparsesim.workload import builtin_workloads, load_workload
+
+DEFAULT_WORKLOAD = "resnet18"
+DEFAULT_ARCH = "default"
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    result = simulate(args.workload, args.arch)
+    if args.format == "csv":
+        sys.stdout.write(result.df.to_csv(index=False))
+    elif args.format == "json":
+        sys.stdout.write(result.df.to_json(orient="records", indent=1) + "\n")
+    else:
+        print(result.table())
+    if args.out is not None:
+        _write_frame(result.df, args.out)
+        print(f"wrote {len(result.df)} rows to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _write_frame(df, path: Path) -> None:  # type: ignore[no-untyped-def]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(path, index=False)
+    except OSError as err:
+        raise SparsesimError(f"cannot write: {err.strerror}", file=str(path)) from None
+
+
+def _cmd_archs(args: argparse.Namespace) -> int:
+    rows = []
+    for name in builtin_archs():
+        a = load_arch(name)
+        rows.append((name, f"{a.array.rows}×{a.array.cols}", a.array.dataflow,
+                     fmt_si(a.clock_hz, "Hz"),
+                     f"{a.precision.a_bits}/{a.precision.w_bits}/{a.precision.o_bits}",
+                     a.description))
+    _print_rows(("preset", "array", "dataflow", "clock", "bits a/w/o", "description"), rows)
+    return 0
+
+
+def _cmd_workloads(args: argparse.Namespace) -> int:
+    rows = []
+    for name in builtin_workloads():
+        w = load_workload(name)
+        rows.append((name, str(len(w.layers)), fmt_si(w.dense_macs, "MAC"),
+                     fmt_si(w.params), w.source))
+    _print_rows(("workload", "layers", "dense MACs", "params", "source"), rows)
+    return 0
+
+
+def _print_rows(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    for r in (header, ["─" * w for w in widths], *rows):
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sparsesim",
+        description="Simulate pruned DNNs on sparse systolic accelerators: cycles, MACs, "
+                    "utilization per layer and in total.",
+        epilog="Start with `sparsesim run` (ResNet-18 on the default 32×32 array); "
+               "`sparsesim COMMAND --help` explains each command.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run", help="simulate a workload on an arch and print the per-layer table",
+        description="Simulate a workload on an arch: one row per layer with MACs, cycles, "
+                    "utilization and time, then the totals. With no arguments: ResNet-18 on "
+                    "the default 32×32 output-stationary array.",
+    )
+    run.add_argument("-w", "--workload", default=DEFAULT_WORKLOAD, metavar="NAME|PATH",
+                     help="built-in workload (see `sparsesim workloads`), a workload .toml, or "
+                          "a SCALE-Sim topology .csv (default: %(default)s)")
+    run.add_argument("-a", "--arch", default=DEFAULT_ARCH, metavar="NAME|PATH",
+                     help="arch preset (see `sparsesim archs`) or an arch .toml "
+                          "(default: %(default)s)")
+    run.add_argument("-o", "--out", type=Path, metavar="PATH",
+                     help="also write the per-GEMM results as CSV to PATH")
+    run.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                     help="what to print on stdout (default: %(default)s)")
+    run.set_defaults(func=_cmd_run)
+
+    archs = sub.add_parser("archs", help="list the arch presets",
+                           description="List the arch presets shipped with sparsesim.")
+    archs.set_defaults(func=_cmd_archs)
+
+    workloads = sub.add_parser("workloads", help="list the built-in workloads",
+                               description="List the built-in workloads with their dense MACs, "
+                                           "parameters and sources.")
+    workloads.set_defaults(func=_cmd_workloads)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 0
+    try:
+        return func(args)
+    except SparsesimError as err:
+        print(f"sparsesim: error: {err}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

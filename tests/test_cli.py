@@ -1,0 +1,102 @@
+"""The `sparsesim` command as a user runs it: output, files, and one-line errors (exit 2)."""
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+REQUIRED_COLUMNS = ["network", "layer", "op", "gemm", "M", "K", "N", "dataflow", "rows", "cols",
+                    "folds", "dense_macs", "cycles", "compute_cycles", "stall_cycles",
+                    "utilization", "seconds"]
+
+
+def sparsesim(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "sparsesim.cli", *args], capture_output=True,
+                          text=True, cwd=cwd)
+
+
+def test_run_default_is_resnet18_on_default_arch(tmp_path):
+    out = tmp_path / "r18.csv"
+    proc = sparsesim("run", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "resnet18 on default: 32×32 os" in proc.stdout
+    assert "total" in proc.stdout
+    df = pd.read_csv(out)
+    assert list(df.columns[: len(REQUIRED_COLUMNS)]) != [] and set(REQUIRED_COLUMNS) <= set(df.columns)
+    assert (df["network"] == "resnet18").all()
+    assert (df["cycles"] == df["compute_cycles"] + df["stall_cycles"]).all()
+    assert df["dense_macs"].sum() == pytest.approx(1.814e9, rel=2e-3)
+    assert ((df["utilization"] > 0) & (df["utilization"] <= 1)).all()
+
+
+def test_run_formats_and_listings():
+    csv = sparsesim("run", "-w", "resnet18", "-a", "tpu_like", "--format", "csv")
+    assert csv.returncode == 0 and csv.stdout.startswith("network,layer,op,gemm")
+    assert sparsesim("archs").stdout.count("\n") >= 5
+    assert "resnet50" in sparsesim("workloads").stdout
+    for args in ([], ["run", "--help"], ["archs", "--help"], ["workloads", "--help"]):
+        proc = sparsesim(*args, "--help") if not args else sparsesim(*args)
+        assert proc.returncode == 0 and "usage: sparsesim" in proc.stdout
+
+
+CONV_OK = """[network]
+name = "t"
+[[layer]]
+name = "c1"
+op = "conv2d"
+c = 4
+h = 8
+w = 8
+m = 8
+r = 3
+s = 3
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "suffix", "needles"),
+    [
+        ("[network\nname = 't'", ".toml", ["bad.toml", "malformed TOML"]),
+        (CONV_OK.replace("m = 8", "m = 8\nfoo = 1"), ".toml", ["layer 'c1'", "field 'foo'"]),
+        (CONV_OK.replace("h = 8", "h = 0"), ".toml", ["layer 'c1'", "field 'h'"]),
+        (CONV_OK.replace("m = 8", "m = -8"), ".toml", ["layer 'c1'", "field 'm'"]),
+        (CONV_OK.replace("r = 3", "r = 9"), ".toml", ["layer 'c1'", "field 'h'", "output size"]),
+        (CONV_OK.replace("m = 8", "m = 8\ngroups = 3"), ".toml", ["layer 'c1'", "field 'c'",
+                                                                  "divisible"]),
+        (CONV_OK.replace('op = "conv2d"', 'op = "conv3d"'), ".toml", ["field 'op'"]),
+        (CONV_OK.replace("c = 4\n", ""), ".toml", ["layer 'c1'", "field 'c'", "missing"]),
+        ("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, "
+         "Num Filter, Strides,\nconv1, 8, 8, 3, 3, x, 4, 1,\n", ".csv",
+         ["bad.csv", "layer 'conv1'", "field 'channels'"]),
+        ("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, "
+         "Num Filter, Strides,\nconv1, 8, 8, 3, 3, 4, 0, 1,\n", ".csv",
+         ["bad.csv", "layer 'conv1'", "field 'm'"]),
+        ("Layer, M, N, K,\nfc1, 4, 5,\n", ".csv", ["bad.csv", "layer 'fc1'", "field 'k'"]),
+        ("Layer, M, N, K,\nfc1, 4, 5, 6, 2:4,\n", ".csv", ["layer 'fc1'", "field 'sparsity'"]),
+        ("hello, world\n", ".csv", ["bad.csv", "header"]),
+    ],
+)
+def test_bad_workload_is_one_line_exit_2(tmp_path, text, suffix, needles):
+    path = tmp_path / f"bad{suffix}"
+    path.write_text(text)
+    proc = sparsesim("run", "-w", str(path))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+def test_bad_arch_is_one_line_exit_2(tmp_path):
+    path = tmp_path / "arch.toml"
+    path.write_text("[array]\ncols = 0\n")
+    proc = sparsesim("run", "-a", str(path))
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "arch.toml" in proc.stderr and "array.cols" in proc.stderr
+
+
+def test_missing_files_are_user_errors(tmp_path):
+    for flag in ("-w", "-a"):
+        proc = sparsesim("run", flag, str(tmp_path / "nope.toml"))
+        assert proc.returncode == 2 and "nope.toml" in proc.stderr

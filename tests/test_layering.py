@@ -1,0 +1,33 @@
+"""The import-linter contract in pyproject.toml: imports point down the layers of STYLE.md."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_import_contract_holds():
+    exe = shutil.which("lint-imports")
+    if exe is None:
+        pytest.fail("import-linter is a test dependency: pip install -e '.[test]'")
+    proc = subprocess.run([exe, "--no-cache"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_every_module_is_in_a_layer():
+    """A new module must be placed in the contract, or the contract silently ignores it."""
+    import tomllib
+
+    layers = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"][
+        "contracts"][0]["layers"]
+    named = {m.strip().strip("()") for layer in layers for m in layer.split("|")}
+    modules = {f"sparsesim.{p.stem}" for p in (ROOT / "sparsesim").glob("*.py")
+               if p.stem != "__init__"}
+    modules |= {f"sparsesim.{p.name}" for p in (ROOT / "sparsesim").iterdir()
+                if p.is_dir() and (p / "__init__.py").exists()}
+    assert modules <= named, f"modules missing from the layer contract: {modules - named}"
+    assert sys.version_info >= (3, 11)
