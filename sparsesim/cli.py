@@ -59,9 +59,13 @@ def _cmd_workloads(args: argparse.Namespace) -> int:
     for name in builtin_workloads():
         w = load_workload(name)
         rows.append((name, str(len(w.layers)), fmt_si(w.dense_macs, "MAC"),
-                     fmt_si(w.params), w.source))
+                     fmt_si(w.params), _clip(w.source, 70)))
     _print_rows(("workload", "layers", "dense MACs", "params", "source"), rows)
     return 0
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _print_rows(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:

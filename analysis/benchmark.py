@@ -1,0 +1,135 @@
+"""Speed figures of sparsesim, written to ``analysis/results/benchmark.json``.
+
+    python analysis/benchmark.py            # all figures (SCALE-Sim part needs its venv)
+    python analysis/benchmark.py --no-scalesim
+
+Figures (medians of repeated warm runs, seconds):
+
+* ``dense_resnet50_os32``: dense ResNet-50, whole network, 32×32 os (target ≤ 0.2 s), both the
+  simulation alone (workload and arch already loaded) and end to end from names.
+* ``scalesim_vs_sparsesim``: the same ResNet-18 layers through SCALE-Sim 3.0.0 (no-stall
+  memory, subprocess wall time, one run — it takes long) and through sparsesim (warm median),
+  with their cycles side by side: the speed ratio is one measurement (target ≥ 1000×, identical
+  cycles). SCALE-Sim runs in its own venv (``$SPARSESIM_SCALESIM_PYTHON``).
+* ``formats_tile_sizes_resnet50``: per-tile encoded sizes of all ResNet-50 weights in every
+  format on a 32×32 os tiling (from ``analysis/bench_formats.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sparsesim import load_arch, load_workload, simulate  # noqa: E402
+from sparsesim.engine import run  # noqa: E402
+
+RESULTS = ROOT / "analysis" / "results" / "benchmark.json"
+
+# ResNet-18 layers in SCALE-Sim's conv form (inputs pre-padded as its topologies do).
+SCALESIM_LAYERS = [
+    {"name": "conv1", "ifmap_h": 230, "ifmap_w": 230, "filter_h": 7, "filter_w": 7,
+     "channels": 3, "num_filter": 64, "stride": 2},
+    {"name": "layer2_0_conv1", "ifmap_h": 58, "ifmap_w": 58, "filter_h": 3, "filter_w": 3,
+     "channels": 64, "num_filter": 128, "stride": 2},
+    {"name": "layer4_1_conv2", "ifmap_h": 9, "ifmap_w": 9, "filter_h": 3, "filter_w": 3,
+     "channels": 512, "num_filter": 512, "stride": 1},
+]
+
+
+def timed(fn: Callable[[], Any], repeats: int) -> dict[str, float]:
+    """Median and min wall seconds of ``repeats`` warm calls (one untimed warm-up first)."""
+    fn()
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return {"median_s": statistics.median(samples), "min_s": min(samples), "repeats": repeats}
+
+
+def bench_dense_resnet50(repeats: int) -> dict[str, Any]:
+    wl, arch = load_workload("resnet50"), load_arch("default")
+    sim = timed(lambda: run(wl, arch), repeats)
+    e2e = timed(lambda: simulate("resnet50", "default").df, repeats)
+    rows = run(wl, arch)
+    return {"simulate": sim, "end_to_end_with_frame": e2e, "layers": len(wl.layers),
+            "gemms": len(rows), "cycles": sum(r.cycles for r in rows),
+            "target_median_s": 0.2}
+
+
+def bench_scalesim(repeats: int) -> dict[str, Any]:
+    import tempfile
+
+    from analysis.scalesim_runner import run_scalesim, write_topology
+
+    with tempfile.TemporaryDirectory() as tmp:
+        topo = Path(tmp) / "resnet18_part.csv"
+        write_topology(SCALESIM_LAYERS, topo, gemm=False)
+        wl, arch = load_workload(topo), load_arch("default")
+        ours = timed(lambda: run(wl, arch), repeats)
+        our_cycles = {r.layer: r.cycles for r in run(wl, arch)}
+        df, wall = run_scalesim(SCALESIM_LAYERS, rows=32, cols=32, dataflow="os", gemm=False)
+    theirs = {str(r.layer): int(r.total_cycles) + 1 for r in df.itertuples()}
+    return {
+        "layers": [layer["name"] for layer in SCALESIM_LAYERS],
+        "array": "32x32 os",
+        "scalesim_wall_s": wall,
+        "sparsesim": ours,
+        "speedup_median": wall / ours["median_s"],
+        "cycles_sparsesim": our_cycles,
+        "cycles_scalesim_plus_1": theirs,
+        "identical_cycles": our_cycles == theirs,
+        "note": "SCALE-Sim wall time includes its interpreter start-up (about 1-2 s).",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=21)
+    parser.add_argument("--no-scalesim", action="store_true", help="skip the SCALE-Sim figure")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    figures: dict[str, Any] = json.loads(args.out.read_text())["figures"] if args.out.exists() \
+        else {}
+    figures["dense_resnet50_os32"] = bench_dense_resnet50(args.repeats)
+    print("dense ResNet-50:", json.dumps(figures["dense_resnet50_os32"]["simulate"]))
+    try:
+        from analysis.bench_formats import bench_tile_sizes
+    except ImportError:
+        pass
+    else:
+        figures["formats_tile_sizes_resnet50"] = bench_tile_sizes(repeats=5)
+        print("format tile sizes:", json.dumps(figures["formats_tile_sizes_resnet50"]))
+    if not args.no_scalesim:
+        figures["scalesim_vs_sparsesim"] = bench_scalesim(args.repeats)
+        s = figures["scalesim_vs_sparsesim"]
+        print(f"SCALE-Sim {s['scalesim_wall_s']:.1f} s vs sparsesim "
+              f"{s['sparsesim']['median_s'] * 1e6:.0f} µs: {s['speedup_median']:,.0f}×, "
+              f"identical cycles: {s['identical_cycles']}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"python": platform.python_version(), "cpu": platform.processor() or
+                    platform.machine(), "cores": os.cpu_count()},
+        "figures": figures,
+    }
+    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
