@@ -44,8 +44,18 @@ def layer_frame(df: pd.DataFrame) -> pd.DataFrame:
                        "rows": "first", "cols": "first",
                        **{c: "sum" for c in _SUMMED}}).reset_index()
     out.insert(3, "gemms", grouped["count"].sum().to_numpy())
+    out.insert(4, "shape", grouped.apply(_shape, include_groups=False).to_numpy())
     out["utilization"] = out["dense_macs"] / (out["cycles"] * out["rows"] * out["cols"])
     return out
+
+
+def _shape(group: pd.DataFrame) -> str:
+    """``M×K×N`` of a layer's single GEMM (``g × M×K×N`` if repeated), else its GEMM names."""
+    if len(group) > 1:
+        return ",".join(group["gemm"])
+    row = group.iloc[0]
+    shape = f"{row['M']}×{row['K']}×{row['N']}"
+    return f"{row['count']} × {shape}" if row["count"] > 1 else shape
 
 
 def totals(df: pd.DataFrame) -> dict[str, float]:
@@ -59,18 +69,18 @@ def totals(df: pd.DataFrame) -> dict[str, float]:
 def render_table(df: pd.DataFrame, *, title: str = "") -> str:
     """The per-layer table with a totals line, aligned, units in the header."""
     layers = layer_frame(df)
-    header = ("layer", "op", "GEMMs", "MACs", "cycles", "stall", "util %", "time µs")
+    header = ("layer", "op", "GEMM M×K×N", "MACs", "cycles", "stall", "util %", "time µs")
     body = [
-        (r.layer, r.op, str(r.gemms), fmt_si(r.dense_macs), f"{r.cycles:,}",
+        (r.layer, r.op, r.shape, fmt_si(r.dense_macs), f"{r.cycles:,}",
          f"{r.stall_cycles:,}", f"{100 * r.utilization:.1f}", f"{1e6 * r.seconds:,.2f}")
         for r in layers.itertuples()
     ]
     t = totals(df)
-    foot = ("total", f"{len(layers)} layers", str(int(layers["gemms"].sum())),
+    foot = ("total", f"{len(layers)} layers", f"{int(layers['gemms'].sum())} GEMMs",
             fmt_si(t["dense_macs"]), f"{int(t['cycles']):,}", f"{int(t['stall_cycles']):,}",
             f"{100 * t['utilization']:.1f}", f"{1e6 * t['seconds']:,.2f}")
     widths = [max(len(row[i]) for row in (header, *body, foot)) for i in range(len(header))]
-    left = {0, 1}
+    left = {0, 1, 2}
 
     def line(row: Sequence[str]) -> str:
         return "  ".join(c.ljust(w) if i in left else c.rjust(w)

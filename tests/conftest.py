@@ -7,3 +7,37 @@ from hypothesis import settings
 settings.register_profile("ci", max_examples=300, deadline=None)
 settings.register_profile("dev", max_examples=60, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SCALESIM_VENV = ROOT / ".venv-scalesim"
+
+
+@pytest.fixture(scope="session")
+def scalesim_python() -> str:
+    """An interpreter with SCALE-Sim 3.0.0 (numpy<2.4 beside it, so in its own venv).
+
+    ``$SPARSESIM_SCALESIM_PYTHON`` if set, else ``.venv-scalesim`` in the checkout, made on
+    first use. Under CI a failure to make it fails the run; elsewhere (offline) it skips.
+    """
+    env = os.environ.get("SPARSESIM_SCALESIM_PYTHON")
+    if env:
+        return env
+    python = SCALESIM_VENV / "bin" / "python"
+    if not python.exists():
+        steps = [[sys.executable, "-m", "venv", str(SCALESIM_VENV)],
+                 [str(python), "-m", "pip", "install", "-q", "scalesim==3.0.0", "numpy<2.4"]]
+        for step in steps:
+            proc = subprocess.run(step, capture_output=True, text=True)
+            if proc.returncode != 0:
+                message = f"cannot set up SCALE-Sim: {' '.join(step)}\n{proc.stderr[-2000:]}"
+                if os.environ.get("CI"):
+                    pytest.fail(message)
+                pytest.skip(message)
+    return str(python)
