@@ -10,7 +10,9 @@ import pandas as pd
 
 from sparsesim.arch import Arch, load_arch
 from sparsesim.engine import GemmResult, run
+from sparsesim.masks import SparsityModel
 from sparsesim.report import layer_frame, render_table, to_frame, totals
+from sparsesim.trace import Trace, load_trace
 from sparsesim.units import fmt_si
 from sparsesim.workload import Workload, load_workload
 
@@ -39,14 +41,28 @@ class SimResult:
 
     def table(self) -> str:
         a = self.arch.array
+        pe = self.arch.pe
+        kind = {"dense": "dense PEs", "gate": f"gating PEs ({pe.operand})",
+                "skip": f"skipping PEs ({pe.operand} zeros, {pe.sync} sync)",
+                "nm": f"{pe.n}:{pe.m} PEs"}[pe.kind]
         title = (f"{self.workload.name} on {self.arch.name}: {a.rows}×{a.cols} {a.dataflow}, "
-                 f"{fmt_si(self.arch.clock_hz, 'Hz')}, ideal memory")
+                 f"{kind}, {fmt_si(self.arch.clock_hz, 'Hz')}, ideal memory")
         return render_table(self.df, title=title)
 
 
 def simulate(workload: Workload | str | Path = "resnet18",
-             arch: Arch | str | Path = "default") -> SimResult:
-    """Run a workload (object, built-in name or file) on an arch (object, preset or file)."""
-    wl = workload if isinstance(workload, Workload) else load_workload(workload)
+             arch: Arch | str | Path = "default", *,
+             sparsity: SparsityModel | None = None,
+             trace: Trace | str | Path | None = None) -> SimResult:
+    """Run a workload (object, built-in name or file) on an arch (object, preset or file).
+
+    Masks come from ``trace`` (a :class:`Trace` or its file; its layers replace the
+    workload's) or are drawn from ``sparsity``; with neither, everything is dense.
+    """
     ar = arch if isinstance(arch, Arch) else load_arch(arch)
-    return SimResult(wl, ar, tuple(run(wl, ar)))
+    tr = trace if trace is None or isinstance(trace, Trace) else load_trace(trace)
+    if tr is not None:
+        wl = tr.workload
+    else:
+        wl = workload if isinstance(workload, Workload) else load_workload(workload)
+    return SimResult(wl, ar, tuple(run(wl, ar, sparsity=sparsity, trace=tr)))

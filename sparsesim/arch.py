@@ -18,6 +18,13 @@ by ``[arch] base`` (the ``default`` preset unless given)::
     w_bits = 8                # weight (W operand) bits
     o_bits = 8                # output bits written back
 
+    [pe]
+    kind = "skip"             # dense | gate | skip | nm
+    operand = "both"          # skip: whose zeros are skipped: A | W | both
+    sync = "row"              # skip: pe | row | col | wavefront
+    n = 2                     # nm: n multipliers per group of m weights along K
+    m = 4
+
 Later concerns (PE kind, memory, energy) add their own tables the same way.
 """
 
@@ -33,6 +40,9 @@ from typing import Any
 from sparsesim.errors import SparsesimError
 
 DATAFLOW_NAMES = ("os", "ws", "is")
+PE_KIND_NAMES = ("dense", "gate", "skip", "nm")
+PE_OPERANDS = ("A", "W", "both")
+PE_SYNCS = ("pe", "row", "col", "wavefront")
 
 
 def _positive_int(value: Any, field: str) -> None:
@@ -72,6 +82,36 @@ class PrecisionConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PeConfig:
+    """What a PE does with zeros (DESIGN.md §3).
+
+    ``kind``: ``dense`` computes everything; ``gate`` clock-gates products with a zero operand
+    (dense cycles, less MAC energy); ``skip`` issues only effectual steps — products whose
+    ``operand`` (``A``, ``W`` or ``both``) is non-zero — with PEs synchronised per ``sync``
+    group (``pe``, ``row``, ``col`` or the whole ``wavefront`` of a fold); ``nm`` has ``n``
+    multipliers per group of ``m`` weights along K (weights must be N:M-conformant).
+    """
+
+    kind: str = "dense"
+    operand: str = "both"
+    sync: str = "pe"
+    n: int = 2
+    m: int = 4
+
+    def __post_init__(self) -> None:
+        for field, value, names in (("kind", self.kind, PE_KIND_NAMES),
+                                    ("operand", self.operand, PE_OPERANDS),
+                                    ("sync", self.sync, PE_SYNCS)):
+            if value not in names:
+                raise SparsesimError(f"unknown {field} {value!r}; expected one of "
+                                     f"{', '.join(names)}", field=f"pe.{field}")
+        _positive_int(self.n, "pe.n")
+        _positive_int(self.m, "pe.m")
+        if self.n > self.m:
+            raise SparsesimError(f"N:M needs n <= m, got {self.n}:{self.m}", field="pe.n")
+
+
+@dataclass(frozen=True, slots=True)
 class Arch:
     """The whole accelerator: one frozen config per concern."""
 
@@ -79,6 +119,7 @@ class Arch:
     clock_hz: float = 1e9
     array: ArrayConfig = ArrayConfig()
     precision: PrecisionConfig = PrecisionConfig()
+    pe: PeConfig = PeConfig()
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -95,12 +136,14 @@ class Arch:
                      "description": self.description},
             "array": _as_dict(self.array),
             "precision": _as_dict(self.precision),
+            "pe": _as_dict(self.pe),
         }
 
 
-_SECTIONS: dict[str, type[ArrayConfig] | type[PrecisionConfig]] = {
+_SECTIONS: dict[str, type[ArrayConfig] | type[PrecisionConfig] | type[PeConfig]] = {
     "array": ArrayConfig,
     "precision": PrecisionConfig,
+    "pe": PeConfig,
 }
 _ARCH_KEYS = frozenset({"name", "base", "clock_hz", "description"})
 
@@ -205,3 +248,15 @@ def _table(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     if not isinstance(table, Mapping):
         raise SparsesimError("must be a table", field=key)
     return table
+
+
+def with_overrides(arch: Arch, overrides: Mapping[str, Any]) -> Arch:
+    """``arch`` with dotted fields replaced, e.g. ``{"pe.kind": "skip", "array.rows": 64}``."""
+    data = arch.to_dict()
+    for key, value in overrides.items():
+        table, _, name = key.partition(".")
+        if not name or table not in data:
+            raise SparsesimError(f"expected TABLE.FIELD with TABLE one of {', '.join(data)}",
+                                 field=key)
+        data[table][name] = value
+    return arch_from_dict(data, file=f"{arch.name} with overrides")

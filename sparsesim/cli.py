@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sparsesim.api import simulate
-from sparsesim.arch import builtin_archs, load_arch
+from sparsesim.arch import builtin_archs, load_arch, with_overrides
 from sparsesim.errors import SparsesimError
+from sparsesim.masks import SparsityModel
 from sparsesim.units import fmt_si
 from sparsesim.workload import builtin_workloads, load_workload
 
@@ -20,8 +22,49 @@ DEFAULT_WORKLOAD = "resnet18"
 DEFAULT_ARCH = "default"
 
 
+def _parse_value(text: str) -> object:
+    """A TOML scalar (``64``, ``1e9``, ``true``, ``"x"``), else the bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _overrides(pairs: Sequence[str]) -> dict[str, object]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SparsesimError(f"expected TABLE.FIELD=VALUE, got {pair!r}", field="--set")
+        out[key.strip()] = _parse_value(value.strip())
+    return out
+
+
+def _nm_ratio(text: str) -> tuple[int, int]:
+    n, sep, m = text.partition(":")
+    if not sep or not n.strip().isdigit() or not m.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected N:M such as 2:4, got {text!r}")
+    return int(n), int(m)
+
+
+def _sparsity(args: argparse.Namespace) -> SparsityModel | None:
+    model = SparsityModel(
+        weight_density=args.weight_density, weight_nm=args.weight_nm,
+        act_density=args.act_density, act_channel_std=args.act_channel_std,
+        token_keep=args.token_keep, head_keep=args.head_keep, kv_keep=args.kv_keep,
+        seed=args.seed)
+    return None if model.is_dense else model
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
-    result = simulate(args.workload, args.arch)
+    arch = load_arch(args.arch)
+    if args.set:
+        arch = with_overrides(arch, _overrides(args.set))
+    sparsity = _sparsity(args)
+    if args.trace is not None and sparsity is not None:
+        raise SparsesimError("a trace carries its own masks: drop the density options",
+                             field="--trace")
+    result = simulate(args.workload, arch, sparsity=sparsity, trace=args.trace)
     if args.format == "csv":
         sys.stdout.write(result.df.to_csv(index=False))
     elif args.format == "json":
@@ -96,6 +139,31 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-a", "--arch", default=DEFAULT_ARCH, metavar="NAME|PATH",
                      help="arch preset (see `sparsesim archs`) or an arch .toml "
                           "(default: %(default)s)")
+    run.add_argument("--set", action="append", default=[], metavar="TABLE.FIELD=VALUE",
+                     help="override an arch field, e.g. --set pe.kind=skip --set pe.sync=row "
+                          "--set array.rows=64 (repeatable)")
+    run.add_argument("-t", "--trace", type=Path, metavar="PATH",
+                     help="a pruned trace (.npz): its layers and real masks replace the "
+                          "workload's")
+    sp = run.add_argument_group(
+        "sparsity model", "masks drawn at random (seeded) when there is no trace; densities "
+                          "are fractions of non-zeros in [0, 1]")
+    sp.add_argument("--weight-density", type=float, default=1.0, metavar="D",
+                    help="unstructured weight density per tensor (default: %(default)s)")
+    sp.add_argument("--weight-nm", type=_nm_ratio, metavar="N:M",
+                    help="N:M weight masks instead, N kept of every M along K (e.g. 2:4)")
+    sp.add_argument("--act-density", type=float, default=1.0, metavar="D",
+                    help="input-activation density of every layer but the first "
+                         "(default: %(default)s)")
+    sp.add_argument("--act-channel-std", type=float, default=0.0, metavar="S",
+                    help="spread of per-channel activation densities (default: %(default)s)")
+    sp.add_argument("--token-keep", type=float, default=1.0, metavar="F",
+                    help="fraction of query tokens attention keeps (default: %(default)s)")
+    sp.add_argument("--head-keep", type=float, default=1.0, metavar="F",
+                    help="fraction of attention heads kept (default: %(default)s)")
+    sp.add_argument("--kv-keep", type=float, default=1.0, metavar="F",
+                    help="fraction of keys/values kept (default: %(default)s)")
+    sp.add_argument("--seed", type=int, default=0, help="seed of the masks (default: 0)")
     run.add_argument("-o", "--out", type=Path, metavar="PATH",
                      help="also write the per-GEMM results as CSV to PATH")
     run.add_argument("--format", choices=("table", "csv", "json"), default="table",

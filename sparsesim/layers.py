@@ -183,7 +183,9 @@ class Attention:
     context length, of which ``kv_len − l`` come from the KV cache). ``kv_heads < heads`` is
     grouped-query attention (smaller K/V projections). ``causal`` records a causal mask: the
     dense array still computes the full score matrix, so it does not change the dense MACs;
-    sparse PE kinds may skip the masked scores.
+    the masked probabilities are zeros that sparse PE kinds may skip in ``PV``.
+    ``heads_kept`` is what head pruning leaves: the Q/K/V/O projections and score GEMMs shrink
+    to the kept heads (with grouped K/V, the K/V heads their query heads still use).
     """
 
     name: str
@@ -195,6 +197,7 @@ class Attention:
     kv_heads: int | None = None
     causal: bool = False
     bias: bool = False
+    heads_kept: int | None = None
     op: ClassVar[str] = "attention"
 
     def __post_init__(self) -> None:
@@ -208,6 +211,11 @@ class Attention:
                     f"heads={self.heads} is not divisible by kv_heads={self.kv_heads}",
                     layer=self.name, field="kv_heads",
                 )
+        if self.heads_kept is not None:
+            _check_positive(self.name, heads_kept=self.heads_kept)
+            if self.heads_kept > self.heads:
+                raise SparsesimError(f"cannot keep {self.heads_kept} of {self.heads} heads",
+                                     layer=self.name, field="heads_kept")
         if self.e % self.heads:
             raise SparsesimError(
                 f"embedding {self.e} is not divisible by heads={self.heads}",
@@ -225,23 +233,41 @@ class Attention:
         return self.l if self.kv_len is None else self.kv_len
 
     @property
+    def active_heads(self) -> int:
+        return self.heads if self.heads_kept is None else self.heads_kept
+
+    @property
+    def active_kv_heads(self) -> int:
+        """K/V heads still used: each serves ``heads / kv_heads`` query heads."""
+        if self.kv_heads is None:
+            return self.active_heads
+        group = self.heads // self.kv_heads
+        return -(-self.active_heads // group)
+
+    @property
+    def inner(self) -> int:
+        """Width of the kept query heads (``active_heads · head_dim``; ``e`` unpruned)."""
+        return self.active_heads * self.head_dim
+
+    @property
     def e_kv(self) -> int:
-        """Width of the K and V projections (``kv_heads · head_dim``)."""
-        return (self.heads if self.kv_heads is None else self.kv_heads) * self.head_dim
+        """Width of the K and V projections (``kv_heads · head_dim``, kept heads only)."""
+        return self.active_kv_heads * self.head_dim
 
     @property
     def dense_macs(self) -> int:
         """``4·b·l·e² + 2·b·l·kv·e`` with multi-head K/V (``kv = l`` gives DESIGN.md's form)."""
         b, l, e = self.b, self.l, self.e
-        return 2 * b * l * e * e + 2 * b * l * e * self.e_kv + 2 * b * l * self.keys * e
+        return (2 * b * l * e * self.inner + 2 * b * l * e * self.e_kv
+                + 2 * b * l * self.keys * self.inner)
 
     @property
     def weights(self) -> int:
-        return 2 * self.e * self.e + 2 * self.e * self.e_kv
+        return 2 * self.e * self.inner + 2 * self.e * self.e_kv
 
     @property
     def params(self) -> int:
-        return self.weights + int(self.bias) * (2 * self.e + 2 * self.e_kv)
+        return self.weights + int(self.bias) * (self.inner + self.e + 2 * self.e_kv)
 
     def storage(self, a_bits: int, w_bits: int, o_bits: int) -> Storage:
         """Inputs are the ``b·l·e`` tokens plus the ``2·b·(kv − l)·e_kv`` cached keys/values."""

@@ -21,7 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
 from sparsesim.layers import Attention, Conv2d, Layer, Linear, MatMul
+from sparsesim.masks import LayerMasks
 from sparsesim.units import ceil_div
 
 
@@ -149,14 +153,14 @@ def _lower_matmul(layer: MatMul) -> list[Gemm]:
 def _lower_attention(layer: Attention) -> list[Gemm]:
     tokens, e, d = layer.b * layer.l, layer.e, layer.head_dim
     act = OperandKind.ACTIVATION
-    heads = layer.b * layer.heads
+    heads = layer.b * layer.active_heads
     return [
-        Gemm(layer.name, "q", m=tokens, k=e, n=e),
+        Gemm(layer.name, "q", m=tokens, k=e, n=layer.inner),
         Gemm(layer.name, "k", m=tokens, k=e, n=layer.e_kv),
         Gemm(layer.name, "v", m=tokens, k=e, n=layer.e_kv),
         Gemm(layer.name, "qk", m=layer.l, k=d, n=layer.keys, count=heads, w_kind=act),
         Gemm(layer.name, "pv", m=layer.l, k=layer.keys, n=d, count=heads, w_kind=act),
-        Gemm(layer.name, "o", m=tokens, k=e, n=e),
+        Gemm(layer.name, "o", m=tokens, k=layer.inner, n=e),
     ]
 
 
@@ -171,3 +175,84 @@ _LOWERINGS: dict[type, Callable[..., list[Gemm]]] = {
 def lower(layer: Layer) -> list[Gemm]:
     """The GEMMs a layer runs, in execution order."""
     return _LOWERINGS[type(layer)](layer)
+
+
+# --- operand masks of the lowered GEMMs ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GemmOperands:
+    """A GEMM with the non-zero patterns of its operands.
+
+    ``a`` is ``[count, M, K]`` (one mask per instance) or ``[M, K]`` (shared by all), ``w`` the
+    same with ``[K, N]``; ``None`` means dense (all ones).
+    """
+
+    gemm: Gemm
+    a: np.ndarray | None = None
+    w: np.ndarray | None = None
+
+    def instance(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Both operand masks of instance ``i``, dense ones filled in."""
+        g = self.gemm
+        return (_pick(self.a, i, (g.m, g.k)), _pick(self.w, i, (g.k, g.n)))
+
+    @property
+    def shared(self) -> bool:
+        """All instances have the same masks (compute once, multiply by ``count``)."""
+        return all(x is None or x.ndim == 2 for x in (self.a, self.w))
+
+
+def _pick(mask: np.ndarray | None, i: int, shape: tuple[int, int]) -> np.ndarray:
+    if mask is None:
+        return np.ones(shape, dtype=bool)
+    return mask if mask.ndim == 2 else mask[i]
+
+
+def _im2col(inputs: np.ndarray, layer: Conv2d) -> np.ndarray:
+    """``[n, c, h, w]`` → ``[groups, n·e·f, c/g·r·s]`` with padding zeros, K ordered (c, r, s)."""
+    e, f, st, p = layer.e, layer.f, layer.stride, layer.padding
+    # ceil_mode outputs may read past the input (SCALE-Sim reads nothing there): zeros.
+    extra_h = max(0, (e - 1) * st + layer.r - (layer.h + 2 * p))
+    extra_w = max(0, (f - 1) * st + layer.s - (layer.w + 2 * p))
+    x = np.pad(inputs, ((0, 0), (0, 0), (p, p + extra_h), (p, p + extra_w)))
+    win = sliding_window_view(x, (layer.r, layer.s), axis=(2, 3))[:, :, ::st, ::st][:, :, :e, :f]
+    g, cg = layer.groups, layer.c // layer.groups
+    win = win.reshape(layer.n, g, cg, e, f, layer.r, layer.s)
+    cols = win.transpose(1, 0, 3, 4, 2, 5, 6)  # [g, n, e, f, cg, r, s]
+    return np.ascontiguousarray(cols).reshape(g, layer.n * e * f, cg * layer.r * layer.s)
+
+
+def _causal_probabilities(layer: Attention) -> np.ndarray:
+    """``P[i, j]`` is non-zero iff query i (position kv − l + i) may see key j."""
+    queries = np.arange(layer.l)[:, None] + (layer.keys - layer.l)
+    return np.arange(layer.keys)[None, :] <= queries
+
+
+def gemm_operands(layer: Layer, masks: LayerMasks | None) -> list[GemmOperands]:
+    """The lowered GEMMs of ``layer`` with their operand masks (``None`` masks: all dense)."""
+    gemms = lower(layer)
+    m = masks or LayerMasks()
+    wt = m.weights
+    if isinstance(layer, Conv2d):
+        [g] = gemms
+        a = None if m.inputs is None else _im2col(m.inputs, layer)
+        w = None
+        if "w" in wt:
+            mg = layer.m // layer.groups
+            w = wt["w"].reshape(layer.groups, mg, g.k).transpose(0, 2, 1)
+        return [GemmOperands(g, a, w)]
+    if isinstance(layer, Linear):
+        [g] = gemms
+        return [GemmOperands(g, m.inputs, None if "w" not in wt else wt["w"].T)]
+    if isinstance(layer, MatMul):
+        [g] = gemms
+        return [GemmOperands(g, m.inputs, wt.get("w"))]
+    if isinstance(layer, Attention):
+        x = None if m.inputs is None else m.inputs.reshape(layer.b * layer.l, layer.e)
+        t = {name: (None if name not in wt else wt[name].T) for name in ("q", "k", "v", "o")}
+        p = _causal_probabilities(layer) if layer.causal else None
+        ops = {"q": (x, t["q"]), "k": (x, t["k"]), "v": (x, t["v"]), "qk": (None, None),
+               "pv": (p, None), "o": (None, t["o"])}
+        return [GemmOperands(g, *ops[g.name]) for g in gemms]
+    raise TypeError(f"unknown layer type {type(layer).__name__}")

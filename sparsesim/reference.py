@@ -177,3 +177,87 @@ def run_reference(a: np.ndarray, w: np.ndarray, dataflow: str, rows: int, cols: 
             fold = _Fold(a, w, df, i * rows, j * cols)
             cycles.append(kernel(fold, rows, cols, t_len, out))
     return ReferenceRun(out, tuple(cycles))
+
+
+# --- zero-skipping, stepped -----------------------------------------------------------------
+
+
+def _groups(rows: int, cols: int, sync: str) -> dict[tuple[int, int], tuple[int, int]]:
+    """PE (r, c) → the id of its synchronisation group."""
+    key = {"pe": lambda r, c: (r, c), "row": lambda r, c: (r, -1),
+           "col": lambda r, c: (-1, c), "wavefront": lambda r, c: (-1, -1)}[sync]
+    return {(r, c): key(r, c) for r in range(rows) for c in range(cols)}
+
+
+def run_skip_reference(a: np.ndarray, w: np.ndarray, dataflow: str, rows: int, cols: int,
+                       operand: str, sync: str) -> ReferenceRun:
+    """Zero-skipping PEs, stepped one clock at a time (DESIGN.md §3's definition).
+
+    Every PE of a fold knows its products ``A[m, k]·W[k, n]`` from the dataflow's mapping
+    ((r, c, t) → (m, k, n)); a product is effectual where ``operand`` (``A``, ``W`` or
+    ``both``) is non-zero. Each clock, every synchronisation group that still has work issues
+    its next step where some PE of the group has an effectual product, all its PEs compute
+    that step, and the group moves on; the fold ends when the last group is done, plus the
+    dense fill/drain (and preload). The output is accumulated on the way and must be ``a @ w``
+    on the effectual products, which equals ``a @ w`` whenever skipped products are zero.
+    """
+    df = DATAFLOWS[dataflow]
+    extent = {"m": a.shape[0], "k": a.shape[1], "n": w.shape[1]}
+    sr, sc, t_len = extent[df.row_axis], extent[df.col_axis], extent[df.stream_axis]
+    out = np.zeros((extent["m"], extent["n"]))
+    group_of = _groups(rows, cols, sync)
+    fold_cycles = []
+    for j in range(ceil_div(sc, cols)):
+        for i in range(ceil_div(sr, rows)):
+            fold = _Fold(a, w, df, i * rows, j * cols)
+            work: dict[tuple[int, int], dict[int, list[tuple[int, int, int]]]] = {}
+            for (r, c), gid in group_of.items():
+                steps = work.setdefault(gid, {})
+                for t in range(t_len):
+                    idx = fold.index(r, c, t)
+                    if idx is None:
+                        continue
+                    av, wv = a[idx["m"], idx["k"]], w[idx["k"], idx["n"]]
+                    live = {"A": av != 0, "W": wv != 0, "both": av != 0 and wv != 0}[operand]
+                    if live:
+                        steps.setdefault(t, []).append((idx["m"], idx["k"], idx["n"]))
+            queues = {gid: sorted(steps) for gid, steps in work.items()}
+            clock = 0
+            while any(queues.values()):
+                for gid, queue in queues.items():
+                    if queue:
+                        t = queue.pop(0)
+                        for m, k, n in work[gid][t]:
+                            out[m, n] += a[m, k] * w[k, n]
+                clock += 1
+            fold_cycles.append(clock + df.overhead_cycles(rows, cols))
+    return ReferenceRun(out, tuple(fold_cycles))
+
+
+def run_nm_reference(a: np.ndarray, w: np.ndarray, dataflow: str, rows: int, cols: int,
+                     n: int, m: int) -> ReferenceRun:
+    """An N:M unit: each column keeps ``n`` slots per group of ``m`` weights, with indices.
+
+    The weights are compressed to ``[K′, N]`` values plus per-slot k indices (non-zeros
+    first, then unused positions of the group as padding); each PE fetches the activation its
+    index names. The product is checked through the compressed form, and the timing is the
+    cycle-stepped array on the compressed reduction length K′.
+    """
+    k_len, n_cols = w.shape
+    slots: list[list[int]] = [[] for _ in range(n_cols)]
+    for col in range(n_cols):
+        for g0 in range(0, k_len, m):
+            group = list(range(g0, min(k_len, g0 + m)))
+            nz = [k for k in group if w[k, col] != 0]
+            if len(nz) > n:
+                raise ValueError(f"column {col}, group {g0 // m} is not {n}:{m}-conformant")
+            pad = [k for k in group if w[k, col] == 0][: min(n, len(group)) - len(nz)]
+            slots[col].extend(sorted(nz + pad))
+    k_prime = len(slots[0]) if slots else 0
+    out = np.zeros((a.shape[0], n_cols))
+    for col in range(n_cols):
+        for k in slots[col]:
+            out[:, col] += a[:, k] * w[k, col]
+    timing = run_reference(np.ones((a.shape[0], k_prime)), np.ones((k_prime, n_cols)), dataflow,
+                           rows, cols)
+    return ReferenceRun(out, timing.fold_cycles)

@@ -7,11 +7,14 @@ network, layer  workload and layer name
 op, gemm        layer kind (conv2d, linear, attention, matmul); GEMM within it
 count           identical GEMM instances (conv groups, batch × heads)
 M, K, N         GEMM shape of one instance: O[M×N] = A[M×K] · W[K×N]
-dataflow        os, ws or is; rows, cols: array size (PEs)
-folds           folds of all instances; fold_cycles: cycles of one dense fold
+dataflow        os, ws or is; rows, cols: array size (PEs); pe_kind: dense, gate, skip, nm
+folds           folds of all instances; fold_cycles: cycles of one dense fold (of K′ for nm)
 dense_macs      multiply-accumulates of the dense GEMM
+effectual_macs  products with both operands non-zero (the work the masks leave)
+a_density       non-zero fraction of the A operand (im2col'd input); w_density: of W
 cycles          compute_cycles + stall_cycles (clock cycles)
-utilization     dense_macs / (cycles · rows · cols)
+load_imbalance  slowest synchronisation group / mean group (1 = balanced)
+utilization     effectual_macs / (cycles · rows · cols)
 seconds         cycles / clock_hz
 =============== =================================================================
 """
@@ -28,7 +31,8 @@ from sparsesim.units import fmt_si
 
 _RENAME = {"m": "M", "k": "K", "n": "N"}
 COLUMNS: tuple[str, ...] = tuple(_RENAME.get(f.name, f.name) for f in fields(GemmResult))
-_SUMMED = ("folds", "dense_macs", "cycles", "compute_cycles", "stall_cycles", "seconds")
+_SUMMED = ("folds", "dense_macs", "effectual_macs", "cycles", "compute_cycles", "stall_cycles",
+           "seconds")
 
 
 def to_frame(rows: Sequence[GemmResult]) -> pd.DataFrame:
@@ -45,7 +49,7 @@ def layer_frame(df: pd.DataFrame) -> pd.DataFrame:
                        **{c: "sum" for c in _SUMMED}}).reset_index()
     out.insert(3, "gemms", grouped["count"].sum().to_numpy())
     out.insert(4, "shape", grouped.apply(_shape, include_groups=False).to_numpy())
-    out["utilization"] = out["dense_macs"] / (out["cycles"] * out["rows"] * out["cols"])
+    out["utilization"] = out["effectual_macs"] / (out["cycles"] * out["rows"] * out["cols"])
     return out
 
 
@@ -62,22 +66,23 @@ def totals(df: pd.DataFrame) -> dict[str, float]:
     """Whole-network sums, plus the overall utilization."""
     out = {c: df[c].sum() for c in _SUMMED}
     pes = int(df["rows"].iloc[0]) * int(df["cols"].iloc[0])
-    out["utilization"] = out["dense_macs"] / (out["cycles"] * pes) if out["cycles"] else 0.0
+    out["utilization"] = out["effectual_macs"] / (out["cycles"] * pes) if out["cycles"] else 0.0
     return out
 
 
 def render_table(df: pd.DataFrame, *, title: str = "") -> str:
     """The per-layer table with a totals line, aligned, units in the header."""
     layers = layer_frame(df)
-    header = ("layer", "op", "GEMM M×K×N", "MACs", "cycles", "stall", "util %", "time µs")
+    header = ("layer", "op", "GEMM M×K×N", "MACs", "effectual", "cycles", "stall", "util %",
+              "time µs")
     body = [
-        (r.layer, r.op, r.shape, fmt_si(r.dense_macs), f"{r.cycles:,}",
+        (r.layer, r.op, r.shape, fmt_si(r.dense_macs), fmt_si(r.effectual_macs), f"{r.cycles:,}",
          f"{r.stall_cycles:,}", f"{100 * r.utilization:.1f}", f"{1e6 * r.seconds:,.2f}")
         for r in layers.itertuples()
     ]
     t = totals(df)
     foot = ("total", f"{len(layers)} layers", f"{int(layers['gemms'].sum())} GEMMs",
-            fmt_si(t["dense_macs"]), f"{int(t['cycles']):,}", f"{int(t['stall_cycles']):,}",
+            fmt_si(t["dense_macs"]), fmt_si(t["effectual_macs"]), f"{int(t['cycles']):,}", f"{int(t['stall_cycles']):,}",
             f"{100 * t['utilization']:.1f}", f"{1e6 * t['seconds']:,.2f}")
     widths = [max(len(row[i]) for row in (header, *body, foot)) for i in range(len(header))]
     left = {0, 1, 2}

@@ -1,0 +1,173 @@
+"""PE kinds: how many cycles a GEMM's folds take when PEs can exploit zeros (DESIGN.md §3).
+
+One registry, one rule each:
+
+* ``dense`` and ``gate``: every step issues — dense fold cycles (``gate`` differs in energy:
+  products with a zero operand are clock-gated);
+* ``skip``: a fold takes its slowest synchronisation group's effectual steps plus the dense
+  fill/drain; a step is effectual where the product's ``operand`` (A, W or both) is non-zero;
+* ``nm``: ``n`` multipliers per group of ``m`` weights along K: K becomes
+  ``floor(K/m)·n + min(n, K mod m)`` (SCALE-Sim's K′) wherever the dataflow maps K. Only a
+  weight operand carries static N:M metadata, so GEMMs of two activations (attention's
+  ``QKᵀ`` and ``PV``) run uncompressed.
+
+Effectual MACs are the products with both operands non-zero — ``Σ_k nnz(A[:, k])·nnz(W[k, :])``
+— whatever the PE kind: the work the network really needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from sparsesim.arch import Arch, PeConfig
+from sparsesim.errors import SparsesimError
+from sparsesim.kernels.skip import fold_steps
+from sparsesim.lower import DATAFLOWS, Dataflow, FoldPlan, GemmOperands, OperandKind, plan
+
+
+@dataclass(frozen=True, slots=True)
+class ComputeResult:
+    """Compute of all instances of one GEMM. Steps are stream steps (cycles) per fold."""
+
+    plan: FoldPlan
+    compute_cycles: int
+    effectual_macs: int
+    max_steps: int
+    mean_steps: float
+
+    @property
+    def load_imbalance(self) -> float:
+        """Slowest group over the mean group, step-weighted over folds (1.0 = balanced)."""
+        return self.max_steps / self.mean_steps if self.mean_steps else 1.0
+
+
+def effectual_macs(ops: GemmOperands) -> int:
+    """Products with both operands non-zero, over all instances."""
+    g = ops.gemm
+    if ops.a is None and ops.w is None:
+        return g.dense_macs
+    instances = 1 if ops.shared else g.count
+    total = 0
+    for i in range(instances):
+        a, w = ops.instance(i)
+        total += int(a.sum(axis=0, dtype=np.int64) @ w.sum(axis=1, dtype=np.int64))
+    return total * (g.count if ops.shared else 1)
+
+
+def _dense(ops: GemmOperands, arch: Arch) -> ComputeResult:
+    a = arch.array
+    p = plan(ops.gemm, a.dataflow, a.rows, a.cols)
+    steps = ops.gemm.count * p.folds * p.extents[2]
+    return ComputeResult(p, p.compute_cycles, effectual_macs(ops), steps, float(steps))
+
+
+_AXES = {"A": ("m", "k"), "W": ("k", "n")}
+
+
+def _oriented(masks: dict[str, np.ndarray], first: str, second: str) -> np.ndarray | None:
+    """The operand mask indexed by GEMM axes (first, second), transposed as needed."""
+    for name, axes in _AXES.items():
+        if axes == (first, second):
+            return masks[name]
+        if axes == (second, first):
+            return masks[name].T
+    return None
+
+
+def _instance_steps(a: np.ndarray, w: np.ndarray, df: Dataflow, rows: int, cols: int,
+                    pe: PeConfig) -> tuple[int, float]:
+    """(Σ over folds of the slowest group's steps, Σ over folds of the mean group's steps)."""
+    if pe.operand == "A":
+        w = np.ones_like(w)
+    elif pe.operand == "W":
+        a = np.ones_like(a)
+    masks = {"A": a, "W": w}
+    stationary = _oriented(masks, df.row_axis, df.col_axis)
+    h = _oriented(masks, df.row_axis, df.stream_axis)
+    assert h is not None
+    if stationary is not None:
+        mx, total, groups = fold_steps(h, stationary, stationary=True, rows=rows, cols=cols,
+                                       sync=pe.sync)
+    else:
+        v = _oriented(masks, df.col_axis, df.stream_axis)
+        assert v is not None
+        mx, total, groups = fold_steps(h, v, stationary=False, rows=rows, cols=cols,
+                                       sync=pe.sync)
+    return int(mx.sum()), float((total / groups).sum())
+
+
+def _skip(ops: GemmOperands, arch: Arch) -> ComputeResult:
+    if ops.a is None and ops.w is None:
+        return _dense(ops, arch)
+    a_cfg = arch.array
+    df = DATAFLOWS[a_cfg.dataflow]
+    g = ops.gemm
+    p = plan(g, df, a_cfg.rows, a_cfg.cols)
+    instances = 1 if ops.shared else g.count
+    max_steps, mean_steps = 0, 0.0
+    for i in range(instances):
+        mx, mean = _instance_steps(*ops.instance(i), df, a_cfg.rows, a_cfg.cols, arch.pe)
+        max_steps += mx
+        mean_steps += mean
+    if ops.shared:
+        max_steps *= g.count
+        mean_steps *= g.count
+    overhead = g.count * p.folds * df.overhead_cycles(a_cfg.rows, a_cfg.cols)
+    return ComputeResult(p, max_steps + overhead, effectual_macs(ops), max_steps, mean_steps)
+
+
+def nm_compressed_k(k: int, n: int, m: int) -> int:
+    """K after an N:M unit: ``floor(K/M)·N + min(N, K mod M)``."""
+    return (k // m) * n + min(n, k % m)
+
+
+def check_nm(w: np.ndarray, n: int, m: int, *, layer: str, instance: int = 0) -> None:
+    """Every group of ``m`` consecutive k in every column holds at most ``n`` non-zeros."""
+    k, cols = w.shape
+    groups = -(-k // m)
+    padded = np.zeros((groups * m, cols), dtype=bool)
+    padded[:k] = w
+    counts = padded.reshape(groups, m, cols).sum(axis=1)
+    bad = np.argwhere(counts > n)
+    if bad.size:
+        grp, col = (int(x) for x in bad[0])
+        where = f"instance {instance}, " if instance else ""
+        raise SparsesimError(
+            f"weights are not {n}:{m}-conformant: {where}column {col}, group {grp} "
+            f"(k {grp * m}..{min(k, grp * m + m) - 1}) has {int(counts[grp, col])} non-zeros",
+            layer=layer, field="W")
+
+
+def _nm(ops: GemmOperands, arch: Arch) -> ComputeResult:
+    g, pe = ops.gemm, arch.pe
+    if g.w_kind is not OperandKind.WEIGHT:
+        return _dense(ops, arch)
+    if ops.w is None:
+        if pe.n < pe.m:
+            raise SparsesimError(
+                f"dense weights are not {pe.n}:{pe.m}-conformant (prune them, e.g. with a "
+                "trace or an N:M weight mask)", layer=g.layer, field="W")
+    else:
+        for i in range(1 if ops.w.ndim == 2 else g.count):
+            check_nm(ops.w if ops.w.ndim == 2 else ops.w[i], pe.n, pe.m, layer=g.layer,
+                     instance=i)
+    a = arch.array
+    p = plan(replace(g, k=nm_compressed_k(g.k, pe.n, pe.m)), a.dataflow, a.rows, a.cols)
+    steps = g.count * p.folds * p.extents[2]
+    return ComputeResult(p, p.compute_cycles, effectual_macs(ops), steps, float(steps))
+
+
+PE_KINDS: dict[str, Callable[[GemmOperands, Arch], ComputeResult]] = {
+    "dense": _dense,
+    "gate": _dense,  # same cycles as dense; the energy model gates the non-effectual MACs
+    "skip": _skip,
+    "nm": _nm,
+}
+
+
+def compute(ops: GemmOperands, arch: Arch) -> ComputeResult:
+    """Compute cycles and effectual work of one GEMM (all instances) on ``arch``."""
+    return PE_KINDS[arch.pe.kind](ops, arch)

@@ -1,0 +1,219 @@
+"""Masks of a layer's operands: real ones (from a trace) or drawn from a seeded model.
+
+A :class:`LayerMasks` holds the non-zero pattern of a layer's weights, in the layer's own
+shape, and of its input activations. Weight shapes follow PyTorch: conv ``[m, c/groups, r,
+s]``, linear ``[out, in]``, attention projections ``q [heads·d, e]``, ``k``/``v``
+``[kv_heads·d, e]``, ``o [e, heads·d]``; a matmul's ``[k, n]``. Inputs: conv ``[n, c, h, w]``,
+linear ``[tokens, in]``, attention ``[b, l, e]``, matmul ``[m, k]``. ``None`` means dense.
+
+:class:`SparsityModel` turns densities into masks when no trace is given: exactly
+``round(d·L)`` non-zero weights per tensor (what magnitude pruning of i.i.d. weights leaves),
+Bernoulli activations with an optional spread of per-channel densities, and keep ratios that
+shrink attention (tokens, heads, KV entries). Every draw is seeded per layer, so a layer's
+masks do not depend on which other layers ran.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from sparsesim.errors import SparsesimError
+from sparsesim.layers import Attention, Conv2d, Layer, Linear, MatMul
+
+
+@dataclass(frozen=True)
+class LayerMasks:
+    """Non-zero patterns (bool arrays) of one layer's weights and input activations."""
+
+    weights: dict[str, np.ndarray] = field(default_factory=dict)
+    inputs: np.ndarray | None = None
+
+
+def weight_shapes(layer: Layer) -> dict[str, tuple[int, ...]]:
+    """The weight tensors of a layer and their shapes (PyTorch layout)."""
+    if isinstance(layer, Conv2d):
+        return {"w": (layer.m, layer.c // layer.groups, layer.r, layer.s)}
+    if isinstance(layer, Linear):
+        return {"w": (layer.out_features, layer.in_features)}
+    if isinstance(layer, Attention):
+        inner, e_kv = layer.active_heads * layer.head_dim, layer.active_kv_heads * layer.head_dim
+        return {"q": (inner, layer.e), "k": (e_kv, layer.e), "v": (e_kv, layer.e),
+                "o": (layer.e, inner)}
+    if isinstance(layer, MatMul):
+        return {"w": (layer.k, layer.n)} if layer.weights_operand else {}
+    raise TypeError(f"unknown layer type {type(layer).__name__}")
+
+
+def reduction_axis(layer: Layer, tensor: str) -> tuple[int, ...]:
+    """The axes of a weight tensor that the GEMM reduces over (K), in K's order."""
+    if isinstance(layer, Conv2d):
+        return (1, 2, 3)
+    if isinstance(layer, MatMul):
+        return (0,)
+    return (1,)
+
+
+def input_shape(layer: Layer) -> tuple[int, ...]:
+    """Shape of a layer's input activation tensor."""
+    if isinstance(layer, Conv2d):
+        return (layer.n, layer.c, layer.h, layer.w)
+    if isinstance(layer, Linear):
+        return (layer.tokens, layer.in_features)
+    if isinstance(layer, Attention):
+        return (layer.b, layer.l, layer.e)
+    if isinstance(layer, MatMul):
+        return (layer.m, layer.k)
+    raise TypeError(f"unknown layer type {type(layer).__name__}")
+
+
+def input_channel_axis(layer: Layer) -> int:
+    """The axis of the input that holds channels (features): 1 for conv, last otherwise."""
+    return 1 if isinstance(layer, Conv2d) else -1
+
+
+def check_masks(layer: Layer, masks: LayerMasks, *, file: str | None = None) -> None:
+    """Shapes must match the layer: a mismatch names the layer, tensor, expected and got."""
+    expected = weight_shapes(layer)
+    for name, mask in masks.weights.items():
+        if name not in expected:
+            raise SparsesimError(f"no weight tensor {name!r}; expected {sorted(expected)}",
+                                 file=file, layer=layer.name, field=f"weights.{name}")
+        if mask.shape != expected[name]:
+            raise SparsesimError(f"mask shape {mask.shape} does not match the layer: expected "
+                                 f"{expected[name]}", file=file, layer=layer.name,
+                                 field=f"weights.{name}")
+    if masks.inputs is not None and masks.inputs.shape != input_shape(layer):
+        raise SparsesimError(f"mask shape {masks.inputs.shape} does not match the layer: "
+                             f"expected {input_shape(layer)}", file=file, layer=layer.name,
+                             field="inputs")
+
+
+def _unit_interval(value: float, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise SparsesimError(f"must be in [0, 1], got {value!r}", field=name)
+
+
+@dataclass(frozen=True, slots=True)
+class SparsityModel:
+    """Seeded statistical sparsity for runs without a trace. Densities are fractions in [0, 1].
+
+    ``act_channel_std`` spreads the per-channel activation densities (Beta-distributed with
+    mean ``act_density``), as real ReLU layers have dead and busy channels. The network's first
+    input (an image, token embeddings) stays dense unless ``dense_first_input`` is false.
+    ``token_keep``, ``head_keep`` and ``kv_keep`` shrink attention layers: fewer query tokens,
+    fewer heads, fewer keys/values (rounded up, at least one). ``weight_nm = (n, m)`` draws
+    N:M weight masks instead: exactly ``n`` kept of every ``m`` along the reduction axis (a
+    last, shorter group keeps ``min(n, its length)``).
+    """
+
+    weight_density: float = 1.0
+    weight_nm: tuple[int, int] | None = None
+    act_density: float = 1.0
+    act_channel_std: float = 0.0
+    dense_first_input: bool = True
+    token_keep: float = 1.0
+    head_keep: float = 1.0
+    kv_keep: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("weight_density", "act_density", "token_keep", "head_keep", "kv_keep"):
+            _unit_interval(getattr(self, name), name)
+        for name in ("token_keep", "head_keep", "kv_keep"):
+            if getattr(self, name) == 0:
+                raise SparsesimError("must be positive: a layer keeps at least one", field=name)
+        if self.weight_nm is not None:
+            n, m = self.weight_nm
+            if not (isinstance(n, int) and isinstance(m, int) and 0 < n <= m):
+                raise SparsesimError(f"must be N:M with 0 < N <= M, got {self.weight_nm}",
+                                     field="weight_nm")
+            if self.weight_density != 1:
+                raise SparsesimError("give weight_density or weight_nm, not both",
+                                     field="weight_nm")
+        d, s = self.act_density, self.act_channel_std
+        if s < 0 or (s > 0 and s * s >= d * (1 - d)):
+            raise SparsesimError(
+                f"must be in [0, sqrt(d(1-d))) = [0, {math.sqrt(d * (1 - d)):.3g}) for a Beta "
+                f"spread around act_density {d}, got {s}", field="act_channel_std")
+
+    @property
+    def is_dense(self) -> bool:
+        return (self.weight_density == 1 and self.weight_nm is None and self.act_density == 1
+                and self.token_keep == 1
+                and self.head_keep == 1 and self.kv_keep == 1)
+
+    def shape(self, layer: Layer) -> Layer:
+        """The layer after token, head and KV pruning (other layers are returned as they are)."""
+        if not isinstance(layer, Attention) or (
+                self.token_keep == self.head_keep == self.kv_keep == 1):
+            return layer
+        tokens = _keep_count(layer.l, self.token_keep)
+        kv_len = layer.kv_len
+        if self.kv_keep != 1:  # KV entries are pruned among the (kept) keys
+            kv_len = _keep_count(tokens if kv_len is None else kv_len, self.kv_keep)
+        return replace(layer, l=tokens, kv_len=kv_len,
+                       heads_kept=_keep_count(layer.active_heads, self.head_keep))
+
+    def masks(self, layer: Layer, index: int) -> LayerMasks:
+        """Masks of ``layer`` (already shaped), the ``index``-th layer of its network."""
+        rng = np.random.default_rng([self.seed, index])
+        if self.weight_nm is not None:
+            n, m = self.weight_nm
+            weights = {name: nm_mask(shape, n, m, reduction_axis(layer, name), rng)
+                       for name, shape in weight_shapes(layer).items()}
+        else:
+            weights = {name: exact_density_mask(shape, self.weight_density, rng)
+                       for name, shape in weight_shapes(layer).items()}
+        inputs = None
+        if self.act_density < 1 and not (index == 0 and self.dense_first_input):
+            inputs = self._activations(layer, rng)
+        return LayerMasks(weights, inputs)
+
+    def _activations(self, layer: Layer, rng: np.random.Generator) -> np.ndarray:
+        shape = input_shape(layer)
+        axis = input_channel_axis(layer) % len(shape)
+        d = self.act_density
+        if self.act_channel_std > 0:
+            kappa = d * (1 - d) / self.act_channel_std**2 - 1
+            per_channel = rng.beta(d * kappa, (1 - d) * kappa, size=shape[axis])
+            view = [1] * len(shape)
+            view[axis] = shape[axis]
+            return rng.random(shape) < per_channel.reshape(view)
+        return rng.random(shape) < d
+
+
+def _keep_count(total: int, keep: float) -> int:
+    return max(1, math.ceil(total * keep - 1e-9))
+
+
+def exact_density_mask(shape: tuple[int, ...], density: float,
+                       rng: np.random.Generator) -> np.ndarray:
+    """A mask with exactly ``round(density · size)`` non-zeros at random positions."""
+    size = math.prod(shape)
+    if density >= 1:
+        return np.ones(shape, dtype=bool)
+    keep = round(density * size)
+    flat = np.zeros(size, dtype=bool)
+    flat[rng.choice(size, keep, replace=False)] = True
+    return flat.reshape(shape)
+
+
+def nm_mask(shape: tuple[int, ...], n: int, m: int, k_axes: tuple[int, ...],
+            rng: np.random.Generator) -> np.ndarray:
+    """N:M mask: ``n`` random positions kept in every group of ``m`` consecutive k."""
+    other = [i for i in range(len(shape)) if i not in k_axes]
+    k = math.prod(shape[i] for i in k_axes)
+    cols = math.prod(shape[i] for i in other)
+    groups = -(-k // m)
+    # Rank random keys inside each group; padding slots past K get +inf and are never kept.
+    keys = rng.random((cols, groups * m))
+    keys[:, k:] = np.inf
+    ranks = keys.reshape(cols, groups, m).argsort(axis=2).argsort(axis=2)
+    flat = (ranks < n).reshape(cols, groups * m)[:, :k]
+    # [cols, K] back to the tensor's layout: other axes first, then the K axes.
+    perm_shape = [shape[i] for i in other] + [shape[i] for i in k_axes]
+    inverse = np.argsort(other + list(k_axes))
+    return flat.reshape(perm_shape).transpose(inverse)
