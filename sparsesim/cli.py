@@ -85,6 +85,23 @@ def _write_frame(df, path: Path) -> None:  # type: ignore[no-untyped-def]
         raise SparsesimError(f"cannot write: {err.strerror}", file=str(path)) from None
 
 
+def _cmd_formats(args: argparse.Namespace) -> int:
+    from sparsesim.format_study import crossover_study, plot_crossover, render_table
+
+    df = crossover_study(n_elements=args.elements, value_bits=tuple(args.bits), seed=args.seed)
+    print(render_table(df))
+    if args.out is not None:
+        _write_frame(df, args.out)
+        print(f"wrote {len(df)} rows to {args.out}", file=sys.stderr)
+    if args.plot is not None:
+        try:
+            plot_crossover(df).savefig(args.plot, dpi=150)
+        except OSError as err:
+            raise SparsesimError(f"cannot write: {err.strerror}", file=str(args.plot)) from None
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0
+
+
 def _cmd_archs(args: argparse.Namespace) -> int:
     rows = []
     for name in builtin_archs():
@@ -169,6 +186,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--format", choices=("table", "csv", "json"), default="table",
                      help="what to print on stdout (default: %(default)s)")
     run.set_defaults(func=_cmd_run)
+
+    formats = sub.add_parser(
+        "formats", help="which sparse format is smallest at which sparsity (crossover table)",
+        description="Encode random masks from 0 to 99.99 %% sparsity in every format with the "
+                    "real encoders, and print bits per element, where each format starts to "
+                    "win, and the closed-form crossovers beside the measured ones.")
+    formats.add_argument("--elements", type=int, default=1_000_000, metavar="N",
+                         help="tensor size (default: %(default)s)")
+    formats.add_argument("--bits", type=int, nargs="+", default=[8, 16], metavar="B",
+                         help="value widths in bits (default: 8 16)")
+    formats.add_argument("--seed", type=int, default=0, help="mask seed (default: 0)")
+    formats.add_argument("-o", "--out", type=Path, metavar="PATH",
+                         help="also write the tidy measurements as CSV")
+    formats.add_argument("--plot", type=Path, metavar="PATH",
+                         help="also save the figure (.png, .svg or .pdf)")
+    formats.set_defaults(func=_cmd_formats)
 
     archs = sub.add_parser("archs", help="list the arch presets",
                            description="List the arch presets shipped with sparsesim.")

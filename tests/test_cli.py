@@ -1,5 +1,6 @@
 """The `sparsesim` command as a user runs it: output, files, and one-line errors (exit 2)."""
 
+import io
 import subprocess
 import sys
 
@@ -100,3 +101,32 @@ def test_missing_files_are_user_errors(tmp_path):
     for flag in ("-w", "-a"):
         proc = sparsesim("run", flag, str(tmp_path / "nope.toml"))
         assert proc.returncode == 2 and "nope.toml" in proc.stderr
+
+
+def test_sparse_run_from_the_command_line(tmp_path):
+    out = tmp_path / "skip.csv"
+    proc = sparsesim("run", "--set", "pe.kind=skip", "--set", "pe.sync=row", "--weight-density",
+                     "0.3", "--act-density", "0.5", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "skipping PEs (both zeros, row sync)" in proc.stdout
+    skip = pd.read_csv(out)
+    assert (skip["effectual_macs"] < skip["dense_macs"]).all()
+    base = sparsesim("run", "--format", "csv")
+    base_df = pd.read_csv(io.StringIO(base.stdout))
+    assert (skip["cycles"].to_numpy() <= base_df["cycles"].to_numpy()).all()
+    assert skip["cycles"].sum() < base_df["cycles"].sum()
+
+
+def test_sparse_option_errors_are_one_line():
+    for args, needle in ((["--weight-density", "1.5"], "weight_density"),
+                         (["--set", "pe.kind=warp"], "pe.kind"),
+                         (["--set", "pe.kind=nm", "-w", "bert_base_seq128"], "2:4-conformant"),
+                         (["--set", "nope"], "--set")):
+        proc = sparsesim("run", *args)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and needle in proc.stderr
+
+
+def test_formats_subcommand():
+    proc = sparsesim("formats", "--elements", "20000", "--bits", "8")
+    assert proc.returncode == 0, proc.stderr
+    assert "8-bit values" in proc.stdout and "bitmap" in proc.stdout and "csr" in proc.stdout
