@@ -11,6 +11,10 @@ Figures (medians of repeated warm runs, seconds):
   memory, subprocess wall time, one run — it takes long) and through sparsesim (warm median),
   with their cycles side by side: the speed ratio is one measurement (target ≥ 1000×, identical
   cycles). SCALE-Sim runs in its own venv (``$SPARSESIM_SCALESIM_PYTHON``).
+* ``sparse_resnet50_skip_both_os32``: ResNet-50, 80 % unstructured weight sparsity, 50 %
+  ReLU-like activation density, skip/both PEs on 32×32 os, compute model (target ≤ 2 s); timed
+  on pre-drawn masks and with the mask drawing included.
+* ``sparse_bert512_nm24_os32``: BERT-base seq 512 with 2:4 weights on 2:4 N:M PEs (≤ 2 s).
 * ``formats_tile_sizes_resnet50``: per-tile encoded sizes of all ResNet-50 weights in every
   format on a 32×32 os tiling (from ``analysis/bench_formats.py``).
 """
@@ -32,8 +36,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dataclasses import asdict  # noqa: E402
+
 from sparsesim import load_arch, load_workload, simulate  # noqa: E402
-from sparsesim.engine import run  # noqa: E402
+from sparsesim.arch import with_overrides  # noqa: E402
+from sparsesim.engine import layers_with_masks, run  # noqa: E402
+from sparsesim.masks import SparsityModel  # noqa: E402
+from sparsesim.trace import Trace  # noqa: E402
+from sparsesim.workload import Workload  # noqa: E402
 
 RESULTS = ROOT / "analysis" / "results" / "benchmark.json"
 
@@ -67,6 +77,37 @@ def bench_dense_resnet50(repeats: int) -> dict[str, Any]:
     return {"simulate": sim, "end_to_end_with_frame": e2e, "layers": len(wl.layers),
             "gemms": len(rows), "cycles": sum(r.cycles for r in rows),
             "target_median_s": 0.2}
+
+
+def _prebuilt_trace(workload: str, model: SparsityModel) -> Trace:
+    """Masks drawn once, so the timed part is the compute model alone."""
+    wl = load_workload(workload)
+    layers, masks = [], {}
+    for layer, m in layers_with_masks(wl, sparsity=model):
+        layers.append(layer)
+        if m is not None:
+            masks[layer.name] = m
+    return Trace(Workload(wl.name, tuple(layers), wl.source), masks)
+
+
+def bench_sparse(workload: str, pe: dict[str, Any], model: SparsityModel, repeats: int,
+                 target_s: float) -> dict[str, Any]:
+    """Sparse compute model: with mask drawing (end to end) and on pre-drawn masks."""
+    arch = with_overrides(load_arch("default"), {f"pe.{k}": v for k, v in pe.items()})
+    wl = load_workload(workload)
+    trace = _prebuilt_trace(workload, model)
+    compute_only = timed(lambda: run(wl, arch, trace=trace), repeats)
+    with_masks = timed(lambda: run(wl, arch, sparsity=model), max(3, repeats // 4))
+    rows = run(wl, arch, trace=trace)
+    dense = run(wl, load_arch("default"))
+    return {"workload": workload, "arch": "32x32 os", "pe": pe,
+            "model": {k: v for k, v in asdict(model).items() if v not in (None, 1.0)},
+            "compute_model_only": compute_only, "including_mask_drawing": with_masks,
+            "cycles": sum(r.cycles for r in rows),
+            "dense_cycles": sum(r.cycles for r in dense),
+            "effectual_macs": sum(r.effectual_macs for r in rows),
+            "dense_macs": sum(r.dense_macs for r in rows),
+            "target_median_s": target_s}
 
 
 def bench_scalesim(repeats: int) -> dict[str, Any]:
@@ -106,6 +147,15 @@ def main(argv: list[str] | None = None) -> int:
         else {}
     figures["dense_resnet50_os32"] = bench_dense_resnet50(args.repeats)
     print("dense ResNet-50:", json.dumps(figures["dense_resnet50_os32"]["simulate"]))
+    figures["sparse_resnet50_skip_both_os32"] = bench_sparse(
+        "resnet50", {"kind": "skip", "operand": "both", "sync": "pe"},
+        SparsityModel(weight_density=0.2, act_density=0.5, seed=0), args.repeats, 2.0)
+    print("sparse ResNet-50 skip/both:",
+          json.dumps(figures["sparse_resnet50_skip_both_os32"]["compute_model_only"]))
+    figures["sparse_bert512_nm24_os32"] = bench_sparse(
+        "bert_base_seq512", {"kind": "nm", "n": 2, "m": 4}, SparsityModel(weight_nm=(2, 4)),
+        max(3, args.repeats // 3), 2.0)
+    print("BERT-512 2:4:", json.dumps(figures["sparse_bert512_nm24_os32"]["compute_model_only"]))
     try:
         from analysis.bench_formats import bench_tile_sizes
     except ImportError:

@@ -15,6 +15,7 @@ masks do not depend on which other layers ran.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field, replace
 
@@ -207,13 +208,29 @@ def nm_mask(shape: tuple[int, ...], n: int, m: int, k_axes: tuple[int, ...],
     other = [i for i in range(len(shape)) if i not in k_axes]
     k = math.prod(shape[i] for i in k_axes)
     cols = math.prod(shape[i] for i in other)
-    groups = -(-k // m)
-    # Rank random keys inside each group; padding slots past K get +inf and are never kept.
-    keys = rng.random((cols, groups * m))
-    keys[:, k:] = np.inf
-    ranks = keys.reshape(cols, groups, m).argsort(axis=2).argsort(axis=2)
-    flat = (ranks < n).reshape(cols, groups * m)[:, :k]
+    flat = np.zeros((cols, k), dtype=bool)
+    for g0, size in ((0, k - k % m), (k - k % m, k % m)):  # whole groups, then the rest
+        if size:
+            width = m if g0 == 0 else size
+            groups = size // width
+            flat[:, g0:g0 + size] = _choose(cols * groups, width, min(n, width), rng).reshape(
+                cols, size)
     # [cols, K] back to the tensor's layout: other axes first, then the K axes.
     perm_shape = [shape[i] for i in other] + [shape[i] for i in k_axes]
     inverse = np.argsort(other + list(k_axes))
     return flat.reshape(perm_shape).transpose(inverse)
+
+
+def _choose(groups: int, m: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``[groups, m]`` bool rows with exactly ``n`` random True each, uniformly over subsets."""
+    if n == m:
+        return np.ones((groups, m), dtype=bool)
+    if math.comb(m, n) <= 1 << 16:  # one draw per group from the table of all subsets
+        table = np.zeros((math.comb(m, n), m), dtype=bool)
+        for row, subset in enumerate(itertools.combinations(range(m), n)):
+            table[row, list(subset)] = True
+        return table[rng.integers(len(table), size=groups)]
+    keys = rng.random((groups, m))
+    out = np.zeros((groups, m), dtype=bool)
+    np.put_along_axis(out, np.argpartition(keys, n - 1, axis=1)[:, :n], True, axis=1)
+    return out
