@@ -85,6 +85,43 @@ def _write_frame(df, path: Path) -> None:  # type: ignore[no-untyped-def]
         raise SparsesimError(f"cannot write: {err.strerror}", file=str(path)) from None
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from sparsesim.sweep import load_spec, read_results, run_sweep
+
+    spec = load_spec(args.spec)
+    summary = run_sweep(spec, out=args.out, executor=args.executor, workers=args.workers,
+                        scheduler=args.scheduler, retry_failed=args.retry_failed)
+    df = read_results(summary.out)
+    if args.format == "csv":
+        sys.stdout.write(df.to_csv(index=False))
+    elif args.format == "json":
+        sys.stdout.write(df.to_json(orient="records", indent=1) + "\n")
+    elif len(df) <= args.max_rows:
+        shown = [c for c in (*spec.params, "cycles", "effectual_macs", "utilization", "seconds",
+                             "status") if c in df]
+        rows = [[_cell_text(r[c], c) for c in shown] for _, r in df.iterrows()]
+        _print_rows([*spec.params, "cycles", "effectual MACs", "util %", "time ms", "status"][
+            : len(shown)], rows)
+    print(f"{spec.name}: {summary.total} points — {summary.ran} ran, {summary.skipped} already "
+          f"done, {summary.failed} failed — {summary.seconds:.1f} s; results in {summary.out}",
+          file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
+def _cell_text(value: object, column: str) -> str:
+    if isinstance(value, float) and value != value:  # NaN: parameter not set for this point
+        return ""
+    if column == "utilization" and isinstance(value, float):
+        return f"{100 * value:.1f}"
+    if column == "seconds" and isinstance(value, float):
+        return f"{1e3 * value:,.3f}"
+    if column in ("cycles", "effectual_macs") and isinstance(value, (int, float)):
+        return fmt_si(float(value))
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def _cmd_formats(args: argparse.Namespace) -> int:
     from sparsesim.format_study import crossover_study, plot_crossover, render_table
 
@@ -186,6 +223,31 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--format", choices=("table", "csv", "json"), default="table",
                      help="what to print on stdout (default: %(default)s)")
     run.set_defaults(func=_cmd_run)
+
+    sweep = sub.add_parser(
+        "sweep", help="run a grid of simulations in parallel, resumably",
+        description="Run every point of a sweep spec (TOML: [sweep], [base], [grid], "
+                    "[[point]]; see sparsesim/sweep.py) in parallel. Each finished point is "
+                    "appended to the results CSV at once; re-running skips finished points, so "
+                    "a killed sweep loses nothing. Exit status 1 if any point failed.")
+    sweep.add_argument("spec", type=Path, help="the sweep spec (.toml)")
+    sweep.add_argument("-o", "--out", type=Path, metavar="PATH",
+                       help="results CSV (default: [sweep] out, else NAME.csv)")
+    sweep.add_argument("--executor", choices=("local", "dask"), default="local",
+                       help="worker processes here, or a dask.distributed cluster "
+                            "(default: %(default)s)")
+    sweep.add_argument("--scheduler", metavar="ADDRESS",
+                       help="dask scheduler address (tcp://host:8786); omit or 'local' to "
+                            "start a LocalCluster")
+    sweep.add_argument("-j", "--workers", type=int, metavar="N",
+                       help="local worker processes (default: one per core)")
+    sweep.add_argument("--retry-failed", action="store_true",
+                       help="run again the points that failed last time")
+    sweep.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                       help="what to print when done (default: %(default)s)")
+    sweep.add_argument("--max-rows", type=int, default=60, metavar="N",
+                       help="print the table only up to N rows (default: %(default)s)")
+    sweep.set_defaults(func=_cmd_sweep)
 
     formats = sub.add_parser(
         "formats", help="which sparse format is smallest at which sparsity (crossover table)",
