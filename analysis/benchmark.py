@@ -69,10 +69,15 @@ def timed(fn: Callable[[], Any], repeats: int) -> dict[str, float]:
     return {"median_s": statistics.median(samples), "min_s": min(samples), "repeats": repeats}
 
 
+def _ideal(arch: Any) -> Any:
+    return with_overrides(arch, {"memory.ideal": True})
+
+
 def bench_dense_resnet50(repeats: int) -> dict[str, Any]:
-    wl, arch = load_workload("resnet50"), load_arch("default")
+    """Dense compute model (ideal memory), the SCALE-Sim-equivalent figure."""
+    wl, arch = load_workload("resnet50"), _ideal(load_arch("default"))
     sim = timed(lambda: run(wl, arch), repeats)
-    e2e = timed(lambda: simulate("resnet50", "default").df, repeats)
+    e2e = timed(lambda: simulate("resnet50", arch).df, repeats)
     rows = run(wl, arch)
     return {"simulate": sim, "end_to_end_with_frame": e2e, "layers": len(wl.layers),
             "gemms": len(rows), "cycles": sum(r.cycles for r in rows),
@@ -93,13 +98,14 @@ def _prebuilt_trace(workload: str, model: SparsityModel) -> Trace:
 def bench_sparse(workload: str, pe: dict[str, Any], model: SparsityModel, repeats: int,
                  target_s: float) -> dict[str, Any]:
     """Sparse compute model: with mask drawing (end to end) and on pre-drawn masks."""
-    arch = with_overrides(load_arch("default"), {f"pe.{k}": v for k, v in pe.items()})
+    arch = with_overrides(load_arch("default"), {"memory.ideal": True,
+                                                 **{f"pe.{k}": v for k, v in pe.items()}})
     wl = load_workload(workload)
     trace = _prebuilt_trace(workload, model)
     compute_only = timed(lambda: run(wl, arch, trace=trace), repeats)
     with_masks = timed(lambda: run(wl, arch, sparsity=model), max(3, repeats // 4))
     rows = run(wl, arch, trace=trace)
-    dense = run(wl, load_arch("default"))
+    dense = run(wl, _ideal(load_arch("default")))
     return {"workload": workload, "arch": "32x32 os", "pe": pe,
             "model": {k: v for k, v in asdict(model).items() if v not in (None, 1.0)},
             "compute_model_only": compute_only, "including_mask_drawing": with_masks,
@@ -118,7 +124,7 @@ def bench_scalesim(repeats: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         topo = Path(tmp) / "resnet18_part.csv"
         write_topology(SCALESIM_LAYERS, topo, gemm=False)
-        wl, arch = load_workload(topo), load_arch("default")
+        wl, arch = load_workload(topo), _ideal(load_arch("default"))
         ours = timed(lambda: run(wl, arch), repeats)
         our_cycles = {r.layer: r.cycles for r in run(wl, arch)}
         df, wall = run_scalesim(SCALESIM_LAYERS, rows=32, cols=32, dataflow="os", gemm=False)

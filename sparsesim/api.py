@@ -39,6 +39,14 @@ class SimResult:
     def totals(self) -> dict[str, float]:
         return totals(self.df)
 
+    def _memory_text(self) -> str:
+        m = self.arch.memory
+        if m.ideal:
+            return "ideal memory"
+        return (f"DRAM {m.dram_bytes_per_cycle:g} B/cycle, SRAM A/W/O {m.sram_kib_a:g}/"
+                f"{m.sram_kib_w:g}/{m.sram_kib_o:g} KiB, formats {m.format_a}/{m.format_w}/"
+                f"{m.format_o}")
+
     def table(self) -> str:
         a = self.arch.array
         pe = self.arch.pe
@@ -46,7 +54,7 @@ class SimResult:
                 "skip": f"skipping PEs ({pe.operand} zeros, {pe.sync} sync)",
                 "nm": f"{pe.n}:{pe.m} PEs"}[pe.kind]
         title = (f"{self.workload.name} on {self.arch.name}: {a.rows}×{a.cols} {a.dataflow}, "
-                 f"{kind}, {fmt_si(self.arch.clock_hz, 'Hz')}, ideal memory")
+                 f"{kind}, {fmt_si(self.arch.clock_hz, 'Hz')}, {self._memory_text()}")
         return render_table(self.df, title=title)
 
 

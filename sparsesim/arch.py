@@ -25,11 +25,29 @@ by ``[arch] base`` (the ``default`` preset unless given)::
     n = 2                     # nm: n multipliers per group of m weights along K
     m = 4
 
-Later concerns (PE kind, memory, energy) add their own tables the same way.
+    [memory]                  # DRAM → SRAM (A, W, O buffers, double-buffered) → array
+    ideal = false             # true: memory never stalls (the SCALE-Sim comparisons)
+    dram_bytes_per_cycle = 16.0
+    dram_latency_cycles = 100
+    burst_bytes = 64          # transfers are whole bursts
+    sram_kib_a = 512.0        # each buffer's total capacity: two halves of half the size
+    sram_kib_w = 512.0
+    sram_kib_o = 64.0
+    format_a = "dense"        # storage formats, as sparsesim.formats.parse_format reads them
+    format_w = "bitmap"
+    format_o = "dense"
+    decode_cycles_per_element = 0.03125
+
+    [energy]                  # per-action energies in pJ over the 45 nm default table
+    table = "my_energy.toml"  # optional file of overrides (relative to this file)
+    dram_pj_per_bit = 20.0    # any field of sparsesim.energy.EnergyTable
+
+A table left out is the base preset's.
 """
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -48,6 +66,17 @@ PE_SYNCS = ("pe", "row", "col", "wavefront")
 def _positive_int(value: Any, field: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise SparsesimError(f"must be a positive integer, got {value!r}", field=field)
+
+
+def _number(value: Any, field: str, *, positive: bool, finite: bool = True) -> None:
+    """A real number (bool is not one), > 0 if ``positive`` else >= 0; ``inf`` if not ``finite``."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and not math.isnan(value)
+    if ok:
+        ok = (value > 0 if positive else value >= 0) and (not finite or math.isfinite(value))
+    if not ok:
+        kind = "positive" if positive else "non-negative"
+        extra = "" if finite else " (inf allowed)"
+        raise SparsesimError(f"must be a {kind} number{extra}, got {value!r}", field=field)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +140,115 @@ class PeConfig:
             raise SparsesimError(f"N:M needs n <= m, got {self.n}:{self.m}", field="pe.n")
 
 
+MEMORY_OPERANDS = ("a", "w", "o")
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryConfig:
+    """DRAM channel and on-chip buffers (DESIGN.md §3 Memory).
+
+    ``ideal`` memory never stalls: cycles are the compute cycles (traffic is still counted).
+    Otherwise one DRAM channel moves ``dram_bytes_per_cycle`` (``inf`` allowed: unlimited)
+    after ``dram_latency_cycles``, in whole bursts of ``burst_bytes``. ``sram_kib_{a,w,o}``
+    is each operand buffer's *total* capacity in KiB (``inf`` allowed); it is double-buffered,
+    two halves of half that size, so one tile may be at most half of it. ``format_{a,w,o}``
+    is the operand's storage format in DRAM and SRAM (a spec :func:`sparsesim.formats.
+    parse_format` reads; checked when memory is simulated, so this module does not import
+    formats). ``decode_cycles_per_element``: cycles a decoder spends per stored value of a
+    tile whose format carries metadata (default 1/32: one value per array row per cycle on
+    the default 32×32 array, so decoding keeps pace with a dense fold).
+    """
+
+    ideal: bool = False
+    dram_bytes_per_cycle: float = 16.0
+    dram_latency_cycles: int = 100
+    burst_bytes: int = 64
+    sram_kib_a: float = 512.0
+    sram_kib_w: float = 512.0
+    sram_kib_o: float = 64.0
+    format_a: str = "dense"
+    format_w: str = "dense"
+    format_o: str = "dense"
+    decode_cycles_per_element: float = 0.03125
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.ideal, bool):
+            raise SparsesimError(f"must be true or false, got {self.ideal!r}",
+                                 field="memory.ideal")
+        _number(self.dram_bytes_per_cycle, "memory.dram_bytes_per_cycle", positive=True,
+                finite=False)
+        if (isinstance(self.dram_latency_cycles, bool)
+                or not isinstance(self.dram_latency_cycles, int) or self.dram_latency_cycles < 0):
+            raise SparsesimError(f"must be a non-negative integer, got "
+                                 f"{self.dram_latency_cycles!r}",
+                                 field="memory.dram_latency_cycles")
+        _positive_int(self.burst_bytes, "memory.burst_bytes")
+        for op in MEMORY_OPERANDS:
+            _number(getattr(self, f"sram_kib_{op}"), f"memory.sram_kib_{op}", positive=True,
+                    finite=False)
+            fmt = getattr(self, f"format_{op}")
+            if not isinstance(fmt, str) or not fmt.strip():
+                raise SparsesimError(f"must be a format spec such as 'dense' or 'bitmap', "
+                                     f"got {fmt!r}", field=f"memory.format_{op}")
+        _number(self.decode_cycles_per_element, "memory.decode_cycles_per_element",
+                positive=False)
+
+    def sram_bytes(self, operand: str) -> float:
+        """Total capacity in bytes of operand ``a``, ``w`` or ``o``'s buffer (may be inf)."""
+        return float(getattr(self, f"sram_kib_{operand.lower()}")) * 1024.0
+
+    def format_spec(self, operand: str) -> str:
+        """The storage-format spec of operand ``a``, ``w`` or ``o``."""
+        return str(getattr(self, f"format_{operand.lower()}"))
+
+
+ENERGY_OVERRIDE_KEYS = (
+    "mult_8b_pj", "mult_32b_pj", "add_8b_pj", "add_32b_pj", "mac_pj", "gated_mac_fraction",
+    "gated_mac_pj", "reg_pj_per_bit", "sram_8kib_pj_per_64b", "sram_32kib_pj_per_64b",
+    "sram_1mib_pj_per_64b", "sram_write_factor", "dram_pj_per_bit", "decode_pj_per_element",
+)
+"""The fields of :class:`sparsesim.energy.EnergyTable` (a test keeps the two lists equal)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EnergyConfig:
+    """Overrides of the default 45 nm energy table (:mod:`sparsesim.energy`).
+
+    ``table`` is an optional TOML file of overrides (``""``: none), applied first; every other
+    field, when set, overrides that entry of the table (pJ, or a plain ratio for
+    ``gated_mac_fraction`` and ``sram_write_factor``). ``None`` keeps the table's value.
+    """
+
+    table: str = ""
+    mult_8b_pj: float | None = None
+    mult_32b_pj: float | None = None
+    add_8b_pj: float | None = None
+    add_32b_pj: float | None = None
+    mac_pj: float | None = None
+    gated_mac_fraction: float | None = None
+    gated_mac_pj: float | None = None
+    reg_pj_per_bit: float | None = None
+    sram_8kib_pj_per_64b: float | None = None
+    sram_32kib_pj_per_64b: float | None = None
+    sram_1mib_pj_per_64b: float | None = None
+    sram_write_factor: float | None = None
+    dram_pj_per_bit: float | None = None
+    decode_pj_per_element: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.table, str):
+            raise SparsesimError(f"must be a file path, got {self.table!r}", field="energy.table")
+        for key in ENERGY_OVERRIDE_KEYS:
+            value = getattr(self, key)
+            if value is not None:
+                _number(value, f"energy.{key}", positive=False)
+
+    @property
+    def overrides(self) -> dict[str, float]:
+        """The entries this arch sets, by table field."""
+        return {k: getattr(self, k) for k in ENERGY_OVERRIDE_KEYS if getattr(self, k) is not None}
+
+
 @dataclass(frozen=True, slots=True)
 class Arch:
     """The whole accelerator: one frozen config per concern."""
@@ -120,6 +258,8 @@ class Arch:
     array: ArrayConfig = ArrayConfig()
     precision: PrecisionConfig = PrecisionConfig()
     pe: PeConfig = PeConfig()
+    memory: MemoryConfig = MemoryConfig()
+    energy: EnergyConfig = EnergyConfig()
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -137,13 +277,18 @@ class Arch:
             "array": _as_dict(self.array),
             "precision": _as_dict(self.precision),
             "pe": _as_dict(self.pe),
+            "memory": _as_dict(self.memory),
+            # TOML has no null: unset overrides are left out
+            "energy": {"table": self.energy.table, **self.energy.overrides},
         }
 
 
-_SECTIONS: dict[str, type[ArrayConfig] | type[PrecisionConfig] | type[PeConfig]] = {
+_SECTIONS: dict[str, type[Any]] = {
     "array": ArrayConfig,
     "precision": PrecisionConfig,
     "pe": PeConfig,
+    "memory": MemoryConfig,
+    "energy": EnergyConfig,
 }
 _ARCH_KEYS = frozenset({"name", "base", "clock_hz", "description"})
 
@@ -179,12 +324,22 @@ def load_arch(spec: str | Path = "default") -> Arch:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as err:
             raise SparsesimError(f"malformed TOML: {err}", file=file) from None
-        return arch_from_dict(data, file=file)
+        return arch_from_dict(_relative_to(data, path.parent), file=file)
     name = str(spec)
     # The default preset is complete by itself; every other file builds on a base.
     implicit = None if name == "default" else "default"
     return arch_from_dict(_preset_dict(name, file=None), file=f"{name}.toml",
                           implicit_base=implicit)
+
+
+def _relative_to(data: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """``data`` with a relative ``energy.table`` path made relative to the arch file's folder."""
+    energy = data.get("energy")
+    if isinstance(energy, Mapping) and isinstance(energy.get("table"), str):
+        table = energy["table"]
+        if table and not Path(table).is_absolute():
+            return {**data, "energy": {**energy, "table": str(folder / table)}}
+    return data
 
 
 def arch_from_dict(

@@ -30,13 +30,22 @@ from sparsesim.lower import DATAFLOWS, Dataflow, FoldPlan, GemmOperands, Operand
 
 @dataclass(frozen=True, slots=True)
 class ComputeResult:
-    """Compute of all instances of one GEMM. Steps are stream steps (cycles) per fold."""
+    """Compute of all instances of one GEMM. Steps are stream steps (cycles) per fold.
+
+    ``fold_cycles`` holds each instance's per-fold cycles in execution order (one array shared
+    by all instances when there is one; ``None``: every fold takes ``plan.fold_cycles``).
+    ``issued_macs`` are the products PEs multiply at full energy, ``gated_macs`` the ones a
+    gating PE detects as zero and clock-gates.
+    """
 
     plan: FoldPlan
     compute_cycles: int
     effectual_macs: int
     max_steps: int
     mean_steps: float
+    issued_macs: int = 0
+    gated_macs: int = 0
+    fold_cycles: tuple[np.ndarray, ...] | None = None
 
     @property
     def load_imbalance(self) -> float:
@@ -61,7 +70,29 @@ def _dense(ops: GemmOperands, arch: Arch) -> ComputeResult:
     a = arch.array
     p = plan(ops.gemm, a.dataflow, a.rows, a.cols)
     steps = ops.gemm.count * p.folds * p.extents[2]
-    return ComputeResult(p, p.compute_cycles, effectual_macs(ops), steps, float(steps))
+    return ComputeResult(p, p.compute_cycles, effectual_macs(ops), steps, float(steps),
+                         issued_macs=ops.gemm.dense_macs)
+
+
+def _gate(ops: GemmOperands, arch: Arch) -> ComputeResult:
+    """Dense timing; the products with a zero operand are clock-gated."""
+    c = _dense(ops, arch)
+    return replace(c, issued_macs=c.effectual_macs,
+                   gated_macs=ops.gemm.dense_macs - c.effectual_macs)
+
+
+def _issued(ops: GemmOperands, operand: str) -> int:
+    """Products a skipping PE multiplies: those whose ``operand`` is non-zero."""
+    if operand == "both":
+        return effectual_macs(ops)
+    g = ops.gemm
+    instances = 1 if ops.shared else g.count
+    total = 0
+    for i in range(instances):
+        a, w = ops.instance(i)
+        total += int(np.count_nonzero(a)) * g.n if operand == "A" else g.m * int(
+            np.count_nonzero(w))
+    return total * (g.count if ops.shared else 1)
 
 
 _AXES = {"A": ("m", "k"), "W": ("k", "n")}
@@ -78,8 +109,8 @@ def _oriented(masks: dict[str, np.ndarray], first: str, second: str) -> np.ndarr
 
 
 def _instance_steps(a: np.ndarray, w: np.ndarray, df: Dataflow, rows: int, cols: int,
-                    pe: PeConfig) -> tuple[int, float]:
-    """(Σ over folds of the slowest group's steps, Σ over folds of the mean group's steps)."""
+                    pe: PeConfig) -> tuple[np.ndarray, float]:
+    """(slowest group's steps per fold in execution order, Σ over folds of mean steps)."""
     if pe.operand == "A":
         w = np.ones_like(w)
     elif pe.operand == "W":
@@ -96,7 +127,8 @@ def _instance_steps(a: np.ndarray, w: np.ndarray, df: Dataflow, rows: int, cols:
         assert v is not None
         mx, total, groups = fold_steps(h, v, stationary=False, rows=rows, cols=cols,
                                        sync=pe.sync)
-    return int(mx.sum()), float((total / groups).sum())
+    # [row folds, col folds] → execution order: column folds outer, row folds inner.
+    return mx.T.ravel(), float((total / groups).sum())
 
 
 def _skip(ops: GemmOperands, arch: Arch) -> ComputeResult:
@@ -108,15 +140,19 @@ def _skip(ops: GemmOperands, arch: Arch) -> ComputeResult:
     p = plan(g, df, a_cfg.rows, a_cfg.cols)
     instances = 1 if ops.shared else g.count
     max_steps, mean_steps = 0, 0.0
+    per_fold = []
+    fill = df.overhead_cycles(a_cfg.rows, a_cfg.cols)
     for i in range(instances):
         mx, mean = _instance_steps(*ops.instance(i), df, a_cfg.rows, a_cfg.cols, arch.pe)
-        max_steps += mx
+        max_steps += int(mx.sum())
         mean_steps += mean
+        per_fold.append(mx + fill)
     if ops.shared:
         max_steps *= g.count
         mean_steps *= g.count
-    overhead = g.count * p.folds * df.overhead_cycles(a_cfg.rows, a_cfg.cols)
-    return ComputeResult(p, max_steps + overhead, effectual_macs(ops), max_steps, mean_steps)
+    overhead = g.count * p.folds * fill
+    return ComputeResult(p, max_steps + overhead, effectual_macs(ops), max_steps, mean_steps,
+                         issued_macs=_issued(ops, arch.pe.operand), fold_cycles=tuple(per_fold))
 
 
 def nm_compressed_k(k: int, n: int, m: int) -> int:
@@ -155,14 +191,16 @@ def _nm(ops: GemmOperands, arch: Arch) -> ComputeResult:
             check_nm(ops.w if ops.w.ndim == 2 else ops.w[i], pe.n, pe.m, layer=g.layer,
                      instance=i)
     a = arch.array
-    p = plan(replace(g, k=nm_compressed_k(g.k, pe.n, pe.m)), a.dataflow, a.rows, a.cols)
+    compressed = replace(g, k=nm_compressed_k(g.k, pe.n, pe.m))
+    p = plan(compressed, a.dataflow, a.rows, a.cols)
     steps = g.count * p.folds * p.extents[2]
-    return ComputeResult(p, p.compute_cycles, effectual_macs(ops), steps, float(steps))
+    return ComputeResult(p, p.compute_cycles, effectual_macs(ops), steps, float(steps),
+                         issued_macs=compressed.dense_macs)
 
 
 PE_KINDS: dict[str, Callable[[GemmOperands, Arch], ComputeResult]] = {
     "dense": _dense,
-    "gate": _dense,  # same cycles as dense; the energy model gates the non-effectual MACs
+    "gate": _gate,
     "skip": _skip,
     "nm": _nm,
 }

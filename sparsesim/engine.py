@@ -1,22 +1,28 @@
 """The machine that runs a lowered workload and returns one result row per GEMM.
 
-Compute timing comes from the PE kind (``compute.py``): dense folds exactly as SCALE-Sim v3
-counts them, or the zero-skipping / N:M rules on the layer's real or modelled masks. Memory
-is ideal here — it never stalls — so ``stall_cycles`` is 0 and ``cycles`` equals
-``compute_cycles``; the DRAM → SRAM model adds stalls without changing this interface.
+Per GEMM: the PE kind (``compute.py``) gives each fold's compute cycles — dense folds exactly
+as SCALE-Sim v3 counts them, or the zero-skipping / N:M rules on the layer's real or modelled
+masks; the memory system (``memory.py``, simpy) runs those folds with their tiles in the
+storage formats, DRAM → SRAM → array, and adds the stalls; the energy model (``energy.py``)
+prices the actions. Instances of a GEMM (conv groups, attention heads) run one after
+another, each from cold buffers; instances that share their masks are simulated once.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from sparsesim.arch import Arch
-from sparsesim.compute import compute
+from sparsesim.compute import ComputeResult, compute
+from sparsesim.energy import ENERGY_COMPONENTS, energy_breakdown, energy_table
 from sparsesim.layers import Layer
-from sparsesim.lower import GemmOperands, gemm_operands
+from sparsesim.lower import FoldPlan, GemmOperands, gemm_operands, plan
+from sparsesim.memory import OPERANDS, MemoryResult, OperandTraffic, actions, fold_schedule, \
+    simulate_gemm
 from sparsesim.masks import LayerMasks, SparsityModel, check_masks
 from sparsesim.trace import Trace
 from sparsesim.workload import Workload
@@ -50,18 +56,81 @@ class GemmResult:
     load_imbalance: float
     utilization: float
     seconds: float
+    dram_read_bytes: int
+    dram_write_bytes: int
+    traffic: dict[str, int]
+    energy_pj: float
+    energy: dict[str, float]
+    events: int
+
+
+TRAFFIC_FIELDS = ("dram_read_data_bytes", "dram_read_meta_bytes", "dram_write_data_bytes",
+                  "dram_write_meta_bytes", "refetch_bytes", "sram_read_bytes",
+                  "sram_write_bytes", "decoded_elements")
+"""Per-operand traffic columns (suffixed ``_a``, ``_w``, ``_o``) of every result row."""
 
 
 def _density(mask: np.ndarray | None) -> float:
     return 1.0 if mask is None else float(np.count_nonzero(mask)) / max(mask.size, 1)
 
 
+def _memory_fold_cycles(memory_plan: FoldPlan, c: ComputeResult, i: int) -> np.ndarray | None:
+    """Instance ``i``'s compute cycles per fold of the memory tiling (``None``: dense folds).
+
+    N:M compresses K: when that changes the fold count (K on the rows), the compressed
+    cycles are spread evenly over the folds of the weights as stored."""
+    if c.fold_cycles is not None:
+        return c.fold_cycles[0 if len(c.fold_cycles) == 1 else i]
+    if c.plan.fold_cycles == memory_plan.fold_cycles and c.plan.folds == memory_plan.folds:
+        return None
+    total = c.plan.folds * c.plan.fold_cycles
+    folds = memory_plan.folds
+    out = np.full(folds, total // folds, dtype=np.int64)
+    out[: total % folds] += 1
+    return out
+
+
+def _sum_memory(results: list[MemoryResult], repeat: int) -> MemoryResult:
+    """Instances one after another: cycles and traffic add up (``repeat`` copies of each)."""
+    traffic = {}
+    for op in OPERANDS:
+        traffic[op.lower()] = OperandTraffic(*(
+            repeat * sum(getattr(r.operand(op), f) for r in results)
+            for f in OperandTraffic.__dataclass_fields__))
+    total = lambda name: repeat * sum(getattr(r, name) for r in results)  # noqa: E731
+    return MemoryResult(total("cycles"), total("compute_cycles"), total("stall_cycles"),
+                        total("decode_stall_cycles"), traffic["a"], traffic["w"], traffic["o"],
+                        total("events"))
+
+
+def _simulate_memory(ops: GemmOperands, c: ComputeResult, arch: Arch) -> MemoryResult:
+    a = arch.array
+    memory_plan = plan(ops.gemm, a.dataflow, a.rows, a.cols)
+    shared = ops.shared and (c.fold_cycles is None or len(c.fold_cycles) == 1)
+    instances = 1 if shared else ops.gemm.count
+    results = []
+    for i in range(instances):
+        a_mask = None if ops.a is None else (ops.a if ops.a.ndim == 2 else ops.a[i])
+        w_mask = None if ops.w is None else (ops.w if ops.w.ndim == 2 else ops.w[i])
+        schedule = fold_schedule(memory_plan, arch, a_mask, w_mask,
+                                 compute_cycles=_memory_fold_cycles(memory_plan, c, i))
+        results.append(simulate_gemm(schedule, arch.memory))
+    return _sum_memory(results, ops.gemm.count if shared else 1)
+
+
 def run_gemm(ops: GemmOperands, *, network: str, op: str, arch: Arch) -> GemmResult:
     a = arch.array
     gemm = ops.gemm
     c = compute(ops, arch)
-    stall = 0  # ideal memory
-    cycles = c.compute_cycles + stall
+    mem = _simulate_memory(ops, c, arch)
+    assert mem.compute_cycles == c.compute_cycles, "memory ran other folds than compute"
+    stall = mem.stall_cycles
+    cycles = mem.cycles
+    counts = actions(mem, macs=c.issued_macs, gated_macs=c.gated_macs,
+                     register_accesses=3 * c.issued_macs)
+    energy = energy_breakdown(counts, energy_table(arch), arch)
+    traffic = {f"{name}_{o.lower()}": getattr(mem.operand(o), name)
+               for o in OPERANDS for name in TRAFFIC_FIELDS}
     return GemmResult(
         network=network, layer=gemm.layer, op=op, gemm=gemm.name, count=gemm.count,
         m=gemm.m, k=gemm.k, n=gemm.n, dataflow=a.dataflow, rows=a.rows, cols=a.cols,
@@ -70,7 +139,10 @@ def run_gemm(ops: GemmOperands, *, network: str, op: str, arch: Arch) -> GemmRes
         a_density=_density(ops.a), w_density=_density(ops.w), cycles=cycles,
         compute_cycles=c.compute_cycles, stall_cycles=stall, load_imbalance=c.load_imbalance,
         utilization=c.effectual_macs / (cycles * a.rows * a.cols) if cycles else 0.0,
-        seconds=cycles / arch.clock_hz,
+        seconds=cycles / arch.clock_hz, dram_read_bytes=mem.dram_read_bytes,
+        dram_write_bytes=mem.dram_write_bytes, traffic=traffic,
+        energy_pj=math.fsum(energy[k] for k in ENERGY_COMPONENTS), energy=energy,
+        events=mem.events,
     )
 
 

@@ -15,6 +15,13 @@ a_density       non-zero fraction of the A operand (im2col'd input); w_density: 
 cycles          compute_cycles + stall_cycles (clock cycles)
 load_imbalance  slowest synchronisation group / mean group (1 = balanced)
 utilization     effectual_macs / (cycles · rows · cols)
+dram_read_bytes, dram_write_bytes   DRAM traffic of all operands (bursts, metadata included)
+energy_pj       total energy (pJ); events: simpy events processed
+*_{a,w,o}       per operand: dram_read_data_bytes, dram_read_meta_bytes, dram_write_data_bytes,
+                dram_write_meta_bytes, refetch_bytes (re-fetched after eviction),
+                sram_read_bytes, sram_write_bytes, decoded_elements
+energy_*_pj     energy by component: mac, gated_mac, register, sram_{a,w,o}_{read,write},
+                dram, decode (they sum to energy_pj)
 seconds         cycles / clock_hz
 =============== =================================================================
 """
@@ -22,22 +29,38 @@ seconds         cycles / clock_hz
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, fields
+from dataclasses import fields
 
 import pandas as pd
 
-from sparsesim.engine import GemmResult
+from sparsesim.energy import ENERGY_COMPONENTS
+from sparsesim.engine import TRAFFIC_FIELDS, GemmResult
 from sparsesim.units import fmt_si
 
 _RENAME = {"m": "M", "k": "K", "n": "N"}
-COLUMNS: tuple[str, ...] = tuple(_RENAME.get(f.name, f.name) for f in fields(GemmResult))
+_NESTED = ("traffic", "energy")
+TRAFFIC_COLUMNS = tuple(f"{name}_{op}" for op in "awo" for name in TRAFFIC_FIELDS)
+ENERGY_COLUMNS = tuple(f"energy_{c}_pj" for c in ENERGY_COMPONENTS)
+COLUMNS: tuple[str, ...] = (
+    *(_RENAME.get(f.name, f.name) for f in fields(GemmResult) if f.name not in _NESTED),
+    *TRAFFIC_COLUMNS, *ENERGY_COLUMNS)
 _SUMMED = ("folds", "dense_macs", "effectual_macs", "cycles", "compute_cycles", "stall_cycles",
-           "seconds")
+           "seconds", "dram_read_bytes", "dram_write_bytes", "energy_pj", "events",
+           *TRAFFIC_COLUMNS, *ENERGY_COLUMNS)
+
+
+def _flat(row: GemmResult) -> dict[str, object]:
+    out = {f.name: getattr(row, f.name) for f in fields(GemmResult) if f.name not in _NESTED}
+    out.update(row.traffic)
+    out.update({f"energy_{k}_pj": v for k, v in row.energy.items()})
+    return out
 
 
 def to_frame(rows: Sequence[GemmResult]) -> pd.DataFrame:
     """One row per GEMM, columns in the documented order."""
-    frame = pd.DataFrame([asdict(r) for r in rows], columns=[f.name for f in fields(GemmResult)])
+    frame = pd.DataFrame([_flat(r) for r in rows])
+    if frame.empty:
+        return pd.DataFrame(columns=list(COLUMNS))
     return frame.rename(columns=_RENAME)[list(COLUMNS)]
 
 
@@ -74,16 +97,19 @@ def render_table(df: pd.DataFrame, *, title: str = "") -> str:
     """The per-layer table with a totals line, aligned, units in the header."""
     layers = layer_frame(df)
     header = ("layer", "op", "GEMM M×K×N", "MACs", "effectual", "cycles", "stall", "util %",
-              "time µs")
+              "time µs", "DRAM", "energy")
     body = [
         (r.layer, r.op, r.shape, fmt_si(r.dense_macs), fmt_si(r.effectual_macs), f"{r.cycles:,}",
-         f"{r.stall_cycles:,}", f"{100 * r.utilization:.1f}", f"{1e6 * r.seconds:,.2f}")
+         f"{r.stall_cycles:,}", f"{100 * r.utilization:.1f}", f"{1e6 * r.seconds:,.2f}",
+         fmt_si(r.dram_read_bytes + r.dram_write_bytes, "B"), fmt_si(r.energy_pj * 1e-12, "J"))
         for r in layers.itertuples()
     ]
     t = totals(df)
     foot = ("total", f"{len(layers)} layers", f"{int(layers['gemms'].sum())} GEMMs",
             fmt_si(t["dense_macs"]), fmt_si(t["effectual_macs"]), f"{int(t['cycles']):,}", f"{int(t['stall_cycles']):,}",
-            f"{100 * t['utilization']:.1f}", f"{1e6 * t['seconds']:,.2f}")
+            f"{100 * t['utilization']:.1f}", f"{1e6 * t['seconds']:,.2f}",
+            fmt_si(t["dram_read_bytes"] + t["dram_write_bytes"], "B"),
+            fmt_si(t["energy_pj"] * 1e-12, "J"))
     widths = [max(len(row[i]) for row in (header, *body, foot)) for i in range(len(header))]
     left = {0, 1, 2}
 

@@ -1,8 +1,19 @@
 """Arch TOML: presets, inheritance from the default preset, and errors naming the field."""
 
+import math
+
 import pytest
 
-from sparsesim.arch import Arch, ArrayConfig, arch_from_dict, builtin_archs, load_arch
+from sparsesim.arch import (
+    Arch,
+    ArrayConfig,
+    EnergyConfig,
+    MemoryConfig,
+    arch_from_dict,
+    builtin_archs,
+    load_arch,
+    with_overrides,
+)
 from sparsesim.errors import SparsesimError
 
 
@@ -39,7 +50,7 @@ def test_base_preset_and_round_trip():
         ({"pe": {"kind": "sparse"}}, "pe.kind"),
         ({"pe": {"sync": "warp"}}, "pe.sync"),
         ({"pe": {"kind": "nm", "n": 3, "m": 2}}, "pe.n"),
-        ({"memory": {"ideal": True}}, "memory"),
+        ({"cache": {"kib": 1}}, "cache"),
         ({"arch": {"clock_hz": -1}}, "arch.clock_hz"),
         ({"arch": {"base": "nope"}}, "arch.base"),
         ({"precision": {"w_bits": 2.5}}, "precision.w_bits"),
@@ -54,3 +65,69 @@ def test_bad_arch_fields(data, field):
 def test_arch_is_frozen():
     with pytest.raises(AttributeError):
         Arch().clock_hz = 2  # type: ignore[misc]
+
+
+def test_presets_carry_realistic_memory():
+    for name in builtin_archs():
+        mem = load_arch(name).memory
+        assert not mem.ideal
+        assert 1 <= mem.dram_bytes_per_cycle <= 256 and 10 <= mem.dram_latency_cycles <= 1000
+        assert mem.burst_bytes == 64
+        assert all(math.isfinite(mem.sram_bytes(op)) for op in "awo")
+    default = load_arch("default").memory
+    assert default == MemoryConfig()  # the dataclass defaults are the default preset's
+    assert (default.dram_bytes_per_cycle, default.dram_latency_cycles) == (16.0, 100)
+    tpu = load_arch("tpu_like").memory
+    assert tpu.sram_kib_a + tpu.sram_kib_o == 24 * 1024  # TPU v1's unified buffer
+    assert tpu.dram_bytes_per_cycle == 48.0  # 34 GB/s at 700 MHz
+
+
+def test_memory_and_energy_tables_round_trip(tmp_path):
+    arch = arch_from_dict({"memory": {"ideal": True, "format_w": "nm:n=2,m=4",
+                                      "sram_kib_o": 8},
+                           "energy": {"dram_pj_per_bit": 20.0, "table": "/x/e.toml"}})
+    assert arch.memory.ideal and arch.memory.format_spec("W") == "nm:n=2,m=4"
+    assert arch.memory.sram_bytes("o") == 8 * 1024
+    assert arch.energy.overrides == {"dram_pj_per_bit": 20.0}
+    assert arch_from_dict(arch.to_dict()) == arch
+    assert "mac_pj" not in arch.to_dict()["energy"]  # TOML has no null
+    assert with_overrides(arch, {"memory.ideal": False, "energy.mac_pj": 0.3}).energy.mac_pj == 0.3
+    # inherited from the base preset, overridden per field
+    tpu = arch_from_dict({"arch": {"base": "tpu_like"}, "memory": {"sram_kib_w": 128}})
+    assert tpu.memory.sram_kib_w == 128 and tpu.memory.dram_bytes_per_cycle == 48.0
+    # unlimited figures for studies: inf in TOML
+    path = tmp_path / "inf.toml"
+    path.write_text("[memory]\ndram_bytes_per_cycle = inf\nsram_kib_a = inf\n")
+    assert math.isinf(load_arch(path).memory.dram_bytes_per_cycle)
+
+
+def test_relative_energy_table_is_resolved_against_the_arch_file(tmp_path):
+    path = tmp_path / "a.toml"
+    path.write_text('[energy]\ntable = "e.toml"\n')
+    assert load_arch(path).energy.table == str(tmp_path / "e.toml")
+    assert Arch().energy == EnergyConfig()
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"memory": {"ideal": "yes"}}, "memory.ideal"),
+        ({"memory": {"dram_bytes_per_cycle": 0}}, "memory.dram_bytes_per_cycle"),
+        ({"memory": {"dram_bytes_per_cycle": math.nan}}, "memory.dram_bytes_per_cycle"),
+        ({"memory": {"dram_latency_cycles": -1}}, "memory.dram_latency_cycles"),
+        ({"memory": {"dram_latency_cycles": 1.5}}, "memory.dram_latency_cycles"),
+        ({"memory": {"burst_bytes": 0}}, "memory.burst_bytes"),
+        ({"memory": {"sram_kib_a": -4}}, "memory.sram_kib_a"),
+        ({"memory": {"sram_kib_o": True}}, "memory.sram_kib_o"),
+        ({"memory": {"format_w": ""}}, "memory.format_w"),
+        ({"memory": {"decode_cycles_per_element": math.inf}}, "memory.decode_cycles_per_element"),
+        ({"memory": {"sram_kib": 64}}, "memory.sram_kib"),
+        ({"energy": {"dram_pj_per_bit": -1}}, "energy.dram_pj_per_bit"),
+        ({"energy": {"table": 3}}, "energy.table"),
+        ({"energy": {"mac_energy": 1.0}}, "energy.mac_energy"),
+    ],
+)
+def test_bad_memory_and_energy_fields(data, field):
+    with pytest.raises(SparsesimError) as err:
+        arch_from_dict(data, file="x.toml")
+    assert err.value.field == field and err.value.file == "x.toml"
