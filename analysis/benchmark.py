@@ -15,6 +15,9 @@ Figures (medians of repeated warm runs, seconds):
   ReLU-like activation density, skip/both PEs on 32×32 os, compute model (target ≤ 2 s); timed
   on pre-drawn masks and with the mask drawing included.
 * ``sparse_bert512_nm24_os32``: BERT-base seq 512 with 2:4 weights on 2:4 N:M PEs (≤ 2 s).
+* ``machine``: the full event-driven run (compute, simpy memory, energy) on the default arch:
+  ResNet-50 with 80 % weight / 50 % activation sparsity, skip/both PEs, bitmap weights
+  (target ≤ 3 s, events per second reported); Llama-2-7B one decode block at kv 2048 (≤ 1 s).
 * ``formats_tile_sizes_resnet50``: per-tile encoded sizes of all ResNet-50 weights in every
   format on a 32×32 os tiling (from ``analysis/bench_formats.py``).
 """
@@ -116,6 +119,29 @@ def bench_sparse(workload: str, pe: dict[str, Any], model: SparsityModel, repeat
             "target_median_s": target_s}
 
 
+def bench_machine(repeats: int) -> dict[str, Any]:
+    """The full event-driven machine (compute + simpy memory + energy) on the default arch."""
+    arch = with_overrides(load_arch("default"), {
+        "pe.kind": "skip", "pe.operand": "both", "pe.sync": "pe", "memory.format_w": "bitmap"})
+    model = SparsityModel(weight_density=0.2, act_density=0.5, seed=0)
+    wl = load_workload("resnet50")
+    r50 = timed(lambda: run(wl, arch, sparsity=model), max(3, repeats // 3))
+    rows = run(wl, arch, sparsity=model)
+    events = sum(r.events for r in rows)
+    decode = load_workload("llama2_7b_block_decode")
+    llama = timed(lambda: run(decode, load_arch("default")), repeats)
+    lrows = run(decode, load_arch("default"))
+    return {
+        "resnet50_skip_bitmap_default": {
+            **r50, "events": events, "events_per_s": events / r50["median_s"],
+            "cycles": sum(r.cycles for r in rows), "stall_cycles": sum(r.stall_cycles for r in rows),
+            "energy_pj": sum(r.energy_pj for r in rows), "target_median_s": 3.0},
+        "llama2_7b_decode_default": {
+            **llama, "cycles": sum(r.cycles for r in lrows),
+            "stall_cycles": sum(r.stall_cycles for r in lrows), "target_median_s": 1.0},
+    }
+
+
 def bench_scalesim(repeats: int) -> dict[str, Any]:
     import tempfile
 
@@ -162,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         "bert_base_seq512", {"kind": "nm", "n": 2, "m": 4}, SparsityModel(weight_nm=(2, 4)),
         max(3, args.repeats // 3), 2.0)
     print("BERT-512 2:4:", json.dumps(figures["sparse_bert512_nm24_os32"]["compute_model_only"]))
+    figures["machine"] = bench_machine(args.repeats)
+    print("machine:", json.dumps({k: v["median_s"] for k, v in figures["machine"].items()}))
     try:
         from analysis.bench_formats import bench_tile_sizes
     except ImportError:
