@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -24,6 +25,7 @@ class SimResult:
     workload: Workload
     arch: Arch
     rows: tuple[GemmResult, ...]
+    trace_meta: dict[str, Any] = field(default_factory=dict)
 
     @cached_property
     def df(self) -> pd.DataFrame:
@@ -73,4 +75,5 @@ def simulate(workload: Workload | str | Path = "resnet18",
         wl = tr.workload
     else:
         wl = workload if isinstance(workload, Workload) else load_workload(workload)
-    return SimResult(wl, ar, tuple(run(wl, ar, sparsity=sparsity, trace=tr)))
+    meta = dict(tr.meta) if tr is not None else {}
+    return SimResult(wl, ar, tuple(run(wl, ar, sparsity=sparsity, trace=tr)), meta)

@@ -122,6 +122,35 @@ def _cell_text(value: object, column: str) -> str:
     return str(value)
 
 
+def _cmd_plot(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from sparsesim.plot import PLOTS
+
+    try:
+        df = pd.read_csv(args.results)
+    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise SparsesimError(f"cannot read results: {err}", file=str(args.results)) from None
+    kwargs: dict[str, object] = {}
+    if args.kind == "sparsity" and args.x:
+        kwargs["x"] = args.x
+    if args.kind == "roofline":
+        arch = load_arch(args.arch)
+        kwargs.update(peak_macs_per_cycle=arch.array.rows * arch.array.cols,
+                      dram_bytes_per_cycle=arch.memory.dram_bytes_per_cycle)
+    try:
+        fig = PLOTS[args.kind](df, **kwargs)
+    except SparsesimError as err:
+        raise err.located(file=str(args.results)) from None
+    out = args.out or args.results.with_suffix(f".{args.kind}.png")
+    try:
+        fig.savefig(out, dpi=args.dpi)
+    except (OSError, ValueError) as err:
+        raise SparsesimError(f"cannot write the figure: {err}", file=str(out)) from None
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
 def _cmd_formats(args: argparse.Namespace) -> int:
     from sparsesim.format_study import crossover_study, plot_crossover, render_table
 
@@ -137,6 +166,130 @@ def _cmd_formats(args: argparse.Namespace) -> int:
             raise SparsesimError(f"cannot write: {err.strerror}", file=str(args.plot)) from None
         print(f"wrote {args.plot}", file=sys.stderr)
     return 0
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    """Prune a workload (synthetic weights) or a shipped real model and write its trace."""
+    import os
+
+    from sparsesim.prune import ActPrune, PruneSpec, mask_bits, prune_workload
+
+    slimming = args.method == "slimming"
+    spec = PruneSpec(
+        criterion="magnitude" if slimming else args.method, granularity=args.granularity,
+        sparsity=args.sparsity, nm=args.nm or (2, 4), block=args.block, scope=args.scope,
+        compare=args.compare, skip=tuple(args.skip), distribution=args.distribution,
+        token_layers=None if args.token_layers is None else tuple(args.token_layers),
+        seed=args.seed)
+    if args.nm is not None and args.granularity != "nm":
+        raise SparsesimError("--nm is for --granularity nm", field="--nm")
+    act = None if args.act_prune is None else ActPrune.parse(args.act_prune)
+    if args.model is not None:
+        try:
+            from sparsesim.prune import pipelines
+        except ImportError as err:
+            raise SparsesimError(f"--model needs PyTorch: pip install 'sparsesim[torch]' "
+                                 f"({err})", field="--model") from None
+        if slimming:
+            if args.model != "digits":
+                raise SparsesimError("network slimming trains the model: only --model digits",
+                                     field="--method")
+            run = pipelines.run_digits_slimming(args.sparsity, seed=args.seed)
+        elif args.model == "digits":
+            run = pipelines.run_digits(spec, schedule=args.schedule, steps=args.steps,
+                                       act_prune=act, seed=args.seed)
+        else:
+            if args.schedule != "oneshot":
+                raise SparsesimError("fine-tuning schedules need training data: only --model "
+                                     "digits", field="--schedule")
+            run = pipelines.run_model(args.model, spec, act_prune=act)
+        trace = run.trace
+    else:
+        if slimming or act is not None or args.schedule != "oneshot":
+            raise SparsesimError("slimming, activation pruning and fine-tuning schedules need "
+                                 "a real model: use --model", field="--method" if slimming
+                                 else "--act-prune" if act is not None else "--schedule")
+        from sparsesim.masks import ActivationModel
+
+        workload = load_workload(args.workload)
+        models = {}
+        if args.act_density < 1:  # the network input stays dense, as in `run`'s model
+            for i, layer in enumerate(workload.layers[1:], start=1):
+                models[layer.name] = ActivationModel(args.act_density, None,
+                                                     args.seed * 100_003 + i)
+        trace = prune_workload(workload, spec, act_models=models)
+    out: Path = args.out
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        trace.save(out)
+    except OSError as err:
+        raise SparsesimError(f"cannot write: {err.strerror}", file=str(out)) from None
+    meta = trace.meta
+    size = os.path.getsize(out)
+    print(f"{trace.workload.name}: {len(trace.workload.layers)} layers, "
+          f"{meta.get('method', {}).get('criterion', args.method)} "
+          f"{args.granularity}, weight sparsity {meta.get('weight_sparsity', 0.0):.4f}")
+    for row in meta.get("accuracy", []):
+        value = row.get("accuracy", row.get("value"))
+        label = row.get("metric", "test accuracy")
+        print(f"  {row.get('stage', '')} sparsity {row.get('sparsity', 0.0):.3f}: "
+              f"{label} {value:.4f}")
+    print(f"wrote {out}: {fmt_si(size, 'B')} (masks {fmt_si(mask_bits(trace) / 8, 'B')} "
+          "bit-packed)", file=sys.stderr)
+    return 0
+
+
+def _add_prune_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    prune = sub.add_parser(
+        "prune", help="prune a workload or a real model and write a trace (.npz)",
+        description="Prune a built-in workload on synthetic (seeded) weights, or a shipped "
+                    "real model (--model, needs sparsesim[torch]) on its calibration inputs, "
+                    "and write the trace that `sparsesim run --trace` simulates.")
+    src = prune.add_mutually_exclusive_group()
+    src.add_argument("-w", "--workload", default=DEFAULT_WORKLOAD, metavar="NAME|PATH",
+                     help="workload pruned on synthetic weights (default: %(default)s)")
+    src.add_argument("--model", choices=("digits", "efficientnet_lite0", "minilm", "smollm2"),
+                     help="a real model with real weights and measured activations")
+    prune.add_argument("--method", default="magnitude",
+                       choices=("magnitude", "random", "taylor", "fisher", "wanda", "slimming"),
+                       help="criterion (default: %(default)s); taylor, fisher and wanda need "
+                            "--model, slimming needs --model digits")
+    prune.add_argument("--granularity", default="unstructured",
+                       choices=("unstructured", "nm", "filter", "channel", "block", "head",
+                                "token", "kv"), help="what goes together (default: %(default)s)")
+    prune.add_argument("--sparsity", type=float, default=0.5, metavar="S",
+                       help="fraction removed, rounded as torch.nn.utils.prune does "
+                            "(default: %(default)s)")
+    prune.add_argument("--nm", type=_nm_ratio, metavar="N:M",
+                       help="N kept of every M along the reduction axis (with --granularity nm; "
+                            "default 2:4)")
+    prune.add_argument("--block", type=int, default=4, metavar="K",
+                       help="k×k block size (default: %(default)s)")
+    prune.add_argument("--scope", choices=("layer", "global"), default="layer",
+                       help="rank per weight tensor or over all of them (default: %(default)s)")
+    prune.add_argument("--compare", choices=("tensor", "row"), default="tensor",
+                       help="row: each output row prunes the same fraction (Wanda's rule)")
+    prune.add_argument("--skip", action="append", default=[], metavar="PATTERN",
+                       help="layer names (fnmatch) left dense (repeatable)")
+    prune.add_argument("--token-layers", type=int, nargs="+", metavar="I",
+                       help="token pruning: attention-layer indices that drop tokens "
+                            "(default: all)")
+    prune.add_argument("--schedule", choices=("oneshot", "iterative", "imp"), default="oneshot",
+                       help="iterative fine-tuning or IMP with rewinding: --model digits")
+    prune.add_argument("--steps", type=int, default=3, metavar="N",
+                       help="levels of an iterative schedule / IMP rounds (default: %(default)s)")
+    prune.add_argument("--act-prune", metavar="KIND:VALUE",
+                       help="activation pruning on a real model: threshold:T, dynamic:A, "
+                            "topk:A or nm:N:M")
+    prune.add_argument("--act-density", type=float, default=1.0, metavar="D",
+                       help="synthetic: activation-density model of every layer but the first "
+                            "(default: %(default)s)")
+    prune.add_argument("--distribution", choices=("normal", "uniform", "laplace"),
+                       default="normal", help="synthetic weight law (default: %(default)s)")
+    prune.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    prune.add_argument("-o", "--out", type=Path, required=True, metavar="PATH",
+                       help="the trace file to write (.npz)")
+    prune.set_defaults(func=_cmd_prune)
 
 
 def _cmd_archs(args: argparse.Namespace) -> int:
@@ -249,6 +402,25 @@ def build_parser() -> argparse.ArgumentParser:
                        help="print the table only up to N rows (default: %(default)s)")
     sweep.set_defaults(func=_cmd_sweep)
 
+    plot = sub.add_parser(
+        "plot", help="draw a trade-off figure from a results CSV",
+        description="Draw a figure from results: 'formats' (sparsesim formats -o), "
+                    "'sparsity' and 'pareto' and 'accuracy' (sparsesim sweep results), "
+                    "'layers' and 'roofline' (sparsesim run -o). PNG, SVG or PDF by the "
+                    "--out suffix.")
+    plot.add_argument("kind", choices=("formats", "sparsity", "layers", "pareto", "roofline",
+                                       "accuracy"), help="which figure")
+    plot.add_argument("results", type=Path, help="the results CSV")
+    plot.add_argument("-o", "--out", type=Path, metavar="PATH",
+                      help="figure file (.png, .svg, .pdf; default: RESULTS.KIND.png)")
+    plot.add_argument("-x", metavar="COLUMN",
+                      help="sparsity: the density or sparsity column on the x axis "
+                           "(default: sparsity.weight_density)")
+    plot.add_argument("-a", "--arch", default=DEFAULT_ARCH, metavar="NAME|PATH",
+                      help="roofline: the arch whose roofs to draw (default: %(default)s)")
+    plot.add_argument("--dpi", type=int, default=150, help="raster resolution (default: 150)")
+    plot.set_defaults(func=_cmd_plot)
+
     formats = sub.add_parser(
         "formats", help="which sparse format is smallest at which sparsity (crossover table)",
         description="Encode random masks from 0 to 99.99 %% sparsity in every format with the "
@@ -264,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     formats.add_argument("--plot", type=Path, metavar="PATH",
                          help="also save the figure (.png, .svg or .pdf)")
     formats.set_defaults(func=_cmd_formats)
+
+    _add_prune_parser(sub)
 
     archs = sub.add_parser("archs", help="list the arch presets",
                            description="List the arch presets shipped with sparsesim.")

@@ -56,6 +56,7 @@ from sparsesim.arch import Arch, load_arch, with_overrides
 from sparsesim.errors import SparsesimError
 from sparsesim.engine import layers_with_masks
 from sparsesim.masks import SparsityModel
+from sparsesim.report import ENERGY_COLUMNS
 from sparsesim.trace import Trace
 from sparsesim.workload import Workload, load_workload
 
@@ -195,7 +196,8 @@ def build_point(params: Mapping[str, Any]) -> tuple[str, Arch, SparsityModel | N
 
 
 RESULT_COLUMNS = ("network", "layers", "dense_macs", "effectual_macs", "cycles",
-                  "compute_cycles", "stall_cycles", "utilization", "seconds")
+                  "compute_cycles", "stall_cycles", "utilization", "seconds", "dram_read_bytes",
+                  "dram_write_bytes", "energy_pj", *ENERGY_COLUMNS, "accuracy")
 
 
 def run_point(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -212,6 +214,9 @@ def run_point(params: Mapping[str, Any]) -> dict[str, Any]:
         totals = result.totals
         row.update({"network": result.workload.name, "layers": len(result.layers)})
         row.update({k: _plain(totals[k]) for k in RESULT_COLUMNS if k in totals})
+        meta = result.trace_meta
+        if "accuracy" in meta:
+            row["accuracy"] = meta["accuracy"]
         row.update(status="ok", error="")
     except SparsesimError as err:
         row.update(status="error", error=str(err))
