@@ -113,7 +113,8 @@ def _simulate_memory(ops: GemmOperands, c: ComputeResult, arch: Arch) -> MemoryR
         a_mask = None if ops.a is None else (ops.a if ops.a.ndim == 2 else ops.a[i])
         w_mask = None if ops.w is None else (ops.w if ops.w.ndim == 2 else ops.w[i])
         schedule = fold_schedule(memory_plan, arch, a_mask, w_mask,
-                                 compute_cycles=_memory_fold_cycles(memory_plan, c, i))
+                                 compute_cycles=_memory_fold_cycles(memory_plan, c, i),
+                                 a_source=ops.im2col, group=i)
         results.append(simulate_gemm(schedule, arch.memory))
     return _sum_memory(results, ops.gemm.count if shared else 1)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from functools import lru_cache
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -181,6 +182,47 @@ def lower(layer: Layer) -> list[Gemm]:
 
 
 @dataclass(frozen=True)
+class Im2col:
+    """The A operand of a convolution is the im2col view of its input feature map.
+
+    Memory moves the feature map, not its im2col copy (where each input pixel appears up to
+    ``r·s`` times): an A tile's DRAM and SRAM footprint is the input region its output pixels
+    and channels touch. ``inputs`` is the ``[n, c, h, w]`` mask (``None``: dense).
+    """
+
+    layer: Conv2d
+    inputs: np.ndarray | None = None
+
+    def footprint(self, group: int, m0: int, m1: int, k0: int, k1: int
+                  ) -> tuple[slice, tuple[tuple[int, np.ndarray], ...]]:
+        """What im2col rows ``m0:m1`` and columns ``k0:k1`` of group ``group`` read: the
+        input channels, and per image ``n`` the ``[h, w]`` mask of input pixels touched."""
+        conv = self.layer
+        window = conv.r * conv.s
+        c_base = group * (conv.c // conv.groups)
+        channels = slice(c_base + k0 // window, c_base + (k1 - 1) // window + 1)
+        return channels, _touched(conv, m0, m1)
+
+
+@lru_cache(maxsize=1 << 14)
+def _touched(conv: Conv2d, m0: int, m1: int) -> tuple[tuple[int, np.ndarray], ...]:
+    """Per image, the input pixels that output pixels ``m0:m1`` (row-major n, e, f) read.
+    Cached: every group and every K block of a layer reads the same pixels."""
+    e, f, st, p = conv.e, conv.f, conv.stride, conv.padding
+    touched: dict[int, np.ndarray] = {}
+    for row in range(m0 // f, (m1 - 1) // f + 1):  # output rows (n, e) the pixels cover
+        n, out_y = divmod(row, e)
+        first = max(m0, row * f) - row * f
+        last = min(m1 - 1, row * f + f - 1) - row * f
+        plane = touched.setdefault(n, np.zeros((conv.h, conv.w), dtype=bool))
+        y0, x0 = out_y * st - p, first * st - p
+        plane[max(0, y0):max(0, y0 + conv.r), max(0, x0):max(0, last * st - p + conv.s)] = True
+    for plane in touched.values():
+        plane.flags.writeable = False
+    return tuple(sorted(touched.items()))
+
+
+@dataclass(frozen=True)
 class GemmOperands:
     """A GEMM with the non-zero patterns of its operands.
 
@@ -191,6 +233,7 @@ class GemmOperands:
     gemm: Gemm
     a: np.ndarray | None = None
     w: np.ndarray | None = None
+    im2col: Im2col | None = None
 
     def instance(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Both operand masks of instance ``i``, dense ones filled in."""
@@ -241,7 +284,7 @@ def gemm_operands(layer: Layer, masks: LayerMasks | None) -> list[GemmOperands]:
         if "w" in wt:
             mg = layer.m // layer.groups
             w = wt["w"].reshape(layer.groups, mg, g.k).transpose(0, 2, 1)
-        return [GemmOperands(g, a, w)]
+        return [GemmOperands(g, a, w, Im2col(layer, m.inputs))]
     if isinstance(layer, Linear):
         [g] = gemms
         return [GemmOperands(g, m.inputs, None if "w" not in wt else wt["w"].T)]

@@ -69,7 +69,7 @@ from sparsesim.arch import Arch, MemoryConfig
 from sparsesim.energy import ActionCounts
 from sparsesim.errors import SparsesimError
 from sparsesim.formats import Auto, as_format, tile_bits
-from sparsesim.lower import FoldPlan
+from sparsesim.lower import FoldPlan, Im2col
 
 OPERANDS = ("A", "W", "O")
 # Axes of each operand in the orientation the formats see (K on axis 0 where it has one).
@@ -223,6 +223,51 @@ def _operand_tiles(op: str, mask: np.ndarray | None, plan: FoldPlan, memory: Mem
                         decode.astype(np.int64))
 
 
+def _footprint_tiles(source: Im2col, group: int, plan: FoldPlan, memory: MemoryConfig,
+                     value_bits: int, i: np.ndarray, j: np.ndarray, s: np.ndarray,
+                     chunk: int) -> OperandTiles:
+    """A tiles of a convolution as the input regions they read, each encoded on its own as a
+    ``[channels, pixels]`` tile in ``format_a``."""
+    block, counts, ids = _tile_geometry("A", plan, i, j, s, chunk)
+    g = plan.gemm
+    name = f"{g.layer}.{g.name} A"
+    try:
+        fmt = as_format(memory.format_spec("A"))
+    except SparsesimError as err:
+        raise SparsesimError(err.message, layer=g.layer, field="memory.format_a") from None
+    n_tiles = counts[0] * counts[1]
+    data = np.zeros(n_tiles, dtype=np.int64)
+    meta = np.zeros(n_tiles, dtype=np.int64)
+    cache: dict[tuple[int, ...], tuple[int, int]] = {}
+    for tile in range(n_tiles):
+        kb, mb = divmod(tile, counts[1])
+        k0, k1 = kb * block[0], min(g.k, (kb + 1) * block[0])
+        m0, m1 = mb * block[1], min(g.m, (mb + 1) * block[1])
+        channels, planes = source.footprint(group, m0, m1, k0, k1)
+        n_ch = channels.stop - channels.start
+        pixels = sum(int(plane.sum()) for _, plane in planes)
+        if pixels == 0:  # SCALE-Sim's ceil-mode edge pixels read nothing
+            continue
+        if source.inputs is None:
+            key = (n_ch, pixels)
+            if key not in cache:
+                ones = np.ones(key, dtype=bool)
+                d, mt = tile_bits(ones, key[0], max(1, key[1]), fmt, value_bits, name=name)
+                cache[key] = (int(d[0, 0]), int(mt[0, 0]))
+            data[tile], meta[tile] = cache[key]
+        else:
+            flat = np.concatenate([source.inputs[n, channels][:, plane] for n, plane in planes],
+                                  axis=1)
+            d, mt = tile_bits(flat, flat.shape[0], max(1, flat.shape[1]), fmt, value_bits,
+                              name=name)
+            data[tile], meta[tile] = int(d[0, 0]), int(mt[0, 0])
+    meta_bytes = (meta + 7) // 8
+    encoded = (data + meta + 7) // 8
+    stored = -(-encoded // memory.burst_bytes) * memory.burst_bytes
+    decode = np.where(meta > 0, data // value_bits, 0)
+    return OperandTiles("A", ids.astype(np.int64), encoded, meta_bytes, stored, decode)
+
+
 def _check_mask(mask: np.ndarray | None, shape: tuple[int, int], what: str,
                 layer: str) -> np.ndarray | None:
     if mask is None:
@@ -236,14 +281,16 @@ def _check_mask(mask: np.ndarray | None, shape: tuple[int, int], what: str,
 
 def fold_schedule(plan: FoldPlan, arch: Arch, a_mask: np.ndarray | None = None,
                   w_mask: np.ndarray | None = None, *, compute_cycles: np.ndarray | None = None,
-                  o_mask: np.ndarray | None = None) -> FoldSchedule:
+                  o_mask: np.ndarray | None = None, a_source: Im2col | None = None,
+                  group: int = 0) -> FoldSchedule:
     """The schedule of one instance of ``plan.gemm`` on ``arch``'s memory formats and widths.
 
     Masks are the instance's ``A[m, k]``, ``W[k, n]`` and (optionally) ``O[m, n]`` non-zero
     patterns (2-D, ``None``: dense). ``compute_cycles`` gives each fold's cycles in execution
     order (default: the dense ``plan.fold_cycles`` for every fold). ``plan.gemm.count``
     instances are the caller's to run (one schedule each, or one result scaled when the
-    instances share their masks).
+    instances share their masks). With ``a_source`` (a convolution's im2col), A tiles are the
+    input-feature-map regions they read (of conv group ``group``), not im2col copies.
     """
     g = plan.gemm
     r, c = plan.row_folds, plan.col_folds
@@ -263,7 +310,7 @@ def fold_schedule(plan: FoldPlan, arch: Arch, a_mask: np.ndarray | None = None,
     stream = plan.extents[2]
     chunk = stream
     while True:
-        schedule = _schedule(plan, arch, a, w, o, cycles, chunk)
+        schedule = _schedule(plan, arch, a, w, o, cycles, chunk, a_source, group)
         if arch.memory.ideal or chunk == 1 or _fits(schedule, arch.memory):
             return schedule
         chunk = -(-chunk // 2)
@@ -281,7 +328,8 @@ def _split_cycles(cycles: np.ndarray, stream: int, chunk: int) -> np.ndarray:
 
 
 def _schedule(plan: FoldPlan, arch: Arch, a: np.ndarray | None, w: np.ndarray | None,
-              o: np.ndarray | None, cycles: np.ndarray, chunk: int) -> FoldSchedule:
+              o: np.ndarray | None, cycles: np.ndarray, chunk: int,
+              a_source: Im2col | None = None, group: int = 0) -> FoldSchedule:
     """The schedule with the streamed axis cut into chunks of ``chunk``: a fold whose whole
     stream would not fit its buffers runs as consecutive steps, one chunk each (the PEs keep
     their accumulators and stationary operands across a fold's steps)."""
@@ -294,7 +342,9 @@ def _schedule(plan: FoldPlan, arch: Arch, a: np.ndarray | None, w: np.ndarray | 
     i, j = fold % r, fold // r
     p, mem = arch.precision, arch.memory
     tiles = {
-        "A": _operand_tiles("A", None if a is None else a.T, plan, mem, p.a_bits, i, j, s, chunk),
+        "A": (_operand_tiles("A", None if a is None else a.T, plan, mem, p.a_bits, i, j, s, chunk)
+              if a_source is None else
+              _footprint_tiles(a_source, group, plan, mem, p.a_bits, i, j, s, chunk)),
         "W": _operand_tiles("W", w, plan, mem, p.w_bits, i, j, s, chunk),
         "O": _operand_tiles("O", o, plan, mem, p.o_bits, i, j, s, chunk),
     }

@@ -87,3 +87,22 @@ def test_sparse_format_moves_fewer_bytes():
     # 10 % density at 8 bits: bitmap ≈ 0.1·8 + 1 = 1.8 bits per weight instead of 8
     assert w_bytes(bitmap) < 0.25 * w_bytes(dense)
     assert (bitmap["dram_read_data_bytes_a"] == dense["dram_read_data_bytes_a"]).all()
+
+
+def test_conv_moves_the_feature_map_not_its_im2col_copy():
+    conv = Conv2d("c", c=64, h=56, w=56, m=64, r=3, s=3, padding=1)
+    big = 1 << 20
+    a = arch(**{"memory.sram_kib_a": big, "memory.sram_kib_w": big, "memory.sram_kib_o": big})
+    df = simulate(Workload("w", (conv,)), a).df
+    ifmap = 64 * 56 * 56  # int8 bytes
+    im2col = conv.e * conv.f * 64 * 9
+    moved = int(df["dram_read_data_bytes_a"].sum())
+    # each 32-pixel block reads its rows plus a halo of r - stride rows: never the 9x copy
+    assert ifmap <= moved <= 3.2 * ifmap < im2col
+    sparse = simulate(Workload("w", (conv,)), arch(**{
+        "memory.sram_kib_a": big, "memory.sram_kib_w": big, "memory.sram_kib_o": big,
+        "memory.format_a": "bitmap"}), sparsity=SparsityModel(act_density=0.25,
+                                                           dense_first_input=False)).df
+    # bitmap at 25 % density: 0.25·8 + 1 = 3 bits per element instead of 8
+    assert int(sparse["dram_read_bytes_a" if False else "dram_read_data_bytes_a"].sum()
+               + sparse["dram_read_meta_bytes_a"].sum()) < 0.45 * moved

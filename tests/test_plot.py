@@ -17,7 +17,7 @@ from sparsesim.sweep import read_results, run_sweep, spec_from_dict
 
 SPEC = {
     "sweep": {"name": "p"},
-    "base": {"workload": "mobilenet_v2", "sparsity.act_density": 0.5},
+    "base": {"workload": "resnet18", "sparsity.act_density": 0.5},
     "grid": {"sparsity.weight_density": [1.0, 0.3], "pe.kind": ["dense", "skip"],
              "memory.format_w": ["dense", "bitmap"]},
 }
