@@ -558,6 +558,19 @@ class _Buffer:
         self.pins[tile] -= 1
 
 
+class _Events(dict[int, simpy.Event]):
+    """Per-fold events, made when first asked for (most folds' events are never waited on
+    long, and building them all up front cost more than the simulation)."""
+
+    def __init__(self, env: simpy.Environment) -> None:
+        super().__init__()
+        self.env = env
+
+    def __missing__(self, fold: int) -> simpy.Event:
+        event = self[fold] = self.env.event()
+        return event
+
+
 class _Machine:
     """The DRAM channel, three buffers and the array, for one schedule."""
 
@@ -578,8 +591,8 @@ class _Machine:
         self.o_last = last.tolist()
         compute = schedule.compute_cycles
         self.duration = np.maximum(compute, _decode_cycles(schedule, memory)).tolist()
-        self.prepared = [self.env.event() for _ in range(schedule.folds)]
-        self.finished = [self.env.event() for _ in range(schedule.folds)]
+        self.prepared = _Events(self.env)  # fold f's tiles are in SRAM
+        self.finished = _Events(self.env)  # fold f has computed
         self.writes: list[simpy.Event] = []
         self.present = self.env.event().succeed()  # "already there": one shared event
 
