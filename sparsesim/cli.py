@@ -144,7 +144,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
         raise err.located(file=str(args.results)) from None
     out = args.out or args.results.with_suffix(f".{args.kind}.png")
     try:
-        fig.savefig(out, dpi=args.dpi)
+        fig.savefig(out, dpi=args.dpi, bbox_inches="tight")
     except (OSError, ValueError) as err:
         raise SparsesimError(f"cannot write the figure: {err}", file=str(out)) from None
     print(f"wrote {out}", file=sys.stderr)
@@ -161,7 +161,7 @@ def _cmd_formats(args: argparse.Namespace) -> int:
         print(f"wrote {len(df)} rows to {args.out}", file=sys.stderr)
     if args.plot is not None:
         try:
-            plot_crossover(df).savefig(args.plot, dpi=150)
+            plot_crossover(df).savefig(args.plot, dpi=150, bbox_inches="tight")
         except OSError as err:
             raise SparsesimError(f"cannot write: {err.strerror}", file=str(args.plot)) from None
         print(f"wrote {args.plot}", file=sys.stderr)

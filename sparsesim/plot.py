@@ -97,10 +97,13 @@ def _plain_log_ticks(ax: plt.Axes, axis: str = "y") -> None:
     """Log axes with ordinary numbers (2, 5, 10) instead of 2×10⁰."""
     from matplotlib.ticker import FuncFormatter
 
-    fmt = FuncFormatter(lambda v, _: f"{v:g}")
+    def minor(v: float, _: object) -> str:  # label the 2s and 5s between decades only
+        lead = f"{v:.0e}"[0]
+        return f"{v:g}" if lead in "25" else ""
+
     target = ax.yaxis if axis == "y" else ax.xaxis
-    target.set_major_formatter(fmt)
-    target.set_minor_formatter(fmt)
+    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    target.set_minor_formatter(FuncFormatter(minor))
 
 
 def format_sizes(df: pd.DataFrame) -> Figure:
