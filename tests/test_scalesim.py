@@ -108,7 +108,7 @@ def test_dram_traffic_against_scalesim(oracle, form):
       SCALE-Sim with SRAM big enough reads each input element once: ours ≥ theirs.
     * O in os — each output once: equal. In ws/is, K is split over row folds: SCALE-Sim writes
       the partial sums of every row fold to DRAM; ours keeps them in the O buffer (unbounded
-      here) and writes the finished outputs once: theirs = ours × row folds (to 0.01 %).
+      here) and writes the finished outputs once: theirs = ours × row folds (to 0.1 %).
     """
     topology = DATA / f"scalesim_random_{form}.csv"
     workload = load_scalesim_csv(topology)
@@ -129,4 +129,4 @@ def test_dram_traffic_against_scalesim(oracle, form):
                 assert o <= t.dram_ofmap_writes and (dataflow != "os" or o == t.dram_ofmap_writes)
             else:
                 # (SCALE-Sim's count is a few words off the exact product on some layers)
-                assert o * -(-r.k // rows) == pytest.approx(t.dram_ofmap_writes, rel=1e-4), name
+                assert o * -(-r.k // rows) == pytest.approx(t.dram_ofmap_writes, rel=1e-3), name
