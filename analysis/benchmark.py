@@ -43,10 +43,8 @@ from dataclasses import asdict  # noqa: E402
 
 from sparsesim import load_arch, load_workload, simulate  # noqa: E402
 from sparsesim.arch import with_overrides  # noqa: E402
-from sparsesim.engine import layers_with_masks, run  # noqa: E402
+from sparsesim.engine import draw_trace, run  # noqa: E402
 from sparsesim.masks import SparsityModel  # noqa: E402
-from sparsesim.trace import Trace  # noqa: E402
-from sparsesim.workload import Workload  # noqa: E402
 
 RESULTS = ROOT / "analysis" / "results" / "benchmark.json"
 
@@ -87,24 +85,13 @@ def bench_dense_resnet50(repeats: int) -> dict[str, Any]:
             "target_median_s": 0.2}
 
 
-def _prebuilt_trace(workload: str, model: SparsityModel) -> Trace:
-    """Masks drawn once, so the timed part is the compute model alone."""
-    wl = load_workload(workload)
-    layers, masks = [], {}
-    for layer, m in layers_with_masks(wl, sparsity=model):
-        layers.append(layer)
-        if m is not None:
-            masks[layer.name] = m
-    return Trace(Workload(wl.name, tuple(layers), wl.source), masks)
-
-
 def bench_sparse(workload: str, pe: dict[str, Any], model: SparsityModel, repeats: int,
                  target_s: float) -> dict[str, Any]:
     """Sparse compute model: with mask drawing (end to end) and on pre-drawn masks."""
     arch = with_overrides(load_arch("default"), {"memory.ideal": True,
                                                  **{f"pe.{k}": v for k, v in pe.items()}})
     wl = load_workload(workload)
-    trace = _prebuilt_trace(workload, model)
+    trace = draw_trace(wl, model)  # masks drawn once: the timed part is the compute model
     compute_only = timed(lambda: run(wl, arch, trace=trace), repeats)
     with_masks = timed(lambda: run(wl, arch, sparsity=model), max(3, repeats // 4))
     rows = run(wl, arch, trace=trace)

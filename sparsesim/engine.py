@@ -164,6 +164,17 @@ def layers_with_masks(workload: Workload, *, sparsity: SparsityModel | None = No
         yield shaped, masks
 
 
+def draw_trace(workload: Workload, sparsity: SparsityModel) -> Trace:
+    """The layers and masks a run with ``sparsity`` would draw, as a trace: draw once, run
+    many archs on it (sweeps, benchmarks) with the same numbers as direct runs."""
+    layers, masks = [], {}
+    for layer, m in layers_with_masks(workload, sparsity=sparsity):
+        layers.append(layer)
+        if m is not None:
+            masks[layer.name] = m
+    return Trace(Workload(workload.name, tuple(layers), workload.source, workload.file), masks)
+
+
 def run(workload: Workload, arch: Arch, *, sparsity: SparsityModel | None = None,
         trace: Trace | None = None) -> list[GemmResult]:
     """Every GEMM of every layer, in execution order (layers run one after another)."""

@@ -54,7 +54,7 @@ import pandas as pd
 from sparsesim.api import simulate
 from sparsesim.arch import Arch, load_arch, with_overrides
 from sparsesim.errors import SparsesimError
-from sparsesim.engine import layers_with_masks
+from sparsesim.engine import draw_trace
 from sparsesim.masks import SparsityModel
 from sparsesim.report import ENERGY_COLUMNS
 from sparsesim.trace import Trace
@@ -154,13 +154,7 @@ def _workload(name: str) -> Workload:
 def _drawn(workload: str, model: SparsityModel) -> Trace:
     """Masks drawn once per worker for a (workload, model): points that vary only the
     hardware reuse them (the same masks a direct run would draw, seed for seed)."""
-    wl = _workload(workload)
-    layers, masks = [], {}
-    for layer, m in layers_with_masks(wl, sparsity=model):
-        layers.append(layer)
-        if m is not None:
-            masks[layer.name] = m
-    return Trace(Workload(wl.name, tuple(layers), wl.source, wl.file), masks)
+    return draw_trace(_workload(workload), model)
 
 
 @lru_cache(maxsize=32)
