@@ -92,6 +92,41 @@ def check_masks(layer: Layer, masks: LayerMasks, *, file: str | None = None) -> 
                              field="inputs")
 
 
+@dataclass(frozen=True, slots=True)
+class ActivationModel:
+    """A seeded stand-in for one layer's measured input-activation mask.
+
+    ``density`` is the fraction of non-zero inputs; ``channel_densities`` (optional) gives one
+    density per input channel (conv ``c``, otherwise the last axis), e.g. measured per-channel
+    ReLU densities. :meth:`draw` makes the Bernoulli mask, the same for the same seed.
+    """
+
+    density: float
+    channel_densities: tuple[float, ...] | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _unit_interval(self.density, "density")
+        if self.channel_densities is not None:
+            for d in self.channel_densities:
+                _unit_interval(d, "channel_densities")
+
+    def draw(self, layer: Layer) -> np.ndarray:
+        """The input mask of ``layer`` (shape :func:`input_shape`), seeded by ``seed``."""
+        shape = input_shape(layer)
+        rng = np.random.default_rng(self.seed)
+        if self.channel_densities is None:
+            return rng.random(shape) < self.density
+        axis = input_channel_axis(layer) % len(shape)
+        if len(self.channel_densities) != shape[axis]:
+            raise SparsesimError(
+                f"{len(self.channel_densities)} channel densities for {shape[axis]} input "
+                "channels", layer=layer.name, field="channel_densities")
+        view = [1] * len(shape)
+        view[axis] = shape[axis]
+        return rng.random(shape) < np.asarray(self.channel_densities).reshape(view)
+
+
 def _unit_interval(value: float, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
         raise SparsesimError(f"must be in [0, 1], got {value!r}", field=name)

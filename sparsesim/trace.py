@@ -6,6 +6,15 @@ the shapes of its masks, free-form metadata such as the pruning method and accur
 bit-packed array per mask (``"{layer index}/w/{tensor}"``, ``"{layer index}/in"``). The
 layers are stored *after* shape pruning (fewer tokens, heads, KV entries), so the file
 describes exactly what runs.
+
+Version 2 adds, per layer, an optional ``act_model`` (an :class:`ActivationModel`: density,
+per-channel densities and seed) in place of a measured input mask: the mask is drawn from it
+when the trace is built or loaded, the same for the same seed. A version-1 reader would
+ignore it and simulate dense activations, hence the new version; version-1 files still load.
+By convention (``sparsesim.prune``) ``meta`` holds ``method`` (criterion, granularity,
+schedule and their parameters), ``seed``, ``accuracy`` (one row per measured sparsity level)
+and ``layers`` (per layer: achieved sparsity, kept tokens / heads / KV entries, measured
+activation density).
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import zipfile
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,30 +31,67 @@ import numpy as np
 
 from sparsesim.errors import SparsesimError
 from sparsesim.layers import LAYER_TYPES, Layer
-from sparsesim.masks import LayerMasks, check_masks
+from sparsesim.masks import ActivationModel, LayerMasks, check_masks
 from sparsesim.workload import Workload
 
 FORMAT = "sparsesim-trace"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 @dataclass(frozen=True)
 class Trace:
-    """Layers (as pruned) and their masks; ``meta`` is JSON-able provenance."""
+    """Layers (as pruned) and their masks; ``meta`` is JSON-able provenance.
+
+    ``act_models`` gives a layer an activation-density model instead of a measured input
+    mask; the mask drawn from it is put into ``masks`` here, so the simulator sees one kind.
+    """
 
     workload: Workload
     masks: dict[str, LayerMasks]
     meta: dict[str, Any] = field(default_factory=dict)
+    act_models: dict[str, ActivationModel] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        file = self.workload.file
         names = {layer.name for layer in self.workload.layers}
-        for name in self.masks:
+        for name in [*self.masks, *self.act_models]:
             if name not in names:
                 raise SparsesimError("masks for a layer the workload does not have",
-                                     file=self.workload.file, layer=name)
+                                     file=file, layer=name)
+        masks = dict(self.masks)
         for layer in self.workload.layers:
-            if layer.name in self.masks:
-                check_masks(layer, self.masks[layer.name], file=self.workload.file)
+            model = self.act_models.get(layer.name)
+            if model is not None:
+                have = masks.get(layer.name, LayerMasks())
+                if have.inputs is not None:
+                    raise SparsesimError("give a measured input mask or an activation model, "
+                                         "not both", file=file, layer=layer.name,
+                                         field="act_model")
+                try:
+                    masks[layer.name] = LayerMasks(have.weights, model.draw(layer))
+                except SparsesimError as err:
+                    raise err.located(file=file, layer=layer.name) from None
+            if layer.name in masks:
+                check_masks(layer, masks[layer.name], file=file)
+        object.__setattr__(self, "masks", masks)
+
+    def check_workload(self, workload: Workload) -> None:
+        """Every layer of ``workload`` must be in the trace, as the same kind of layer.
+
+        Shapes may differ (the trace stores layers after shape pruning); a missing layer is
+        one error naming the trace file and the layer.
+        """
+        mine = {layer.name: layer for layer in self.workload.layers}
+        for layer in workload.layers:
+            if layer.name not in mine:
+                raise SparsesimError(f"layer of workload {workload.name!r} missing from the "
+                                     "trace", file=self.workload.file, layer=layer.name,
+                                     field="layers")
+            if mine[layer.name].op != layer.op:
+                raise SparsesimError(f"is a {mine[layer.name].op} in the trace, a {layer.op} in "
+                                     f"workload {workload.name!r}", file=self.workload.file,
+                                     layer=layer.name, field="op")
 
     def save(self, path: str | Path) -> None:
         """Write the trace as one compressed ``.npz`` (masks bit-packed)."""
@@ -53,14 +100,20 @@ class Trace:
         for i, layer in enumerate(self.workload.layers):
             entry: dict[str, Any] = {"op": layer.op, **asdict(layer)}
             masks = self.masks.get(layer.name)
+            model = self.act_models.get(layer.name)
+            measured = None if masks is None or model is not None else masks.inputs
             if masks is not None:
                 entry["masks"] = {"weights": {k: list(v.shape) for k, v in masks.weights.items()},
-                                  "inputs": None if masks.inputs is None
-                                  else list(masks.inputs.shape)}
+                                  "inputs": None if measured is None else list(measured.shape)}
                 for k, v in masks.weights.items():
                     arrays[f"{i}/w/{k}"] = np.packbits(v.astype(bool, copy=False).ravel())
-                if masks.inputs is not None:
-                    arrays[f"{i}/in"] = np.packbits(masks.inputs.astype(bool, copy=False).ravel())
+                if measured is not None:
+                    arrays[f"{i}/in"] = np.packbits(measured.astype(bool, copy=False).ravel())
+            if model is not None:
+                entry["act_model"] = {
+                    "density": model.density, "seed": model.seed,
+                    "channel_densities": None if model.channel_densities is None
+                    else list(model.channel_densities)}
             layers.append(entry)
         manifest = {"format": FORMAT, "version": VERSION,
                     "network": {"name": self.workload.name, "source": self.workload.source},
@@ -76,8 +129,10 @@ def load_trace(path: str | Path) -> Trace:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
-        raise SparsesimError(f"cannot read trace: {err}", file=file) from None
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as err:
+        # A truncated or corrupted file fails inside zipfile/zlib: say so once.
+        raise SparsesimError(f"cannot read trace (truncated or not an .npz?): {err}",
+                             file=file) from None
     if "manifest" not in arrays:
         raise SparsesimError("not a sparsesim trace (no manifest)", file=file, field="manifest")
     try:
@@ -87,16 +142,27 @@ def load_trace(path: str | Path) -> Trace:
     if manifest.get("format") != FORMAT:
         raise SparsesimError(f"not a sparsesim trace: format {manifest.get('format')!r}",
                              file=file, field="format")
-    if manifest.get("version") != VERSION:
+    if manifest.get("version") not in READABLE_VERSIONS:
         raise SparsesimError(f"trace version {manifest.get('version')!r}; this sparsesim reads "
-                             f"version {VERSION}", file=file, field="version")
+                             f"versions {', '.join(map(str, READABLE_VERSIONS))}", file=file,
+                             field="version")
     layers: list[Layer] = []
     masks: dict[str, LayerMasks] = {}
-    for i, entry in enumerate(manifest.get("layers", [])):
+    act_models: dict[str, ActivationModel] = {}
+    entries = manifest.get("layers")
+    if not isinstance(entries, list) or not entries:
+        raise SparsesimError("the manifest lists no layers", file=file, field="layers")
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise SparsesimError("each layer must be a JSON object", file=file,
+                                 field=f"layers[{i}]")
         entry = dict(entry)
         name = str(entry.get("name", f"#{i}"))
         op = entry.pop("op", None)
         shapes = entry.pop("masks", None)
+        model = entry.pop("act_model", None)
+        if model is not None:
+            act_models[name] = _act_model(model, file, name)
         if op not in LAYER_TYPES:
             raise SparsesimError(f"unknown op {op!r}", file=file, layer=name, field="op")
         try:
@@ -106,28 +172,48 @@ def load_trace(path: str | Path) -> Trace:
         except SparsesimError as err:
             raise err.located(file=file) from None
         if shapes is not None:
-            weights = {k: _unpack(arrays, f"{i}/w/{k}", s, file, name)
+            weights = {k: _unpack(arrays, f"{i}/w/{k}", s, file, name, f"weights.{k}")
                        for k, s in shapes.get("weights", {}).items()}
             inputs = None
             if shapes.get("inputs") is not None:
-                inputs = _unpack(arrays, f"{i}/in", shapes["inputs"], file, name)
+                inputs = _unpack(arrays, f"{i}/in", shapes["inputs"], file, name, "inputs")
             masks[name] = LayerMasks(weights, inputs)
     network = manifest.get("network", {})
     try:
         workload = Workload(str(network.get("name", Path(file).stem)), tuple(layers),
                             str(network.get("source", "")), file=file)
-        return Trace(workload, masks, dict(manifest.get("meta", {})))
+        return Trace(workload, masks, dict(manifest.get("meta", {})), act_models)
     except SparsesimError as err:
         raise err.located(file=file) from None
 
 
+def _act_model(data: Any, file: str, layer: str) -> ActivationModel:
+    if not isinstance(data, dict) or "density" not in data:
+        raise SparsesimError("expected {density, channel_densities, seed}", file=file,
+                             layer=layer, field="act_model")
+    channels = data.get("channel_densities")
+    try:
+        return ActivationModel(float(data["density"]),
+                               None if channels is None else tuple(float(c) for c in channels),
+                               int(data.get("seed", 0)))
+    except (TypeError, ValueError) as err:
+        if isinstance(err, SparsesimError):
+            raise err.located(file=file, layer=layer, field="act_model") from None
+        raise SparsesimError(f"bad activation model: {err}", file=file, layer=layer,
+                             field="act_model") from None
+
+
 def _unpack(arrays: dict[str, np.ndarray], key: str, shape: list[int], file: str,
-            layer: str) -> np.ndarray:
+            layer: str, field: str) -> np.ndarray:
     if key not in arrays:
-        raise SparsesimError("mask missing from the file", file=file, layer=layer, field=key)
+        raise SparsesimError(f"mask missing from the file (no array {key!r})", file=file,
+                             layer=layer, field=field)
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise SparsesimError(f"bad mask shape {shape!r}", file=file, layer=layer, field=field)
     size = math.prod(shape)
-    bits = np.unpackbits(arrays[key], count=size)
-    if bits.size != size:
-        raise SparsesimError(f"mask has {bits.size} bits, shape {shape} needs {size}",
-                             file=file, layer=layer, field=key)
+    packed = arrays[key]
+    if packed.dtype != np.uint8 or packed.ndim != 1 or packed.size != (size + 7) // 8:
+        raise SparsesimError(f"mask has {packed.size * 8} bits stored, shape {shape} needs "
+                             f"{size}", file=file, layer=layer, field=field)
+    bits = np.unpackbits(packed, count=size)
     return bits.astype(bool).reshape(shape)

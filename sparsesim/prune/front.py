@@ -1,0 +1,163 @@
+"""The pruning front-end on numpy weights: a workload + a :class:`PruneSpec` → a :class:`Trace`.
+
+Weights are real (``weights=``, e.g. from ``sparsesim.prune.torch_front``) or synthetic (seeded,
+``spec.distribution``); criteria that need data take their statistics from ``stats``.
+Weight granularities give masks in the layer's own shapes; head, token and KV pruning give
+the reduced layers (see ``structure.py``). Activations come as measured masks
+(``act_masks``) or density models (``act_models``, drawn with their seed when the trace is
+built or loaded). ``meta`` records the method, its parameters, the seed, per-layer results
+(achieved weight sparsity; kept heads, tokens, KV entries; activation density) and, where
+given, the accuracy per sparsity level.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import replace
+from fnmatch import fnmatch
+from typing import Any
+
+import numpy as np
+
+from sparsesim.errors import SparsesimError
+from sparsesim.layers import Attention, Layer
+from sparsesim.masks import ActivationModel, LayerMasks, input_channel_axis, input_shape
+from sparsesim.prune.criteria import LayerStats, score
+from sparsesim.prune.select import keep_masks
+from sparsesim.prune.spec import PruneSpec
+from sparsesim.prune.structure import prune_heads, prune_kv, prune_tokens
+from sparsesim.prune.synthetic import Weights, synthetic_weights
+from sparsesim.trace import Trace
+from sparsesim.workload import Workload
+
+Masks = dict[str, dict[str, np.ndarray]]
+
+
+def _skipped(layer: Layer, spec: PruneSpec) -> bool:
+    return any(fnmatch(layer.name, p) for p in spec.skip)
+
+
+def score_weights(workload: Workload, spec: PruneSpec, weights: Weights,
+                  stats: Mapping[str, LayerStats] | None = None) -> Masks:
+    """Criterion scores of every weight tensor of the unskipped layers."""
+    out: Masks = {}
+    for index, layer in enumerate(workload.layers):
+        if layer.name not in weights or _skipped(layer, spec):
+            continue
+        st = None if stats is None else stats.get(layer.name)
+        out[layer.name] = {}
+        for t, (tensor, w) in enumerate(weights[layer.name].items()):
+            rng = np.random.default_rng([spec.seed, index, t])
+            try:
+                out[layer.name][tensor] = score(spec.criterion, layer, tensor, w, stats=st,
+                                                rng=rng)
+            except SparsesimError as err:
+                raise err.located(file=workload.file) from None
+    return out
+
+
+def weight_masks(workload: Workload, spec: PruneSpec, scores: Masks,
+                 prior: Masks | None = None) -> Masks:
+    """Keep-masks for the scored tensors (weight granularities)."""
+    entries, keys, priors = [], [], []
+    by_name = {layer.name: layer for layer in workload.layers}
+    for name, tensors in scores.items():
+        for tensor, s in tensors.items():
+            entries.append((by_name[name], tensor, s))
+            keys.append((name, tensor))
+            priors.append(None if prior is None else prior.get(name, {}).get(tensor))
+    masks = keep_masks(entries, spec, priors if prior is not None else None)
+    out: Masks = {}
+    for (name, tensor), m in zip(keys, masks):
+        out.setdefault(name, {})[tensor] = m
+    return out
+
+
+def prune_workload(
+    workload: Workload, spec: PruneSpec, *, weights: Weights | None = None,
+    stats: Mapping[str, LayerStats] | None = None, prior: Masks | None = None,
+    act_masks: Mapping[str, np.ndarray] | None = None,
+    act_models: Mapping[str, ActivationModel] | None = None,
+    keep_ratios: Mapping[str, float] | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> Trace:
+    """Prune ``workload`` as ``spec`` says and return the trace (not yet saved)."""
+    source = "given weights"
+    if weights is None:
+        weights = synthetic_weights(workload, distribution=spec.distribution, seed=spec.seed)
+        source = f"synthetic {spec.distribution} weights (Kaiming scale), seed {spec.seed}"
+    layers_meta: dict[str, dict[str, Any]] = {}
+    masks: Masks = {}
+    shaped = workload
+    if spec.granularity in ("unstructured", "nm", "filter", "channel", "block"):
+        scores = score_weights(workload, spec, weights, stats)
+        masks = weight_masks(workload, spec, scores, prior)
+    elif spec.granularity == "head":
+        att = replace(workload, layers=tuple(
+            layer for layer in workload.layers if isinstance(layer, Attention)))
+        if not att.layers:
+            raise SparsesimError("head pruning needs attention layers", file=workload.file,
+                                 field="granularity")
+        scores = score_weights(att, spec, weights, stats)
+        shaped, layers_meta = prune_heads(workload, scores, spec.sparsity, skip=spec.skip)
+    elif spec.granularity == "token":
+        shaped, layers_meta = prune_tokens(workload, spec.sparsity,
+                                           token_layers=spec.token_layers,
+                                           keep_ratios=keep_ratios)
+    else:
+        shaped, layers_meta = prune_kv(workload, spec.sparsity, skip=spec.skip)
+
+    layer_masks: dict[str, LayerMasks] = {}
+    models = dict(act_models or {})
+    for layer in shaped.layers:
+        w = {t: m for t, m in masks.get(layer.name, {}).items()}
+        inputs = None if act_masks is None else act_masks.get(layer.name)
+        if inputs is not None and inputs.shape != input_shape(layer):
+            # The layer shrank (tokens, channels): keep its measured per-channel densities.
+            models.setdefault(layer.name, _density_model(inputs, layer, spec.seed))
+            inputs = None
+        if inputs is not None and bool(inputs.all()):
+            inputs = None  # dense: nothing to store
+        if w or inputs is not None:
+            layer_masks[layer.name] = LayerMasks(w, inputs)
+        entry = layers_meta.setdefault(layer.name, {})
+        if w:
+            total = sum(m.size for m in w.values())
+            entry["weight_sparsity"] = 1 - sum(int(np.count_nonzero(m)) for m in w.values()) / total
+        if act_masks is not None and layer.name in act_masks:
+            entry["act_density"] = float(np.mean(act_masks[layer.name]))
+    kept_w = sum(int(np.count_nonzero(m)) for t in masks.values() for m in t.values())
+    all_w = sum(m.size for t in masks.values() for m in t.values())
+    info: dict[str, Any] = {
+        "method": spec.as_dict(), "seed": spec.seed, "weights": source,
+        "weight_sparsity": (1 - kept_w / all_w) if all_w else 0.0,
+        "layers": {k: v for k, v in layers_meta.items() if v},
+    }
+    if meta:
+        for key, value in meta.items():
+            if key == "method" and isinstance(value, Mapping):
+                info["method"] = {**info["method"], **value}
+            else:
+                info[key] = value
+    return Trace(shaped, layer_masks, info, models)
+
+
+def _density_model(mask: np.ndarray, layer: Layer, seed: int) -> ActivationModel:
+    """Per-channel densities of a measured mask, re-drawn for the layer's new shape."""
+    axis = input_channel_axis(layer) % mask.ndim
+    per = np.moveaxis(mask, axis, -1).reshape(-1, mask.shape[axis]).mean(axis=0)
+    n_in = input_shape(layer)[input_channel_axis(layer) % len(input_shape(layer))]
+    channels = tuple(float(d) for d in per) if per.size == n_in else None
+    return ActivationModel(float(mask.mean()), channels, seed)
+
+
+def mask_bits(trace: Trace) -> int:
+    """Bits of all weight and measured input masks, as stored (bit-packed, byte-padded)."""
+    total = 0
+    for name, m in trace.masks.items():
+        arrays = list(m.weights.values())
+        if m.inputs is not None and name not in trace.act_models:
+            arrays.append(m.inputs)
+        total += sum(8 * math.ceil(a.size / 8) for a in arrays)
+    return total

@@ -1,0 +1,202 @@
+"""Granularity: from per-weight scores to keep-masks (True keeps, as ``torch.nn.utils.prune``).
+
+Every weight tensor is seen through its GEMM view ``[out, K]`` — conv ``[m, c/g·r·s]`` with
+K ordered ``(c, r, s)`` as the lowering orders it, linear and attention ``[out, in]``, a
+matmul's ``[k, n]`` transposed — and pruned in units:
+
+=================  ==========================================================================
+``unstructured``   single weights
+``nm``             in every group of ``m`` consecutive K of a row, the ``m − n`` lowest
+``filter``         rows of the view: whole output filters / neurons (the shape stays, the mask
+                   is zero there: a zero column of the GEMM's W, which a ``wavefront``-synced
+                   skipping array gets for free)
+``channel``        input channels: conv ``r·s`` consecutive K, otherwise one K column
+``block``          ``k × k`` tiles of the view (edge tiles may be smaller)
+=================  ==========================================================================
+
+A unit's score is the mean of its weights' scores (the L1 norm over the size for magnitude).
+Per tensor, ``round(sparsity · units)`` units go (``compare = "row"``: that many weights of
+every row); globally, the lowest units of all tensors go until ``round(sparsity · weights)``
+weights are pruned (exact for single weights, within one unit otherwise).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from sparsesim.layers import Conv2d, Layer, MatMul
+from sparsesim.prune.spec import PruneSpec
+
+Entry = tuple[Layer, str, np.ndarray]
+
+
+def gemm_view(layer: Layer, tensor: str, a: np.ndarray) -> np.ndarray:
+    """``a`` (a weight-shaped array) as ``[out, K]``, K in the lowering's order."""
+    if isinstance(layer, MatMul):
+        return a.T
+    return a.reshape(a.shape[0], -1)
+
+
+def from_view(layer: Layer, v: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Inverse of :func:`gemm_view`."""
+    if isinstance(layer, MatMul):
+        return np.ascontiguousarray(v.T)
+    return v.reshape(shape)
+
+
+def channel_width(layer: Layer) -> int:
+    """How many consecutive K columns one input channel spans."""
+    return layer.r * layer.s if isinstance(layer, Conv2d) else 1
+
+
+def lowest(scores: np.ndarray, count: int) -> np.ndarray:
+    """Bool mask of the ``count`` lowest of a flat array; ties go to the lower index. O(n)."""
+    n = scores.size
+    out = np.zeros(n, dtype=bool)
+    if count <= 0:
+        return out
+    if count >= n:
+        out[:] = True
+        return out
+    kth = np.partition(scores, count - 1)[count - 1]
+    below = scores < kth
+    out |= below
+    need = count - int(np.count_nonzero(below))
+    out[np.flatnonzero(scores == kth)[:need]] = True
+    return out
+
+
+def prune_count(amount: float, n: int) -> int:
+    """``torch.nn.utils.prune``'s count: ``round(amount · n)`` (Python's half-to-even)."""
+    return int(round(amount * n))
+
+
+def _units(view: np.ndarray, spec: PruneSpec, layer: Layer) -> tuple[np.ndarray, np.ndarray]:
+    """Per-unit mean scores (flat) and unit sizes (elements)."""
+    rows, k = view.shape
+    g = spec.granularity
+    if g == "unstructured":
+        return view.ravel(), np.ones(view.size, dtype=np.int64)
+    if g == "filter":
+        return view.mean(axis=1), np.full(rows, k, dtype=np.int64)
+    if g == "channel":
+        w = channel_width(layer)
+        return (view.reshape(rows, k // w, w).mean(axis=(0, 2)),
+                np.full(k // w, rows * w, dtype=np.int64))
+    if g == "block":
+        b = spec.block
+        rb, kb = -(-rows // b), -(-k // b)
+        padded = np.zeros((rb * b, kb * b), dtype=np.float64)
+        valid = np.zeros_like(padded, dtype=bool)
+        padded[:rows, :k] = view
+        valid[:rows, :k] = True
+        sums = padded.reshape(rb, b, kb, b).sum(axis=(1, 3))
+        sizes = valid.reshape(rb, b, kb, b).sum(axis=(1, 3))
+        return (sums / sizes).ravel(), sizes.ravel().astype(np.int64)
+    raise ValueError(f"not a unit granularity: {g}")
+
+
+def _expand(pruned: np.ndarray, view_shape: tuple[int, int], spec: PruneSpec,
+            layer: Layer) -> np.ndarray:
+    """Unit prune-flags → element prune-mask in the view's shape."""
+    rows, k = view_shape
+    g = spec.granularity
+    if g == "unstructured":
+        return pruned.reshape(view_shape)
+    if g == "filter":
+        return np.broadcast_to(pruned[:, None], view_shape)
+    if g == "channel":
+        w = channel_width(layer)
+        return np.broadcast_to(pruned[None, :, None], (rows, k // w, w)).reshape(view_shape)
+    b = spec.block
+    rb, kb = -(-rows // b), -(-k // b)
+    full = np.repeat(np.repeat(pruned.reshape(rb, kb), b, axis=0), b, axis=1)
+    return full[:rows, :k]
+
+
+def nm_keep(view: np.ndarray, n: int, m: int) -> np.ndarray:
+    """Keep the ``n`` highest of every ``m`` consecutive columns of each row (ties: lower
+    index pruned first); a last, shorter group keeps ``min(n, its length)``."""
+    rows, k = view.shape
+    keep = np.ones((rows, k), dtype=bool)
+    whole = k - k % m
+    if whole and n < m:
+        groups = view[:, :whole].reshape(rows, whole // m, m)
+        order = np.argsort(groups, axis=2, kind="stable")[:, :, : m - n]
+        sub = np.ones(groups.shape, dtype=bool)
+        np.put_along_axis(sub, order, False, axis=2)
+        keep[:, :whole] = sub.reshape(rows, whole)
+    rest = k - whole
+    if rest > n:
+        order = np.argsort(view[:, whole:], axis=1, kind="stable")[:, : rest - n]
+        sub = np.ones((rows, rest), dtype=bool)
+        np.put_along_axis(sub, order, False, axis=1)
+        keep[:, whole:] = sub
+    return keep
+
+
+def _row_keep(view: np.ndarray, amount: float) -> np.ndarray:
+    rows, k = view.shape
+    count = prune_count(amount, k)
+    keep = np.ones((rows, k), dtype=bool)
+    if count:
+        order = np.argsort(view, axis=1, kind="stable")[:, :count]
+        np.put_along_axis(keep, order, False, axis=1)
+    return keep
+
+
+def keep_masks(entries: Sequence[Entry], spec: PruneSpec,
+               prior: Sequence[np.ndarray | None] | None = None) -> list[np.ndarray]:
+    """Keep-masks (each in its tensor's layout) for the scored tensors of ``entries``.
+
+    ``prior`` masks (iterative schedules) stay pruned: their zeros score ``-inf`` and count
+    toward the target sparsity.
+    """
+    views = []
+    for i, (layer, tensor, s) in enumerate(entries):
+        v = gemm_view(layer, tensor, np.asarray(s))
+        p = None if prior is None else prior[i]
+        if p is not None:
+            v = np.where(gemm_view(layer, tensor, p), v, -np.inf)
+        views.append(v)
+    if spec.granularity == "nm":
+        n, m = spec.nm
+        return [from_view(layer, nm_keep(v, n, m), s.shape)
+                for (layer, _, s), v in zip(entries, views)]
+    if spec.compare == "row":
+        return [from_view(layer, _row_keep(v, spec.sparsity), s.shape)
+                for (layer, _, s), v in zip(entries, views)]
+    units = [_units(v, spec, layer) for (layer, _, _), v in zip(entries, views)]
+    if spec.scope == "layer":
+        pruned = [lowest(u, prune_count(spec.sparsity, u.size)) for u, _ in units]
+    else:
+        pruned = _global(units, spec)
+    return [from_view(layer, ~_expand(p, v.shape, spec, layer), s.shape)
+            for (layer, _, s), v, p in zip(entries, views, pruned)]
+
+
+def _global(units: list[tuple[np.ndarray, np.ndarray]], spec: PruneSpec) -> list[np.ndarray]:
+    scores = np.concatenate([u for u, _ in units]) if units else np.zeros(0)
+    sizes = np.concatenate([z for _, z in units]) if units else np.zeros(0, np.int64)
+    target = prune_count(spec.sparsity, int(sizes.sum()))
+    if spec.granularity == "unstructured":
+        flat = lowest(scores, target)
+    else:
+        order = np.lexsort((np.arange(scores.size), scores))
+        cum = np.cumsum(sizes[order])
+        k = int(np.searchsorted(cum, target, side="right"))
+        if k < order.size and (cum[k] - target) < (target - (cum[k - 1] if k else 0)):
+            k += 1  # one more unit lands closer to the target
+        flat = np.zeros(scores.size, dtype=bool)
+        flat[order[:k]] = True
+    bounds = np.cumsum([0] + [u.size for u, _ in units])
+    return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def achieved_sparsity(masks: Sequence[np.ndarray]) -> float:
+    """Fraction of weights pruned over all ``masks``."""
+    total = sum(math.prod(m.shape) for m in masks)
+    return 1 - sum(int(np.count_nonzero(m)) for m in masks) / total if total else 0.0
