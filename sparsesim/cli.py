@@ -15,6 +15,7 @@ from sparsesim.api import simulate
 from sparsesim.arch import builtin_archs, load_arch, with_overrides
 from sparsesim.errors import SparsesimError
 from sparsesim.masks import SparsityModel
+from sparsesim.trace import load_trace
 from sparsesim.units import fmt_si
 from sparsesim.workload import builtin_workloads, load_workload
 
@@ -64,7 +65,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.trace is not None and sparsity is not None:
         raise SparsesimError("a trace carries its own masks: drop the density options",
                              field="--trace")
-    result = simulate(args.workload, arch, sparsity=sparsity, trace=args.trace)
+    trace = None
+    if args.trace is not None:
+        trace = load_trace(args.trace)
+        if args.workload is not None:  # both given: the trace must be of that workload
+            given = load_workload(args.workload)
+            if given.name != trace.workload.name:
+                raise SparsesimError(f"the trace is of network {trace.workload.name!r}, not "
+                                     f"{given.name!r}", file=str(args.trace), field="network")
+            trace.check_workload(given)
+    result = simulate(args.workload or DEFAULT_WORKLOAD, arch, sparsity=sparsity, trace=trace)
     if args.format == "csv":
         sys.stdout.write(result.df.to_csv(index=False))
     elif args.format == "json":
@@ -340,9 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "utilization and time, then the totals. With no arguments: ResNet-18 on "
                     "the default 32×32 output-stationary array.",
     )
-    run.add_argument("-w", "--workload", default=DEFAULT_WORKLOAD, metavar="NAME|PATH",
+    run.add_argument("-w", "--workload", metavar="NAME|PATH",
                      help="built-in workload (see `sparsesim workloads`), a workload .toml, or "
-                          "a SCALE-Sim topology .csv (default: %(default)s)")
+                          f"a SCALE-Sim topology .csv (default: {DEFAULT_WORKLOAD}; with "
+                          "--trace, checked against the trace's layers)")
     run.add_argument("-a", "--arch", default=DEFAULT_ARCH, metavar="NAME|PATH",
                      help="arch preset (see `sparsesim archs`) or an arch .toml "
                           "(default: %(default)s)")

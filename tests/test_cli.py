@@ -130,3 +130,16 @@ def test_formats_subcommand():
     proc = sparsesim("formats", "--elements", "20000", "--bits", "8")
     assert proc.returncode == 0, proc.stderr
     assert "8-bit values" in proc.stdout and "bitmap" in proc.stdout and "csr" in proc.stdout
+
+
+def test_trace_of_another_network_is_refused(tmp_path):
+    from sparsesim.masks import SparsityModel
+    from sparsesim.engine import draw_trace
+    from sparsesim.workload import load_workload
+
+    path = tmp_path / "r18.npz"
+    draw_trace(load_workload("resnet18"), SparsityModel(weight_density=0.5)).save(path)
+    ok = sparsesim("run", "--trace", str(path), "-w", "resnet18", "--format", "csv")
+    assert ok.returncode == 0, ok.stderr
+    bad = sparsesim("run", "--trace", str(path), "-w", "resnet50")
+    assert bad.returncode == 2 and "r18.npz" in bad.stderr and "network" in bad.stderr
