@@ -55,15 +55,10 @@ class ComputeResult:
 
 def effectual_macs(ops: GemmOperands) -> int:
     """Products with both operands non-zero, over all instances."""
-    g = ops.gemm
     if ops.a is None and ops.w is None:
-        return g.dense_macs
-    instances = 1 if ops.shared else g.count
-    total = 0
-    for i in range(instances):
-        a, w = ops.instance(i)
-        total += int(a.sum(axis=0, dtype=np.int64) @ w.sum(axis=1, dtype=np.int64))
-    return total * (g.count if ops.shared else 1)
+        return ops.gemm.dense_macs
+    return ops.total(lambda a, w: int(a.sum(axis=0, dtype=np.int64) @ w.sum(axis=1,
+                                                                            dtype=np.int64)))
 
 
 def _dense(ops: GemmOperands, arch: Arch) -> ComputeResult:
@@ -86,13 +81,9 @@ def _issued(ops: GemmOperands, operand: str) -> int:
     if operand == "both":
         return effectual_macs(ops)
     g = ops.gemm
-    instances = 1 if ops.shared else g.count
-    total = 0
-    for i in range(instances):
-        a, w = ops.instance(i)
-        total += int(np.count_nonzero(a)) * g.n if operand == "A" else g.m * int(
-            np.count_nonzero(w))
-    return total * (g.count if ops.shared else 1)
+    if operand == "A":
+        return ops.total(lambda a, w: int(np.count_nonzero(a)) * g.n)
+    return ops.total(lambda a, w: g.m * int(np.count_nonzero(w)))
 
 
 _AXES = {"A": ("m", "k"), "W": ("k", "n")}

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
 from sparsesim.arch import Arch
 from sparsesim.compute import ComputeResult, compute
-from sparsesim.energy import ENERGY_COMPONENTS, energy_breakdown, energy_table
+from sparsesim.energy import ENERGY_COMPONENTS, EnergyTable, energy_breakdown, energy_table
 from sparsesim.layers import Layer
 from sparsesim.lower import FoldPlan, GemmOperands, gemm_operands, plan
 from sparsesim.memory import OPERANDS, MemoryResult, OperandTraffic, actions, fold_schedule, \
@@ -64,9 +64,7 @@ class GemmResult:
     events: int
 
 
-TRAFFIC_FIELDS = ("dram_read_data_bytes", "dram_read_meta_bytes", "dram_write_data_bytes",
-                  "dram_write_meta_bytes", "refetch_bytes", "sram_read_bytes",
-                  "sram_write_bytes", "decoded_elements")
+TRAFFIC_FIELDS = tuple(f.name for f in fields(OperandTraffic) if f.name != "fetches")
 """Per-operand traffic columns (suffixed ``_a``, ``_w``, ``_o``) of every result row."""
 
 
@@ -110,8 +108,7 @@ def _simulate_memory(ops: GemmOperands, c: ComputeResult, arch: Arch) -> MemoryR
     instances = 1 if shared else ops.gemm.count
     results = []
     for i in range(instances):
-        a_mask = None if ops.a is None else (ops.a if ops.a.ndim == 2 else ops.a[i])
-        w_mask = None if ops.w is None else (ops.w if ops.w.ndim == 2 else ops.w[i])
+        a_mask, w_mask = ops.masks(i)
         schedule = fold_schedule(memory_plan, arch, a_mask, w_mask,
                                  compute_cycles=_memory_fold_cycles(memory_plan, c, i),
                                  a_source=ops.im2col, group=i)
@@ -119,7 +116,9 @@ def _simulate_memory(ops: GemmOperands, c: ComputeResult, arch: Arch) -> MemoryR
     return _sum_memory(results, ops.gemm.count if shared else 1)
 
 
-def run_gemm(ops: GemmOperands, *, network: str, op: str, arch: Arch) -> GemmResult:
+def run_gemm(ops: GemmOperands, *, network: str, op: str, arch: Arch,
+             table: EnergyTable | None = None) -> GemmResult:
+    """One GEMM on ``arch``; ``table`` is the arch's energy table (read once per run)."""
     a = arch.array
     gemm = ops.gemm
     c = compute(ops, arch)
@@ -129,7 +128,7 @@ def run_gemm(ops: GemmOperands, *, network: str, op: str, arch: Arch) -> GemmRes
     cycles = mem.cycles
     counts = actions(mem, macs=c.issued_macs, gated_macs=c.gated_macs,
                      register_accesses=3 * c.issued_macs)
-    energy = energy_breakdown(counts, energy_table(arch), arch)
+    energy = energy_breakdown(counts, table or energy_table(arch), arch)
     traffic = {f"{name}_{o.lower()}": getattr(mem.operand(o), name)
                for o in OPERANDS for name in TRAFFIC_FIELDS}
     return GemmResult(
@@ -179,8 +178,9 @@ def run(workload: Workload, arch: Arch, *, sparsity: SparsityModel | None = None
         trace: Trace | None = None) -> list[GemmResult]:
     """Every GEMM of every layer, in execution order (layers run one after another)."""
     name = trace.workload.name if trace is not None else workload.name
+    table = energy_table(arch)  # may read an override file: once, not per GEMM
     return [
-        run_gemm(ops, network=name, op=layer.op, arch=arch)
+        run_gemm(ops, network=name, op=layer.op, arch=arch, table=table)
         for layer, masks in layers_with_masks(workload, sparsity=sparsity, trace=trace)
         for ops in gemm_operands(layer, masks)
     ]

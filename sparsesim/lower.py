@@ -235,10 +235,22 @@ class GemmOperands:
     w: np.ndarray | None = None
     im2col: Im2col | None = None
 
+    def masks(self, i: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Both operand masks of instance ``i`` (``None``: dense)."""
+        return (_pick(self.a, i), _pick(self.w, i))
+
     def instance(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Both operand masks of instance ``i``, dense ones filled in."""
         g = self.gemm
-        return (_pick(self.a, i, (g.m, g.k)), _pick(self.w, i, (g.k, g.n)))
+        a, w = self.masks(i)
+        return (np.ones((g.m, g.k), dtype=bool) if a is None else a,
+                np.ones((g.k, g.n), dtype=bool) if w is None else w)
+
+    def total(self, per_instance: Callable[[np.ndarray, np.ndarray], int]) -> int:
+        """``per_instance(a, w)`` summed over all instances (computed once when shared)."""
+        if self.shared:
+            return self.gemm.count * per_instance(*self.instance(0))
+        return sum(per_instance(*self.instance(i)) for i in range(self.gemm.count))
 
     @property
     def shared(self) -> bool:
@@ -246,10 +258,8 @@ class GemmOperands:
         return all(x is None or x.ndim == 2 for x in (self.a, self.w))
 
 
-def _pick(mask: np.ndarray | None, i: int, shape: tuple[int, int]) -> np.ndarray:
-    if mask is None:
-        return np.ones(shape, dtype=bool)
-    return mask if mask.ndim == 2 else mask[i]
+def _pick(mask: np.ndarray | None, i: int) -> np.ndarray | None:
+    return mask if mask is None or mask.ndim == 2 else mask[i]
 
 
 def _im2col(inputs: np.ndarray, layer: Conv2d) -> np.ndarray:

@@ -113,18 +113,26 @@ class ActivationModel:
 
     def draw(self, layer: Layer) -> np.ndarray:
         """The input mask of ``layer`` (shape :func:`input_shape`), seeded by ``seed``."""
-        shape = input_shape(layer)
         rng = np.random.default_rng(self.seed)
         if self.channel_densities is None:
-            return rng.random(shape) < self.density
-        axis = input_channel_axis(layer) % len(shape)
-        if len(self.channel_densities) != shape[axis]:
+            return bernoulli_inputs(layer, self.density, rng)
+        channels = input_shape(layer)[input_channel_axis(layer)]
+        if len(self.channel_densities) != channels:
             raise SparsesimError(
-                f"{len(self.channel_densities)} channel densities for {shape[axis]} input "
+                f"{len(self.channel_densities)} channel densities for {channels} input "
                 "channels", layer=layer.name, field="channel_densities")
-        view = [1] * len(shape)
-        view[axis] = shape[axis]
-        return rng.random(shape) < np.asarray(self.channel_densities).reshape(view)
+        return bernoulli_inputs(layer, np.asarray(self.channel_densities), rng)
+
+
+def bernoulli_inputs(layer: Layer, density: float | np.ndarray,
+                     rng: np.random.Generator) -> np.ndarray:
+    """A Bernoulli input mask of ``layer``: one density, or one per input channel."""
+    shape = input_shape(layer)
+    if np.ndim(density) == 0:
+        return rng.random(shape) < density
+    view = [1] * len(shape)
+    view[input_channel_axis(layer)] = shape[input_channel_axis(layer)]
+    return rng.random(shape) < np.reshape(density, view)
 
 
 def _unit_interval(value: float, name: str) -> None:
@@ -209,16 +217,13 @@ class SparsityModel:
         return LayerMasks(weights, inputs)
 
     def _activations(self, layer: Layer, rng: np.random.Generator) -> np.ndarray:
-        shape = input_shape(layer)
-        axis = input_channel_axis(layer) % len(shape)
         d = self.act_density
         if self.act_channel_std > 0:
             kappa = d * (1 - d) / self.act_channel_std**2 - 1
-            per_channel = rng.beta(d * kappa, (1 - d) * kappa, size=shape[axis])
-            view = [1] * len(shape)
-            view[axis] = shape[axis]
-            return rng.random(shape) < per_channel.reshape(view)
-        return rng.random(shape) < d
+            channels = input_shape(layer)[input_channel_axis(layer)]
+            return bernoulli_inputs(layer, rng.beta(d * kappa, (1 - d) * kappa, size=channels),
+                                    rng)
+        return bernoulli_inputs(layer, d, rng)
 
 
 def _keep_count(total: int, keep: float) -> int:

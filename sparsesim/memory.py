@@ -194,25 +194,19 @@ def _dense_tile_bits(shape: tuple[int, int], block: tuple[int, int], fmt: Any,
     return data[ix], meta[ix]
 
 
-def _operand_tiles(op: str, mask: np.ndarray | None, plan: FoldPlan, memory: MemoryConfig,
-                   value_bits: int, i: np.ndarray, j: np.ndarray, s: np.ndarray,
-                   chunk: int) -> OperandTiles:
-    block, counts, ids = _tile_geometry(op, plan, i, j, s, chunk)
-    g = plan.gemm
-    shape = (g.dim(_FORMAT_AXES[op][0]), g.dim(_FORMAT_AXES[op][1]))
-    name = f"{g.layer}.{g.name} {op}"
+def _format(op: str, plan: FoldPlan, memory: MemoryConfig) -> Any:
+    """Operand ``op``'s storage format; a bad spec names the layer and the memory field."""
     try:
-        fmt = as_format(memory.format_spec(op))
+        return as_format(memory.format_spec(op))
     except SparsesimError as err:
-        raise SparsesimError(err.message, layer=g.layer,
+        raise SparsesimError(err.message, layer=plan.gemm.layer,
                              field=f"memory.format_{op.lower()}") from None
-    if mask is None and not (isinstance(fmt, Auto) and fmt.per == "tensor"):
-        data, meta = _dense_tile_bits(shape, block, fmt, value_bits, name)
-    else:
-        m = np.ones(shape, dtype=bool) if mask is None else mask
-        data, meta = tile_bits(m, block[0], block[1], fmt, value_bits, name=name)
-    assert data.shape == counts
-    data, meta = data.ravel(), meta.ravel()
+
+
+def _tiles(op: str, ids: np.ndarray, data: np.ndarray, meta: np.ndarray, memory: MemoryConfig,
+           value_bits: int) -> OperandTiles:
+    """Per-tile data and metadata bits → bytes as encoded, as stored (burst-rounded), and the
+    values a decoder expands (formats with metadata only)."""
     meta_bytes = (meta + 7) // 8
     encoded = (data + meta + 7) // 8
     burst = memory.burst_bytes
@@ -223,6 +217,23 @@ def _operand_tiles(op: str, mask: np.ndarray | None, plan: FoldPlan, memory: Mem
                         decode.astype(np.int64))
 
 
+def _operand_tiles(op: str, mask: np.ndarray | None, plan: FoldPlan, memory: MemoryConfig,
+                   value_bits: int, i: np.ndarray, j: np.ndarray, s: np.ndarray,
+                   chunk: int) -> OperandTiles:
+    block, counts, ids = _tile_geometry(op, plan, i, j, s, chunk)
+    g = plan.gemm
+    shape = (g.dim(_FORMAT_AXES[op][0]), g.dim(_FORMAT_AXES[op][1]))
+    name = f"{g.layer}.{g.name} {op}"
+    fmt = _format(op, plan, memory)
+    if mask is None and not (isinstance(fmt, Auto) and fmt.per == "tensor"):
+        data, meta = _dense_tile_bits(shape, block, fmt, value_bits, name)
+    else:
+        m = np.ones(shape, dtype=bool) if mask is None else mask
+        data, meta = tile_bits(m, block[0], block[1], fmt, value_bits, name=name)
+    assert data.shape == counts
+    return _tiles(op, ids, data.ravel(), meta.ravel(), memory, value_bits)
+
+
 def _footprint_tiles(source: Im2col, group: int, plan: FoldPlan, memory: MemoryConfig,
                      value_bits: int, i: np.ndarray, j: np.ndarray, s: np.ndarray,
                      chunk: int) -> OperandTiles:
@@ -231,10 +242,7 @@ def _footprint_tiles(source: Im2col, group: int, plan: FoldPlan, memory: MemoryC
     block, counts, ids = _tile_geometry("A", plan, i, j, s, chunk)
     g = plan.gemm
     name = f"{g.layer}.{g.name} A"
-    try:
-        fmt = as_format(memory.format_spec("A"))
-    except SparsesimError as err:
-        raise SparsesimError(err.message, layer=g.layer, field="memory.format_a") from None
+    fmt = _format("A", plan, memory)
     n_tiles = counts[0] * counts[1]
     data = np.zeros(n_tiles, dtype=np.int64)
     meta = np.zeros(n_tiles, dtype=np.int64)
@@ -261,11 +269,7 @@ def _footprint_tiles(source: Im2col, group: int, plan: FoldPlan, memory: MemoryC
             d, mt = tile_bits(flat, flat.shape[0], max(1, flat.shape[1]), fmt, value_bits,
                               name=name)
             data[tile], meta[tile] = int(d[0, 0]), int(mt[0, 0])
-    meta_bytes = (meta + 7) // 8
-    encoded = (data + meta + 7) // 8
-    stored = -(-encoded // memory.burst_bytes) * memory.burst_bytes
-    decode = np.where(meta > 0, data // value_bits, 0)
-    return OperandTiles("A", ids.astype(np.int64), encoded, meta_bytes, stored, decode)
+    return _tiles("A", ids, data, meta, memory, value_bits)
 
 
 def _check_mask(mask: np.ndarray | None, shape: tuple[int, int], what: str,
