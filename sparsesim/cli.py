@@ -75,16 +75,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                      f"{given.name!r}", file=str(args.trace), field="network")
             trace.check_workload(given)
     result = simulate(args.workload or DEFAULT_WORKLOAD, arch, sparsity=sparsity, trace=trace)
-    if args.format == "csv":
-        sys.stdout.write(result.df.to_csv(index=False))
-    elif args.format == "json":
-        sys.stdout.write(result.df.to_json(orient="records", indent=1) + "\n")
-    else:
+    if not _print_frame(result.df, args.format):
         print(result.table())
     if args.out is not None:
         _write_frame(result.df, args.out)
         print(f"wrote {len(result.df)} rows to {args.out}", file=sys.stderr)
     return 0
+
+
+def _print_frame(df, fmt: str) -> bool:  # type: ignore[no-untyped-def]
+    """Print ``df`` as CSV or JSON records if ``fmt`` asks for it; False for ``table``."""
+    if fmt == "csv":
+        sys.stdout.write(df.to_csv(index=False))
+    elif fmt == "json":
+        sys.stdout.write(df.to_json(orient="records", indent=1) + "\n")
+    return fmt in ("csv", "json")
 
 
 def _write_frame(df, path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -102,20 +107,19 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     summary = run_sweep(spec, out=args.out, executor=args.executor, workers=args.workers,
                         scheduler=args.scheduler, retry_failed=args.retry_failed)
     df = read_results(summary.out)
-    if args.format == "csv":
-        sys.stdout.write(df.to_csv(index=False))
-    elif args.format == "json":
-        sys.stdout.write(df.to_json(orient="records", indent=1) + "\n")
-    elif len(df) <= args.max_rows:
+    if not _print_frame(df, args.format) and len(df) <= args.max_rows:
         shown = [c for c in (*spec.params, "cycles", "effectual_macs", "utilization", "seconds",
                              "status") if c in df]
         rows = [[_cell_text(r[c], c) for c in shown] for _, r in df.iterrows()]
-        _print_rows([*spec.params, "cycles", "effectual MACs", "util %", "time ms", "status"][
-            : len(shown)], rows)
+        _print_rows([_SWEEP_HEADERS.get(c, c) for c in shown], rows)
     print(f"{spec.name}: {summary.total} points — {summary.ran} ran, {summary.skipped} already "
           f"done, {summary.failed} failed — {summary.seconds:.1f} s; results in {summary.out}",
           file=sys.stderr)
     return 1 if summary.failed else 0
+
+
+_SWEEP_HEADERS = {"effectual_macs": "effectual MACs", "utilization": "util %",
+                  "seconds": "time ms"}
 
 
 def _cell_text(value: object, column: str) -> str:
