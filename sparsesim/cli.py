@@ -408,7 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="dask scheduler address (tcp://host:8786); omit or 'local' to "
                             "start a LocalCluster")
     sweep.add_argument("-j", "--workers", type=int, metavar="N",
-                       help="local worker processes (default: one per core)")
+                       help="worker processes, here or in the dask LocalCluster started when "
+                            "no --scheduler is given (default: one per core)")
     sweep.add_argument("--retry-failed", action="store_true",
                        help="run again the points that failed last time")
     sweep.add_argument("--format", choices=("table", "csv", "json"), default="table",

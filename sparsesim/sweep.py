@@ -42,7 +42,7 @@ import os
 import sys
 import time
 import tomllib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
@@ -282,7 +282,8 @@ class _Appender:
 # --- executors --------------------------------------------------------------------------------
 
 
-def _local(points: Sequence[dict[str, Any]], workers: int) -> Iterator[dict[str, Any]]:
+def _local(points: Sequence[dict[str, Any]], *, workers: int,
+           scheduler: str | None = None) -> Iterator[dict[str, Any]]:
     if workers <= 1:
         for p in points:
             yield run_point(p)
@@ -293,7 +294,8 @@ def _local(points: Sequence[dict[str, Any]], workers: int) -> Iterator[dict[str,
             yield future.result()
 
 
-def _dask(points: Sequence[dict[str, Any]], scheduler: str | None) -> Iterator[dict[str, Any]]:
+def _dask(points: Sequence[dict[str, Any]], *, workers: int,
+          scheduler: str | None = None) -> Iterator[dict[str, Any]]:
     try:
         from dask.distributed import Client, LocalCluster, as_completed as dask_completed
     except ImportError:
@@ -301,7 +303,7 @@ def _dask(points: Sequence[dict[str, Any]], scheduler: str | None) -> Iterator[d
                              field="--executor") from None
     cluster = None
     if scheduler in (None, "local"):
-        cluster = LocalCluster(n_workers=min(2, os.cpu_count() or 1), threads_per_worker=1,
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
                                processes=True, dashboard_address=None)
         client = Client(cluster)
     else:
@@ -399,9 +401,7 @@ def run_sweep(spec: SweepSpec, *, out: Path | None = None, executor: str = "loca
     by_id = {point_id(p): p for p in todo}
     try:
         workers_n = workers if workers is not None else (os.cpu_count() or 1)
-        stream: Iterable[dict[str, Any]] = (
-            _local(todo, workers_n) if executor == "local" else _dask(todo, scheduler))
-        for row in stream:
+        for row in EXECUTORS[executor](todo, workers=workers_n, scheduler=scheduler):
             params = by_id[row["point_id"]]
             appender.append({**{k: _cell(v) for k, v in params.items()}, **row})
             failed += row["status"] != "ok"
