@@ -75,6 +75,14 @@ class _Encoding:
                       frameon=False, fontsize="small", handlelength=2.5)
 
 
+def _at_most_three(keys: Sequence[str], x: str) -> list[str]:
+    """Colour, line style and marker can tell three parameters apart, not more."""
+    if len(keys) > 3:
+        raise SparsesimError(f"at most 3 parameters may vary besides {x}, got {', '.join(keys)}"
+                             "; filter the results or pass series=", field="series")
+    return list(keys)
+
+
 def _series_label(row: pd.Series, keys: Sequence[str]) -> str:
     return ", ".join(f"{k.split('.')[-1]}={row[k]}" for k in keys)
 
@@ -129,10 +137,7 @@ def sparsity_tradeoff(df: pd.DataFrame, *, x: str = "sparsity.weight_density",
     xs = (1 - df[x].astype(float)) * 100 if "density" in x else df[x].astype(float) * 100
     data = df.assign(_x=xs)
     groups = list(data.groupby(keys, sort=True)) if keys else [((), data)]
-    enc = _Encoding(data, keys[:3])
-    if len(keys) > 3:
-        raise SparsesimError(f"at most 3 parameters may vary besides {x}, got {', '.join(keys)}"
-                             "; filter the results or pass series=", field="series")
+    enc = _Encoding(data, _at_most_three(keys, x))
     panels = [("seconds", 1e3, "latency (ms)"), ("energy_pj", 1e-9, "energy (mJ)")]
     for ax, (col, scale, label) in zip(axes[0], panels[: 2 if has_energy else 1]):
         for _, g in groups:
@@ -307,19 +312,20 @@ def accuracy_tradeoff(df: pd.DataFrame, *, accuracy: str = "accuracy") -> Figure
     has_energy = "energy_pj" in df
     fig, axes = plt.subplots(1, 2 if has_energy else 1, figsize=(11 if has_energy else 6, 4.2),
                              squeeze=False, layout="constrained")
-    keys = _varying(df, [accuracy])
+    # The traces (pruning levels) are the points along a line; the hardware makes the lines.
+    keys = [k for k in _varying(df, [accuracy])
+            if k not in ("trace", "workload") and not k.startswith("sparsity.")]
+    enc = _Encoding(df, _at_most_three(keys, accuracy))
     groups = list(df.groupby(keys, sort=True)) if keys else [((), df)]
     for ax, (col, scale, label) in zip(axes[0], [("seconds", 1e6, "latency (µs)"),
                                                  ("energy_pj", 1e-6, "energy (µJ)")]):
-        for i, (_, g) in enumerate(groups):
+        for _, g in groups:
             g = g.sort_values(col)
-            ax.plot(g[col] * scale, g[accuracy] * 100, marker=MARKERS[i % len(MARKERS)],
-                    color=OKABE_ITO[i % len(OKABE_ITO)],
-                    label=_series_label(g.iloc[0], keys) if keys else "points")
+            ax.plot(g[col] * scale, g[accuracy] * 100, **enc.style(g.iloc[0]))
         ax.set_xlabel(label)
         ax.set_ylabel("accuracy (%)")
         ax.grid(True, alpha=0.3)
-    axes[0][-1].legend(loc="lower right", frameon=False, fontsize="small")
+    enc.legend(axes[0][-1])
     fig.suptitle("accuracy vs hardware cost")
     return fig
 
