@@ -11,9 +11,11 @@ import pandas as pd
 
 from sparsesim.arch import Arch, load_arch
 from sparsesim.engine import GemmResult, run
+from sparsesim.errors import SparsesimError
 from sparsesim.masks import SparsityModel
-from sparsesim.report import layer_frame, render_table, to_frame, totals
+from sparsesim.report import layer_frame, phase_frame, render_table, to_frame, totals
 from sparsesim.trace import Trace, load_trace
+from sparsesim.training import Training
 from sparsesim.units import fmt_si
 from sparsesim.workload import Workload, load_workload
 
@@ -36,6 +38,11 @@ class SimResult:
     def layers(self) -> pd.DataFrame:
         """One row per layer."""
         return layer_frame(self.df)
+
+    @cached_property
+    def phases(self) -> pd.DataFrame:
+        """One row per phase: forward (and for a training step backward, update)."""
+        return phase_frame(self.df)
 
     @property
     def totals(self) -> dict[str, float]:
@@ -63,11 +70,13 @@ class SimResult:
 def simulate(workload: Workload | str | Path = "resnet18",
              arch: Arch | str | Path = "default", *,
              sparsity: SparsityModel | None = None,
-             trace: Trace | str | Path | None = None) -> SimResult:
+             trace: Trace | str | Path | None = None,
+             training: Training | None = None) -> SimResult:
     """Run a workload (object, built-in name or file) on an arch (object, preset or file).
 
     Masks come from ``trace`` (a :class:`Trace` or its file; its layers replace the
     workload's) or are drawn from ``sparsity``; with neither, everything is dense.
+    ``training`` simulates a whole training step (forward, backward, weight update).
     """
     ar = arch if isinstance(arch, Arch) else load_arch(arch)
     tr = trace if trace is None or isinstance(trace, Trace) else load_trace(trace)
@@ -76,4 +85,19 @@ def simulate(workload: Workload | str | Path = "resnet18",
     else:
         wl = workload if isinstance(workload, Workload) else load_workload(workload)
     meta = dict(tr.meta) if tr is not None else {}
-    return SimResult(wl, ar, tuple(run(wl, ar, sparsity=sparsity, trace=tr)), meta)
+    if training is not None and tr is not None:
+        check_training_trace(tr, trace if isinstance(trace, (str, Path)) else None)
+    rows = run(wl, ar, sparsity=sparsity, trace=tr, training=training)
+    return SimResult(wl, ar, tuple(rows), meta)
+
+
+def check_training_trace(trace: Trace, file: str | Path | None = None) -> None:
+    """A training step needs the activations' zeros (they shape the weight gradients): a
+    trace with no activation data for any layer but the first cannot say what ``dW`` skips."""
+    later = [layer.name for layer in trace.workload.layers[1:]]
+    if later and not any(trace.masks.get(name) is not None
+                         and trace.masks[name].inputs is not None for name in later):
+        raise SparsesimError(
+            "a training step needs activation data (the input zeros shape the weight "
+            "gradients), but this trace has none: prune with calibration inputs, or simulate "
+            "inference", file=None if file is None else str(file), field="inputs")

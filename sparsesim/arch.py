@@ -38,6 +38,10 @@ by ``[arch] base`` (the ``default`` preset unless given)::
     format_o = "dense"
     decode_cycles_per_element = 0.03125
 
+    [online]                  # the online pruning unit on the array's output path
+    lanes = 32                # elements compared per cycle (threshold, N:M)
+    sorter_width = 32         # top-k: width of the bitonic sorting network (a power of 2)
+
     [energy]                  # per-action energies in pJ over the 45 nm default table
     table = "my_energy.toml"  # optional file of overrides (relative to this file)
     dram_pj_per_bit = 20.0    # any field of sparsesim.energy.EnergyTable
@@ -202,6 +206,26 @@ class MemoryConfig:
         return str(getattr(self, f"format_{operand.lower()}"))
 
 
+@dataclass(frozen=True, slots=True)
+class OnlineConfig:
+    """The unit that prunes activations (or gradients) at run time, on the output path.
+
+    ``lanes`` comparators take that many elements per cycle (threshold, N:M selection);
+    top-k runs rows through a bitonic sorting network ``sorter_width`` elements wide
+    (a power of two). Costs: :mod:`sparsesim.online`.
+    """
+
+    lanes: int = 32
+    sorter_width: int = 32
+
+    def __post_init__(self) -> None:
+        _positive_int(self.lanes, "online.lanes")
+        _positive_int(self.sorter_width, "online.sorter_width")
+        if self.sorter_width & (self.sorter_width - 1):
+            raise SparsesimError(f"a bitonic network's width is a power of 2, got "
+                                 f"{self.sorter_width}", field="online.sorter_width")
+
+
 ENERGY_OVERRIDE_KEYS = (
     "mult_8b_pj", "mult_32b_pj", "add_8b_pj", "add_32b_pj", "mac_pj", "gated_mac_fraction",
     "gated_mac_pj", "reg_pj_per_bit", "sram_8kib_pj_per_64b", "sram_32kib_pj_per_64b",
@@ -260,6 +284,7 @@ class Arch:
     pe: PeConfig = PeConfig()
     memory: MemoryConfig = MemoryConfig()
     energy: EnergyConfig = EnergyConfig()
+    online: OnlineConfig = OnlineConfig()
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -278,6 +303,7 @@ class Arch:
             "precision": _as_dict(self.precision),
             "pe": _as_dict(self.pe),
             "memory": _as_dict(self.memory),
+            "online": _as_dict(self.online),
             # TOML has no null: unset overrides are left out
             "energy": {"table": self.energy.table, **self.energy.overrides},
         }
@@ -289,6 +315,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "pe": PeConfig,
     "memory": MemoryConfig,
     "energy": EnergyConfig,
+    "online": OnlineConfig,
 }
 _ARCH_KEYS = frozenset({"name", "base", "clock_hz", "description"})
 

@@ -9,7 +9,8 @@ One registry, one rule each:
 * ``nm``: ``n`` multipliers per group of ``m`` weights along K: K becomes
   ``floor(K/m)·n + min(n, K mod m)`` (SCALE-Sim's K′) wherever the dataflow maps K. Only a
   weight operand carries static N:M metadata, so GEMMs of two activations (attention's
-  ``QKᵀ`` and ``PV``) run uncompressed.
+  ``QKᵀ`` and ``PV``) run uncompressed, and so do a training step's backward GEMMs whose
+  transposed weights are not N:M along their K (:mod:`sparsesim.training`).
 
 Effectual MACs are the products with both operands non-zero — ``Σ_k nnz(A[:, k])·nnz(W[k, :])``
 — whatever the PE kind: the work the network really needs.
@@ -151,20 +152,30 @@ def nm_compressed_k(k: int, n: int, m: int) -> int:
     return (k // m) * n + min(n, k % m)
 
 
-def check_nm(w: np.ndarray, n: int, m: int, *, layer: str, instance: int = 0) -> None:
-    """Every group of ``m`` consecutive k in every column holds at most ``n`` non-zeros."""
+def _nm_violation(w: np.ndarray, n: int, m: int) -> tuple[int, int, int] | None:
+    """The first (group, column, non-zeros) with more than ``n`` of ``m`` along K, if any."""
     k, cols = w.shape
     groups = -(-k // m)
     padded = np.zeros((groups * m, cols), dtype=bool)
     padded[:k] = w
     counts = padded.reshape(groups, m, cols).sum(axis=1)
     bad = np.argwhere(counts > n)
-    if bad.size:
-        grp, col = (int(x) for x in bad[0])
+    if not bad.size:
+        return None
+    grp, col = (int(x) for x in bad[0])
+    return grp, col, int(counts[grp, col])
+
+
+def check_nm(w: np.ndarray, n: int, m: int, *, layer: str, instance: int = 0) -> None:
+    """Every group of ``m`` consecutive k in every column holds at most ``n`` non-zeros."""
+    k = w.shape[0]
+    bad = _nm_violation(w, n, m)
+    if bad is not None:
+        grp, col, count = bad
         where = f"instance {instance}, " if instance else ""
         raise SparsesimError(
             f"weights are not {n}:{m}-conformant: {where}column {col}, group {grp} "
-            f"(k {grp * m}..{min(k, grp * m + m) - 1}) has {int(counts[grp, col])} non-zeros",
+            f"(k {grp * m}..{min(k, grp * m + m) - 1}) has {count} non-zeros",
             layer=layer, field="W")
 
 
@@ -172,6 +183,10 @@ def _nm(ops: GemmOperands, arch: Arch) -> ComputeResult:
     g, pe = ops.gemm, arch.pe
     if g.w_kind is not OperandKind.WEIGHT:
         return _dense(ops, arch)
+    if g.phase != "forward" and (ops.w is None or any(
+            _nm_violation(w, pe.n, pe.m) is not None
+            for w in (ops.w if ops.w.ndim == 3 else [ops.w]))):
+        return _dense(ops, arch)  # backward: Wᵀ is N:M along N; the unit runs it dense
     if ops.w is None:
         if pe.n < pe.m:
             raise SparsesimError(

@@ -23,6 +23,8 @@ integer add 0.03 pJ (8 bit) and 0.1 pJ (32 bit); a 64-bit SRAM read 10 pJ (8 KB)
   reads and writes alike.
 - **Decode**: ``decode_pj_per_element`` = 0.05 pJ per value whose position is decoded from
   metadata — an assumption: about one 16-bit add (the index arithmetic) per value.
+- **Online pruning**: one comparison of the output width ``o_bits`` costs an add of that width
+  (a comparator is a subtractor), through the same power law as the MAC's add.
 
 Components are rounded to multiples of 2**-8 pJ (≈ 4 fJ), so any sum of them — in any order,
 as pandas or a report may add them — is exact while it stays below 2**44 pJ (≈ 17 J).
@@ -42,7 +44,7 @@ from sparsesim.errors import SparsesimError
 ENERGY_COMPONENTS = (
     "mac", "gated_mac", "register",
     "sram_a_read", "sram_a_write", "sram_w_read", "sram_w_write", "sram_o_read", "sram_o_write",
-    "dram", "decode",
+    "dram", "decode", "online",
 )
 """Keys of :func:`energy_breakdown`, in report order (all in pJ)."""
 
@@ -102,6 +104,10 @@ class EnergyTable:
         if self.gated_mac_pj is not None:
             return float(self.gated_mac_pj)
         return self.gated_mac_fraction * self.mac(a_bits, w_bits)
+
+    def compare(self, bits: int) -> float:
+        """pJ of one ``bits``-wide comparison (a subtractor: priced as an add)."""
+        return _power_law(bits, 8.0, self.add_8b_pj, 32.0, self.add_32b_pj)
 
     def register(self, bits: int) -> float:
         """pJ of one register-file access of ``bits`` bits."""
@@ -177,7 +183,8 @@ class ActionCounts:
 
     ``macs`` full MACs and ``gated_macs`` clock-gated ones; ``register_accesses`` register-file
     accesses of operand width; SRAM and DRAM traffic in bits (per operand buffer for SRAM);
-    ``decoded_elements`` values whose positions were decoded from format metadata. Memory
+    ``decoded_elements`` values whose positions were decoded from format metadata;
+    ``comparisons`` of the online pruning unit (:mod:`sparsesim.online`). Memory
     counts come from :func:`sparsesim.memory.actions`; the compute side is the caller's (a
     systolic PE touches about three registers per issued MAC: A, W and the accumulator).
     """
@@ -194,6 +201,7 @@ class ActionCounts:
     dram_read_bits: int = 0
     dram_write_bits: int = 0
     decoded_elements: int = 0
+    comparisons: int = 0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -236,6 +244,7 @@ def energy_breakdown(actions: ActionCounts, table: EnergyTable, arch: Arch) -> d
             raise err.located(field=f"memory.sram_kib_{op}") from None
     out["dram"] = (actions.dram_read_bits + actions.dram_write_bits) * table.dram_pj_per_bit
     out["decode"] = actions.decoded_elements * table.decode_pj_per_element
+    out["online"] = actions.comparisons * table.compare(p.o_bits)
     return {k: _q(out[k]) for k in ENERGY_COMPONENTS}
 
 

@@ -18,13 +18,17 @@ import numpy as np
 
 from sparsesim.arch import Arch
 from sparsesim.compute import ComputeResult, compute
-from sparsesim.energy import ENERGY_COMPONENTS, EnergyTable, energy_breakdown, energy_table
+from sparsesim.energy import ENERGY_COMPONENTS, ActionCounts, EnergyTable, energy_breakdown, \
+    energy_table
 from sparsesim.layers import Layer
 from sparsesim.lower import FoldPlan, GemmOperands, gemm_operands, plan
 from sparsesim.memory import OPERANDS, MemoryResult, OperandTraffic, actions, fold_schedule, \
     simulate_gemm
-from sparsesim.masks import LayerMasks, SparsityModel, check_masks
+from sparsesim.masks import LayerMasks, SparsityModel, check_masks, input_channel_axis, \
+    weight_shapes
+from sparsesim.online import OnlinePrune, online_cost
 from sparsesim.trace import Trace
+from sparsesim.training import ONLINE_KIND, Training, backward_operands, update_cost
 from sparsesim.workload import Workload
 
 
@@ -36,6 +40,7 @@ class GemmResult:
     layer: str
     op: str
     gemm: str
+    phase: str
     count: int
     m: int
     k: int
@@ -111,7 +116,7 @@ def _simulate_memory(ops: GemmOperands, c: ComputeResult, arch: Arch) -> MemoryR
         a_mask, w_mask = ops.masks(i)
         schedule = fold_schedule(memory_plan, arch, a_mask, w_mask,
                                  compute_cycles=_memory_fold_cycles(memory_plan, c, i),
-                                 a_source=ops.im2col, group=i)
+                                 view=ops.view, group=i)
         results.append(simulate_gemm(schedule, arch.memory))
     return _sum_memory(results, ops.gemm.count if shared else 1)
 
@@ -132,7 +137,8 @@ def run_gemm(ops: GemmOperands, *, network: str, op: str, arch: Arch,
     traffic = {f"{name}_{o.lower()}": getattr(mem.operand(o), name)
                for o in OPERANDS for name in TRAFFIC_FIELDS}
     return GemmResult(
-        network=network, layer=gemm.layer, op=op, gemm=gemm.name, count=gemm.count,
+        network=network, layer=gemm.layer, op=op, gemm=gemm.name, phase=gemm.phase,
+        count=gemm.count,
         m=gemm.m, k=gemm.k, n=gemm.n, dataflow=a.dataflow, rows=a.rows, cols=a.cols,
         pe_kind=arch.pe.kind, folds=gemm.count * c.plan.folds, fold_cycles=c.plan.fold_cycles,
         dense_macs=gemm.dense_macs, effectual_macs=c.effectual_macs,
@@ -174,13 +180,110 @@ def draw_trace(workload: Workload, sparsity: SparsityModel) -> Trace:
     return Trace(Workload(workload.name, tuple(layers), workload.source, workload.file), masks)
 
 
+def _side_row(network: str, layer: Layer, gemm: str, phase: str, *, cycles: int,
+              elements: int, counts: ActionCounts, arch: Arch, table: EnergyTable,
+              dram_read: int = 0, dram_write: int = 0) -> GemmResult:
+    """A row for work beside the array's GEMMs (online pruning, weight update): no GEMM
+    (``count`` 0), no MACs on the array, ``elements`` processed (as ``M``), its own cycles
+    and energy."""
+    a = arch.array
+    energy = energy_breakdown(counts, table, arch)
+    traffic = {f"{name}_{o.lower()}": 0 for o in OPERANDS for name in TRAFFIC_FIELDS}
+    traffic["dram_read_data_bytes_w"], traffic["dram_write_data_bytes_w"] = dram_read, dram_write
+    return GemmResult(
+        network=network, layer=layer.name, op=layer.op, gemm=gemm, phase=phase, count=0,
+        m=elements, k=1, n=1, dataflow=a.dataflow, rows=a.rows, cols=a.cols,
+        pe_kind=arch.pe.kind, folds=0, fold_cycles=0, dense_macs=0, effectual_macs=0,
+        a_density=1.0, w_density=1.0, cycles=cycles, compute_cycles=cycles, stall_cycles=0,
+        load_imbalance=1.0, utilization=0.0, seconds=cycles / arch.clock_hz,
+        dram_read_bytes=dram_read, dram_write_bytes=dram_write, traffic=traffic,
+        energy_pj=math.fsum(energy[k] for k in ENERGY_COMPONENTS), energy=energy, events=0)
+
+
+def _online_row(network: str, layer: Layer, tensor: np.ndarray, axis: int, prune: OnlinePrune,
+                phase: str, producer_cycles: int, arch: Arch, table: EnergyTable) -> GemmResult:
+    """The online pruning unit finding ``tensor``'s zeros (channels along ``axis``) as the
+    producer's outputs stream out."""
+    row_len = tensor.shape[axis]
+    rows = tensor.size // max(row_len, 1)
+    keep = None
+    if prune.kind == "topk":
+        keep = int(np.count_nonzero(tensor)) // max(rows, 1)
+    cost = online_cost(prune.kind, rows=rows, row_len=row_len, unit=arch.online, keep=keep,
+                       nm=prune.nm)
+    return _side_row(network, layer, f"online_{prune.kind}", phase,
+                     cycles=cost.exposed_cycles(producer_cycles), elements=cost.elements,
+                     counts=ActionCounts(comparisons=cost.comparisons), arch=arch, table=table)
+
+
+def _update_row(network: str, layer: Layer, masks: LayerMasks | None, training: Training,
+                arch: Arch, table: EnergyTable) -> GemmResult:
+    """The optimizer step: a vector unit of ``cols`` lanes streams weights, gradients and
+    state from DRAM and back; with real memory it waits for the bytes."""
+    p, mem = arch.precision, arch.memory
+    u = update_cost(layer, masks, training, w_bits=p.w_bits, grad_bits=p.o_bits)
+    cycles = -(-u.weights // arch.array.cols)
+    if not mem.ideal and u.weights:
+        moved = u.dram_read_bytes + u.dram_write_bytes
+        cycles = max(cycles, math.ceil(moved / mem.dram_bytes_per_cycle)) + mem.dram_latency_cycles
+    counts = ActionCounts(macs=u.operations, dram_read_bits=8 * u.dram_read_bytes,
+                          dram_write_bits=8 * u.dram_write_bytes)
+    return _side_row(network, layer, "update", "update", cycles=cycles, elements=u.weights,
+                     counts=counts, arch=arch, table=table, dram_read=u.dram_read_bytes,
+                     dram_write=u.dram_write_bytes)
+
+
+def _act_prune(sparsity: SparsityModel | None, trace: Trace | None) -> OnlinePrune | None:
+    """How activation zeros are found at run time, if they are (``None``: free ReLU zeros)."""
+    if trace is not None:
+        spec = trace.meta.get("act_prune")
+        if not spec:
+            return None
+        n, _, m = str(spec.get("nm", "2:4")).partition(":")
+        return OnlinePrune(str(spec["kind"]), (int(n), int(m)))
+    if sparsity is None or sparsity.act_prune == "none":
+        return None
+    return OnlinePrune(sparsity.act_prune, sparsity.act_nm or (2, 4))
+
+
 def run(workload: Workload, arch: Arch, *, sparsity: SparsityModel | None = None,
-        trace: Trace | None = None) -> list[GemmResult]:
-    """Every GEMM of every layer, in execution order (layers run one after another)."""
+        trace: Trace | None = None, training: Training | None = None) -> list[GemmResult]:
+    """Every GEMM of every layer, in execution order (layers run one after another).
+
+    With ``training``: the forward pass, then per layer from the last the online pruning of
+    its output gradient (if pruned), its backward GEMMs and its weight update.
+    """
     name = trace.workload.name if trace is not None else workload.name
     table = energy_table(arch)  # may read an override file: once, not per GEMM
-    return [
-        run_gemm(ops, network=name, op=layer.op, arch=arch, table=table)
-        for layer, masks in layers_with_masks(workload, sparsity=sparsity, trace=trace)
-        for ops in gemm_operands(layer, masks)
-    ]
+    act = _act_prune(sparsity, trace)
+    rows: list[GemmResult] = []
+    layers = list(layers_with_masks(workload, sparsity=sparsity, trace=trace))
+    forward: list[list[GemmOperands]] = []
+    for layer, masks in layers:
+        if act is not None and masks is not None and masks.inputs is not None and rows:
+            rows.append(_online_row(name, layer, masks.inputs, input_channel_axis(layer), act,
+                                    "forward", rows[-1].cycles, arch, table))
+        ops_list = gemm_operands(layer, masks)
+        forward.append(ops_list if training is not None else [])
+        rows += [run_gemm(ops, network=name, op=layer.op, arch=arch, table=table)
+                 for ops in ops_list]
+    if training is None:
+        return rows
+    grads = training.gradients
+    index = sum(len(f) for f in forward)
+    producer = 0  # cycles of the GEMM whose outputs are the next dO (none for the loss's)
+    for (layer, masks), ops_list in zip(reversed(layers), reversed(forward), strict=True):
+        for ops in reversed(ops_list):
+            index -= 1
+            grad = grads.draw(ops.gemm, index)
+            if grad is not None:
+                prune = OnlinePrune(ONLINE_KIND[grads.structure], grads.nm or (2, 4))
+                rows.append(_online_row(name, layer, grad, -1, prune, "backward", producer,
+                                        arch, table))
+            dx, dw = (run_gemm(b, network=name, op=layer.op, arch=arch, table=table)
+                      for b in backward_operands(ops, grad))
+            rows += [dx, dw]
+            producer = dx.cycles
+        if weight_shapes(layer):
+            rows.append(_update_row(name, layer, masks, training, arch, table))
+    return rows

@@ -42,7 +42,8 @@ class Gemm:
     """``count`` identical, independent GEMMs ``O[m×n] = A[m×k] · W[k×n]`` run one after another.
 
     ``count`` covers conv groups and attention's (batch × head) score GEMMs; ``w_kind`` says
-    whether the K×N operand is a weight (A is always an activation).
+    whether the K×N operand is a weight (A is always an activation). ``phase`` is
+    ``forward`` or ``backward`` (a training step's gradient GEMMs, :mod:`sparsesim.training`).
     """
 
     layer: str
@@ -52,6 +53,7 @@ class Gemm:
     n: int
     count: int = 1
     w_kind: OperandKind = OperandKind.WEIGHT
+    phase: str = "forward"
 
     @property
     def dense_macs(self) -> int:
@@ -223,17 +225,32 @@ def _touched(conv: Conv2d, m0: int, m1: int) -> tuple[tuple[int, np.ndarray], ..
 
 
 @dataclass(frozen=True)
+class ConvView:
+    """Which operand of a GEMM is a convolution's im2col matrix (``[pixels, window]``).
+
+    The forward conv reads it as A; a training step's weight gradient reads its transpose as
+    A (``transposed``: ``[window, pixels]``) and the input gradient writes it as O (col2im
+    adds the windows back into the feature map). Memory moves the feature-map regions.
+    """
+
+    im2col: Im2col
+    operand: str = "A"
+    transposed: bool = False
+
+
+@dataclass(frozen=True)
 class GemmOperands:
     """A GEMM with the non-zero patterns of its operands.
 
     ``a`` is ``[count, M, K]`` (one mask per instance) or ``[M, K]`` (shared by all), ``w`` the
-    same with ``[K, N]``; ``None`` means dense (all ones).
+    same with ``[K, N]``; ``None`` means dense (all ones). ``view`` marks a convolution's
+    im2col operand, whose memory traffic is the feature map's.
     """
 
     gemm: Gemm
     a: np.ndarray | None = None
     w: np.ndarray | None = None
-    im2col: Im2col | None = None
+    view: ConvView | None = None
 
     def masks(self, i: int) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Both operand masks of instance ``i`` (``None``: dense)."""
@@ -294,7 +311,7 @@ def gemm_operands(layer: Layer, masks: LayerMasks | None) -> list[GemmOperands]:
         if "w" in wt:
             mg = layer.m // layer.groups
             w = wt["w"].reshape(layer.groups, mg, g.k).transpose(0, 2, 1)
-        return [GemmOperands(g, a, w, Im2col(layer, m.inputs))]
+        return [GemmOperands(g, a, w, ConvView(Im2col(layer, m.inputs)))]
     if isinstance(layer, Linear):
         [g] = gemms
         return [GemmOperands(g, m.inputs, None if "w" not in wt else wt["w"].T)]

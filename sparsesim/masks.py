@@ -140,6 +140,9 @@ def _unit_interval(value: float, name: str) -> None:
         raise SparsesimError(f"must be in [0, 1], got {value!r}", field=name)
 
 
+ACT_PRUNE_KINDS = ("none", "threshold", "dynamic", "topk", "nm")
+
+
 @dataclass(frozen=True, slots=True)
 class SparsityModel:
     """Seeded statistical sparsity for runs without a trace. Densities are fractions in [0, 1].
@@ -151,6 +154,13 @@ class SparsityModel:
     fewer heads, fewer keys/values (rounded up, at least one). ``weight_nm = (n, m)`` draws
     N:M weight masks instead: exactly ``n`` kept of every ``m`` along the reduction axis (a
     last, shorter group keeps ``min(n, its length)``).
+
+    ``act_prune`` says how the activation zeros arise: ``none`` — they are there anyway (ReLU),
+    free; otherwise they are found at run time by the online pruning unit, which costs cycles
+    and energy (:mod:`sparsesim.online`): ``threshold`` (Bernoulli, as ``none``), ``dynamic``
+    (a per-tensor threshold: exactly ``round(d·size)`` kept), ``topk`` (exactly
+    ``round(d·C)`` of each pixel's or token's ``C`` channels) or ``nm`` (``act_nm = (n, m)``
+    along the channels; the density is ``n/m``).
     """
 
     weight_density: float = 1.0
@@ -161,9 +171,24 @@ class SparsityModel:
     token_keep: float = 1.0
     head_keep: float = 1.0
     kv_keep: float = 1.0
+    act_prune: str = "none"
+    act_nm: tuple[int, int] | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.act_prune not in ACT_PRUNE_KINDS:
+            raise SparsesimError(f"unknown activation pruning {self.act_prune!r}; expected one "
+                                 f"of {', '.join(ACT_PRUNE_KINDS)}", field="act_prune")
+        if (self.act_prune == "nm") != (self.act_nm is not None):
+            raise SparsesimError("act_nm = (n, m) goes with act_prune = 'nm', and only with it",
+                                 field="act_nm")
+        if self.act_nm is not None:
+            n, m = self.act_nm
+            if not (isinstance(n, int) and isinstance(m, int) and 0 < n <= m):
+                raise SparsesimError(f"must be N:M with 0 < N <= M, got {self.act_nm}",
+                                     field="act_nm")
+            if self.act_density != 1:
+                raise SparsesimError("give act_density or act_nm, not both", field="act_nm")
         for name in ("weight_density", "act_density", "token_keep", "head_keep", "kv_keep"):
             _unit_interval(getattr(self, name), name)
         for name in ("token_keep", "head_keep", "kv_keep"):
@@ -186,7 +211,7 @@ class SparsityModel:
     @property
     def is_dense(self) -> bool:
         return (self.weight_density == 1 and self.weight_nm is None and self.act_density == 1
-                and self.token_keep == 1
+                and self.act_nm is None and self.token_keep == 1
                 and self.head_keep == 1 and self.kv_keep == 1)
 
     def shape(self, layer: Layer) -> Layer:
@@ -212,12 +237,27 @@ class SparsityModel:
             weights = {name: exact_density_mask(shape, self.weight_density, rng)
                        for name, shape in weight_shapes(layer).items()}
         inputs = None
-        if self.act_density < 1 and not (index == 0 and self.dense_first_input):
+        if self.act_keep < 1 and not (index == 0 and self.dense_first_input):
             inputs = self._activations(layer, rng)
         return LayerMasks(weights, inputs)
 
+    @property
+    def act_keep(self) -> float:
+        """Fraction of activations kept (``n/m`` for N:M)."""
+        return self.act_nm[0] / self.act_nm[1] if self.act_nm else self.act_density
+
     def _activations(self, layer: Layer, rng: np.random.Generator) -> np.ndarray:
         d = self.act_density
+        shape = input_shape(layer)
+        axis = input_channel_axis(layer) % len(shape)
+        if self.act_prune == "nm":
+            assert self.act_nm is not None
+            return nm_mask(shape, *self.act_nm, (axis,), rng)
+        if self.act_prune == "topk":
+            channels = shape[axis]
+            return nm_mask(shape, max(1, round(d * channels)), channels, (axis,), rng)
+        if self.act_prune == "dynamic":
+            return exact_density_mask(shape, d, rng)
         if self.act_channel_std > 0:
             kappa = d * (1 - d) / self.act_channel_std**2 - 1
             channels = input_shape(layer)[input_channel_axis(layer)]

@@ -69,7 +69,7 @@ from sparsesim.arch import Arch, MemoryConfig
 from sparsesim.energy import ActionCounts
 from sparsesim.errors import SparsesimError
 from sparsesim.formats import Auto, as_format, tile_bits
-from sparsesim.lower import FoldPlan, Im2col
+from sparsesim.lower import ConvView, FoldPlan
 
 OPERANDS = ("A", "W", "O")
 # Axes of each operand in the orientation the formats see (K on axis 0 where it has one).
@@ -234,23 +234,32 @@ def _operand_tiles(op: str, mask: np.ndarray | None, plan: FoldPlan, memory: Mem
     return _tiles(op, ids, data.ravel(), meta.ravel(), memory, value_bits)
 
 
-def _footprint_tiles(source: Im2col, group: int, plan: FoldPlan, memory: MemoryConfig,
+_MATRIX_AXES = {"A": ("m", "k"), "O": ("m", "n")}
+
+
+def _footprint_tiles(view: ConvView, group: int, plan: FoldPlan, memory: MemoryConfig,
                      value_bits: int, i: np.ndarray, j: np.ndarray, s: np.ndarray,
                      chunk: int) -> OperandTiles:
-    """A tiles of a convolution as the input regions they read, each encoded on its own as a
-    ``[channels, pixels]`` tile in ``format_a``."""
-    block, counts, ids = _tile_geometry("A", plan, i, j, s, chunk)
+    """Tiles of a convolution's im2col operand (``view``) as the feature-map regions they
+    touch, each encoded on its own as a ``[channels, pixels]`` tile in the operand's format."""
+    op, source = view.operand, view.im2col
+    block, counts, ids = _tile_geometry(op, plan, i, j, s, chunk)
     g = plan.gemm
-    name = f"{g.layer}.{g.name} A"
-    fmt = _format("A", plan, memory)
+    name = f"{g.layer}.{g.name} {op}"
+    fmt = _format(op, plan, memory)
+    axes = _FORMAT_AXES[op]
+    rows_axis, cols_axis = _MATRIX_AXES[op]
+    if view.transposed:
+        rows_axis, cols_axis = cols_axis, rows_axis
     n_tiles = counts[0] * counts[1]
     data = np.zeros(n_tiles, dtype=np.int64)
     meta = np.zeros(n_tiles, dtype=np.int64)
     cache: dict[tuple[int, ...], tuple[int, int]] = {}
     for tile in range(n_tiles):
-        kb, mb = divmod(tile, counts[1])
-        k0, k1 = kb * block[0], min(g.k, (kb + 1) * block[0])
-        m0, m1 = mb * block[1], min(g.m, (mb + 1) * block[1])
+        index = divmod(tile, counts[1])
+        span = {ax: (b * size, min(g.dim(ax), (b + 1) * size))
+                for ax, b, size in zip(axes, index, block, strict=True)}
+        (m0, m1), (k0, k1) = span[rows_axis], span[cols_axis]
         channels, planes = source.footprint(group, m0, m1, k0, k1)
         n_ch = channels.stop - channels.start
         pixels = sum(int(plane.sum()) for _, plane in planes)
@@ -269,7 +278,7 @@ def _footprint_tiles(source: Im2col, group: int, plan: FoldPlan, memory: MemoryC
             d, mt = tile_bits(flat, flat.shape[0], max(1, flat.shape[1]), fmt, value_bits,
                               name=name)
             data[tile], meta[tile] = int(d[0, 0]), int(mt[0, 0])
-    return _tiles("A", ids, data, meta, memory, value_bits)
+    return _tiles(op, ids, data, meta, memory, value_bits)
 
 
 def _check_mask(mask: np.ndarray | None, shape: tuple[int, int], what: str,
@@ -285,7 +294,7 @@ def _check_mask(mask: np.ndarray | None, shape: tuple[int, int], what: str,
 
 def fold_schedule(plan: FoldPlan, arch: Arch, a_mask: np.ndarray | None = None,
                   w_mask: np.ndarray | None = None, *, compute_cycles: np.ndarray | None = None,
-                  o_mask: np.ndarray | None = None, a_source: Im2col | None = None,
+                  o_mask: np.ndarray | None = None, view: ConvView | None = None,
                   group: int = 0) -> FoldSchedule:
     """The schedule of one instance of ``plan.gemm`` on ``arch``'s memory formats and widths.
 
@@ -293,8 +302,9 @@ def fold_schedule(plan: FoldPlan, arch: Arch, a_mask: np.ndarray | None = None,
     patterns (2-D, ``None``: dense). ``compute_cycles`` gives each fold's cycles in execution
     order (default: the dense ``plan.fold_cycles`` for every fold). ``plan.gemm.count``
     instances are the caller's to run (one schedule each, or one result scaled when the
-    instances share their masks). With ``a_source`` (a convolution's im2col), A tiles are the
-    input-feature-map regions they read (of conv group ``group``), not im2col copies.
+    instances share their masks). With ``view`` (a convolution's im2col operand), that
+    operand's tiles are the feature-map regions they touch (of conv group ``group``), not
+    im2col copies.
     """
     g = plan.gemm
     r, c = plan.row_folds, plan.col_folds
@@ -314,7 +324,7 @@ def fold_schedule(plan: FoldPlan, arch: Arch, a_mask: np.ndarray | None = None,
     stream = plan.extents[2]
     chunk = stream
     while True:
-        schedule = _schedule(plan, arch, a, w, o, cycles, chunk, a_source, group)
+        schedule = _schedule(plan, arch, a, w, o, cycles, chunk, view, group)
         if arch.memory.ideal or chunk == 1 or _fits(schedule, arch.memory):
             return schedule
         chunk = -(-chunk // 2)
@@ -333,7 +343,7 @@ def _split_cycles(cycles: np.ndarray, stream: int, chunk: int) -> np.ndarray:
 
 def _schedule(plan: FoldPlan, arch: Arch, a: np.ndarray | None, w: np.ndarray | None,
               o: np.ndarray | None, cycles: np.ndarray, chunk: int,
-              a_source: Im2col | None = None, group: int = 0) -> FoldSchedule:
+              view: ConvView | None = None, group: int = 0) -> FoldSchedule:
     """The schedule with the streamed axis cut into chunks of ``chunk``: a fold whose whole
     stream would not fit its buffers runs as consecutive steps, one chunk each (the PEs keep
     their accumulators and stationary operands across a fold's steps)."""
@@ -345,13 +355,12 @@ def _schedule(plan: FoldPlan, arch: Arch, a: np.ndarray | None, w: np.ndarray | 
     fold = steps // chunks
     i, j = fold % r, fold // r
     p, mem = arch.precision, arch.memory
-    tiles = {
-        "A": (_operand_tiles("A", None if a is None else a.T, plan, mem, p.a_bits, i, j, s, chunk)
-              if a_source is None else
-              _footprint_tiles(a_source, group, plan, mem, p.a_bits, i, j, s, chunk)),
-        "W": _operand_tiles("W", w, plan, mem, p.w_bits, i, j, s, chunk),
-        "O": _operand_tiles("O", o, plan, mem, p.o_bits, i, j, s, chunk),
-    }
+    masks = {"A": None if a is None else a.T, "W": w, "O": o}
+    bits = {"A": p.a_bits, "W": p.w_bits, "O": p.o_bits}
+    tiles = {op: (_footprint_tiles(view, group, plan, mem, bits[op], i, j, s, chunk)
+                  if view is not None and view.operand == op else
+                  _operand_tiles(op, masks[op], plan, mem, bits[op], i, j, s, chunk))
+             for op in OPERANDS}
     o_ids = tiles["O"].tile_ids
     first = np.full(tiles["O"].tiles, steps.size, dtype=np.int64)
     np.minimum.at(first, o_ids, steps)

@@ -4,7 +4,10 @@ Column schema of the per-GEMM frame (units in the names where they are not count
 
 =============== =================================================================
 network, layer  workload and layer name
-op, gemm        layer kind (conv2d, linear, attention, matmul); GEMM within it
+op, gemm        layer kind (conv2d, linear, attention, matmul); GEMM within it (backward:
+                ``<gemm>.dx``, ``<gemm>.dw``; ``online_<kind>``: the online pruning unit;
+                ``update``: the optimizer step)
+phase           forward, backward or update (a training step's parts)
 count           identical GEMM instances (conv groups, batch × heads)
 M, K, N         GEMM shape of one instance: O[M×N] = A[M×K] · W[K×N]
 dataflow        os, ws or is; rows, cols: array size (PEs); pe_kind: dense, gate, skip, nm
@@ -65,24 +68,40 @@ def to_frame(rows: Sequence[GemmResult]) -> pd.DataFrame:
 
 
 def layer_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per layer (GEMMs summed), in execution order."""
-    grouped = df.groupby("layer", sort=False)
+    """One row per layer and phase (GEMMs summed), in execution order."""
+    grouped = df.groupby(["phase", "layer"], sort=False)
     out = grouped.agg({"network": "first", "op": "first", "dataflow": "first",
                        "rows": "first", "cols": "first",
                        **{c: "sum" for c in _SUMMED}}).reset_index()
-    out.insert(3, "gemms", grouped["count"].sum().to_numpy())
-    out.insert(4, "shape", grouped.apply(_shape, include_groups=False).to_numpy())
+    out.insert(4, "gemms", grouped["count"].sum().to_numpy())
+    out.insert(5, "shape", grouped.apply(_shape, include_groups=False).to_numpy())
     out["utilization"] = out["effectual_macs"] / (out["cycles"] * out["rows"] * out["cols"])
     return out
 
 
 def _shape(group: pd.DataFrame) -> str:
-    """``M×K×N`` of a layer's single GEMM (``g × M×K×N`` if repeated), else its GEMM names."""
+    """``M×K×N`` of a layer's single GEMM (``g × M×K×N`` if repeated), else its GEMM names
+    (their count when that gets long; ``+ online`` when the online pruning unit ran)."""
     if len(group) > 1:
-        return ",".join(group["gemm"])
+        gemms = group.loc[group["count"] > 0, "gemm"]
+        text = ",".join(gemms)
+        if len(text) > 24:
+            text = f"{len(gemms)} GEMMs"
+        return text + (" + online" if (group["count"] == 0).any() else "")
     row = group.iloc[0]
+    if row["count"] == 0:  # work beside the array: elements processed
+        return f"{row['gemm']}: {row['M']:,} elements"
     shape = f"{row['M']}×{row['K']}×{row['N']}"
     return f"{row['count']} × {shape}" if row["count"] > 1 else shape
+
+
+def phase_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per phase (forward, backward, update), in execution order: a training step's
+    cycles, traffic and energy apart."""
+    out = df.groupby("phase", sort=False)[list(_SUMMED)].sum().reset_index()
+    pes = df["rows"].iloc[0] * df["cols"].iloc[0] if len(df) else 1
+    out["utilization"] = out["effectual_macs"] / (out["cycles"] * pes).where(out["cycles"] > 0)
+    return out.fillna({"utilization": 0.0})
 
 
 def totals(df: pd.DataFrame) -> dict[str, float]:
@@ -96,21 +115,25 @@ def totals(df: pd.DataFrame) -> dict[str, float]:
 def render_table(df: pd.DataFrame, *, title: str = "") -> str:
     """The per-layer table with a totals line, aligned, units in the header."""
     layers = layer_frame(df)
+    phases = phase_frame(df)
+    training = len(phases) > 1
     header = ("layer", "op", "GEMM M×K×N", "MACs", "effectual", "cycles", "stall", "util %",
               "time µs", "DRAM", "energy")
-    body = [
-        (r.layer, r.op, r.shape, fmt_si(r.dense_macs), fmt_si(r.effectual_macs), f"{r.cycles:,}",
-         f"{r.stall_cycles:,}", f"{100 * r.utilization:.1f}", f"{1e6 * r.seconds:,.2f}",
-         fmt_si(r.dram_read_bytes + r.dram_write_bytes, "B"), fmt_si(r.energy_pj * 1e-12, "J"))
-        for r in layers.itertuples()
-    ]
-    t = totals(df)
-    foot = ("total", f"{len(layers)} layers", f"{int(layers['gemms'].sum())} GEMMs",
-            fmt_si(t["dense_macs"]), fmt_si(t["effectual_macs"]), f"{int(t['cycles']):,}", f"{int(t['stall_cycles']):,}",
-            f"{100 * t['utilization']:.1f}", f"{1e6 * t['seconds']:,.2f}",
-            fmt_si(t["dram_read_bytes"] + t["dram_write_bytes"], "B"),
-            fmt_si(t["energy_pj"] * 1e-12, "J"))
-    widths = [max(len(row[i]) for row in (header, *body, foot)) for i in range(len(header))]
+
+    def cells(r: object, first: str, second: str, third: str) -> tuple[str, ...]:
+        return (first, second, third, fmt_si(r.dense_macs), fmt_si(r.effectual_macs),
+                f"{int(r.cycles):,}", f"{int(r.stall_cycles):,}", f"{100 * r.utilization:.1f}",
+                f"{1e6 * r.seconds:,.2f}", fmt_si(r.dram_read_bytes + r.dram_write_bytes, "B"),
+                fmt_si(r.energy_pj * 1e-12, "J"))
+
+    body = [cells(r, r.layer, f"{r.op} {r.phase}" if training else r.op, r.shape)
+            for r in layers.itertuples()]
+    sub = [cells(r, f"{r.phase} total", "", "") for r in phases.itertuples()] if training else []
+    t = pd.Series(totals(df))
+    foot = cells(t, "total", f"{layers['layer'].nunique()} layers",
+                 f"{int(layers['gemms'].sum())} GEMMs")
+    widths = [max(len(row[i]) for row in (header, *body, *sub, foot))
+              for i in range(len(header))]
     left = {0, 1, 2}
 
     def line(row: Sequence[str]) -> str:
@@ -119,5 +142,6 @@ def render_table(df: pd.DataFrame, *, title: str = "") -> str:
 
     rule = "  ".join("─" * w for w in widths)
     parts = [title] if title else []
-    parts += [line(header), rule, *(line(r) for r in body), rule, line(foot)]
+    parts += [line(header), rule, *(line(r) for r in body), rule, *(line(r) for r in sub),
+              line(foot)]
     return "\n".join(parts)

@@ -1,0 +1,98 @@
+"""The online pruning unit: what finding activation (or gradient) zeros at run time costs.
+
+Static weight sparsity is free at run time; activation sparsity imposed by a threshold, a
+top-k or an N:M rule must be computed on the outputs as they leave the array. The unit sits
+on the output path (``[online]`` in the arch) and streams the producer's outputs, so its work
+hides behind the producing GEMM unless it is slower than it; what it cannot hide is its
+pipeline depth, and for a per-tensor (``dynamic``) threshold the whole second pass, which
+waits for the threshold the first pass finds. Counts per kind, for ``E`` elements in rows of
+``L`` (the channel vector of a pixel or a token), ``lanes`` comparators, a bitonic network
+``W = sorter_width`` wide with ``s = log2 W`` (Batcher 1968: ``W/2 · s(s+1)/2`` comparators
+in ``s(s+1)/2`` stages):
+
+============ ================================== =================== ========================
+kind         comparisons                        hidden cycles       exposed cycles
+============ ================================== =================== ========================
+threshold    ``E``                              ``⌈E/lanes⌉``       1
+dynamic      ``2E`` (find the quantile, apply)  ``⌈E/lanes⌉``       ``⌈E/lanes⌉ + 1``
+nm (N of M)  ``E/M · M(M−1)/2`` (rank in group) ``⌈E/lanes⌉``       ``⌈log2 M⌉ + 1``
+topk (k)     blocks · passes · (sort + merge)   blocks · passes     ``s(s+1)/2 + s + 1``
+============ ================================== =================== ========================
+
+Top-k cuts each row into ``⌈L/W⌉`` blocks, sorts each (``W/2 · s(s+1)/2``) and merges it
+into the running best ``W`` (``W + W/2 · s``: one half-cleaner stage, then a bitonic merge of
+the upper half); ``k > W`` needs ``⌈k/W⌉`` passes. The network takes one block per cycle.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from sparsesim.arch import OnlineConfig
+from sparsesim.errors import SparsesimError
+from sparsesim.units import ceil_div
+
+ONLINE_KINDS = ("threshold", "dynamic", "topk", "nm")
+
+
+@dataclass(frozen=True, slots=True)
+class OnlinePrune:
+    """What the unit does to a tensor: ``kind`` (one of :data:`ONLINE_KINDS`), ``nm`` for N:M."""
+
+    kind: str
+    nm: tuple[int, int] = (2, 4)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ONLINE_KINDS:
+            raise SparsesimError(f"unknown online pruning {self.kind!r}; expected one of "
+                                 f"{', '.join(ONLINE_KINDS)}", field="act_prune")
+
+
+@dataclass(frozen=True, slots=True)
+class OnlineCost:
+    """One tensor through the online pruning unit. Cycles are clock cycles.
+
+    ``hidden_cycles`` overlap the producer's compute (the unit is busy while outputs stream
+    out); ``serial_cycles`` come after the producer's last output whatever its length.
+    """
+
+    kind: str
+    elements: int
+    comparisons: int
+    hidden_cycles: int
+    serial_cycles: int
+
+    def exposed_cycles(self, producer_cycles: int) -> int:
+        """Cycles the unit adds after a producer of ``producer_cycles`` cycles."""
+        return max(0, self.hidden_cycles - producer_cycles) + self.serial_cycles
+
+
+def online_cost(kind: str, *, rows: int, row_len: int, unit: OnlineConfig,
+                keep: int | None = None, nm: tuple[int, int] = (2, 4)) -> OnlineCost:
+    """The cost of pruning ``rows × row_len`` elements online with ``kind``.
+
+    ``keep`` is top-k's k per row; ``nm`` is (N, M) for N:M selection along the row.
+    """
+    if kind not in ONLINE_KINDS:
+        raise SparsesimError(f"unknown online pruning {kind!r}; expected one of "
+                             f"{', '.join(ONLINE_KINDS)}", field="act_prune")
+    elements = rows * row_len
+    stream = ceil_div(elements, unit.lanes)
+    if kind == "threshold":
+        return OnlineCost(kind, elements, elements, stream, 1 if elements else 0)
+    if kind == "dynamic":
+        return OnlineCost(kind, elements, 2 * elements, stream, stream + 1 if elements else 0)
+    if kind == "nm":
+        m = nm[1]
+        groups = ceil_div(row_len, m) * rows
+        depth = math.ceil(math.log2(m)) + 1 if m > 1 else 1
+        return OnlineCost(kind, elements, groups * m * (m - 1) // 2, stream, depth)
+    if keep is None or not 0 <= keep <= row_len:
+        raise SparsesimError(f"top-k needs 0 <= k <= {row_len}, got {keep!r}", field="act_prune")
+    w = unit.sorter_width
+    s = int(math.log2(w))
+    blocks, passes = ceil_div(row_len, w), max(1, ceil_div(keep, w))
+    per_block = w // 2 * s * (s + 1) // 2 + w + w // 2 * s
+    runs = rows * blocks * passes
+    return OnlineCost(kind, elements, runs * per_block, runs, s * (s + 1) // 2 + s + 1)
