@@ -85,6 +85,10 @@ def simulate(workload: Workload | str | Path = "resnet18",
     else:
         wl = workload if isinstance(workload, Workload) else load_workload(workload)
     meta = dict(tr.meta) if tr is not None else {}
+    if "dynamic" in meta:
+        raise SparsesimError("this trace carries per-input (dynamic) pruning: run it with "
+                             "sparsesim.dynamic.simulate_any (or `sparsesim run`)",
+                             field="dynamic")
     if training is not None and tr is not None:
         check_training_trace(tr, trace if isinstance(trace, (str, Path)) else None)
     rows = run(wl, ar, sparsity=sparsity, trace=tr, training=training)

@@ -18,14 +18,30 @@ import numpy as np
 
 from sparsesim.arch import Arch
 from sparsesim.compute import ComputeResult, compute
-from sparsesim.energy import ENERGY_COMPONENTS, ActionCounts, EnergyTable, energy_breakdown, \
-    energy_table
+from sparsesim.energy import (
+    ENERGY_COMPONENTS,
+    ActionCounts,
+    EnergyTable,
+    energy_breakdown,
+    energy_table,
+)
 from sparsesim.layers import Layer
 from sparsesim.lower import FoldPlan, GemmOperands, gemm_operands, plan
-from sparsesim.memory import OPERANDS, MemoryResult, OperandTraffic, actions, fold_schedule, \
-    simulate_gemm
-from sparsesim.masks import LayerMasks, SparsityModel, check_masks, input_channel_axis, \
-    weight_shapes
+from sparsesim.masks import (
+    LayerMasks,
+    SparsityModel,
+    check_masks,
+    input_channel_axis,
+    weight_shapes,
+)
+from sparsesim.memory import (
+    OPERANDS,
+    MemoryResult,
+    OperandTraffic,
+    actions,
+    fold_schedule,
+    simulate_gemm,
+)
 from sparsesim.online import OnlinePrune, online_cost
 from sparsesim.trace import Trace
 from sparsesim.training import ONLINE_KIND, Training, backward_operands, update_cost
@@ -100,7 +116,7 @@ def _sum_memory(results: list[MemoryResult], repeat: int) -> MemoryResult:
         traffic[op.lower()] = OperandTraffic(*(
             repeat * sum(getattr(r.operand(op), f) for r in results)
             for f in OperandTraffic.__dataclass_fields__))
-    total = lambda name: repeat * sum(getattr(r, name) for r in results)  # noqa: E731
+    total = lambda name: repeat * sum(getattr(r, name) for r in results)
     return MemoryResult(total("cycles"), total("compute_cycles"), total("stall_cycles"),
                         total("decode_stall_cycles"), traffic["a"], traffic["w"], traffic["o"],
                         total("events"))
@@ -200,20 +216,27 @@ def _side_row(network: str, layer: Layer, gemm: str, phase: str, *, cycles: int,
         energy_pj=math.fsum(energy[k] for k in ENERGY_COMPONENTS), energy=energy, events=0)
 
 
-def _online_row(network: str, layer: Layer, tensor: np.ndarray, axis: int, prune: OnlinePrune,
-                phase: str, producer_cycles: int, arch: Arch, table: EnergyTable) -> GemmResult:
-    """The online pruning unit finding ``tensor``'s zeros (channels along ``axis``) as the
-    producer's outputs stream out."""
-    row_len = tensor.shape[axis]
-    rows = tensor.size // max(row_len, 1)
-    keep = None
-    if prune.kind == "topk":
-        keep = int(np.count_nonzero(tensor)) // max(rows, 1)
+def online_row(network: str, layer: Layer, prune: OnlinePrune, *, rows: int, row_len: int,
+               keep: int | None = None, phase: str, producer_cycles: int, arch: Arch,
+               table: EnergyTable) -> GemmResult:
+    """The online pruning unit on ``rows × row_len`` outputs of a producer that ran
+    ``producer_cycles`` (``keep``: top-k's k per row)."""
     cost = online_cost(prune.kind, rows=rows, row_len=row_len, unit=arch.online, keep=keep,
                        nm=prune.nm)
     return _side_row(network, layer, f"online_{prune.kind}", phase,
                      cycles=cost.exposed_cycles(producer_cycles), elements=cost.elements,
                      counts=ActionCounts(comparisons=cost.comparisons), arch=arch, table=table)
+
+
+def _mask_online_row(network: str, layer: Layer, mask: np.ndarray, axis: int,
+                     prune: OnlinePrune, phase: str, producer_cycles: int, arch: Arch,
+                     table: EnergyTable) -> GemmResult:
+    """The unit finding ``mask``'s zeros, rows along ``axis`` (a pixel's or token's channels)."""
+    row_len = mask.shape[axis]
+    rows = mask.size // max(row_len, 1)
+    keep = int(np.count_nonzero(mask)) // max(rows, 1) if prune.kind == "topk" else None
+    return online_row(network, layer, prune, rows=rows, row_len=row_len, keep=keep, phase=phase,
+                      producer_cycles=producer_cycles, arch=arch, table=table)
 
 
 def _update_row(network: str, layer: Layer, masks: LayerMasks | None, training: Training,
@@ -261,8 +284,8 @@ def run(workload: Workload, arch: Arch, *, sparsity: SparsityModel | None = None
     forward: list[list[GemmOperands]] = []
     for layer, masks in layers:
         if act is not None and masks is not None and masks.inputs is not None and rows:
-            rows.append(_online_row(name, layer, masks.inputs, input_channel_axis(layer), act,
-                                    "forward", rows[-1].cycles, arch, table))
+            rows.append(_mask_online_row(name, layer, masks.inputs, input_channel_axis(layer),
+                                         act, "forward", rows[-1].cycles, arch, table))
         ops_list = gemm_operands(layer, masks)
         forward.append(ops_list if training is not None else [])
         rows += [run_gemm(ops, network=name, op=layer.op, arch=arch, table=table)
@@ -278,8 +301,8 @@ def run(workload: Workload, arch: Arch, *, sparsity: SparsityModel | None = None
             grad = grads.draw(ops.gemm, index)
             if grad is not None:
                 prune = OnlinePrune(ONLINE_KIND[grads.structure], grads.nm or (2, 4))
-                rows.append(_online_row(name, layer, grad, -1, prune, "backward", producer,
-                                        arch, table))
+                rows.append(_mask_online_row(name, layer, grad, -1, prune, "backward",
+                                             producer, arch, table))
             dx, dw = (run_gemm(b, network=name, op=layer.op, arch=arch, table=table)
                       for b in backward_operands(ops, grad))
             rows += [dx, dw]

@@ -21,7 +21,12 @@ A sweep spec is TOML::
     "sparsity.weight_nm" = [2, 4]
 
 Keys: ``workload``, ``arch``, ``trace``; ``TABLE.FIELD`` of the arch (``array.rows``,
-``pe.kind``, ...); ``sparsity.FIELD`` of :class:`~sparsesim.masks.SparsityModel`.
+``pe.kind``, ...); ``sparsity.FIELD`` of :class:`~sparsesim.masks.SparsityModel`;
+``training.FIELD`` (a training step: ``optimizer``, ``state_bits``, and ``grad_density``,
+``grad_structure``, ``grad_nm`` of the gradient model); ``dynamic.FIELD`` (seeded per-input
+pruning, :func:`~sparsesim.dynamic.synthetic_dynamic`: ``inputs``, ``channel_keep``,
+``token_keep``, ``head_keep``, ``spread``, ``seed``). A dynamic point's totals are means
+over its inputs, with ``cycles_p50`` and ``cycles_p99`` beside them.
 
 Every finished point is appended at once, as one complete CSV line, to the results file, with
 every parameter as a column, the whole-network totals, its status (``ok`` or ``error`` with
@@ -51,17 +56,20 @@ from typing import Any, TextIO
 
 import pandas as pd
 
-from sparsesim.api import simulate
 from sparsesim.arch import Arch, load_arch, with_overrides
-from sparsesim.errors import SparsesimError
+from sparsesim.dynamic import simulate_any, synthetic_dynamic
 from sparsesim.engine import draw_trace
+from sparsesim.errors import SparsesimError
 from sparsesim.masks import SparsityModel
 from sparsesim.report import ENERGY_COLUMNS
-from sparsesim.trace import Trace
+from sparsesim.trace import Trace, load_trace
+from sparsesim.training import GradientModel, Training
 from sparsesim.workload import Workload, load_workload
 
 TOP_KEYS = {"workload", "arch", "trace"}
 SPARSITY_FIELDS = {f.name for f in fields(SparsityModel)}
+TRAINING_FIELDS = {"optimizer", "state_bits", "grad_density", "grad_structure", "grad_nm"}
+DYNAMIC_FIELDS = {"inputs", "channel_keep", "token_keep", "head_keep", "spread", "seed"}
 STATUS_COLUMNS = ("point_id", "status", "error", "elapsed_s")
 
 
@@ -162,36 +170,61 @@ def _arch(name: str) -> Arch:
     return load_arch(name)
 
 
-def build_point(params: Mapping[str, Any]) -> tuple[str, Arch, SparsityModel | None, str | None]:
-    """(workload spec, arch, sparsity model, trace path) of one point; errors name the field."""
+@dataclass(frozen=True)
+class Point:
+    """One point, built: what :func:`run_point` simulates."""
+
+    workload: str
+    arch: Arch
+    sparsity: SparsityModel | None
+    trace: str | None
+    training: Training | None
+    dynamic: dict[str, Any] | None
+
+
+_GROUPS = {"sparsity": SPARSITY_FIELDS, "training": TRAINING_FIELDS, "dynamic": DYNAMIC_FIELDS}
+
+
+def build_point(params: Mapping[str, Any]) -> Point:
+    """The workload, arch, models and trace of one point; errors name the field."""
     overrides: dict[str, Any] = {}
-    sparsity: dict[str, Any] = {}
+    groups: dict[str, dict[str, Any]] = {name: {} for name in _GROUPS}
     for key, value in params.items():
         if key in TOP_KEYS:
             continue
         table, _, name = key.partition(".")
-        if table == "sparsity":
-            if name not in SPARSITY_FIELDS:
-                raise SparsesimError(f"unknown sparsity field; expected one of "
-                                     f"{', '.join(sorted(SPARSITY_FIELDS))}", field=key)
-            sparsity[name] = tuple(value) if isinstance(value, list) else value
+        if table in _GROUPS:
+            if name not in _GROUPS[table]:
+                raise SparsesimError(f"unknown {table} field; expected one of "
+                                     f"{', '.join(sorted(_GROUPS[table]))}", field=key)
+            groups[table][name] = tuple(value) if isinstance(value, list) else value
         elif name:
             overrides[key] = value
         else:
             raise SparsesimError("unknown parameter; expected workload, arch, trace, "
-                                 "TABLE.FIELD or sparsity.FIELD", field=key)
+                                 "TABLE.FIELD, sparsity.FIELD, training.FIELD or "
+                                 "dynamic.FIELD", field=key)
     arch = _arch(str(params.get("arch", "default")))
     if overrides:
         arch = with_overrides(arch, overrides)
+    sparsity = groups["sparsity"]
     model = SparsityModel(**sparsity) if sparsity else None
+    training = None
+    if groups["training"]:
+        t = dict(groups["training"])
+        grads = GradientModel(density=t.pop("grad_density", 1.0),
+                              structure=t.pop("grad_structure", "unstructured"),
+                              nm=t.pop("grad_nm", None))
+        training = Training(grads, **t)
     trace = params.get("trace")
-    return str(params.get("workload", "resnet18")), arch, model, None if trace is None else str(
-        trace)
+    return Point(str(params.get("workload", "resnet18")), arch, model,
+                 None if trace is None else str(trace), training, groups["dynamic"] or None)
 
 
 RESULT_COLUMNS = ("network", "layers", "dense_macs", "effectual_macs", "cycles",
                   "compute_cycles", "stall_cycles", "utilization", "seconds", "dram_read_bytes",
-                  "dram_write_bytes", "energy_pj", *ENERGY_COLUMNS, "accuracy")
+                  "dram_write_bytes", "energy_pj", *ENERGY_COLUMNS, "cycles_p50", "cycles_p99",
+                  "inputs", "accuracy")
 
 
 def run_point(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -199,12 +232,17 @@ def run_point(params: Mapping[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     row: dict[str, Any] = {"point_id": point_id(params)}
     try:
-        wl_name, arch, model, trace = build_point(params)
-        workload = _workload(wl_name)
-        if trace is None and model is not None:
-            result = simulate(workload, arch, trace=_drawn(wl_name, model))
-        else:
-            result = simulate(workload, arch, sparsity=model, trace=trace)
+        p = build_point(params)
+        workload = _workload(p.workload)
+        trace: Trace | str | None = p.trace
+        if trace is None and p.sparsity is not None:
+            trace = _drawn(p.workload, p.sparsity)
+        dynamic = None
+        if p.dynamic is not None:
+            dynamic = synthetic_dynamic(workload if p.trace is None else
+                                        load_trace(p.trace).workload, **p.dynamic)
+        result = simulate_any(workload, p.arch, trace=trace, training=p.training,
+                              dynamic=dynamic)
         totals = result.totals
         row.update({"network": result.workload.name, "layers": len(result.layers)})
         row.update({k: _plain(totals[k]) for k in RESULT_COLUMNS if k in totals})
@@ -214,7 +252,7 @@ def run_point(params: Mapping[str, Any]) -> dict[str, Any]:
         row.update(status="ok", error="")
     except SparsesimError as err:
         row.update(status="error", error=str(err))
-    except Exception as err:  # noqa: BLE001 - a sweep records a failing point and goes on
+    except Exception as err:
         row.update(status="error", error=f"{type(err).__name__}: {err}")
     row["elapsed_s"] = round(time.perf_counter() - start, 6)
     return row
@@ -297,7 +335,8 @@ def _local(points: Sequence[dict[str, Any]], *, workers: int,
 def _dask(points: Sequence[dict[str, Any]], *, workers: int,
           scheduler: str | None = None) -> Iterator[dict[str, Any]]:
     try:
-        from dask.distributed import Client, LocalCluster, as_completed as dask_completed
+        from dask.distributed import Client, LocalCluster
+        from dask.distributed import as_completed as dask_completed
     except ImportError:
         raise SparsesimError("the dask executor needs the extra: pip install 'sparsesim[dask]'",
                              field="--executor") from None

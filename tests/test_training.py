@@ -114,8 +114,8 @@ def test_pruned_gradients_shrink_backward_work_not_forward():
     dense_g = simulate(SMALL, skip, sparsity=model, training=Training()).df
     pruned = simulate(SMALL, skip, sparsity=model,
                       training=Training(GradientModel(0.3, "row"))).df
-    fwd = lambda df: df[df.phase == "forward"]  # noqa: E731
-    back = lambda df: df[(df.phase == "backward") & (df["count"] > 0)]  # noqa: E731
+    fwd = lambda df: df[df.phase == "forward"]
+    back = lambda df: df[(df.phase == "backward") & (df["count"] > 0)]
     assert fwd(pruned)["cycles"].tolist() == fwd(dense_g)["cycles"].tolist()
     assert back(pruned)["effectual_macs"].sum() < 0.5 * back(dense_g)["effectual_macs"].sum()
     assert back(pruned)["cycles"].sum() < back(dense_g)["cycles"].sum()

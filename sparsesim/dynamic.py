@@ -1,0 +1,427 @@
+"""Dynamic (input-dependent) pruning: what each input of a batch costs, and the spread.
+
+Three kinds, given per input and per layer as keep ratios (fractions in (0, 1]):
+
+* ``channel_keep`` (conv without groups, linear): a small gate predicts which output channels
+  to compute for this input (feature boosting and suppression, Gao et al., ICLR 2019). The
+  layer computes only the kept filters; the skipped channels are zeros in the next layer's
+  input when that layer reads this one's output (same channel count, next in order). The
+  gate is simulated: its GEMV (the pooled input, ``c → m`` saliencies, per image) on the
+  array and a top-k over the ``m`` saliencies in the online pruning unit.
+* ``token_keep`` (attention): the fraction of the sequence's tokens still alive at this
+  layer (learned token pruning, Kim et al., KDD 2022; SpAtten's cascade, Wang et al.,
+  HPCA 2021). Pruned tokens stay pruned: the ratios must not grow along the network, and
+  every later layer (attention and linear) runs on the kept tokens. Cost: a top-k over the
+  tokens' importance per sequence (accumulating the importance from the attention
+  probabilities is adds, not counted).
+* ``head_keep`` (attention): the fraction of heads computed for this input; cost: a top-k
+  over the heads.
+
+A trace carries them in ``meta["dynamic"] = {"inputs": N, "layers": {name: {kind: [N
+ratios]}}}``; :func:`synthetic_dynamic` draws seeded ones. :func:`simulate_dynamic` runs the
+machine once per input and reports the distribution (mean, p50, p99), not only the mean.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sparsesim.api import SimResult, simulate
+from sparsesim.arch import Arch, load_arch
+from sparsesim.energy import EnergyTable, energy_table
+from sparsesim.engine import GemmResult, layers_with_masks, online_row, run, run_gemm
+from sparsesim.errors import SparsesimError
+from sparsesim.layers import Attention, Conv2d, Layer, Linear
+from sparsesim.lower import gemm_operands
+from sparsesim.masks import LayerMasks, SparsityModel, input_channel_axis, input_shape
+from sparsesim.online import OnlinePrune
+from sparsesim.report import layer_frame, phase_frame, to_frame, totals
+from sparsesim.trace import Trace, load_trace
+from sparsesim.training import Training
+from sparsesim.units import fmt_si
+from sparsesim.workload import Workload, load_workload
+
+DYNAMIC_KINDS = {"channel_keep": (Conv2d, Linear), "token_keep": (Attention,),
+                 "head_keep": (Attention,)}
+"""Each kind of keep ratio and the layer types it applies to."""
+
+
+@dataclass(frozen=True)
+class DynamicInputs:
+    """Per-input keep ratios of ``inputs`` calibration inputs: ``layers[name][kind]`` holds
+    one ratio per input."""
+
+    inputs: int
+    layers: Mapping[str, Mapping[str, tuple[float, ...]]]
+
+    @classmethod
+    def from_meta(cls, data: Any, workload: Workload, *, file: str | None = None
+                  ) -> DynamicInputs:
+        """Read and check ``meta["dynamic"]``: every error names the file, layer and field."""
+        def fail(message: str, layer: str | None = None, fld: str = "dynamic") -> None:
+            raise SparsesimError(message, file=file, layer=layer, field=fld)
+
+        if not isinstance(data, Mapping) or not isinstance(data.get("layers"), Mapping):
+            fail("expected {inputs: N, layers: {name: {kind: [ratios]}}}")
+        n = data.get("inputs")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            fail(f"must be a positive integer, got {n!r}", fld="dynamic.inputs")
+        names = {layer.name: layer for layer in workload.layers}
+        layers: dict[str, dict[str, tuple[float, ...]]] = {}
+        for name, kinds in data["layers"].items():
+            if name not in names:
+                fail("no such layer in the trace's workload", layer=name)
+            if not isinstance(kinds, Mapping):
+                fail("expected {kind: [ratios]}", layer=name)
+            layers[name] = {}
+            for kind, values in kinds.items():
+                where = f"dynamic.{kind}"
+                if kind not in DYNAMIC_KINDS:
+                    fail(f"unknown kind; expected one of {', '.join(DYNAMIC_KINDS)}", name, where)
+                if not isinstance(names[name], DYNAMIC_KINDS[kind]):
+                    fail(f"{kind} does not apply to a {names[name].op} layer", name, where)
+                layer = names[name]
+                if kind == "channel_keep" and isinstance(layer, Conv2d) and layer.groups != 1:
+                    fail("channel gating of a grouped conv is not modelled", name, where)
+                if not isinstance(values, (list, tuple)) or len(values) != n:
+                    fail(f"expected {n} ratios, one per input", name, where)
+                for v in values:
+                    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1:
+                        fail(f"a keep ratio must be in (0, 1], got {v!r}", name, where)
+                layers[name][kind] = tuple(float(v) for v in values)
+        out = cls(n, layers)
+        out._check_cascade(workload, file)
+        return out
+
+    def _check_cascade(self, workload: Workload, file: str | None) -> None:
+        alive = np.ones(self.inputs)
+        for layer in workload.layers:
+            keep = self.layers.get(layer.name, {}).get("token_keep")
+            if keep is None:
+                continue
+            grows = np.flatnonzero(np.asarray(keep) > alive + 1e-12)
+            if grows.size:
+                i = int(grows[0])
+                raise SparsesimError(
+                    f"input {i} keeps {keep[i]:g} of the tokens here but only {alive[i]:g} "
+                    "before: pruned tokens stay pruned", file=file, layer=layer.name,
+                    field="dynamic.token_keep")
+            alive = np.asarray(keep)
+
+    def as_meta(self) -> dict[str, Any]:
+        return {"inputs": self.inputs,
+                "layers": {k: {kind: list(v) for kind, v in kinds.items()}
+                           for k, kinds in self.layers.items()}}
+
+    def keeps(self, i: int) -> dict[str, dict[str, float]]:
+        """Input ``i``'s ratios: layer → kind → ratio."""
+        return {name: {kind: v[i] for kind, v in kinds.items()}
+                for name, kinds in self.layers.items()}
+
+
+def synthetic_dynamic(workload: Workload, *, inputs: int = 32, channel_keep: float = 1.0,
+                      token_keep: float = 1.0, head_keep: float = 1.0, spread: float = 0.1,
+                      seed: int = 0) -> DynamicInputs:
+    """Seeded per-input ratios around the given means (Beta-distributed, std ``spread``).
+
+    Tokens cascade: each attention layer keeps a per-input fraction of the tokens alive
+    before it, so that the last one keeps ``token_keep`` on average (equal steps in log).
+    """
+    rng = np.random.default_rng(seed)
+
+    def beta(mean: float, size: int) -> np.ndarray:
+        if mean >= 1:
+            return np.ones(size)
+        std = min(spread, 0.99 * math.sqrt(mean * (1 - mean)))
+        if std <= 0:
+            return np.full(size, mean)
+        kappa = mean * (1 - mean) / std**2 - 1
+        return np.clip(rng.beta(mean * kappa, (1 - mean) * kappa, size), 1e-3, 1.0)
+
+    attention = [layer for layer in workload.layers if isinstance(layer, Attention)]
+    step = token_keep ** (1 / max(len(attention), 1))
+    alive = np.ones(inputs)
+    layers: dict[str, dict[str, tuple[float, ...]]] = {}
+    for layer in workload.layers:
+        kinds: dict[str, np.ndarray] = {}
+        if isinstance(layer, Attention):
+            if token_keep < 1:
+                alive = alive * beta(step, inputs)
+                kinds["token_keep"] = alive
+            if head_keep < 1:
+                kinds["head_keep"] = beta(head_keep, inputs)
+        elif channel_keep < 1 and not (isinstance(layer, Conv2d) and layer.groups != 1):
+            kinds["channel_keep"] = beta(channel_keep, inputs)
+        if kinds:
+            layers[layer.name] = {k: tuple(float(x) for x in v) for k, v in kinds.items()}
+    return DynamicInputs(inputs, layers)
+
+
+def _keep_count(total: int, ratio: float) -> int:
+    return max(1, min(total, round(ratio * total)))
+
+
+def _pick(total: int, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Which ``count`` of ``total`` channels/heads an input keeps (sorted indices)."""
+    return np.sort(rng.choice(total, count, replace=False))
+
+
+@dataclass(frozen=True)
+class _Shaped:
+    """A layer as one input runs it, its masks, and what its gate costs: the gate's GEMV
+    (channel gating) and the top-k rankings ``(rows, length, kept)`` of the online unit."""
+
+    layer: Layer
+    masks: LayerMasks | None
+    gate: Layer | None = None
+    ranks: tuple[tuple[int, int, int], ...] = ()
+
+
+def _attention(layer: Attention, masks: LayerMasks | None, tokens: int, heads: int
+               ) -> tuple[Attention, LayerMasks | None]:
+    """``layer`` on ``tokens`` query tokens and ``heads`` heads (the first ones: which heads
+    and tokens an input keeps does not change the counts)."""
+    new = replace(layer, l=tokens, heads_kept=heads,
+                  kv_len=None if layer.kv_len is None else layer.kv_len - layer.l + tokens)
+    if masks is None:
+        return new, None
+    d = layer.head_dim
+    cut = {"q": (slice(0, heads * d), slice(None)), "k": (slice(0, new.e_kv), slice(None)),
+           "v": (slice(0, new.e_kv), slice(None)), "o": (slice(None), slice(0, heads * d))}
+    weights = {k: np.ascontiguousarray(w[cut[k]]) for k, w in masks.weights.items()}
+    inputs = None if masks.inputs is None else masks.inputs[:, :tokens]
+    return new, LayerMasks(weights, inputs)
+
+
+def _channels_in(layer: Layer) -> int:
+    return layer.c if isinstance(layer, Conv2d) else \
+        layer.in_features if isinstance(layer, Linear) else -1
+
+
+def _shape_input(layers: list[tuple[Layer, LayerMasks | None]],
+                 keeps: dict[str, dict[str, float]], rng: np.random.Generator) -> list[_Shaped]:
+    """The layers as one input (its ``keeps``) runs them, with the gates to simulate."""
+    out: list[_Shaped] = []
+    alive = 1.0  # fraction of the sequence's tokens still alive
+    gated: np.ndarray | None = None  # the previous layer's kept output channels
+    for layer, masks in layers:
+        k = keeps.get(layer.name, {})
+        inputs = None if masks is None else masks.inputs
+        weights = {} if masks is None else dict(masks.weights)
+        if gated is not None and _channels_in(layer) == gated.size:
+            # the channels the previous layer skipped are zeros of this layer's input
+            base = np.ones(input_shape(layer), dtype=bool) if inputs is None else inputs
+            view = [1] * base.ndim
+            view[input_channel_axis(layer)] = gated.size
+            inputs = base & gated.reshape(view)
+        gated = None
+        if isinstance(layer, Attention):
+            before = _keep_count(layer.l, alive)
+            alive = k.get("token_keep", alive)
+            tokens = _keep_count(layer.l, alive)
+            heads = _keep_count(layer.active_heads, k.get("head_keep", 1.0))
+            m = None if masks is None and inputs is None else LayerMasks(weights, inputs)
+            shaped, m = _attention(layer, m, tokens, heads)
+            ranks = []
+            if "token_keep" in k:
+                ranks.append((layer.b, before, tokens))
+            if "head_keep" in k:
+                ranks.append((layer.b, layer.active_heads, heads))
+            out.append(_Shaped(shaped, m, ranks=tuple(ranks)))
+            continue
+        if isinstance(layer, Linear) and alive < 1:
+            tokens = _keep_count(layer.tokens, alive)
+            layer = replace(layer, tokens=tokens)
+            inputs = None if inputs is None else inputs[:tokens]
+        keep = k.get("channel_keep")
+        if keep is None:
+            out.append(_Shaped(layer, None if masks is None and inputs is None
+                               else LayerMasks(weights, inputs)))
+            continue
+        total = layer.m if isinstance(layer, Conv2d) else layer.out_features
+        kept = _pick(total, _keep_count(total, keep), rng)
+        if "w" in weights:
+            weights["w"] = np.ascontiguousarray(weights["w"][kept])
+        if isinstance(layer, Conv2d):  # the gate reads the pooled input: c → m per image
+            shaped: Layer = replace(layer, m=kept.size)
+            gate = Linear(f"{layer.name}.gate", layer.c, total, tokens=layer.n)
+        else:
+            shaped = replace(layer, out_features=kept.size)
+            gate = Linear(f"{layer.name}.gate", layer.in_features, total, tokens=layer.tokens)
+        gated = np.zeros(total, dtype=bool)
+        gated[kept] = True
+        out.append(_Shaped(shaped, None if masks is None and inputs is None
+                           else LayerMasks(weights, inputs), gate=gate,
+                           ranks=((gate.tokens, total, kept.size),)))
+    return out
+
+
+def _gate_rows(network: str, s: _Shaped, arch: Arch, table: EnergyTable) -> list[GemmResult]:
+    """The gate's GEMV on the array, then its top-k rankings in the online unit."""
+    rows: list[GemmResult] = []
+    producer = 0
+    if s.gate is not None:
+        [ops] = gemm_operands(s.gate, None)
+        rows.append(run_gemm(ops, network=network, op="gate", arch=arch, table=table))
+        producer = rows[-1].cycles
+    for n_rows, length, kept in s.ranks:
+        rows.append(online_row(network, s.layer, OnlinePrune("topk"), rows=n_rows,
+                               row_len=length, keep=kept, phase="forward",
+                               producer_cycles=producer, arch=arch, table=table))
+    return rows
+
+
+def _percentile(values: pd.Series, q: float) -> float:
+    return float(np.percentile(values.to_numpy(dtype=float), q)) if len(values) else 0.0
+
+
+@dataclass(frozen=True)
+class DynamicResult:
+    """One run per input: ``df`` has every row with its ``input``; ``per_input`` one row per
+    input (latency, energy, traffic, the gates' share); ``summary`` the distribution."""
+
+    workload: Workload
+    arch: Arch
+    df: pd.DataFrame
+    static: SimResult
+    trace_meta: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def per_input(self) -> pd.DataFrame:
+        df = self.df
+        gate = (df["op"] == "gate") | ((df["gemm"] == "online_topk")
+                                       & df["layer"].isin(self._gated_layers))
+        out = df.groupby("input").agg(cycles=("cycles", "sum"), seconds=("seconds", "sum"),
+                                      energy_pj=("energy_pj", "sum"),
+                                      effectual_macs=("effectual_macs", "sum"),
+                                      dram_bytes=("dram_read_bytes", "sum"))
+        out["dram_bytes"] += df.groupby("input")["dram_write_bytes"].sum()
+        out["gate_cycles"] = df[gate].groupby("input")["cycles"].sum()
+        out["gate_energy_pj"] = df[gate].groupby("input")["energy_pj"].sum()
+        return out.fillna(0).reset_index()
+
+    @cached_property
+    def _gated_layers(self) -> set[str]:
+        meta = self.trace_meta.get("dynamic", {}).get("layers", {})
+        return set(meta)
+
+    @cached_property
+    def summary(self) -> pd.DataFrame:
+        """Mean, p50, p99, min and max over the inputs of each per-input metric, and the
+        static run (no dynamic pruning) beside them."""
+        p = self.per_input
+        static = totals(self.static.df)
+        rows = []
+        for metric in ("cycles", "seconds", "energy_pj", "effectual_macs", "dram_bytes",
+                       "gate_cycles", "gate_energy_pj"):
+            v = p[metric]
+            base = {"dram_bytes": static["dram_read_bytes"] + static["dram_write_bytes"],
+                    "gate_cycles": 0.0, "gate_energy_pj": 0.0}.get(metric, static.get(metric))
+            rows.append({"metric": metric, "mean": float(v.mean()), "p50": _percentile(v, 50),
+                         "p99": _percentile(v, 99), "min": float(v.min()),
+                         "max": float(v.max()), "static": float(base)})
+        return pd.DataFrame(rows)
+
+    @property
+    def layers(self) -> pd.DataFrame:
+        """Per layer, the mean over inputs."""
+        frame = layer_frame(self.df)
+        inputs = self.df["input"].nunique()
+        summed = [c for c in frame.columns if frame[c].dtype.kind in "if"
+                  and c not in ("rows", "cols", "utilization")]
+        frame[summed] = frame[summed] / inputs
+        return frame
+
+    @property
+    def totals(self) -> dict[str, float]:
+        """Means over the inputs (as a static run's totals), plus ``cycles_p50``,
+        ``cycles_p99`` and ``inputs``."""
+        out = {k: v / self.df["input"].nunique() for k, v in totals(self.df).items()}
+        out["utilization"] = totals(self.df)["utilization"]
+        out["cycles_p50"] = _percentile(self.per_input["cycles"], 50)
+        out["cycles_p99"] = _percentile(self.per_input["cycles"], 99)
+        out["inputs"] = float(self.df["input"].nunique())
+        return out
+
+    @property
+    def phases(self) -> pd.DataFrame:
+        return phase_frame(self.df)
+
+    def table(self) -> str:
+        s = self.summary.set_index("metric")
+        n = self.df["input"].nunique()
+        lines = [f"{self.workload.name} on {self.arch.name}: dynamic pruning over {n} inputs",
+                 f"{'':14}{'mean':>12}{'p50':>12}{'p99':>12}{'min':>12}{'max':>12}"
+                 f"{'static':>12}"]
+        units = {"seconds": "s", "energy_pj": "J", "dram_bytes": "B", "gate_energy_pj": "J"}
+        for metric, r in s.iterrows():
+            scale = 1e-12 if metric.endswith("_pj") else 1.0
+            cells = [fmt_si(r[c] * scale, units.get(metric, "")) for c in
+                     ("mean", "p50", "p99", "min", "max", "static")]
+            lines.append(f"{metric:14}" + "".join(f"{c:>12}" for c in cells))
+        speed = s.loc["cycles", "static"] / s.loc["cycles", "mean"] if s.loc["cycles", "mean"] \
+            else 0.0
+        share = lambda m, total: 100 * s.loc[m, "mean"] / s.loc[total, "mean"]  # noqa: E731
+        lines.append(f"mean speed-up over the static run: {speed:.2f}×; the gates take "
+                     f"{share('gate_cycles', 'cycles'):.2g} % of the cycles and "
+                     f"{share('gate_energy_pj', 'energy_pj'):.2g} % of the energy")
+        return "\n".join(lines)
+
+
+def simulate_dynamic(workload: Workload, arch: Arch, dynamic: DynamicInputs, *,
+                     sparsity: SparsityModel | None = None, trace: Trace | None = None,
+                     seed: int = 0) -> DynamicResult:
+    """Run every input of ``dynamic`` on ``arch`` (static masks from ``trace`` or
+    ``sparsity``); which channels and heads an input keeps is drawn with ``seed``."""
+    base = list(layers_with_masks(workload, sparsity=sparsity, trace=trace))
+    wl = trace.workload if trace is not None else workload
+    meta = dict(trace.meta) if trace is not None else {}
+    meta["dynamic"] = dynamic.as_meta()
+    static_rows = run(wl, arch, sparsity=sparsity, trace=trace)
+    static = SimResult(wl, arch, tuple(static_rows), meta)
+    table = energy_table(arch)
+    frames = []
+    for i in range(dynamic.inputs):
+        rng = np.random.default_rng([seed, i])
+        shaped = _shape_input(base, dynamic.keeps(i), rng)
+        layers = tuple(s.layer for s in shaped)
+        masks = {s.layer.name: s.masks for s in shaped if s.masks is not None}
+        t = Trace(Workload(wl.name, layers, wl.source, wl.file), masks,
+                  {k: v for k, v in meta.items() if k == "act_prune"})
+        rows = run(t.workload, arch, trace=t)
+        for s in shaped:
+            rows += _gate_rows(wl.name, s, arch, table)
+        frame = to_frame(rows)
+        frame.insert(0, "input", i)
+        frames.append(frame)
+    return DynamicResult(wl, arch, pd.concat(frames, ignore_index=True), static, meta)
+
+
+def simulate_any(workload: Workload | str = "resnet18", arch: Arch | str = "default", *,
+                 sparsity: SparsityModel | None = None, trace: Trace | str | None = None,
+                 training: Training | None = None, dynamic: DynamicInputs | None = None,
+                 ) -> SimResult | DynamicResult:
+    """:func:`sparsesim.api.simulate`, or one run per input when there is dynamic pruning:
+    ``dynamic`` given, or a trace whose ``meta`` carries it."""
+    ar = arch if isinstance(arch, Arch) else load_arch(arch)
+    tr = trace if trace is None or isinstance(trace, Trace) else load_trace(trace)
+    if dynamic is None and tr is not None and "dynamic" in tr.meta:
+        dynamic = DynamicInputs.from_meta(tr.meta["dynamic"], tr.workload,
+                                          file=None if isinstance(trace, Trace) else str(trace))
+    if dynamic is None:
+        return simulate(workload, ar, sparsity=sparsity, trace=tr, training=training)
+    if training is not None:
+        raise SparsesimError("a training step with dynamic (per-input) pruning is not "
+                             "modelled: simulate one or the other", field="training")
+    wl = tr.workload if tr is not None else (
+        workload if isinstance(workload, Workload) else load_workload(workload))
+    if tr is None:
+        DynamicInputs.from_meta(dynamic.as_meta(), wl)  # the same checks as from a trace
+    return simulate_dynamic(wl, ar, dynamic, sparsity=sparsity, trace=tr)
