@@ -18,6 +18,11 @@ Figures (medians of repeated warm runs, seconds):
 * ``machine``: the full event-driven run (compute, simpy memory, energy) on the default arch:
   ResNet-50 with 80 % weight / 50 % activation sparsity, skip/both PEs, bitmap weights
   (target ≤ 3 s, events per second reported); Llama-2-7B one decode block at kv 2048 (≤ 1 s).
+* ``training_resnet18``: one ResNet-18 training step (forward, input- and weight-gradient
+  GEMMs, SGD update) through the full event-driven machine on the default arch: 80 % weight
+  sparsity, 50 % ReLU-like activation density, output gradients pruned to 50 % (top-k per
+  pixel, priced in the online unit), skip/both PEs, bitmap weights (target ≤ 3 s), on
+  pre-drawn masks.
 * ``formats_tile_sizes_resnet50``: per-tile encoded sizes of all ResNet-50 weights in every
   format on a 32×32 os tiling (from ``analysis/bench_formats.py``).
 """
@@ -129,6 +134,28 @@ def bench_machine(repeats: int) -> dict[str, Any]:
     }
 
 
+def bench_training(repeats: int) -> dict[str, Any]:
+    """A ResNet-18 training step through the whole machine (masks drawn beforehand)."""
+    from sparsesim.training import GradientModel, Training
+
+    arch = with_overrides(load_arch("default"), {
+        "pe.kind": "skip", "pe.operand": "both", "pe.sync": "pe", "memory.format_w": "bitmap"})
+    wl = load_workload("resnet18")
+    trace = draw_trace(wl, SparsityModel(weight_density=0.2, act_density=0.5, seed=0))
+    step = Training(GradientModel(0.5, "row"))
+    t = timed(lambda: run(wl, arch, trace=trace, training=step), repeats)
+    rows = run(wl, arch, trace=trace, training=step)
+    events = sum(r.events for r in rows)
+    by_phase: dict[str, dict[str, float]] = {}
+    for r in rows:
+        p = by_phase.setdefault(r.phase, {"cycles": 0, "energy_pj": 0.0, "dram_bytes": 0})
+        p["cycles"] += r.cycles
+        p["energy_pj"] += r.energy_pj
+        p["dram_bytes"] += r.dram_read_bytes + r.dram_write_bytes
+    return {**t, "events": events, "events_per_s": events / t["median_s"],
+            "phases": by_phase, "target_median_s": 3.0}
+
+
 def bench_scalesim(repeats: int) -> dict[str, Any]:
     import tempfile
 
@@ -160,10 +187,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--no-scalesim", action="store_true", help="skip the SCALE-Sim figure")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--only", choices=("training",),
+                        help="re-measure one figure and keep the others in the file")
     args = parser.parse_args(argv)
 
     figures: dict[str, Any] = json.loads(args.out.read_text())["figures"] if args.out.exists() \
         else {}
+    figures["training_resnet18"] = bench_training(max(3, args.repeats // 3))
+    print("training ResNet-18:", json.dumps({k: figures["training_resnet18"][k]
+                                             for k in ("median_s", "events_per_s")}))
+    if args.only == "training":
+        return _write(args.out, figures)
     figures["dense_resnet50_os32"] = bench_dense_resnet50(args.repeats)
     print("dense ResNet-50:", json.dumps(figures["dense_resnet50_os32"]["simulate"]))
     figures["sparse_resnet50_skip_both_os32"] = bench_sparse(
@@ -190,15 +224,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"SCALE-Sim {s['scalesim_wall_s']:.1f} s vs sparsesim "
               f"{s['sparsesim']['median_s'] * 1e6:.0f} µs: {s['speedup_median']:,.0f}×, "
               f"identical cycles: {s['identical_cycles']}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    return _write(args.out, figures)
+
+
+def _write(out: Path, figures: dict[str, Any]) -> int:
+    out.parent.mkdir(parents=True, exist_ok=True)
     doc = {
         "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "cpu": platform.processor() or
                     platform.machine(), "cores": os.cpu_count()},
         "figures": figures,
     }
-    args.out.write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"wrote {out}")
     return 0
 
 

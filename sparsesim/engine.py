@@ -225,7 +225,10 @@ def online_row(network: str, layer: Layer, prune: OnlinePrune, *, rows: int, row
                        nm=prune.nm)
     return _side_row(network, layer, f"online_{prune.kind}", phase,
                      cycles=cost.exposed_cycles(producer_cycles), elements=cost.elements,
-                     counts=ActionCounts(comparisons=cost.comparisons), arch=arch, table=table)
+                     counts=ActionCounts(comparisons=cost.comparisons,
+                                         register_accesses=cost.register_accesses,
+                                         sram_o_read_bits=cost.sram_reads * arch.precision.o_bits),
+                     arch=arch, table=table)
 
 
 def _mask_online_row(network: str, layer: Layer, mask: np.ndarray, axis: int,

@@ -18,7 +18,7 @@ A partial fold costs a full fold: the skewed wavefront crosses the whole physica
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from functools import lru_cache
 
@@ -195,15 +195,16 @@ class Im2col:
     layer: Conv2d
     inputs: np.ndarray | None = None
 
-    def footprint(self, group: int, m0: int, m1: int, k0: int, k1: int
-                  ) -> tuple[slice, tuple[tuple[int, np.ndarray], ...]]:
-        """What im2col rows ``m0:m1`` and columns ``k0:k1`` of group ``group`` read: the
-        input channels, and per image ``n`` the ``[h, w]`` mask of input pixels touched."""
+    def planes(self, m0: int, m1: int) -> tuple[tuple[int, np.ndarray], ...]:
+        """Per image ``n``, the ``[h, w]`` mask of input pixels output pixels ``m0:m1`` read."""
+        return _touched(self.layer, m0, m1)
+
+    def group_rows(self, k0: int, k1: int) -> np.ndarray:
+        """``[groups, channels]``: the input channels im2col columns ``k0:k1`` read, per group."""
         conv = self.layer
-        window = conv.r * conv.s
-        c_base = group * (conv.c // conv.groups)
-        channels = slice(c_base + k0 // window, c_base + (k1 - 1) // window + 1)
-        return channels, _touched(conv, m0, m1)
+        window, cg = conv.r * conv.s, conv.c // conv.groups
+        within = np.arange(k0 // window, (k1 - 1) // window + 1)
+        return np.arange(conv.groups)[:, None] * cg + within[None, :]
 
 
 @lru_cache(maxsize=1 << 14)
@@ -236,6 +237,10 @@ class ConvView:
     im2col: Im2col
     operand: str = "A"
     transposed: bool = False
+    memo: dict[tuple[object, ...], tuple[np.ndarray, np.ndarray]] = field(
+        default_factory=dict, compare=False, repr=False)
+    """Tile sizes of every conv group at once, keyed by tile and format: the groups of a
+    layer read the same pixels, so a tile is sized for all of them in one pass."""
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, fields
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -69,7 +70,7 @@ from sparsesim.arch import Arch, MemoryConfig
 from sparsesim.energy import ActionCounts
 from sparsesim.errors import SparsesimError
 from sparsesim.formats import Auto, as_format, tile_bits
-from sparsesim.lower import ConvView, FoldPlan
+from sparsesim.lower import ConvView, FoldPlan, Im2col
 
 OPERANDS = ("A", "W", "O")
 # Axes of each operand in the orientation the formats see (K on axis 0 where it has one).
@@ -175,10 +176,12 @@ def _tile_geometry(op: str, plan: FoldPlan, i: np.ndarray, j: np.ndarray, s: np.
     return (sizes[0], sizes[1]), (counts[0], counts[1]), ids
 
 
+@lru_cache(maxsize=1024)
 def _dense_tile_bits(shape: tuple[int, int], block: tuple[int, int], fmt: Any,
                      value_bits: int, name: str) -> tuple[np.ndarray, np.ndarray]:
     """tile_bits of an all-ones mask of ``shape`` without building it: the tiles take at most
-    two sizes along each axis (full and the last), so a mask of two tiles per axis says all."""
+    two sizes along each axis (full and the last), so a mask of two tiles per axis says all.
+    Cached (read-only results): every group of a layer asks the same."""
     small, expand = [], []
     for extent, b in zip(shape, block, strict=True):
         n = -(-extent // b)
@@ -191,7 +194,10 @@ def _dense_tile_bits(shape: tuple[int, int], block: tuple[int, int], fmt: Any,
     data, meta = tile_bits(np.ones(small, dtype=bool), block[0], block[1], fmt, value_bits,
                            name=name)
     ix = np.ix_(expand[0], expand[1])
-    return data[ix], meta[ix]
+    out = data[ix], meta[ix]
+    for a in out:
+        a.flags.writeable = False
+    return out
 
 
 def _format(op: str, plan: FoldPlan, memory: MemoryConfig) -> Any:
@@ -237,6 +243,26 @@ def _operand_tiles(op: str, mask: np.ndarray | None, plan: FoldPlan, memory: Mem
 _MATRIX_AXES = {"A": ("m", "k"), "O": ("m", "n")}
 
 
+def _footprint_bits(source: Im2col, m0: int, m1: int, k0: int, k1: int, fmt: Any,
+                    value_bits: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(data bits, metadata bits) per conv group of the feature-map region that im2col rows
+    ``m0:m1`` and columns ``k0:k1`` touch: one ``[channels, pixels]`` tile per group."""
+    groups = source.layer.groups
+    planes = source.planes(m0, m1)
+    pixels = sum(int(plane.sum()) for _, plane in planes)
+    rows = source.group_rows(k0, k1)
+    if pixels == 0:  # SCALE-Sim's ceil-mode edge pixels read nothing
+        zero = np.zeros(groups, dtype=np.int64)
+        return zero, zero
+    if source.inputs is None:
+        d, mt = tile_bits(np.ones((rows.shape[1], pixels), dtype=bool), rows.shape[1], pixels,
+                          fmt, value_bits, name=name)
+        return np.full(groups, d[0, 0]), np.full(groups, mt[0, 0])
+    flat = np.concatenate([source.inputs[n][:, plane] for n, plane in planes], axis=1)
+    d, mt = tile_bits(flat[rows.ravel()], rows.shape[1], pixels, fmt, value_bits, name=name)
+    return d[:, 0], mt[:, 0]
+
+
 def _footprint_tiles(view: ConvView, group: int, plan: FoldPlan, memory: MemoryConfig,
                      value_bits: int, i: np.ndarray, j: np.ndarray, s: np.ndarray,
                      chunk: int) -> OperandTiles:
@@ -254,30 +280,16 @@ def _footprint_tiles(view: ConvView, group: int, plan: FoldPlan, memory: MemoryC
     n_tiles = counts[0] * counts[1]
     data = np.zeros(n_tiles, dtype=np.int64)
     meta = np.zeros(n_tiles, dtype=np.int64)
-    cache: dict[tuple[int, ...], tuple[int, int]] = {}
     for tile in range(n_tiles):
         index = divmod(tile, counts[1])
         span = {ax: (b * size, min(g.dim(ax), (b + 1) * size))
                 for ax, b, size in zip(axes, index, block, strict=True)}
         (m0, m1), (k0, k1) = span[rows_axis], span[cols_axis]
-        channels, planes = source.footprint(group, m0, m1, k0, k1)
-        n_ch = channels.stop - channels.start
-        pixels = sum(int(plane.sum()) for _, plane in planes)
-        if pixels == 0:  # SCALE-Sim's ceil-mode edge pixels read nothing
-            continue
-        if source.inputs is None:
-            key = (n_ch, pixels)
-            if key not in cache:
-                ones = np.ones(key, dtype=bool)
-                d, mt = tile_bits(ones, key[0], max(1, key[1]), fmt, value_bits, name=name)
-                cache[key] = (int(d[0, 0]), int(mt[0, 0]))
-            data[tile], meta[tile] = cache[key]
-        else:
-            flat = np.concatenate([source.inputs[n, channels][:, plane] for n, plane in planes],
-                                  axis=1)
-            d, mt = tile_bits(flat, flat.shape[0], max(1, flat.shape[1]), fmt, value_bits,
-                              name=name)
-            data[tile], meta[tile] = int(d[0, 0]), int(mt[0, 0])
+        key = (m0, m1, k0, k1, fmt, value_bits)
+        if key not in view.memo:
+            view.memo[key] = _footprint_bits(source, m0, m1, k0, k1, fmt, value_bits, name)
+        d, mt = view.memo[key]
+        data[tile], meta[tile] = d[group], mt[group]
     return _tiles(op, ids, data, meta, memory, value_bits)
 
 

@@ -22,6 +22,11 @@ topk (k)     blocks · passes · (sort + merge)   blocks · passes     ``s(s+1)/
 Top-k cuts each row into ``⌈L/W⌉`` blocks, sorts each (``W/2 · s(s+1)/2``) and merges it
 into the running best ``W`` (``W + W/2 · s``: one half-cleaner stage, then a bitonic merge of
 the upper half); ``k > W`` needs ``⌈k/W⌉`` passes. The network takes one block per cycle.
+
+Beside the comparisons, the unit latches values: every pipeline stage writes its ``W``
+elements to registers (top-k: ``s(s+1)/2 + s + 1`` stages per block), an N:M selector holds
+each group (``M`` per group), a threshold latches each output once; the per-tensor
+threshold's second pass reads the tensor back from the output SRAM (``E`` values).
 """
 
 from __future__ import annotations
@@ -62,6 +67,8 @@ class OnlineCost:
     comparisons: int
     hidden_cycles: int
     serial_cycles: int
+    register_accesses: int = 0
+    sram_reads: int = 0
 
     def exposed_cycles(self, producer_cycles: int) -> int:
         """Cycles the unit adds after a producer of ``producer_cycles`` cycles."""
@@ -80,14 +87,15 @@ def online_cost(kind: str, *, rows: int, row_len: int, unit: OnlineConfig,
     elements = rows * row_len
     stream = ceil_div(elements, unit.lanes)
     if kind == "threshold":
-        return OnlineCost(kind, elements, elements, stream, 1 if elements else 0)
+        return OnlineCost(kind, elements, elements, stream, 1 if elements else 0, elements)
     if kind == "dynamic":
-        return OnlineCost(kind, elements, 2 * elements, stream, stream + 1 if elements else 0)
+        return OnlineCost(kind, elements, 2 * elements, stream, stream + 1 if elements else 0,
+                          2 * elements, elements)
     if kind == "nm":
         m = nm[1]
         groups = ceil_div(row_len, m) * rows
         depth = math.ceil(math.log2(m)) + 1 if m > 1 else 1
-        return OnlineCost(kind, elements, groups * m * (m - 1) // 2, stream, depth)
+        return OnlineCost(kind, elements, groups * m * (m - 1) // 2, stream, depth, groups * m)
     if keep is None or not 0 <= keep <= row_len:
         raise SparsesimError(f"top-k needs 0 <= k <= {row_len}, got {keep!r}", field="act_prune")
     w = unit.sorter_width
@@ -95,4 +103,5 @@ def online_cost(kind: str, *, rows: int, row_len: int, unit: OnlineConfig,
     blocks, passes = ceil_div(row_len, w), max(1, ceil_div(keep, w))
     per_block = w // 2 * s * (s + 1) // 2 + w + w // 2 * s
     runs = rows * blocks * passes
-    return OnlineCost(kind, elements, runs * per_block, runs, s * (s + 1) // 2 + s + 1)
+    stages = s * (s + 1) // 2 + s + 1
+    return OnlineCost(kind, elements, runs * per_block, runs, stages, runs * stages * w)

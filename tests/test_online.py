@@ -22,7 +22,7 @@ def test_threshold_compares_each_element_once_at_lane_rate():
 
 def test_dynamic_threshold_waits_for_its_quantile_pass():
     c = online_cost("dynamic", rows=4, row_len=16, unit=UNIT)
-    assert c.comparisons == 128
+    assert c.comparisons == 128 and c.sram_reads == 64  # the second pass reads it back
     assert c.exposed_cycles(10_000) == 4 + 1  # the second pass cannot hide
 
 
@@ -37,6 +37,7 @@ def test_topk_sorts_blocks_and_merges_them():
     c = online_cost("topk", rows=5, row_len=20, unit=UNIT, keep=6)
     assert c.comparisons == 5 * 3 * 44 and c.hidden_cycles == 15
     assert c.serial_cycles == 6 + 3 + 1
+    assert c.register_accesses == 15 * 10 * 8  # every stage latches the block
     wide = online_cost("topk", rows=5, row_len=20, unit=UNIT, keep=12)  # k > W: two passes
     assert wide.comparisons == 2 * c.comparisons
 
@@ -69,8 +70,11 @@ def test_online_rows_price_what_the_unit_did():
     cost = online_cost("topk", rows=64, row_len=16, keep=4, unit=arch.online)
     producer = online[online.layer == "c1"]["cycles"].sum()
     assert c2["M"] == 16 * 64 and c2["cycles"] == cost.exposed_cycles(producer)
-    assert c2["energy_online_pj"] == pytest.approx(cost.comparisons * EnergyTable().compare(8),
+    table = EnergyTable()
+    assert c2["energy_online_pj"] == pytest.approx(cost.comparisons * table.compare(8),
                                                    abs=1 / 256)
-    assert c2["energy_pj"] == c2["energy_online_pj"]
+    assert c2["energy_register_pj"] == pytest.approx(cost.register_accesses * table.register(8),
+                                                     abs=1 / 256)
+    assert c2["energy_pj"] == c2["energy_online_pj"] + c2["energy_register_pj"]
     gemms = online[online["count"] > 0]
     assert gemms["effectual_macs"].sum() == pytest.approx(free["effectual_macs"].sum(), rel=0.2)
