@@ -228,13 +228,13 @@ def _shape_input(layers: list[tuple[Layer, LayerMasks | None]],
             tokens = _keep_count(layer.l, alive)
             heads = _keep_count(layer.active_heads, k.get("head_keep", 1.0))
             m = None if masks is None and inputs is None else LayerMasks(weights, inputs)
-            shaped, m = _attention(layer, m, tokens, heads)
+            attention, m = _attention(layer, m, tokens, heads)
             ranks = []
             if "token_keep" in k:
                 ranks.append((layer.b, before, tokens))
             if "head_keep" in k:
                 ranks.append((layer.b, layer.active_heads, heads))
-            out.append(_Shaped(shaped, m, ranks=tuple(ranks)))
+            out.append(_Shaped(attention, m, ranks=tuple(ranks)))
             continue
         if isinstance(layer, Linear) and alive < 1:
             tokens = _keep_count(layer.tokens, alive)
@@ -245,12 +245,14 @@ def _shape_input(layers: list[tuple[Layer, LayerMasks | None]],
             out.append(_Shaped(layer, None if masks is None and inputs is None
                                else LayerMasks(weights, inputs)))
             continue
+        assert isinstance(layer, (Conv2d, Linear))  # DYNAMIC_KINDS: checked on reading
         total = layer.m if isinstance(layer, Conv2d) else layer.out_features
         kept = _pick(total, _keep_count(total, keep), rng)
         if "w" in weights:
             weights["w"] = np.ascontiguousarray(weights["w"][kept])
+        shaped: Layer
         if isinstance(layer, Conv2d):  # the gate reads the pooled input: c → m per image
-            shaped: Layer = replace(layer, m=kept.size)
+            shaped = replace(layer, m=kept.size)
             gate = Linear(f"{layer.name}.gate", layer.c, total, tokens=layer.n)
         else:
             shaped = replace(layer, out_features=kept.size)
@@ -322,8 +324,9 @@ class DynamicResult:
         for metric in ("cycles", "seconds", "energy_pj", "effectual_macs", "dram_bytes",
                        "gate_cycles", "gate_energy_pj"):
             v = p[metric]
-            base = {"dram_bytes": static["dram_read_bytes"] + static["dram_write_bytes"],
-                    "gate_cycles": 0.0, "gate_energy_pj": 0.0}.get(metric, static.get(metric))
+            special = {"dram_bytes": static["dram_read_bytes"] + static["dram_write_bytes"],
+                       "gate_cycles": 0.0, "gate_energy_pj": 0.0}
+            base = special[metric] if metric in special else static[metric]
             rows.append({"metric": metric, "mean": float(v.mean()), "p50": _percentile(v, 50),
                          "p99": _percentile(v, 99), "min": float(v.min()),
                          "max": float(v.max()), "static": float(base)})
@@ -357,9 +360,9 @@ class DynamicResult:
     def table(self) -> str:
         s = self.summary.set_index("metric")
         n = self.df["input"].nunique()
+        head = "".join(f"{c:>12}" for c in ("mean", "p50", "p99", "min", "max", "static"))
         lines = [f"{self.workload.name} on {self.arch.name}: dynamic pruning over {n} inputs",
-                 f"{'':14}{'mean':>12}{'p50':>12}{'p99':>12}{'min':>12}{'max':>12}"
-                 f"{'static':>12}"]
+                 f"{'':14}{head}"]
         units = {"seconds": "s", "energy_pj": "J", "dram_bytes": "B", "gate_energy_pj": "J"}
         for metric, r in s.iterrows():
             scale = 1e-12 if metric.endswith("_pj") else 1.0
@@ -368,7 +371,10 @@ class DynamicResult:
             lines.append(f"{metric:14}" + "".join(f"{c:>12}" for c in cells))
         speed = s.loc["cycles", "static"] / s.loc["cycles", "mean"] if s.loc["cycles", "mean"] \
             else 0.0
-        share = lambda m, total: 100 * s.loc[m, "mean"] / s.loc[total, "mean"]  # noqa: E731
+        def share(part: str, whole: str) -> float:
+            return 100 * s.loc[part, "mean"] / s.loc[whole, "mean"] if s.loc[whole, "mean"] \
+                else 0.0
+
         lines.append(f"mean speed-up over the static run: {speed:.2f}×; the gates take "
                      f"{share('gate_cycles', 'cycles'):.2g} % of the cycles and "
                      f"{share('gate_energy_pj', 'energy_pj'):.2g} % of the energy")

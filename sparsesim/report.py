@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import fields
+from typing import Any
 
 import pandas as pd
 
@@ -120,7 +121,7 @@ def render_table(df: pd.DataFrame, *, title: str = "") -> str:
     header = ("layer", "op", "GEMM M×K×N", "MACs", "effectual", "cycles", "stall", "util %",
               "time µs", "DRAM", "energy")
 
-    def cells(r: object, first: str, second: str, third: str) -> tuple[str, ...]:
+    def cells(r: Any, first: str, second: str, third: str) -> tuple[str, ...]:
         return (first, second, third, fmt_si(r.dense_macs), fmt_si(r.effectual_macs),
                 f"{int(r.cycles):,}", f"{int(r.stall_cycles):,}", f"{100 * r.utilization:.1f}",
                 f"{1e6 * r.seconds:,.2f}", fmt_si(r.dram_read_bytes + r.dram_write_bytes, "B"),
