@@ -11,11 +11,12 @@ import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from sparsesim.api import simulate
+from sparsesim.dynamic import simulate_any, synthetic_dynamic
 from sparsesim.arch import builtin_archs, load_arch, with_overrides
 from sparsesim.errors import SparsesimError
-from sparsesim.masks import SparsityModel
+from sparsesim.masks import ACT_PRUNE_KINDS, SparsityModel
 from sparsesim.trace import load_trace
+from sparsesim.training import GRADIENT_STRUCTURES, OPTIMIZERS, GradientModel, Training
 from sparsesim.units import fmt_si
 from sparsesim.workload import builtin_workloads, load_workload
 
@@ -53,8 +54,19 @@ def _sparsity(args: argparse.Namespace) -> SparsityModel | None:
         weight_density=args.weight_density, weight_nm=args.weight_nm,
         act_density=args.act_density, act_channel_std=args.act_channel_std,
         token_keep=args.token_keep, head_keep=args.head_keep, kv_keep=args.kv_keep,
-        seed=args.seed)
+        act_prune=args.act_prune, act_nm=args.act_nm, seed=args.seed)
     return None if model.is_dense else model
+
+
+def _training(args: argparse.Namespace) -> Training | None:
+    grads = GradientModel(density=args.grad_density, structure=args.grad_structure,
+                          nm=args.grad_nm, seed=args.seed)
+    if not args.training:
+        if not grads.is_dense or args.optimizer != "sgd":
+            raise SparsesimError("gradient and optimizer options describe a training step: "
+                                 "add --training", field="--training")
+        return None
+    return Training(grads, optimizer=args.optimizer)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -74,7 +86,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 raise SparsesimError(f"the trace is of network {trace.workload.name!r}, not "
                                      f"{given.name!r}", file=str(args.trace), field="network")
             trace.check_workload(given)
-    result = simulate(args.workload or DEFAULT_WORKLOAD, arch, sparsity=sparsity, trace=trace)
+    dynamic = None
+    if args.dynamic is not None:
+        if trace is not None and "dynamic" in trace.meta:
+            raise SparsesimError("the trace carries its own per-input ratios: drop --dynamic",
+                                 field="--dynamic")
+        base = trace.workload if trace is not None else load_workload(
+            args.workload or DEFAULT_WORKLOAD)
+        dynamic = synthetic_dynamic(base, inputs=args.dynamic, channel_keep=args.channel_keep,
+                                    token_keep=args.dyn_token_keep, head_keep=args.dyn_head_keep,
+                                    spread=args.dyn_spread, seed=args.seed)
+    result = simulate_any(args.workload or DEFAULT_WORKLOAD, arch, sparsity=sparsity,
+                          trace=trace, training=_training(args), dynamic=dynamic)
     if not _print_frame(result.df, args.format):
         print(result.table())
     if args.out is not None:
@@ -182,11 +205,49 @@ def _cmd_formats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_validate(args: argparse.Namespace) -> int:
+    """Run the validation checks, write the report; exit 1 if any check fails."""
+    from sparsesim.validate import run_checks, write_report
+
+    run = run_checks(fast=args.fast, out_dir=args.out, live=args.live, only=args.only,
+                     scalesim_python=args.scalesim_python)
+    path = write_report(run, args.out)
+    rows = [("pass" if c.passed else "FAIL", c.id, _clip(c.ours, 60), _clip(c.anchor, 50))
+            for c in run.checks]
+    _print_rows(("result", "check", "ours", "anchor"), rows)
+    print(f"{sum(c.passed for c in run.checks)}/{len(run.checks)} checks pass in "
+          f"{run.seconds:.0f} s; wrote {path}", file=sys.stderr)
+    return 0 if run.passed else 1
+
+
+def _add_validate_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    validate = sub.add_parser(
+        "validate", help="check the simulator against SCALE-Sim, closed forms and papers",
+        description="Reproduce the published anchors and bounds: SCALE-Sim v3 dense cycles and "
+                    "traffic, the seed's closed forms, N:M bounds, Sparseloop's Fig. 1 trend, "
+                    "Cnvlutin and SCNN in shape. Writes validation.md and its figures; exit "
+                    "status 1 if any check fails.")
+    validate.add_argument("-o", "--out", type=Path, default=Path("analysis/results"),
+                          metavar="DIR", help="report and figures folder (default: "
+                                              "%(default)s)")
+    validate.add_argument("--fast", action="store_true",
+                          help="only the fast subset the test suite runs (~15 s)")
+    validate.add_argument("--live", action="store_true",
+                          help="also rerun SCALE-Sim on a subset ($SPARSESIM_SCALESIM_PYTHON "
+                               "or .venv-scalesim/bin/python)")
+    validate.add_argument("--scalesim-python", metavar="PATH",
+                          help="SCALE-Sim's interpreter for --live")
+    validate.add_argument("--only", nargs="+", metavar="PREFIX",
+                          help="run the checks whose name starts with PREFIX (e.g. nm "
+                               "scalesim.cycles)")
+    validate.set_defaults(func=_cmd_validate)
+
+
 def _cmd_prune(args: argparse.Namespace) -> int:
     """Prune a workload (synthetic weights) or a shipped real model and write its trace."""
     import os
 
-    from sparsesim.prune import ActPrune, PruneSpec, mask_bits, prune_workload
+    from sparsesim.prune import ActPrune, PruneSpec, Regularizer, mask_bits, prune_workload
 
     slimming = args.method == "slimming"
     spec = PruneSpec(
@@ -194,7 +255,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         sparsity=args.sparsity, nm=args.nm or (2, 4), block=args.block, scope=args.scope,
         compare=args.compare, skip=tuple(args.skip), distribution=args.distribution,
         token_layers=None if args.token_layers is None else tuple(args.token_layers),
-        seed=args.seed)
+        seed=args.seed, regularizer=None if args.lam is None else Regularizer(args.lam))
     if args.nm is not None and args.granularity != "nm":
         raise SparsesimError("--nm is for --granularity nm", field="--nm")
     act = None if args.act_prune is None else ActPrune.parse(args.act_prune)
@@ -219,10 +280,12 @@ def _cmd_prune(args: argparse.Namespace) -> int:
             run = pipelines.run_model(args.model, spec, act_prune=act)
         trace = run.trace
     else:
-        if slimming or act is not None or args.schedule != "oneshot":
-            raise SparsesimError("slimming, activation pruning and fine-tuning schedules need "
-                                 "a real model: use --model", field="--method" if slimming
-                                 else "--act-prune" if act is not None else "--schedule")
+        if slimming or act is not None or args.schedule != "oneshot" or args.lam is not None:
+            raise SparsesimError("slimming, activation pruning, fine-tuning schedules and "
+                                 "regularization need a real model: use --model",
+                                 field="--method" if slimming else "--act-prune" if act
+                                 is not None else "--lambda" if args.lam is not None
+                                 else "--schedule")
         from sparsesim.masks import ActivationModel
 
         workload = load_workload(args.workload)
@@ -292,6 +355,10 @@ def _add_prune_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
                        help="iterative fine-tuning or IMP with rewinding: --model digits")
     prune.add_argument("--steps", type=int, default=3, metavar="N",
                        help="levels of an iterative schedule / IMP rounds (default: %(default)s)")
+    prune.add_argument("--lambda", dest="lam", type=float, metavar="L",
+                       help="train with L1 (unstructured) or group lasso (filter, channel) of "
+                            "weight L, prune the zeros, cut to --sparsity if short: --model "
+                            "digits")
     prune.add_argument("--act-prune", metavar="KIND:VALUE",
                        help="activation pruning on a real model: threshold:T, dynamic:A, "
                             "topk:A or nm:N:M")
@@ -336,6 +403,12 @@ def _print_rows(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
     for r in (header, ["─" * w for w in widths], *rows):
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+PLOT_KINDS = ("formats", "sparsity", "layers", "pareto", "roofline", "accuracy", "phases",
+              "latency")
+"""The keys of :data:`sparsesim.plot.PLOTS` (named here: the CLI imports matplotlib only to
+draw; a test keeps the two equal)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -385,7 +458,48 @@ def build_parser() -> argparse.ArgumentParser:
                     help="fraction of attention heads kept (default: %(default)s)")
     sp.add_argument("--kv-keep", type=float, default=1.0, metavar="F",
                     help="fraction of keys/values kept (default: %(default)s)")
+    sp.add_argument("--act-prune", choices=ACT_PRUNE_KINDS, default="none",
+                    help="how activation zeros arise: none (ReLU zeros, free) or found at run "
+                         "time by the online pruning unit ([online] in the arch), whose cycles "
+                         "and energy get their own rows: threshold, dynamic (per-tensor), topk "
+                         "(per pixel/token), nm (with --act-nm) (default: %(default)s)")
+    sp.add_argument("--act-nm", type=_nm_ratio, metavar="N:M",
+                    help="N:M activation pruning along the channels (with --act-prune nm)")
     sp.add_argument("--seed", type=int, default=0, help="seed of the masks (default: 0)")
+    tr = run.add_argument_group(
+        "training step", "simulate forward + backward (input and weight gradients) + update")
+    tr.add_argument("--training", action="store_true",
+                    help="simulate a training step; the report splits forward, backward and "
+                         "update")
+    tr.add_argument("--grad-density", type=float, default=1.0, metavar="D",
+                    help="fraction of each output gradient kept (pruned online; default: "
+                         "%(default)s)")
+    tr.add_argument("--grad-structure", choices=GRADIENT_STRUCTURES, default="unstructured",
+                    help="which gradient entries go: unstructured (threshold), row (top-k per "
+                         "pixel/token), channel (whole channels), nm (with --grad-nm) "
+                         "(default: %(default)s)")
+    tr.add_argument("--grad-nm", type=_nm_ratio, metavar="N:M",
+                    help="N:M gradient pruning along the channels (with --grad-structure nm)")
+    tr.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default="sgd",
+                    help="optimizer of the weight update: its state is read and written "
+                         "(default: %(default)s)")
+    dy = run.add_argument_group(
+        "dynamic pruning", "per-input channel gating, token and head pruning: one run per "
+                           "input, reported as a distribution (a trace may carry measured "
+                           "ratios instead)")
+    dy.add_argument("--dynamic", type=int, metavar="N",
+                    help="draw seeded per-input keep ratios for N inputs")
+    dy.add_argument("--channel-keep", type=float, default=1.0, metavar="F",
+                    help="mean fraction of output channels a gate keeps per input, in conv "
+                         "and linear layers (default: %(default)s)")
+    dy.add_argument("--dyn-token-keep", type=float, default=1.0, metavar="F",
+                    help="mean fraction of tokens alive after the last attention layer "
+                         "(cascading; default: %(default)s)")
+    dy.add_argument("--dyn-head-keep", type=float, default=1.0, metavar="F",
+                    help="mean fraction of heads computed per input (default: %(default)s)")
+    dy.add_argument("--dyn-spread", type=float, default=0.1, metavar="S",
+                    help="standard deviation of the ratios across inputs (default: "
+                         "%(default)s)")
     run.add_argument("-o", "--out", type=Path, metavar="PATH",
                      help="also write the per-GEMM results as CSV to PATH")
     run.add_argument("--format", choices=("table", "csv", "json"), default="table",
@@ -422,10 +536,10 @@ def build_parser() -> argparse.ArgumentParser:
         "plot", help="draw a trade-off figure from a results CSV",
         description="Draw a figure from results: 'formats' (sparsesim formats -o), "
                     "'sparsity' and 'pareto' and 'accuracy' (sparsesim sweep results), "
-                    "'layers' and 'roofline' (sparsesim run -o). PNG, SVG or PDF by the "
-                    "--out suffix.")
-    plot.add_argument("kind", choices=("formats", "sparsity", "layers", "pareto", "roofline",
-                                       "accuracy"), help="which figure")
+                    "'layers' and 'roofline' (sparsesim run -o), 'phases' (sparsesim run "
+                    "--training -o), 'latency' (sparsesim run --dynamic N -o). PNG, SVG or "
+                    "PDF by the --out suffix.")
+    plot.add_argument("kind", choices=PLOT_KINDS, help="which figure")
     plot.add_argument("results", type=Path, help="the results CSV")
     plot.add_argument("-o", "--out", type=Path, metavar="PATH",
                       help="figure file (.png, .svg, .pdf; default: RESULTS.KIND.png)")
@@ -454,6 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
     formats.set_defaults(func=_cmd_formats)
 
     _add_prune_parser(sub)
+    _add_validate_parser(sub)
 
     archs = sub.add_parser("archs", help="list the arch presets",
                            description="List the arch presets shipped with sparsesim.")

@@ -4,8 +4,10 @@ Three kinds, given per input and per layer as keep ratios (fractions in (0, 1]):
 
 * ``channel_keep`` (conv without groups, linear): a small gate predicts which output channels
   to compute for this input (feature boosting and suppression, Gao et al., ICLR 2019). The
-  layer computes only the kept filters; the skipped channels are zeros in the next layer's
-  input when that layer reads this one's output (same channel count, next in order). The
+  layer computes only the kept filters; the skipped channels are zeros in the input of the
+  layer that ``consumers`` names as reading this one's output alone (a plain chain, or
+  conv1 → conv2 inside a residual block; not across a residual add, where the shortcut
+  fills them in — the workload does not record its graph, so the map is explicit). The
   gate is simulated: its GEMV (the pooled input, ``c → m`` saliencies, per image) on the
   array and a top-k over the ``m`` saliencies in the online pruning unit.
 * ``token_keep`` (attention): the fraction of the sequence's tokens still alive at this
@@ -18,7 +20,8 @@ Three kinds, given per input and per layer as keep ratios (fractions in (0, 1]):
   over the heads.
 
 A trace carries them in ``meta["dynamic"] = {"inputs": N, "layers": {name: {kind: [N
-ratios]}}}``; :func:`synthetic_dynamic` draws seeded ones. :func:`simulate_dynamic` runs the
+ratios]}}, "consumers": {gated layer: the layer reading its output}}``;
+:func:`synthetic_dynamic` draws seeded ones. :func:`simulate_dynamic` runs the
 machine once per input and reports the distribution (mean, p50, p99), not only the mean.
 """
 
@@ -60,6 +63,7 @@ class DynamicInputs:
 
     inputs: int
     layers: Mapping[str, Mapping[str, tuple[float, ...]]]
+    consumers: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_meta(cls, data: Any, workload: Workload, *, file: str | None = None
@@ -96,7 +100,20 @@ class DynamicInputs:
                     if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1:
                         fail(f"a keep ratio must be in (0, 1], got {v!r}", name, where)
                 layers[name][kind] = tuple(float(v) for v in values)
-        out = cls(n, layers)
+        consumers = data.get("consumers", {})
+        if not isinstance(consumers, Mapping):
+            fail("expected {gated layer: consumer layer}", fld="dynamic.consumers")
+        order = [layer.name for layer in workload.layers]
+        for producer, consumer in consumers.items():
+            if producer not in names or consumer not in names:
+                fail(f"no such layer: {producer if producer not in names else consumer!r}",
+                     producer, "dynamic.consumers")
+            a, b = names[producer], names[consumer]
+            width = a.m if isinstance(a, Conv2d) else getattr(a, "out_features", -1)
+            if _channels_in(b) != width or order.index(consumer) <= order.index(producer):
+                fail(f"{consumer!r} does not read {producer!r}'s {width} output channels after "
+                     "it", producer, "dynamic.consumers")
+        out = cls(n, layers, dict(consumers))
         out._check_cascade(workload, file)
         return out
 
@@ -118,7 +135,8 @@ class DynamicInputs:
     def as_meta(self) -> dict[str, Any]:
         return {"inputs": self.inputs,
                 "layers": {k: {kind: list(v) for kind, v in kinds.items()}
-                           for k, kinds in self.layers.items()}}
+                           for k, kinds in self.layers.items()},
+                "consumers": dict(self.consumers)}
 
     def keeps(self, i: int) -> dict[str, dict[str, float]]:
         """Input ``i``'s ratios: layer → kind → ratio."""
@@ -128,11 +146,14 @@ class DynamicInputs:
 
 def synthetic_dynamic(workload: Workload, *, inputs: int = 32, channel_keep: float = 1.0,
                       token_keep: float = 1.0, head_keep: float = 1.0, spread: float = 0.1,
-                      seed: int = 0) -> DynamicInputs:
+                      seed: int = 0, consumers: Mapping[str, str] | None = None
+                      ) -> DynamicInputs:
     """Seeded per-input ratios around the given means (Beta-distributed, std ``spread``).
 
-    Tokens cascade: each attention layer keeps a per-input fraction of the tokens alive
-    before it, so that the last one keeps ``token_keep`` on average (equal steps in log).
+    Channel gates go on every ungrouped conv and linear layer but the last (the classifier's
+    outputs are the logits). Tokens cascade: each attention layer keeps a per-input fraction
+    of the tokens alive before it, so that the last one keeps ``token_keep`` on average
+    (equal steps in log). ``consumers`` as in :class:`DynamicInputs` (default: none).
     """
     rng = np.random.default_rng(seed)
 
@@ -149,6 +170,7 @@ def synthetic_dynamic(workload: Workload, *, inputs: int = 32, channel_keep: flo
     step = token_keep ** (1 / max(len(attention), 1))
     alive = np.ones(inputs)
     layers: dict[str, dict[str, tuple[float, ...]]] = {}
+    last = workload.layers[-1].name if workload.layers else None
     for layer in workload.layers:
         kinds: dict[str, np.ndarray] = {}
         if isinstance(layer, Attention):
@@ -157,11 +179,12 @@ def synthetic_dynamic(workload: Workload, *, inputs: int = 32, channel_keep: flo
                 kinds["token_keep"] = alive
             if head_keep < 1:
                 kinds["head_keep"] = beta(head_keep, inputs)
-        elif channel_keep < 1 and not (isinstance(layer, Conv2d) and layer.groups != 1):
+        elif (channel_keep < 1 and layer.name != last and isinstance(layer, (Conv2d, Linear))
+              and not (isinstance(layer, Conv2d) and layer.groups != 1)):
             kinds["channel_keep"] = beta(channel_keep, inputs)
         if kinds:
             layers[layer.name] = {k: tuple(float(x) for x in v) for k, v in kinds.items()}
-    return DynamicInputs(inputs, layers)
+    return DynamicInputs(inputs, layers, dict(consumers or {}))
 
 
 def _keep_count(total: int, ratio: float) -> int:
@@ -206,22 +229,22 @@ def _channels_in(layer: Layer) -> int:
 
 
 def _shape_input(layers: list[tuple[Layer, LayerMasks | None]],
-                 keeps: dict[str, dict[str, float]], rng: np.random.Generator) -> list[_Shaped]:
+                 keeps: dict[str, dict[str, float]], consumers: Mapping[str, str],
+                 rng: np.random.Generator) -> list[_Shaped]:
     """The layers as one input (its ``keeps``) runs them, with the gates to simulate."""
     out: list[_Shaped] = []
     alive = 1.0  # fraction of the sequence's tokens still alive
-    gated: np.ndarray | None = None  # the previous layer's kept output channels
+    gated: dict[str, np.ndarray] = {}  # consumer → its producer's kept output channels
     for layer, masks in layers:
         k = keeps.get(layer.name, {})
         inputs = None if masks is None else masks.inputs
         weights = {} if masks is None else dict(masks.weights)
-        if gated is not None and _channels_in(layer) == gated.size:
-            # the channels the previous layer skipped are zeros of this layer's input
+        if layer.name in gated:  # the channels its producer skipped are zeros of its input
+            kept_channels = gated.pop(layer.name)
             base = np.ones(input_shape(layer), dtype=bool) if inputs is None else inputs
             view = [1] * base.ndim
-            view[input_channel_axis(layer)] = gated.size
-            inputs = base & gated.reshape(view)
-        gated = None
+            view[input_channel_axis(layer)] = kept_channels.size
+            inputs = base & kept_channels.reshape(view)
         if isinstance(layer, Attention):
             before = _keep_count(layer.l, alive)
             alive = k.get("token_keep", alive)
@@ -257,8 +280,8 @@ def _shape_input(layers: list[tuple[Layer, LayerMasks | None]],
         else:
             shaped = replace(layer, out_features=kept.size)
             gate = Linear(f"{layer.name}.gate", layer.in_features, total, tokens=layer.tokens)
-        gated = np.zeros(total, dtype=bool)
-        gated[kept] = True
+        if layer.name in consumers:
+            gated[consumers[layer.name]] = np.isin(np.arange(total), kept)
         out.append(_Shaped(shaped, None if masks is None and inputs is None
                            else LayerMasks(weights, inputs), gate=gate,
                            ranks=((gate.tokens, total, kept.size),)))
@@ -390,13 +413,16 @@ def simulate_dynamic(workload: Workload, arch: Arch, dynamic: DynamicInputs, *,
     wl = trace.workload if trace is not None else workload
     meta = dict(trace.meta) if trace is not None else {}
     meta["dynamic"] = dynamic.as_meta()
+    if sparsity is not None and sparsity.act_prune != "none":  # the online unit runs per input
+        n, m = sparsity.act_nm or (2, 4)
+        meta["act_prune"] = {"kind": sparsity.act_prune, "nm": f"{n}:{m}"}
     static_rows = run(wl, arch, sparsity=sparsity, trace=trace)
     static = SimResult(wl, arch, tuple(static_rows), meta)
     table = energy_table(arch)
     frames = []
     for i in range(dynamic.inputs):
         rng = np.random.default_rng([seed, i])
-        shaped = _shape_input(base, dynamic.keeps(i), rng)
+        shaped = _shape_input(base, dynamic.keeps(i), dynamic.consumers, rng)
         layers = tuple(s.layer for s in shaped)
         masks = {s.layer.name: s.masks for s in shaped if s.masks is not None}
         t = Trace(Workload(wl.name, layers, wl.source, wl.file), masks,

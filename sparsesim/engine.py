@@ -198,10 +198,10 @@ def draw_trace(workload: Workload, sparsity: SparsityModel) -> Trace:
 
 def _side_row(network: str, layer: Layer, gemm: str, phase: str, *, cycles: int,
               elements: int, counts: ActionCounts, arch: Arch, table: EnergyTable,
-              dram_read: int = 0, dram_write: int = 0) -> GemmResult:
+              dram_read: int = 0, dram_write: int = 0, stall: int = 0) -> GemmResult:
     """A row for work beside the array's GEMMs (online pruning, weight update): no GEMM
     (``count`` 0), no MACs on the array, ``elements`` processed (as ``M``), its own cycles
-    and energy."""
+    (``stall`` of them waiting for memory) and energy."""
     a = arch.array
     energy = energy_breakdown(counts, table, arch)
     traffic = {f"{name}_{o.lower()}": 0 for o in OPERANDS for name in TRAFFIC_FIELDS}
@@ -210,7 +210,8 @@ def _side_row(network: str, layer: Layer, gemm: str, phase: str, *, cycles: int,
         network=network, layer=layer.name, op=layer.op, gemm=gemm, phase=phase, count=0,
         m=elements, k=1, n=1, dataflow=a.dataflow, rows=a.rows, cols=a.cols,
         pe_kind=arch.pe.kind, folds=0, fold_cycles=0, dense_macs=0, effectual_macs=0,
-        a_density=1.0, w_density=1.0, cycles=cycles, compute_cycles=cycles, stall_cycles=0,
+        a_density=1.0, w_density=1.0, cycles=cycles, compute_cycles=cycles - stall,
+        stall_cycles=stall,
         load_imbalance=1.0, utilization=0.0, seconds=cycles / arch.clock_hz,
         dram_read_bytes=dram_read, dram_write_bytes=dram_write, traffic=traffic,
         energy_pj=math.fsum(energy[k] for k in ENERGY_COMPONENTS), energy=energy, events=0)
@@ -248,7 +249,7 @@ def _update_row(network: str, layer: Layer, masks: LayerMasks | None, training: 
     state from DRAM and back; with real memory it waits for the bytes."""
     p, mem = arch.precision, arch.memory
     u = update_cost(layer, masks, training, w_bits=p.w_bits, grad_bits=p.o_bits)
-    cycles = -(-u.weights // arch.array.cols)
+    cycles = compute = -(-u.weights // arch.array.cols)
     if not mem.ideal and u.weights:
         moved = u.dram_read_bytes + u.dram_write_bytes
         cycles = max(cycles, math.ceil(moved / mem.dram_bytes_per_cycle)) + mem.dram_latency_cycles
@@ -256,7 +257,7 @@ def _update_row(network: str, layer: Layer, masks: LayerMasks | None, training: 
                           dram_write_bits=8 * u.dram_write_bytes)
     return _side_row(network, layer, "update", "update", cycles=cycles, elements=u.weights,
                      counts=counts, arch=arch, table=table, dram_read=u.dram_read_bytes,
-                     dram_write=u.dram_write_bytes)
+                     dram_write=u.dram_write_bytes, stall=cycles - compute)
 
 
 def _act_prune(sparsity: SparsityModel | None, trace: Trace | None) -> OnlinePrune | None:
@@ -277,7 +278,9 @@ def run(workload: Workload, arch: Arch, *, sparsity: SparsityModel | None = None
     """Every GEMM of every layer, in execution order (layers run one after another).
 
     With ``training``: the forward pass, then per layer from the last the online pruning of
-    its output gradient (if pruned), its backward GEMMs and its weight update.
+    its output gradient (if pruned), its backward GEMMs and its weight update. The first
+    layer's input gradient (of the network's input) is computed only if
+    ``training.input_gradient``.
     """
     name = trace.workload.name if trace is not None else workload.name
     table = energy_table(arch)  # may read an override file: once, not per GEMM
@@ -306,10 +309,12 @@ def run(workload: Workload, arch: Arch, *, sparsity: SparsityModel | None = None
                 prune = OnlinePrune(ONLINE_KIND[grads.structure], grads.nm or (2, 4))
                 rows.append(_mask_online_row(name, layer, grad, -1, prune, "backward",
                                              producer, arch, table))
-            dx, dw = (run_gemm(b, network=name, op=layer.op, arch=arch, table=table)
-                      for b in backward_operands(ops, grad))
-            rows += [dx, dw]
-            producer = dx.cycles
+            dx_ops, dw_ops = backward_operands(ops, grad)
+            first = layer is layers[0][0]
+            if not first or training.input_gradient:
+                rows.append(run_gemm(dx_ops, network=name, op=layer.op, arch=arch, table=table))
+                producer = rows[-1].cycles
+            rows.append(run_gemm(dw_ops, network=name, op=layer.op, arch=arch, table=table))
         if weight_shapes(layer):
             rows.append(_update_row(name, layer, masks, training, arch, table))
     return rows

@@ -199,11 +199,16 @@ class Im2col:
         """Per image ``n``, the ``[h, w]`` mask of input pixels output pixels ``m0:m1`` read."""
         return _touched(self.layer, m0, m1)
 
-    def group_rows(self, k0: int, k1: int) -> np.ndarray:
-        """``[groups, channels]``: the input channels im2col columns ``k0:k1`` read, per group."""
+    def group_rows(self, k0: int, k1: int, *, owned: bool = False) -> np.ndarray:
+        """``[groups, channels]``: the input channels im2col columns ``k0:k1`` read, per group
+        (``owned``: only those whose first column is among them, so that blocks of columns
+        share out the channels without overlap)."""
         conv = self.layer
         window, cg = conv.r * conv.s, conv.c // conv.groups
-        within = np.arange(k0 // window, (k1 - 1) // window + 1)
+        if owned:
+            within = np.arange(-(-k0 // window), -(-k1 // window))
+        else:
+            within = np.arange(k0 // window, (k1 - 1) // window + 1)
         return np.arange(conv.groups)[:, None] * cg + within[None, :]
 
 
@@ -231,7 +236,9 @@ class ConvView:
 
     The forward conv reads it as A; a training step's weight gradient reads its transpose as
     A (``transposed``: ``[window, pixels]``) and the input gradient writes it as O (col2im
-    adds the windows back into the feature map). Memory moves the feature-map regions.
+    adds the windows back into the feature map). Memory moves the feature-map regions: an A
+    tile reads all the pixels its windows touch (halos again), an O tile writes the pixels
+    no earlier tile touched (each input pixel's gradient once; overlaps summed on chip).
     """
 
     im2col: Im2col

@@ -289,9 +289,9 @@ def nm_mask(shape: tuple[int, ...], n: int, m: int, k_axes: tuple[int, ...],
     k = math.prod(shape[i] for i in k_axes)
     cols = math.prod(shape[i] for i in other)
     flat = np.zeros((cols, k), dtype=bool)
-    for g0, size in ((0, k - k % m), (k - k % m, k % m)):  # whole groups, then the rest
+    whole = k - k % m
+    for g0, size, width in ((0, whole, m), (whole, k % m, k % m)):  # whole groups, the rest
         if size:
-            width = m if g0 == 0 else size
             groups = size // width
             flat[:, g0:g0 + size] = _choose(cols * groups, width, min(n, width), rng).reshape(
                 cols, size)

@@ -244,14 +244,22 @@ _MATRIX_AXES = {"A": ("m", "k"), "O": ("m", "n")}
 
 
 def _footprint_bits(source: Im2col, m0: int, m1: int, k0: int, k1: int, fmt: Any,
-                    value_bits: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+                    value_bits: int, name: str, *, owned: bool = False
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """(data bits, metadata bits) per conv group of the feature-map region that im2col rows
-    ``m0:m1`` and columns ``k0:k1`` touch: one ``[channels, pixels]`` tile per group."""
+    ``m0:m1`` and columns ``k0:k1`` touch: one ``[channels, pixels]`` tile per group.
+
+    ``owned``: only the pixels no earlier rows touched, of the channels these columns start —
+    col2im writing an input gradient once per pixel, overlapping windows summed on chip."""
     groups = source.layer.groups
     planes = source.planes(m0, m1)
+    if owned and m0 > 0:
+        before = dict(source.planes(0, m0))
+        planes = tuple((n, plane & ~before[n]) if n in before else (n, plane)
+                       for n, plane in planes)
     pixels = sum(int(plane.sum()) for _, plane in planes)
-    rows = source.group_rows(k0, k1)
-    if pixels == 0:  # SCALE-Sim's ceil-mode edge pixels read nothing
+    rows = source.group_rows(k0, k1, owned=owned)
+    if pixels == 0 or rows.shape[1] == 0:  # SCALE-Sim's ceil-mode edge pixels read nothing
         zero = np.zeros(groups, dtype=np.int64)
         return zero, zero
     if source.inputs is None:
@@ -287,7 +295,8 @@ def _footprint_tiles(view: ConvView, group: int, plan: FoldPlan, memory: MemoryC
         (m0, m1), (k0, k1) = span[rows_axis], span[cols_axis]
         key = (m0, m1, k0, k1, fmt, value_bits)
         if key not in view.memo:
-            view.memo[key] = _footprint_bits(source, m0, m1, k0, k1, fmt, value_bits, name)
+            view.memo[key] = _footprint_bits(source, m0, m1, k0, k1, fmt, value_bits, name,
+                                             owned=op == "O")
         d, mt = view.memo[key]
         data[tile], meta[tile] = d[group], mt[group]
     return _tiles(op, ids, data, meta, memory, value_bits)

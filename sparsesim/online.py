@@ -16,12 +16,18 @@ kind         comparisons                        hidden cycles       exposed cycl
 threshold    ``E``                              ``⌈E/lanes⌉``       1
 dynamic      ``2E`` (find the quantile, apply)  ``⌈E/lanes⌉``       ``⌈E/lanes⌉ + 1``
 nm (N of M)  ``E/M · M(M−1)/2`` (rank in group) ``⌈E/lanes⌉``       ``⌈log2 M⌉ + 1``
-topk (k)     blocks · passes · (sort + merge)   blocks · passes     ``s(s+1)/2 + s + 1``
+topk, k ≤ W  blocks · (sort + merge)             blocks              ``s(s+1)/2 + s + 1``
+topk, k > W  quickselect + ``E`` (see below)    ``⌈cmp/lanes⌉``     one row's selection
 ============ ================================== =================== ========================
 
-Top-k cuts each row into ``⌈L/W⌉`` blocks, sorts each (``W/2 · s(s+1)/2``) and merges it
-into the running best ``W`` (``W + W/2 · s``: one half-cleaner stage, then a bitonic merge of
-the upper half); ``k > W`` needs ``⌈k/W⌉`` passes. The network takes one block per cycle.
+Top-k with ``k ≤ W`` cuts each row into ``⌈L/W⌉`` blocks, sorts each (``W/2 · s(s+1)/2``)
+and merges it into the running best ``W`` (``W + W/2 · s``: one half-cleaner stage, then a
+bitonic merge of the upper half); the network takes one block per cycle. A larger ``k``
+(keeping, say, half of 768 channels) would need ``⌈k/W⌉`` such passes, so the unit instead
+selects the k-th largest by quickselect over the buffered row on its ``lanes`` comparators
+(as SpAtten's top-k engine does, Wang et al., HPCA 2021): Knuth's expected
+``2·(L + k·ln(L/k) + (L−k)·ln(L/(L−k)))`` comparisons, one latch each, then a threshold pass;
+the row must be complete before it starts, so one row's selection is exposed.
 
 Beside the comparisons, the unit latches values: every pipeline stage writes its ``W``
 elements to registers (top-k: ``s(s+1)/2 + s + 1`` stages per block), an N:M selector holds
@@ -99,9 +105,20 @@ def online_cost(kind: str, *, rows: int, row_len: int, unit: OnlineConfig,
     if keep is None or not 0 <= keep <= row_len:
         raise SparsesimError(f"top-k needs 0 <= k <= {row_len}, got {keep!r}", field="act_prune")
     w = unit.sorter_width
+    if keep > w:
+        per_row = quickselect_comparisons(row_len, keep) + row_len
+        total = rows * per_row
+        return OnlineCost(kind, elements, total, ceil_div(total, unit.lanes),
+                          ceil_div(per_row, unit.lanes) + 1, total)
     s = int(math.log2(w))
-    blocks, passes = ceil_div(row_len, w), max(1, ceil_div(keep, w))
     per_block = w // 2 * s * (s + 1) // 2 + w + w // 2 * s
-    runs = rows * blocks * passes
+    runs = rows * ceil_div(row_len, w)
     stages = s * (s + 1) // 2 + s + 1
     return OnlineCost(kind, elements, runs * per_block, runs, stages, runs * stages * w)
+
+
+def quickselect_comparisons(n: int, k: int) -> int:
+    """Expected comparisons of quickselect for the k-th of n (Knuth, TAOCP 3, 5.3.3)."""
+    if n <= 1 or k <= 0 or k >= n:
+        return max(n - 1, 0)
+    return math.ceil(2 * (n + k * math.log(n / k) + (n - k) * math.log(n / (n - k))))

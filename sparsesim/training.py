@@ -7,7 +7,8 @@ For a forward GEMM ``O[M×N] = A[M×K] · W[K×N]`` with output gradient ``dO`` 
 * weight gradient ``dW[K×N] = Aᵀ[K×M] · dO[M×N]`` — the activation zeros carry into it
   (``Aᵀ``), and the pruned ``dO`` (its W operand).
 
-So a dense step has exactly 3× the forward MACs. For a convolution, ``A`` is the im2col
+So a dense step has exactly 3× the forward MACs (less the first layer's ``dA``, which a
+training step skips: nothing needs the gradient of the network's input). For a convolution, ``A`` is the im2col
 matrix: ``dW`` reads the input feature map (``Aᵀ``) and ``dA`` is written back through col2im;
 both move feature-map regions, as the forward pass does (:class:`sparsesim.lower.ConvView`).
 For attention's score GEMMs both operands are activations; ``dW`` is then a gradient of an
@@ -106,11 +107,14 @@ class Training:
 
     ``optimizer`` is ``sgd``, ``momentum`` or ``adam``; its state is ``state_bits`` wide per
     weight (fp32 by default). ``gradients`` prunes the output gradients.
+    ``input_gradient`` also computes the gradient of the network's input (the first layer's
+    ``dA``), which training does not need (saliency maps and adversarial training do).
     """
 
     gradients: GradientModel = GradientModel()
     optimizer: str = "sgd"
     state_bits: int = 32
+    input_gradient: bool = False
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -120,6 +124,9 @@ class Training:
                 self.state_bits <= 0:
             raise SparsesimError(f"must be a positive integer, got {self.state_bits!r}",
                                  field="state_bits")
+        if not isinstance(self.input_gradient, bool):
+            raise SparsesimError(f"must be true or false, got {self.input_gradient!r}",
+                                 field="input_gradient")
 
 
 def _transposed(mask: np.ndarray | None) -> np.ndarray | None:

@@ -143,3 +143,10 @@ def test_trace_of_another_network_is_refused(tmp_path):
     assert ok.returncode == 0, ok.stderr
     bad = sparsesim("run", "--trace", str(path), "-w", "resnet50")
     assert bad.returncode == 2 and "r18.npz" in bad.stderr and "network" in bad.stderr
+
+
+def test_every_plot_kind_is_offered_by_the_cli():
+    from sparsesim.cli import PLOT_KINDS
+    from sparsesim.plot import PLOTS
+
+    assert set(PLOT_KINDS) == set(PLOTS)

@@ -34,7 +34,7 @@ def test_keeping_everything_is_the_static_run_for_every_input():
 
 
 def test_a_channel_gate_shrinks_its_layer_zeroes_the_next_input_and_costs_its_gemv():
-    dyn = DynamicInputs(2, {"c1": {"channel_keep": (0.5, 0.25)}})
+    dyn = DynamicInputs(2, {"c1": {"channel_keep": (0.5, 0.25)}}, {"c1": "c2"})
     r = simulate_dynamic(CNN, ARCH, dyn)
     df = r.df
     for i, kept in ((0, 8), (1, 4)):
@@ -50,6 +50,27 @@ def test_a_channel_gate_shrinks_its_layer_zeroes_the_next_input_and_costs_its_ge
     assert p.loc[1, "cycles"] < p.loc[0, "cycles"] < r.static.totals["cycles"]
     gate_rows = df[(df.op == "gate") | (df.gemm == "online_topk")]
     assert np.allclose(p["gate_cycles"], gate_rows.groupby("input")["cycles"].sum())
+
+
+def test_gated_channels_stay_dense_without_a_declared_consumer():
+    # across a residual add the shortcut fills the skipped channels in: no consumer, no zeros
+    dyn = DynamicInputs(1, {"c1": {"channel_keep": (0.5,)}})
+    rows = simulate_dynamic(CNN, ARCH, dyn).df.set_index(["layer", "gemm"])
+    assert rows.loc[("c2", "conv"), "effectual_macs"] == 64 * 9 * 16 * 32  # dense: all of it
+
+
+def test_online_activation_pruning_runs_for_every_input():
+    model = SparsityModel(act_density=0.5, act_prune="topk")
+    r = simulate_dynamic(CNN, ARCH, DynamicInputs(2, {"c1": {"channel_keep": (0.5, 0.5)}}),
+                         sparsity=model)
+    static_online = (r.static.df["gemm"] == "online_topk").sum()
+    per_input = r.df[(r.df.gemm == "online_topk") & (r.df.layer != "c1")].groupby("input").size()
+    assert static_online == 2 and (per_input == 2).all()
+
+
+def test_synthetic_gates_leave_the_classifier_alone():
+    dyn = synthetic_dynamic(CNN, inputs=2, channel_keep=0.5)
+    assert set(dyn.layers) == {"c1", "c2"}
 
 
 def test_tokens_cascade_through_attention_and_the_layers_after_it():
@@ -96,6 +117,13 @@ def test_bad_ratios_name_the_layer_and_field(layers, field):
     with pytest.raises(SparsesimError) as err:
         DynamicInputs.from_meta({"inputs": 2, "layers": layers}, BERT, file="t.npz")
     assert err.value.field == field and err.value.file == "t.npz" and err.value.layer
+
+
+def test_a_consumer_must_read_the_gated_channels():
+    with pytest.raises(SparsesimError) as err:
+        DynamicInputs.from_meta({"inputs": 1, "layers": {}, "consumers": {"c2": "c1"}}, CNN)
+    assert err.value.field == "dynamic.consumers"
+    DynamicInputs.from_meta({"inputs": 1, "layers": {}, "consumers": {"c1": "c2"}}, CNN)
 
 
 def test_grouped_convs_and_training_are_refused():

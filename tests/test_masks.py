@@ -134,3 +134,11 @@ def test_bad_trace_files(tmp_path):
     with pytest.raises(SparsesimError) as err:
         Trace(wl, {"fc": LayerMasks({"w": np.ones((4, 3), bool)})})
     assert err.value.layer == "fc"
+
+
+def test_nm_masks_of_a_reduction_shorter_than_one_group():
+    rng = np.random.default_rng(0)
+    mask = nm_mask((3, 5), 2, 4, (0,), rng)  # K = 3 < M = 4: one short group per column
+    assert (mask.sum(axis=0) == 2).all()
+    mask = nm_mask((7, 5), 2, 4, (0,), rng)  # a whole group, then a short one of 3
+    assert (mask[:4].sum(axis=0) == 2).all() and (mask[4:].sum(axis=0) == 2).all()

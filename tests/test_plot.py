@@ -1,5 +1,5 @@
-"""Every plot kind renders from real results (a small sweep, a run, the format study) with
-labelled axes, and the CLI writes PNG, SVG and PDF."""
+"""Every plot kind renders from real results (a small sweep, a run, a training step, a dynamic
+run, the format study) with labelled axes, and the CLI writes PNG, SVG and PDF."""
 
 import subprocess
 import sys
@@ -10,10 +10,15 @@ import pytest
 
 from sparsesim import simulate
 from sparsesim.arch import load_arch, with_overrides
+from sparsesim.dynamic import DynamicInputs, simulate_dynamic, synthetic_dynamic
+from sparsesim.errors import SparsesimError
 from sparsesim.format_study import crossover_study
+from sparsesim.layers import Attention, Conv2d, Linear
 from sparsesim.masks import SparsityModel
 from sparsesim.plot import PLOTS, pareto_mask
 from sparsesim.sweep import read_results, run_sweep, spec_from_dict
+from sparsesim.training import GradientModel, Training
+from sparsesim.workload import Workload
 
 SPEC = {
     "sweep": {"name": "p"},
@@ -94,3 +99,119 @@ def test_plot_of_the_wrong_results_is_one_line(tmp_path, run_df):
                           capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "run.csv" in proc.stderr and "accuracy" in proc.stderr
+
+
+# Training steps and dynamic pruning: small real simulations, ideal memory.
+
+SMALL = Workload("small", (
+    Conv2d("c1", c=3, h=9, w=7, m=8, r=3, s=3, stride=2, padding=1),
+    Conv2d("c2", c=8, h=5, w=4, m=16, r=3, s=3, padding=1),
+    Linear("fc", in_features=16, out_features=10, tokens=4),
+    Attention("att", l=8, e=16, heads=2),
+))
+SMALL_ARCH = with_overrides(load_arch("default"), {"memory.ideal": True, "pe.kind": "skip",
+                                                   "array.rows": 8, "array.cols": 8})
+
+
+@pytest.fixture(scope="module")
+def training_df():
+    # top-k activation pruning (forward online rows) and row-pruned gradients (backward ones)
+    model = SparsityModel(weight_density=0.5, act_density=0.5, act_prune="topk", seed=1)
+    return simulate(SMALL, SMALL_ARCH, sparsity=model,
+                    training=Training(GradientModel(0.5, "row"))).df
+
+
+@pytest.fixture(scope="module")
+def dynamic_run():
+    dyn = synthetic_dynamic(SMALL, inputs=12, channel_keep=0.6, spread=0.15, seed=2)
+    return simulate_dynamic(SMALL, SMALL_ARCH, dyn, sparsity=SparsityModel(act_density=0.5))
+
+
+def _bar_heights(ax):
+    """Per container (one stacked part), the bar heights, in the order drawn."""
+    return [np.array([p.get_height() for p in c]) for c in ax.containers]
+
+
+def test_phases_stack_every_part_of_the_step_per_layer(training_df):
+    df = training_df
+    fig = PLOTS["phases"](df)
+    cycles_ax, energy_ax = labelled(fig)
+    parts = ["forward", "forward: online pruning unit", "backward",
+             "backward: online pruning unit", "update"]
+    assert [c.get_label() for c in cycles_ax.containers] == parts
+    layers = list(dict.fromkeys(df["layer"]))
+    assert all(len(c) == len(layers) for c in cycles_ax.containers)
+    assert [t.get_text() for t in energy_ax.get_xticklabels()] == layers
+    per_layer = df.groupby("layer", sort=False)
+    stacked = np.sum(_bar_heights(cycles_ax), axis=0)
+    assert np.allclose(stacked, per_layer["cycles"].sum().loc[layers] / 1e3)
+    stacked = np.sum(_bar_heights(energy_ax), axis=0)
+    assert np.allclose(stacked, per_layer["energy_pj"].sum().loc[layers] / 1e6)
+    # the backward part holds exactly the backward GEMMs (not the online unit's rows)
+    back = df[(df.phase == "backward") & (df["count"] > 0)].groupby("layer")["cycles"].sum()
+    got = dict(zip(layers, _bar_heights(cycles_ax)[2] * 1e3))
+    assert all(got[name] == pytest.approx(back.get(name, 0)) for name in layers)
+    # the legend gives each part's share of the step's cycles
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    share = df[df.phase == "update"]["cycles"].sum() / df["cycles"].sum()
+    assert legend[-1].startswith("update: ") and "% of cycles" in legend[-1]
+    assert float(legend[-1].split()[1]) == pytest.approx(100 * share, abs=0.05)
+
+
+def test_phases_of_results_without_a_phase_name_the_column(run_df):
+    with pytest.raises(SparsesimError, match="phase") as err:
+        PLOTS["phases"](run_df.drop(columns="phase"))
+    assert err.value.field == "phase"
+
+
+def test_layers_of_a_training_step_sum_the_phases_and_say_so(training_df):
+    fig = PLOTS["layers"](training_df)
+    assert "forward + backward + update summed per layer" in fig._suptitle.get_text()
+    ax = labelled(fig)[0]
+    per_layer = training_df.groupby("layer", sort=False)["cycles"].sum()
+    assert np.allclose(np.sum(_bar_heights(ax), axis=0), per_layer.to_numpy() / 1e3)
+    # an inference run has one phase: no note
+    assert "summed" not in PLOTS["layers"](training_df[training_df.phase == "forward"]
+                                           )._suptitle.get_text()
+
+
+def test_latency_marks_the_percentiles_of_the_per_input_sums(dynamic_run, tmp_path):
+    df = dynamic_run.df
+    csv = tmp_path / "dyn.csv"
+    df.to_csv(csv, index=False)
+    df = pd.read_csv(csv)  # what `sparsesim run --dynamic -o` writes
+    static = dynamic_run.static.totals["seconds"]
+    fig = PLOTS["latency"](df, static_seconds=static)
+    dist, split = labelled(fig)
+    per_input = df.groupby("input")["seconds"].sum().to_numpy() * 1e6  # µs at this size
+    assert "(µs)" in dist.get_xlabel()
+    want = {"mean": per_input.mean(), "p50": np.percentile(per_input, 50),
+            "p99": np.percentile(per_input, 99), "static": static * 1e6}
+    lines = {line.get_gid(): line.get_xdata()[0] for line in dist.lines}
+    assert lines.keys() == want.keys()
+    assert all(lines[k] == pytest.approx(v) for k, v in want.items())
+    texts = {t.get_gid(): t.get_text() for t in dist.texts}
+    for k, v in want.items():  # "p50 0.904 µs": the value to 4 significant digits
+        name, value, unit = texts[k].split()
+        assert (name, unit) == (k, "µs") and float(value) == pytest.approx(v, rel=1e-3)
+    assert sum(p.get_height() for p in dist.patches) == 12  # every input in the histogram
+    assert np.allclose(want["p50"], dynamic_run.summary.set_index("metric").loc["seconds", "p50"]
+                       * 1e6)
+    # second panel: per input, layers + gates, sorted by latency
+    layers, gates = _bar_heights(split)
+    assert len(layers) == len(gates) == 12
+    assert np.allclose(layers + gates, np.sort(per_input))
+    # the gates are those DynamicResult counts (gate GEMVs and their top-k rankings)
+    p = dynamic_run.per_input
+    assert gates.sum() > 0
+    assert gates.sum() / (layers + gates).sum() == pytest.approx(p["gate_cycles"].sum()
+                                                                 / p["cycles"].sum())
+
+
+def test_latency_without_gates_is_one_panel_and_needs_inputs(run_df):
+    r = simulate_dynamic(SMALL, SMALL_ARCH, DynamicInputs(3, {}))
+    fig = PLOTS["latency"](r.df)
+    assert len(labelled(fig)) == 1
+    with pytest.raises(SparsesimError, match="input") as err:
+        PLOTS["latency"](run_df)
+    assert err.value.field == "input"

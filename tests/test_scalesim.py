@@ -16,8 +16,13 @@ import pandas as pd
 import pytest
 
 from analysis.scalesim_runner import run_scalesim, write_topology
-from sparsesim.arch import Arch, ArrayConfig, MemoryConfig
 from sparsesim.engine import run
+from sparsesim.validate import (
+    TRAFFIC_RULES,
+    scalesim_arch,
+    scalesim_comparison,
+    traffic_mismatches,
+)
 from sparsesim.workload import load_scalesim_csv
 
 DATA = Path(__file__).parent / "data"
@@ -26,13 +31,19 @@ ORACLE = DATA / "scalesim_oracle.csv"
 
 def our_cycles(topology: Path, rows: int, cols: int, dataflow: str) -> dict[str, int]:
     # SCALE-Sim's compute cycles are compared with memory that never stalls (DESIGN.md §3).
-    arch = Arch(array=ArrayConfig(rows, cols, dataflow), memory=MemoryConfig(ideal=True))
+    arch = scalesim_arch(rows, cols, dataflow)
     return {r.layer: r.cycles for r in run(load_scalesim_csv(topology), arch)}
 
 
 @pytest.fixture(scope="module")
 def oracle() -> pd.DataFrame:
     return pd.read_csv(ORACLE)
+
+
+@pytest.fixture(scope="module")
+def comparison(oracle) -> pd.DataFrame:
+    """Ours beside SCALE-Sim's, per (layer, array, dataflow) — the validation report's table."""
+    return scalesim_comparison(oracle)
 
 
 def test_oracle_covers_the_issue(oracle):
@@ -49,19 +60,19 @@ def test_oracle_covers_the_issue(oracle):
 
 
 @pytest.mark.parametrize("form", ["conv", "gemm"])
-def test_dense_cycles_equal_scalesim_on_every_oracle_row(oracle, form):
-    topology = DATA / f"scalesim_random_{form}.csv"
-    part = oracle[oracle["form"] == form]
-    mismatches = []
+def test_dense_cycles_equal_scalesim_on_every_oracle_row(oracle, comparison, form):
+    # SCALE-Sim's last-cycle index + 1, summed over a DP layer's channel rows.
+    part = comparison[comparison["form"] == form]
+    expected = oracle[oracle["form"] == form].drop_duplicates(["name", "rows", "cols",
+                                                               "dataflow"])
+    assert len(part) == len(expected) > 0
+    bad = part[part["cycles_ours"] != part["cycles_theirs"]]
+    assert bad.empty, bad[["name", "rows", "cols", "dataflow", "cycles_ours",
+                           "cycles_theirs"]].head(10).to_dict("records")
+    # the shared comparison reads the oracle's layers; the committed topology reads the same
     for (rows, cols, dataflow), group in part.groupby(["rows", "cols", "dataflow"]):
-        ours = our_cycles(topology, rows, cols, dataflow)
-        # SCALE-Sim's last-cycle index + 1, summed over a DP layer's channel rows.
-        theirs = (group["total_cycles"] + 1).groupby(group["name"]).sum()
-        assert set(theirs.index) == set(ours)
-        for name, cycles in theirs.items():
-            if ours[name] != cycles:
-                mismatches.append((name, rows, cols, dataflow, ours[name], cycles))
-    assert not mismatches, mismatches[:10]
+        ours = our_cycles(DATA / f"scalesim_random_{form}.csv", rows, cols, dataflow)
+        assert ours == dict(zip(group["name"], group["cycles_ours"]))
 
 
 def _random_layers(seed: int) -> tuple[list[dict], list[dict]]:
@@ -96,37 +107,23 @@ def test_live_scalesim_matches(scalesim_python, tmp_path, dataflow):
         assert ours == theirs
 
 
-@pytest.mark.parametrize("form", ["conv", "gemm"])
-def test_dram_traffic_against_scalesim(oracle, form):
-    """DRAM traffic with memory that never stalls (SCALE-Sim counts words: burst = 1 byte,
-    int8 here). Where the models agree the numbers are equal; where they differ it is by
-    modelling choice, checked here in the direction and size that choice implies:
+def test_traffic_against_scalesim(comparison):
+    """DRAM and SRAM traffic with memory that never stalls (SCALE-Sim counts words: burst = 1
+    byte, int8 here). Where the models agree the numbers are equal; where they differ it is by
+    modelling choice, checked in the direction and size that choice implies — one rule each in
+    ``sparsesim.validate.TRAFFIC_RULES`` (the validation report prints them with their reasons):
 
-    * W (filters) — each element once: equal on every row.
+    * W (filters) — each element once: equal on every row, in DRAM and in SRAM reads.
     * A of a GEMM — equal. A of a convolution: ours moves each A tile's input-region footprint,
       and neighbouring tiles' halos (r − stride rows/columns) are fetched once per tile, while
       SCALE-Sim with SRAM big enough reads each input element once: ours ≥ theirs.
     * O in os — each output once: equal. In ws/is, K is split over row folds: SCALE-Sim writes
       the partial sums of every row fold to DRAM; ours keeps them in the O buffer (unbounded
       here) and writes the finished outputs once: theirs = ours × row folds (to 0.1 %).
+    * SRAM O writes — equal in ws/is; in os SCALE-Sim's trace has rows + cols extra entries
+      per fold.
     """
-    topology = DATA / f"scalesim_random_{form}.csv"
-    workload = load_scalesim_csv(topology)
-    part = oracle[oracle["form"] == form]
-    for (rows, cols, dataflow), group in part.groupby(["rows", "cols", "dataflow"]):
-        arch = Arch(array=ArrayConfig(rows, cols, dataflow),
-                    memory=MemoryConfig(ideal=True, burst_bytes=1))
-        ours = {r.layer: r for r in run(workload, arch)}
-        theirs = group.groupby("name")[["dram_ifmap_reads", "dram_filter_reads",
-                                        "dram_ofmap_writes"]].sum()
-        for name, t in theirs.iterrows():
-            r = ours[name]
-            assert r.traffic["dram_read_data_bytes_w"] == t.dram_filter_reads, name
-            a = r.traffic["dram_read_data_bytes_a"]
-            assert (a == t.dram_ifmap_reads) if form == "gemm" else (a >= t.dram_ifmap_reads)
-            o = r.traffic["dram_write_data_bytes_o"]
-            if dataflow == "os" or "DP" in name:
-                assert o <= t.dram_ofmap_writes and (dataflow != "os" or o == t.dram_ofmap_writes)
-            else:
-                # (SCALE-Sim's count is a few words off the exact product on some layers)
-                assert o * -(-r.k // rows) == pytest.approx(t.dram_ofmap_writes, rel=1e-3), name
+    result = traffic_mismatches(comparison)
+    assert set(result) == {rule.id for rule in TRAFFIC_RULES}
+    for rule_id, (checked, bad) in result.items():
+        assert checked > 0 and not bad, (rule_id, bad[:10])

@@ -37,16 +37,21 @@ def test_dense_training_step_is_three_forward_passes_by_hand():
     # 4·l·e² + 2·l²·e with l=4, e=8.
     forward = {"c1": 5 * 4 * 27 * 5, "dw": 5 * 4 * 9 * 5, "fc": 3 * 6 * 4,
                "att": 4 * 4 * 8 * 8 + 2 * 4 * 4 * 8}
-    df = simulate(SMALL, arch(), training=Training()).df
+    df = simulate(SMALL, arch(), training=Training(input_gradient=True)).df
     by = df.groupby(["layer", "phase"])["dense_macs"].sum()
     for layer, macs in forward.items():
         assert by[(layer, "forward")] == macs
         assert by[(layer, "backward")] == 2 * macs
     assert df["dense_macs"].sum() == 3 * sum(forward.values())
+    # a training step needs no gradient of the network's input: c1's dA is not computed
+    plain = simulate(SMALL, arch(), training=Training()).df
+    assert set(plain[plain.layer == "c1"]["gemm"]) == {"conv", "conv.dw", "update"}
+    assert plain["dense_macs"].sum() == 3 * sum(forward.values()) - forward["c1"]
 
 
 def test_backward_gemms_have_the_transposed_shapes_and_dense_timing():
-    df = simulate(SMALL, arch(**{"array.rows": 4, "array.cols": 8}), training=Training()).df
+    df = simulate(SMALL, arch(**{"array.rows": 4, "array.cols": 8}),
+                  training=Training(input_gradient=True)).df
     fwd = df[df.phase == "forward"].set_index(["layer", "gemm"])
     for row in df[df.phase == "backward"].itertuples():
         base, which = row.gemm.rsplit(".", 1)
@@ -120,7 +125,8 @@ def test_pruned_gradients_shrink_backward_work_not_forward():
     assert back(pruned)["effectual_macs"].sum() < 0.5 * back(dense_g)["effectual_macs"].sum()
     assert back(pruned)["cycles"].sum() < back(dense_g)["cycles"].sum()
     online = pruned[pruned.gemm == "online_topk"]
-    assert len(online) == len(back(pruned)) // 2 and (online["energy_online_pj"] > 0).all()
+    assert len(online) == len(pruned[pruned.gemm.str.endswith(".dw")])
+    assert (online["energy_online_pj"] > 0).all()
 
 
 @pytest.mark.parametrize("optimizer, states", [("sgd", 0), ("momentum", 1), ("adam", 2)])
@@ -136,30 +142,40 @@ def test_weight_update_traffic_is_the_closed_form(optimizer, states):
     assert up.dram_read_bytes == 512 * (1 + 1 + 4 * states)
     assert up.dram_write_bytes == 512 * (1 + 4 * states)
     assert up.cycles == math.ceil(512 / 32)  # ideal memory: the 32-lane vector unit
+    real = with_overrides(load_arch("default"), {})
+    [up] = simulate(trace=trace, arch=real, training=Training(optimizer=optimizer)).df.query(
+        "phase == 'update'").itertuples()
+    moved = up.dram_read_bytes + up.dram_write_bytes
+    assert up.cycles == max(16, math.ceil(moved / 16)) + 100  # 16 B/cycle, 100 cycles latency
+    assert up.compute_cycles == 16 and up.stall_cycles == up.cycles - 16
 
 
 def test_conv_weight_gradient_reads_the_feature_map_once():
     # 1×1 conv: the weight gradient's Aᵀ tiles are whole feature-map regions, read once,
     # and the input gradient writes the feature map's size, not an im2col copy.
     conv = Conv2d("pw", c=64, h=8, w=8, m=32, r=1, s=1)
-    df = simulate(Workload("pw", (conv,)), arch(), training=Training()).df
+    step = Training(input_gradient=True)
+    df = simulate(Workload("pw", (conv,)), arch(), training=step).df
     rows = df.set_index("gemm")
     assert rows.loc["conv.dw", "dram_read_data_bytes_a"] == 64 * 8 * 8
     assert rows.loc["conv.dx", "dram_write_data_bytes_o"] == 64 * 8 * 8
     three = Conv2d("c3", c=64, h=8, w=8, m=32, r=3, s=3, padding=1)
-    rows = simulate(Workload("c3", (three,)), arch(), training=Training()).df.set_index("gemm")
+    rows = simulate(Workload("c3", (three,)), arch(**{"memory.burst_bytes": 1}),
+                    training=step).df.set_index("gemm")
     im2col = 8 * 8 * 64 * 9
     assert 64 * 64 <= rows.loc["conv.dw", "dram_read_data_bytes_a"] < im2col / 2
-    assert 64 * 64 <= rows.loc["conv.dx", "dram_write_data_bytes_o"] < im2col / 2
+    # col2im: each input pixel's gradient is written once (halo sums stay on chip)
+    assert rows.loc["conv.dx", "dram_write_data_bytes_o"] == 64 * 64
 
 
 def test_nm_units_run_backward_gemms_without_rejecting_transposed_weights():
     model = SparsityModel(weight_nm=(2, 4), seed=0)
     nm = arch(**{"pe.kind": "nm"})
+    step = Training(input_gradient=True)
     df = simulate(Workload("fc", (Linear("fc", 16, 12, tokens=8),)), nm, sparsity=model,
-                  training=Training()).df.set_index("gemm")
+                  training=step).df.set_index("gemm")
     dense = simulate(Workload("fc", (Linear("fc", 16, 12, tokens=8),)), arch(),
-                     training=Training()).df.set_index("gemm")
+                     training=step).df.set_index("gemm")
     assert df.loc["fc", "cycles"] < dense.loc["fc", "cycles"]  # forward: K halved
     assert df.loc["fc.dx", "cycles"] == dense.loc["fc.dx", "cycles"]  # Wᵀ is N:M along N
 

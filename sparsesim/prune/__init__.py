@@ -3,7 +3,8 @@
 Numpy only here (works on synthetic, seeded weights for every workload); the PyTorch side
 (real ``torch.nn.Module``s, calibration hooks, gradients, fine-tuning, the shipped real
 models) is ``sparsesim.prune.torch_front``, ``models`` and ``pipelines``, which import torch
-lazily (``pip install 'sparsesim[torch]'``).
+lazily (``pip install 'sparsesim[torch]'``); regularization-based pruning (L1, group lasso:
+a :class:`Regularizer` in the spec) trains a real model, in ``sparsesim.prune.regularize``.
 
 >>> from sparsesim.prune import PruneSpec, prune_workload
 >>> from sparsesim.workload import load_workload
@@ -23,7 +24,7 @@ from sparsesim.prune.criteria import CRITERIA, LayerStats, score
 from sparsesim.prune.front import mask_bits, prune_workload, score_weights, weight_masks
 from sparsesim.prune.schedule import SCHEDULES, imp_levels, iterative_levels, one_shot, run_schedule
 from sparsesim.prune.select import achieved_sparsity, keep_masks, lowest, nm_keep, prune_count
-from sparsesim.prune.spec import GRANULARITIES, SCOPES, PruneSpec
+from sparsesim.prune.spec import GRANULARITIES, PENALTIES, SCOPES, PruneSpec, Regularizer
 from sparsesim.prune.structure import (
     prune_heads,
     prune_kv,
@@ -35,7 +36,8 @@ from sparsesim.prune.structure import (
 from sparsesim.prune.synthetic import synthetic_weights
 
 __all__ = [
-    "ActPrune", "CRITERIA", "GRANULARITIES", "LayerStats", "PruneSpec", "SCHEDULES", "SCOPES",
+    "ActPrune", "CRITERIA", "GRANULARITIES", "LayerStats", "PENALTIES", "PruneSpec",
+    "Regularizer", "SCHEDULES", "SCOPES",
     "achieved_sparsity", "dynamic_threshold_mask", "imp_levels", "iterative_levels",
     "keep_masks", "lowest", "mask_bits", "nm_activation_mask", "nm_keep", "nonzero",
     "one_shot", "prune_count", "prune_heads", "prune_kv", "prune_tokens", "prune_workload",

@@ -5,7 +5,8 @@ calibration inputs of the pruned model), the :class:`TorchNet` (to count effectu
 the real tensors) and the quality measured where the model allows:
 
 * ``digits`` — test accuracy of the CNN per sparsity level (one-shot, iterative with
-  fine-tuning, IMP with rewinding), and network slimming with its accuracy;
+  fine-tuning, IMP with rewinding), network slimming, and regularization-based pruning (L1 or
+  group lasso training, then the zeros pruned), each with its accuracy;
 * ``efficientnet_lite0`` — top-1 agreement with the dense model on the calibration crops
   (no ImageNet labels offline);
 * ``minilm`` — mean cosine similarity of the sentence embeddings to the dense model's;
@@ -31,6 +32,8 @@ import torch.nn.functional as F
 from sparsesim.errors import SparsesimError
 from sparsesim.prune import models as M
 from sparsesim.prune.activations import ActPrune
+from sparsesim.prune.regularize import prune_regularized, train_regularized, zero_masks
+from sparsesim.prune.select import achieved_sparsity
 from sparsesim.prune.spec import WEIGHT_GRANULARITIES, PruneSpec
 from sparsesim.prune.structure import sequential_consumers, slim_channels, slim_workload
 from sparsesim.prune.torch_front import Calibration, Loss, TorchNet
@@ -64,6 +67,13 @@ def _calibrate(net: TorchNet, spec: PruneSpec, loss: Loss | None, act: ActPrune 
                          micro_batch=micro_batch)
 
 
+def _untrained(spec: PruneSpec, model: str) -> None:
+    """Models without training data cannot be trained with a penalty."""
+    if spec.regularizer is not None:
+        raise SparsesimError(f"regularized pruning trains the model: only digits, not {model}",
+                             field="regularizer")
+
+
 def _finish(net: TorchNet, spec: PruneSpec, act: ActPrune | None, skip: tuple[str, ...],
             meta: dict[str, Any], cal: Calibration | None = None) -> Trace:
     if spec.granularity in WEIGHT_GRANULARITIES:
@@ -77,7 +87,14 @@ def _finish(net: TorchNet, spec: PruneSpec, act: ActPrune | None, skip: tuple[st
 def run_digits(spec: PruneSpec, *, schedule: str = "oneshot", steps: int = 3,
                act_prune: ActPrune | None = None, seed: int = 0, epochs: int = 15,
                finetune_epochs: int = 3, calib: int = 256) -> ModelRun:
-    """Train the digits CNN, prune it on a schedule, record test accuracy per level."""
+    """Train the digits CNN, prune it on a schedule, record test accuracy per level. A spec
+    with a regularizer runs :func:`run_digits_regularized` (schedule ``oneshot`` only)."""
+    if spec.regularizer is not None:
+        if schedule != "oneshot":
+            raise SparsesimError("regularized pruning is its own schedule (train with the "
+                                 "penalty, prune, fine-tune): use oneshot", field="schedule")
+        return run_digits_regularized(spec, act_prune=act_prune, seed=seed, epochs=epochs,
+                                      finetune_epochs=finetune_epochs, calib=calib)
     t0 = time.perf_counter()
     data = M.digits_data(seed)
     torch.manual_seed(seed)
@@ -123,6 +140,63 @@ def run_digits(spec: PruneSpec, *, schedule: str = "oneshot", steps: int = 3,
     trace = _finish(net, spec, act_prune, (), meta)
     trace.meta["method"]["schedule"] = schedule
     return ModelRun(trace, net, act_prune, (), {"records": records})
+
+
+def run_digits_regularized(spec: PruneSpec, *, act_prune: ActPrune | None = None,
+                           seed: int = 0, epochs: int = 15, reg_epochs: int = 10,
+                           finetune_epochs: int = 3, lr: float = 0.01, momentum: float = 0.9,
+                           calib: int = 256) -> ModelRun:
+    """Regularization-based pruning (``spec.regularizer``; ``sparsesim.prune.regularize``).
+
+    Train the CNN (Adam, ``epochs``; 0 regularizes from scratch), train on with L1 or group
+    lasso (proximal SGD, ``lr``, ``momentum``, ``reg_epochs``), prune the units it zeroed,
+    cut to ``spec.sparsity`` if they fall short, fine-tune the survivors (Adam, masks kept,
+    ``finetune_epochs``). Test accuracy and weight sparsity at each stage: ``dense``,
+    ``regularized`` (exact zeros), ``pruned``, ``fine-tuned``.
+    """
+    if spec.regularizer is None:
+        raise SparsesimError("needs PruneSpec.regularizer (L1 or group lasso)",
+                             field="regularizer")
+    t0 = time.perf_counter()
+    data = M.digits_data(seed)
+    torch.manual_seed(seed)
+    model = M.DigitsCNN()
+    M.train(model, data.x_train, data.y_train, epochs=epochs, seed=seed)
+    x_cal, y_cal = data.x_train[:calib], data.y_train[:calib]
+    net = TorchNet(model, x_cal, name="digits_cnn",
+                   source=f"DigitsCNN trained on scikit-learn digits, then with {spec.penalty}")
+    records: list[dict[str, Any]] = []
+
+    def record(stage: str, level: float) -> None:
+        records.append({"level": level, "sparsity": net.weight_sparsity(),
+                        "accuracy": M.accuracy(net.model, data.x_test, data.y_test),
+                        "stage": stage})
+
+    def loss(out: torch.Tensor, part: slice) -> torch.Tensor:
+        return F.cross_entropy(out, y_cal[part], reduction="sum")
+
+    record("dense", 0.0)
+    train_regularized(net, data.x_train, data.y_train, spec, epochs=reg_epochs, lr=lr,
+                      momentum=momentum, seed=seed + 5)
+    record("regularized", 0.0)
+    zeros = achieved_sparsity([m for t in zero_masks(net, spec).values() for m in t.values()])
+    cal = (_calibrate(net, spec, loss, act_prune, ()) if spec.sparsity > 0
+           and spec.criterion in ("taylor", "fisher", "wanda") else None)
+    prune_regularized(net, spec, cal)
+    record("pruned", spec.sparsity)
+    if finetune_epochs:
+        M.train(net.model, data.x_train, data.y_train, epochs=finetune_epochs, lr=1e-3,
+                seed=seed + 7)
+        record("fine-tuned", spec.sparsity)
+    meta = {"accuracy": records,
+            "schedule": {"name": "regularized", "epochs": epochs, "reg_epochs": reg_epochs,
+                         "finetune_epochs": finetune_epochs, "lr": lr, "momentum": momentum,
+                         "optimizer": "proximal SGD" if spec.regularizer.proximal else "SGD"},
+            "zero_sparsity": zeros, "test_accuracy": records[-1]["accuracy"],
+            "seconds": time.perf_counter() - t0, "calibration": f"{calib} training images"}
+    trace = _finish(net, spec, act_prune, (), meta)
+    trace.meta["method"]["schedule"] = "regularized"
+    return ModelRun(trace, net, act_prune, (), {"records": records, "zero_sparsity": zeros})
 
 
 def run_digits_slimming(amount: float, *, bn_l1: float = 3e-3, seed: int = 0, epochs: int = 15,
@@ -176,6 +250,7 @@ def run_digits_slimming(amount: float, *, bn_l1: float = 3e-3, seed: int = 0, ep
 
 def run_efficientnet(spec: PruneSpec, *, images: int = 8, act_prune: ActPrune | None = None,
                      seed: int = 0) -> ModelRun:
+    _untrained(spec, "efficientnet_lite0")
     model = M.load_efficientnet_lite0()
     x = M.sample_images(images, seed)
     with torch.no_grad():
@@ -204,6 +279,7 @@ def run_efficientnet(spec: PruneSpec, *, images: int = 8, act_prune: ActPrune | 
 
 def run_minilm(spec: PruneSpec, *, seq: int = 128, count: int = 4,
                act_prune: ActPrune | None = None) -> ModelRun:
+    _untrained(spec, "minilm")
     model = M.load_minilm()
     ids = M.minilm_tokens(M.calibration_text(), seq, count)
     with torch.no_grad():
@@ -236,6 +312,7 @@ def perplexity(model: torch.nn.Module, ids: torch.Tensor,
 
 def run_smollm2(spec: PruneSpec, *, seq: int = 128, count: int = 4,
                 act_prune: ActPrune | None = None) -> ModelRun:
+    _untrained(spec, "smollm2")
     t0 = time.perf_counter()
     model, tok = M.load_smollm2()
     t_load = time.perf_counter() - t0

@@ -12,10 +12,15 @@ Counting conventions (the ones users know from ``torch.nn.utils.prune``):
   (the GEMM's K, ordered as the lowering orders it: conv ``(c, r, s)``); a last, shorter
   group keeps ``min(n, its length)``. ``sparsity`` is ignored for ``nm``.
 * Ties (equal scores) are broken by position: the lower flat index goes first.
+* With a :class:`Regularizer` the model is first trained with a sparsity-inducing penalty
+  over the granularity's units (``sparsesim.prune.regularize``); the units it zeroed are
+  pruned, then ``sparsity`` is a target the criterion cuts to if the zeros fall short
+  (``sparsity = 0``: exactly the zeros).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from sparsesim.errors import SparsesimError
@@ -28,6 +33,36 @@ GRANULARITIES = WEIGHT_GRANULARITIES + SHAPE_GRANULARITIES
 SCOPES = ("layer", "global")
 COMPARE = ("tensor", "row")
 DISTRIBUTIONS = ("normal", "uniform", "laplace")
+#: The penalty a regularized run trains with, by granularity: single weights → L1; whole
+#: filters or input channels → group lasso (L1 is group lasso over groups of one weight).
+PENALTIES = {"unstructured": "l1", "filter": "group_lasso", "channel": "group_lasso"}
+
+
+@dataclass(frozen=True, slots=True)
+class Regularizer:
+    """Sparsity-inducing training before pruning (``sparsesim.prune.regularize``).
+
+    The penalty is ``lam · Σ_g √|g| · ‖w_g‖₂`` over the units ``g`` of the spec's granularity
+    (:data:`PENALTIES`), per unskipped weight tensor; ``lam`` is in loss units per unit of
+    weight norm. ``proximal`` applies it as a (group) soft-threshold after every optimizer
+    step, which leaves exact zeros; otherwise its subgradient is added to the loss, which
+    leaves weights near zero. A unit counts as zero (pruned) when the root-mean-square of its
+    weights is at most ``tol`` (a single weight: ``|w| <= tol``); ``0`` keeps exact zeros only.
+    """
+
+    lam: float
+    proximal: bool = True
+    tol: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name, low in (("lam", "> 0"), ("tol", ">= 0")):
+            v = getattr(self, name)
+            if (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                    or v < 0 or (name == "lam" and v == 0)):
+                raise SparsesimError(f"must be a finite number {low}, got {v!r}", field=name)
+        if not isinstance(self.proximal, bool):
+            raise SparsesimError(f"must be true or false, got {self.proximal!r}",
+                                 field="proximal")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +77,8 @@ class PruneSpec:
     ``skip`` lists layer names (fnmatch patterns) left dense. ``distribution`` is the law of
     synthetic weights when no real weights are given (Kaiming-scaled, seeded per layer).
     ``token_layers`` are the indices (among the attention layers) where token pruning drops
-    ``sparsity`` of the tokens; ``None`` means every attention layer.
+    ``sparsity`` of the tokens; ``None`` means every attention layer. ``regularizer`` trains
+    the model with L1 (unstructured) or group lasso (filter, channel) first: real models only.
     """
 
     criterion: str = "magnitude"
@@ -56,6 +92,7 @@ class PruneSpec:
     token_layers: tuple[int, ...] | None = None
     distribution: str = "normal"
     seed: int = 0
+    regularizer: Regularizer | None = None
 
     def __post_init__(self) -> None:
         from sparsesim.prune.criteria import CRITERIA  # the registry lives with the functions
@@ -85,6 +122,19 @@ class PruneSpec:
                                  "or layer): use scope 'layer'", field="scope")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise SparsesimError(f"must be an integer, got {self.seed!r}", field="seed")
+        if self.regularizer is not None:
+            if not isinstance(self.regularizer, Regularizer):
+                raise SparsesimError(f"must be a Regularizer, got {self.regularizer!r}",
+                                     field="regularizer")
+            if self.granularity not in PENALTIES:
+                raise SparsesimError(
+                    f"regularization penalizes {', '.join(PENALTIES)} units, not "
+                    f"{self.granularity!r}", field="granularity")
+
+    @property
+    def penalty(self) -> str | None:
+        """``"l1"``, ``"group_lasso"`` or ``None`` (no regularized training)."""
+        return None if self.regularizer is None else PENALTIES[self.granularity]
 
     def as_dict(self) -> dict[str, object]:
         """JSON-able parameters for the trace's ``meta.method``."""
@@ -103,6 +153,10 @@ class PruneSpec:
             out["skip"] = list(self.skip)
         if self.token_layers is not None:
             out["token_layers"] = list(self.token_layers)
+        if self.regularizer is not None:
+            r = self.regularizer
+            out["regularizer"] = {"penalty": self.penalty, "lam": r.lam,
+                                  "proximal": r.proximal, "tol": r.tol}
         return out
 
 

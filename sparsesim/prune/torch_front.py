@@ -327,6 +327,9 @@ class TorchNet:
         prior = self.current_masks()
         scores = score_weights(wl, spec, self.weights(), None if cal is None else cal.stats)
         masks = weight_masks(wl, spec, scores, prior={k: prior[k] for k in scores})
+        # A target below what is already pruned (a tensor's share of a global level, the
+        # zeros of a regularized run) must not revive weights: the prior masks stay.
+        masks = {k: {t: m & prior[k][t] for t, m in v.items()} for k, v in masks.items()}
         self.apply_masks(masks)
         return masks
 
