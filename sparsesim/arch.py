@@ -37,6 +37,7 @@ by ``[arch] base`` (the ``default`` preset unless given)::
     format_w = "bitmap"
     format_o = "dense"
     decode_cycles_per_element = 0.03125
+    conv_halo = "refetch"     # or line_buffer: conv tiles do not read their halos again
 
     [online]                  # the online pruning unit on the array's output path
     lanes = 32                # elements compared per cycle (threshold, N:M)
@@ -145,6 +146,7 @@ class PeConfig:
 
 
 MEMORY_OPERANDS = ("a", "w", "o")
+CONV_HALOS = ("refetch", "line_buffer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +162,10 @@ class MemoryConfig:
     parse_format` reads; checked when memory is simulated, so this module does not import
     formats). ``decode_cycles_per_element``: cycles a decoder spends per stored value of a
     tile whose format carries metadata (default 1/32: one value per array row per cycle on
-    the default 32×32 array, so decoding keeps pace with a dense fold).
+    the default 32×32 array, so decoding keeps pace with a dense fold). ``conv_halo``: a conv
+    tile's input region overlaps its neighbours' (the halo of its windows): ``refetch`` reads
+    the whole region for every tile; ``line_buffer`` keeps the rows already read on chip, so
+    a tile reads only the pixels no earlier tile read (each input pixel once per pass).
     """
 
     ideal: bool = False
@@ -174,8 +179,12 @@ class MemoryConfig:
     format_w: str = "dense"
     format_o: str = "dense"
     decode_cycles_per_element: float = 0.03125
+    conv_halo: str = "refetch"
 
     def __post_init__(self) -> None:
+        if self.conv_halo not in CONV_HALOS:
+            raise SparsesimError(f"unknown conv_halo {self.conv_halo!r}; expected one of "
+                                 f"{', '.join(CONV_HALOS)}", field="memory.conv_halo")
         if not isinstance(self.ideal, bool):
             raise SparsesimError(f"must be true or false, got {self.ideal!r}",
                                  field="memory.ideal")

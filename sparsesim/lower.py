@@ -223,8 +223,11 @@ def _touched(conv: Conv2d, m0: int, m1: int) -> tuple[tuple[int, np.ndarray], ..
         first = max(m0, row * f) - row * f
         last = min(m1 - 1, row * f + f - 1) - row * f
         plane = touched.setdefault(n, np.zeros((conv.h, conv.w), dtype=bool))
-        y0, x0 = out_y * st - p, first * st - p
-        plane[max(0, y0):max(0, y0 + conv.r), max(0, x0):max(0, last * st - p + conv.s)] = True
+        y0 = out_y * st - p
+        # the window columns of each output pixel: gaps between them when stride > s
+        xs = (np.arange(first, last + 1)[:, None] * st - p + np.arange(conv.s)[None, :]).ravel()
+        xs = xs[(xs >= 0) & (xs < conv.w)]
+        plane[max(0, y0):max(0, y0 + conv.r), xs] = True
     for plane in touched.values():
         plane.flags.writeable = False
     return tuple(sorted(touched.items()))

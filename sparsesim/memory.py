@@ -288,15 +288,17 @@ def _footprint_tiles(view: ConvView, group: int, plan: FoldPlan, memory: MemoryC
     n_tiles = counts[0] * counts[1]
     data = np.zeros(n_tiles, dtype=np.int64)
     meta = np.zeros(n_tiles, dtype=np.int64)
+    # col2im writes each pixel once; reads do too with a line buffer holding the halo rows
+    owned = op == "O" or memory.conv_halo == "line_buffer"
     for tile in range(n_tiles):
         index = divmod(tile, counts[1])
         span = {ax: (b * size, min(g.dim(ax), (b + 1) * size))
                 for ax, b, size in zip(axes, index, block, strict=True)}
         (m0, m1), (k0, k1) = span[rows_axis], span[cols_axis]
-        key = (m0, m1, k0, k1, fmt, value_bits)
+        key = (m0, m1, k0, k1, fmt, value_bits, owned)
         if key not in view.memo:
             view.memo[key] = _footprint_bits(source, m0, m1, k0, k1, fmt, value_bits, name,
-                                             owned=op == "O")
+                                             owned=owned)
         d, mt = view.memo[key]
         data[tile], meta[tile] = d[group], mt[group]
     return _tiles(op, ids, data, meta, memory, value_bits)

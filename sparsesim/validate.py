@@ -248,11 +248,11 @@ _CONV_HEADER = ("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Wi
 _GEMM_HEADER = "Layer, M, N, K,"
 
 
-def scalesim_arch(rows: int, cols: int, dataflow: str) -> Arch:
+def scalesim_arch(rows: int, cols: int, dataflow: str, conv_halo: str = "refetch") -> Arch:
     """The arch of a SCALE-Sim comparison: memory that never stalls (its bandwidth-estimate
     mode), 1-byte bursts (it counts words; int8 here)."""
     return Arch(array=ArrayConfig(rows, cols, dataflow),
-                memory=MemoryConfig(ideal=True, burst_bytes=1))
+                memory=MemoryConfig(ideal=True, burst_bytes=1, conv_halo=conv_halo))
 
 
 def oracle_workload(part: pd.DataFrame, form: str, name: str = "oracle") -> Workload:
@@ -278,14 +278,15 @@ _OURS = {"dram_a": "dram_read_data_bytes_a", "dram_w": "dram_read_data_bytes_w",
          "sram_w": "sram_read_bytes_w", "sram_o": "sram_write_bytes_o"}
 
 
-def scalesim_comparison(oracle: pd.DataFrame) -> pd.DataFrame:
+def scalesim_comparison(oracle: pd.DataFrame, *, conv_halo: str = "refetch") -> pd.DataFrame:
     """Ours beside SCALE-Sim's for every (layer, array, dataflow) of an oracle table.
 
     One row per layer and configuration: ``topology`` (when the table has one), ``form``,
     ``name``, ``rows``, ``cols``, ``dataflow``, our GEMM ``k`` and ``folds``, then
     ``{cycles, dram_a, dram_w, dram_o, sram_a, sram_w, sram_o}_{ours, theirs}``. SCALE-Sim's
     figures are summed over a ``DP`` layer's channel rows; its cycles are its "Total Cycles"
-    + 1 (it reports the index of the last cycle).
+    + 1 (it reports the index of the last cycle). ``conv_halo`` is our memory's (refetch,
+    line_buffer).
     """
     group_keys = ["topology", "form"] if "topology" in oracle else ["form"]
     out = []
@@ -296,8 +297,8 @@ def scalesim_comparison(oracle: pd.DataFrame) -> pd.DataFrame:
         workload = oracle_workload(part, form, label)
         for (rows, cols, dataflow), cfg in part.groupby(["rows", "cols", "dataflow"],
                                                         sort=False):
-            ours = {r.layer: r for r in simulate(workload, scalesim_arch(int(rows), int(cols),
-                                                                         str(dataflow))).rows}
+            arch = scalesim_arch(int(rows), int(cols), str(dataflow), conv_halo)
+            ours = {r.layer: r for r in simulate(workload, arch).rows}
             sums = cfg.groupby("name", sort=False)[list(_THEIRS.values())].sum()
             for name, t in sums.iterrows():
                 r = ours[str(name)]
@@ -402,10 +403,11 @@ def _oracle_source(label: str) -> str:
     return f"{SOURCES['scalesim']}, run by {script}"
 
 
-def _comparison(ctx: Context, label: str, path: Path) -> pd.DataFrame:
-    key = f"scalesim:{label}"
+def _comparison(ctx: Context, label: str, path: Path, conv_halo: str = "refetch"
+                ) -> pd.DataFrame:
+    key = f"scalesim:{label}:{conv_halo}"
     if key not in ctx.cache:
-        ctx.cache[key] = scalesim_comparison(pd.read_csv(path))
+        ctx.cache[key] = scalesim_comparison(pd.read_csv(path), conv_halo=conv_halo)
     return ctx.cache[key]
 
 
@@ -467,6 +469,21 @@ def _scalesim_traffic(ctx: Context) -> list[Check]:
                 failures=bad, note=rule.why))
         conv = comp[comp["form"] == "conv"]
         if len(conv):
+            lined = _comparison(ctx, label, path, "line_buffer")
+            lined = lined[lined["form"] == "conv"]
+            bad_rows = lined[lined["dram_a_ours"] != lined["dram_a_theirs"]]
+            out.append(_exact_row(
+                id=f"scalesim.traffic.{label}.dram_a_conv_line_buffer", group="scalesim",
+                what=f"DRAM A reads of conv layers with a line buffer (memory.conv_halo = "
+                     f"line_buffer) equal ({path.name})", anchor="SCALE-Sim's per-layer counts",
+                source=_oracle_source(label), good=len(lined) - len(bad_rows),
+                total=len(lined), unit="(layer, array, dataflow) rows hold",
+                tolerance="exact", failures=[
+                    f"{r['name']} {r['rows']}x{r['cols']} {r['dataflow']}: ours "
+                    f"{r['dram_a_ours']}, theirs {r['dram_a_theirs']}"
+                    for _, r in bad_rows.iterrows()],
+                note="with the halo rows kept on chip each input pixel a window touches is "
+                     "read once, as SCALE-Sim's SRAM (sized to hold the ifmap) reads it"))
             ratio = conv["dram_a_ours"] / conv["dram_a_theirs"].clip(lower=1)
             sram = conv["sram_a_ours"] / conv["sram_a_theirs"].clip(lower=1)
             ctx.note("scalesim", f"{path.name}: conv DRAM A ours/SCALE-Sim from "

@@ -106,3 +106,16 @@ def test_conv_moves_the_feature_map_not_its_im2col_copy():
     # bitmap at 25 % density: 0.25·8 + 1 = 3 bits per element instead of 8
     assert int(sparse["dram_read_bytes_a" if False else "dram_read_data_bytes_a"].sum()
                + sparse["dram_read_meta_bytes_a"].sum()) < 0.45 * moved
+
+
+@pytest.mark.parametrize("dataflow", ["os", "ws", "is"])
+def test_a_line_buffer_reads_each_input_pixel_once(dataflow):
+    exact = {"memory.ideal": True, "memory.burst_bytes": 1, "array.dataflow": dataflow}
+    three = Workload("c3", (Conv2d("c3", c=8, h=16, w=16, m=40, r=3, s=3, padding=1),))
+    # 1×1 windows at stride 2 read every other pixel of every other row, nothing between
+    strided = Workload("pw", (Conv2d("pw", c=8, h=16, w=16, m=40, r=1, s=1, stride=2),))
+    for wl, pixels in ((three, 16 * 16), (strided, 8 * 8)):
+        lined = simulate(wl, arch(**exact, **{"memory.conv_halo": "line_buffer"})).df
+        again = simulate(wl, arch(**exact)).df
+        assert lined["dram_read_data_bytes_a"].sum() == 8 * pixels
+        assert again["dram_read_data_bytes_a"].sum() >= 8 * pixels
