@@ -8,7 +8,8 @@ each, per-input ratios Beta-distributed around the mean with std 0.1 (seeded). T
 the default 32×32 output-stationary array, 1 GHz, 16 B/cycle DRAM, with zero-skipping PEs
 (both operands, row sync); ResNet-18's activations are 50 % dense (ReLU, Bernoulli) in every
 run. The static run is the same network and arch without dynamic pruning. The classifier
-(``fc``) is not gated: its outputs are the class scores.
+(``fc``) is not gated: its outputs are the class scores. Inside ResNet blocks the channels
+``conv1`` skips are zeros of ``conv2``'s input.
 
 Writes ``analysis/results/dynamic_study.{csv,md,png}`` (one CSV row per configuration) and
 ``dynamic_study_inputs.csv`` (one row per configuration and input); ``--quick`` writes
@@ -33,7 +34,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from sparsesim.arch import load_arch, with_overrides  # noqa: E402
-from sparsesim.dynamic import DynamicInputs, simulate_dynamic, synthetic_dynamic  # noqa: E402
+from sparsesim.dynamic import simulate_dynamic, synthetic_dynamic  # noqa: E402
 from sparsesim.masks import SparsityModel  # noqa: E402
 from sparsesim.plot import draw_latency_distribution  # noqa: E402
 from sparsesim.workload import load_workload  # noqa: E402
@@ -43,7 +44,6 @@ INPUTS, QUICK_INPUTS = 32, 8
 SPREAD = 0.1
 SEED = 0
 ARCH = {"pe.kind": "skip", "pe.operand": "both", "pe.sync": "row"}
-UNGATED = ("fc",)  # the classifier: every class score is needed
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,13 @@ CASES = (
 )
 
 
+def block_consumers(workload) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """ResNet basic blocks: ``….conv1`` feeds ``….conv2`` alone (no residual add between)."""
+    names = {layer.name for layer in workload.layers}
+    return {n: n[: -len("conv1")] + "conv2" for n in names
+            if n.endswith(".conv1") and n[: -len("conv1")] + "conv2" in names}
+
+
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -69,8 +76,8 @@ def log(message: str) -> None:
 def run_case(case: Case, inputs: int) -> tuple[dict[str, object], pd.DataFrame]:
     """One configuration: its summary row and its per-input rows."""
     wl = load_workload(case.network)
-    dyn = synthetic_dynamic(wl, inputs=inputs, spread=SPREAD, seed=SEED, **case.keeps)
-    dyn = DynamicInputs(dyn.inputs, {k: v for k, v in dyn.layers.items() if k not in UNGATED})
+    dyn = synthetic_dynamic(wl, inputs=inputs, spread=SPREAD, seed=SEED,
+                            consumers=block_consumers(wl), **case.keeps)
     sparsity = SparsityModel(act_density=case.act_density, seed=SEED) \
         if case.act_density < 1 else None
     arch = with_overrides(load_arch("default"), ARCH)
@@ -156,17 +163,16 @@ def render_markdown(df: pd.DataFrame, elapsed: float, quick: bool) -> str:
         "on the pooled input (`c → m` per image) on the array plus a top-k over `m` "
         "saliencies in the online unit. The gate's weights come from DRAM for every input "
         "(batch 1, cold buffers), which is most of its cost on a memory-bound layer.",
-        "- **Skipped channels become zeros of the next layer's input** when that layer is next "
-        "in order and has as many input channels. In ResNet-18 this also happens across a "
-        "residual addition (e.g. `layer1.0.conv2` → `layer1.1.conv1`, `layer2.0.downsample` → "
-        "`layer2.1.conv1`), where the shortcut keeps those channels non-zero in reality: "
-        "the simulator gives those layers more input sparsity than a real block would.",
+        "- **Skipped channels become zeros of the consumer's input** only where a layer reads "
+        "the gated one's output alone: inside each ResNet basic block, `conv1` → `conv2` "
+        "(`block_consumers`). Across a residual addition the shortcut fills the channels in, "
+        "so no zeros are passed on there.",
         "- **Token pruning** ranks each sequence's live tokens with a top-k in the online "
         "unit (the importance accumulation is adds, not counted); every later layer runs on "
         "the kept tokens. **Head pruning** computes the first `round(keep·heads)` heads' "
         "projections and score GEMMs; its top-k ranks the heads.",
-        "- **The classifier is not gated** here (`synthetic_dynamic` gates every non-grouped "
-        "conv and linear layer, `fc` included, whose gate GEMV is as large as `fc` itself).",
+        "- **The classifier is not gated** (`synthetic_dynamic` gates every non-grouped conv "
+        "and linear layer but the last: its outputs are the class scores).",
         "- **Static run**: the same masks (ResNet-18: 50 % dense activations) with every "
         "channel, token and head kept; it is one input, so it has no distribution.",
         "",

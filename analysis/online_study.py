@@ -40,7 +40,7 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from sparsesim import load_arch, load_workload, simulate  # noqa: E402
+from sparsesim import load_arch, simulate  # noqa: E402
 from sparsesim.arch import with_overrides  # noqa: E402
 from sparsesim.masks import SparsityModel  # noqa: E402
 
@@ -92,19 +92,28 @@ def run(densities: list[float], cnn_natural: float) -> pd.DataFrame:
     return df
 
 
-def break_even(df: pd.DataFrame, network: str, kind: str, metric: str) -> float | None:
-    """Highest density with ratio ≤ 1, interpolated between the grid points (None: never)."""
+def break_even(df: pd.DataFrame, network: str, kind: str, metric: str
+               ) -> tuple[float | None, bool]:
+    """(highest density with ratio ≤ 1, whether the ratio crosses 1 above it on the grid).
+
+    The crossing is interpolated between grid points; without one (the unit pays at the
+    highest density tried) the break-even lies between that density and the natural one.
+    """
     base = df[(df.network == network) & (df.kind == "none")].iloc[0]
     pts = df[(df.network == network) & (df.kind == kind)].sort_values("density")
-    d = np.r_[pts["density"].to_numpy(), base["density"]]
-    r = np.r_[pts[f"{metric}_ratio"].to_numpy(), 1.0]
-    best = None
-    for i in range(len(d) - 1):
+    d = pts["density"].to_numpy()
+    r = pts[f"{metric}_ratio"].to_numpy()
+    best: float | None = None
+    crossed = False
+    for i in range(len(d)):
         if r[i] <= 1:
-            best = d[i]
-            if r[i + 1] > 1:  # crosses 1 between d[i] and d[i+1]
-                best = d[i] + (1 - r[i]) * (d[i + 1] - d[i]) / (r[i + 1] - r[i])
-    return best
+            best, crossed = float(d[i]), False
+            if i + 1 < len(d) and r[i + 1] > 1:  # crosses 1 between d[i] and d[i+1]
+                best = float(d[i] + (1 - r[i]) * (d[i + 1] - d[i]) / (r[i + 1] - r[i]))
+                crossed = True
+    if best is not None and not crossed and best >= float(base["density"]):
+        crossed = True
+    return best, crossed
 
 
 def figure(df: pd.DataFrame, path: Path) -> None:
@@ -121,8 +130,8 @@ def figure(df: pd.DataFrame, path: Path) -> None:
                     continue
                 ax.plot(pts["density"], pts[f"{metric}_ratio"], marker=MARKERS[kind],
                         color=COLOURS[kind], label=kind, lw=1.6, ms=5)
-                be = break_even(df, net, kind, metric)
-                if be is not None and be < natural - 1e-9:
+                be, crossed = break_even(df, net, kind, metric)
+                if be is not None and crossed:
                     ax.axvline(be, color=COLOURS[kind], lw=0.8, ls=":")
             ax.axhline(1.0, color="0.3", lw=1)
             ax.axvline(natural, color="0.5", lw=1, ls="--")
@@ -148,7 +157,9 @@ def report(df: pd.DataFrame, path: Path, seconds: float) -> None:
              "top-k network (`sparsesim/online.py` gives the cost model).", "",
              "Baseline: the network's natural zeros, free (ReLU: 0.5 for ResNet-18; GELU: "
              "dense for BERT). Ratios below 1 mean the pruned network, unit included, is "
-             "cheaper. Break-even = the highest kept density with ratio ≤ 1.", "",
+             "cheaper. Break-even = the highest kept density with ratio ≤ 1, interpolated "
+             "where the ratio crosses 1 on the grid; '≥ d (pays at once)': already cheaper at "
+             "the highest density tried below the natural one.", "",
              "| network | unit | energy break-even density | cycles break-even density | "
              "unit's energy share at the lowest density |", "|---|---|---|---|---|"]
     for net in NETWORKS:
@@ -159,7 +170,13 @@ def report(df: pd.DataFrame, path: Path, seconds: float) -> None:
             e = break_even(df, net, kind, "energy_pj")
             c = break_even(df, net, kind, "cycles")
             share = pts.sort_values("density")["online_energy_share"].iloc[0]
-            fmt = lambda v: "never" if v is None else f"{v:.3f}"  # noqa: E731
+
+            def fmt(found: tuple[float | None, bool]) -> str:
+                value, crossed = found
+                if value is None:
+                    return "never (on this grid)"
+                return f"{value:.3f}" if crossed else f"≥ {value:.3f} (pays at once)"
+
             lines.append(f"| {NETWORKS[net]} | {kind} | {fmt(e)} | {fmt(c)} | "
                          f"{100 * share:.2f} % |")
     lines += ["", "All points:", "", "| network | unit | density | energy ratio | cycles "

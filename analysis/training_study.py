@@ -189,9 +189,9 @@ def render_markdown(df: pd.DataFrame, elapsed: float, quick: bool) -> str:
             + "; ".join(f"g {g:g}: {_pick(block, 1.0, g)['cycles_online'] / 1e3:,.1f} k cycles "
                         f"exposed, {_pick(block, 1.0, g)['energy_pj_online'] * 1e-6:,.0f} µJ"
                         for g in gds if g < 1)
-            + ". A top-k of `k` per row makes ⌈k/32⌉ passes over the row's 32-wide blocks "
-            "(`online.py`), so keeping more costs more: its hidden work exceeds the producing "
-            "GEMM and becomes exposed.",
+            + ". A top-k of `k` ≤ 32 per row runs through the 32-wide bitonic network; a "
+            "larger `k` is a quickselect over the buffered row (`online.py`), whose last row "
+            "is exposed after the producing GEMM.",
             f"- Both at their lowest: {both['speedup_vs_dense']:.2f}× over dense "
             f"({both['speedup_vs_unpruned']:.2f}× over unpruned on the sparse arch), energy "
             f"{both['energy_ratio_vs_dense']:.2f}× of dense; DRAM "
@@ -204,15 +204,17 @@ def render_markdown(df: pd.DataFrame, elapsed: float, quick: bool) -> str:
         "",
         "- **Backward GEMMs.** For a forward `O = A·W`: `dA = dO·Wᵀ` (the weight mask carries "
         "into it) and `dW = Aᵀ·dO` (the activation zeros carry into it); a pruned `dO` is an "
-        "operand of both. A dense step is exactly 3× the forward MACs. Every layer's `dA` is "
-        "simulated, the first layer's too (its input is the data, which needs no gradient).",
+        "operand of both. A dense step is 3× the forward MACs less the first layer's `dA`, "
+        "which is not computed (its input is the data, which needs no gradient; "
+        "`Training(input_gradient=True)` adds it).",
         "- **Gradient masks are drawn, not computed**: seeded per GEMM, independently of the "
         "activation masks. At gradient density 1 the output gradient is dense — for conv + "
         "batch-norm that is what BN's backward gives; ReLU's zeros in `dO` are not modelled "
         "(the CNN's `dO` would be sparser without BN). The loss gradient of the last layer is "
         "pruned like the others.",
         "- **Gradient pruning is found at run time**: `row` = top-k of each row's `N` channels in "
-        "the online unit (bitonic sorter 32 wide, one block per cycle, ⌈k/32⌉ passes). Its "
+        "the online unit (bitonic sorter 32 wide, one block per cycle, for `k` ≤ 32; "
+        "quickselect on 32 comparators for larger `k`). Its "
         "work hides behind the GEMM that produces `dO` (for the last layer, the loss: nothing "
         "to hide behind); what is exposed is its pipeline depth (`s(s+1)/2 + s + 1` = 21 "
         "cycles for width 32) per tensor plus any work beyond the producer's cycles (the "
@@ -221,8 +223,8 @@ def render_markdown(df: pd.DataFrame, elapsed: float, quick: bool) -> str:
         "trainer keeps bf16/fp32 gradients: the backward and update traffic here is a lower "
         "bound). `dO` is read in the A format (dense) by `dA` and in the W format (bitmap) by "
         "`dW`, so a pruned `dO` shrinks `dW`'s reads, not `dA`'s. `dA` of a convolution is "
-        "written through col2im as the feature-map region of each output tile (see the note "
-        "on overlaps below).",
+        "written through col2im: each input pixel's gradient once (overlapping windows are "
+        "summed on chip).",
         "- **Update**: SGD, no optimizer state; each *kept* weight is read with its gradient "
         "and written back (pruned weights stay zero, masks fixed during the step): 2 B read + "
         "1 B written per kept weight, on a 32-lane vector unit. With 16 B/cycle DRAM it is "
