@@ -248,6 +248,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     import os
 
     from sparsesim.prune import ActPrune, PruneSpec, Regularizer, mask_bits, prune_workload
+    from sparsesim.prune.spec import DynamicSpec
 
     slimming = args.method == "slimming"
     spec = PruneSpec(
@@ -259,6 +260,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     if args.nm is not None and args.granularity != "nm":
         raise SparsesimError("--nm is for --granularity nm", field="--nm")
     act = None if args.act_prune is None else ActPrune.parse(args.act_prune)
+    dynamic = DynamicSpec.parse(args.dynamic) if args.dynamic else None
     if args.model is not None:
         try:
             from sparsesim.prune import pipelines
@@ -269,17 +271,20 @@ def _cmd_prune(args: argparse.Namespace) -> int:
             if args.model != "digits":
                 raise SparsesimError("network slimming trains the model: only --model digits",
                                      field="--method")
-            run = pipelines.run_digits_slimming(args.sparsity, seed=args.seed)
+            run = pipelines.run_digits_slimming(args.sparsity, seed=args.seed, dynamic=dynamic)
         elif args.model == "digits":
             run = pipelines.run_digits(spec, schedule=args.schedule, steps=args.steps,
-                                       act_prune=act, seed=args.seed)
+                                       act_prune=act, seed=args.seed, dynamic=dynamic)
         else:
             if args.schedule != "oneshot":
                 raise SparsesimError("fine-tuning schedules need training data: only --model "
                                      "digits", field="--schedule")
-            run = pipelines.run_model(args.model, spec, act_prune=act)
+            run = pipelines.run_model(args.model, spec, act_prune=act, dynamic=dynamic)
         trace = run.trace
     else:
+        if dynamic is not None:
+            raise SparsesimError("per-input ratios are measured on a real model: use --model",
+                                 field="--dynamic")
         if slimming or act is not None or args.schedule != "oneshot" or args.lam is not None:
             raise SparsesimError("slimming, activation pruning, fine-tuning schedules and "
                                  "regularization need a real model: use --model",
@@ -311,6 +316,12 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         label = row.get("metric", "test accuracy")
         print(f"  {row.get('stage', '')} sparsity {row.get('sparsity', 0.0):.3f}: "
               f"{label} {value:.4f}")
+    for kind in ("token_keep", "head_keep", "channel_keep"):  # per input: mean over layers
+        per = [r[kind] for r in meta.get("dynamic", {}).get("layers", {}).values() if kind in r]
+        if per:
+            means = [sum(v) / len(v) for v in zip(*per)]
+            print(f"  dynamic {kind} on {len(per)} layers, per input: mean "
+                  f"{sum(means) / len(means):.3f}, min {min(means):.3f}, max {max(means):.3f}")
     print(f"wrote {out}: {fmt_si(size, 'B')} (masks {fmt_si(mask_bits(trace) / 8, 'B')} "
           "bit-packed)", file=sys.stderr)
     return 0
@@ -362,6 +373,13 @@ def _add_prune_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     prune.add_argument("--act-prune", metavar="KIND:VALUE",
                        help="activation pruning on a real model: threshold:T, dynamic:A, "
                             "topk:A or nm:N:M")
+    prune.add_argument("--dynamic", action="append", default=[], metavar="KIND:VALUE",
+                       help="measure per-input keep ratios on a real model's calibration "
+                            "inputs into the trace (repeatable): tokens:T (keep tokens whose "
+                            "cumulative attention is >= T x the mean), tokens-fixed:F (the "
+                            "control: F of the tokens alive at the last layer, every input), "
+                            "heads:T (skip heads whose output norm is < T x the mean), "
+                            "channels:T (conv channels above T x the largest)")
     prune.add_argument("--act-density", type=float, default=1.0, metavar="D",
                        help="synthetic: activation-density model of every layer but the first "
                             "(default: %(default)s)")

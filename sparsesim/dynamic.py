@@ -20,7 +20,9 @@ Three kinds, given per input and per layer as keep ratios (fractions in (0, 1]):
   over the heads.
 
 A trace carries them in ``meta["dynamic"] = {"inputs": N, "layers": {name: {kind: [N
-ratios]}}, "consumers": {gated layer: the layer reading its output}}``;
+ratios]}}, "consumers": {gated layer: the layer reading its output}, "batched": bool}``
+(``batched``: the trace's workload is the calibration batch — images ``n``, sequences
+``b``, a linear layer's tokens — and input ``i`` runs its ``i``-th element alone);
 :func:`synthetic_dynamic` draws seeded ones. :func:`simulate_dynamic` runs the
 machine once per input and reports the distribution (mean, p50, p99), not only the mean.
 """
@@ -64,6 +66,7 @@ class DynamicInputs:
     inputs: int
     layers: Mapping[str, Mapping[str, tuple[float, ...]]]
     consumers: Mapping[str, str] = field(default_factory=dict)
+    batched: bool = False
 
     @classmethod
     def from_meta(cls, data: Any, workload: Workload, *, file: str | None = None
@@ -113,7 +116,15 @@ class DynamicInputs:
             if _channels_in(b) != width or order.index(consumer) <= order.index(producer):
                 fail(f"{consumer!r} does not read {producer!r}'s {width} output channels after "
                      "it", producer, "dynamic.consumers")
-        out = cls(n, layers, dict(consumers))
+        batched = data.get("batched", False)
+        if not isinstance(batched, bool):
+            fail(f"must be true or false, got {batched!r}", fld="dynamic.batched")
+        if batched:
+            for layer in workload.layers:
+                if _batch(layer) % n:
+                    fail(f"batch {_batch(layer)} is not {n} inputs", layer.name,
+                         "dynamic.batched")
+        out = cls(n, layers, dict(consumers), batched)
         out._check_cascade(workload, file)
         return out
 
@@ -136,7 +147,7 @@ class DynamicInputs:
         return {"inputs": self.inputs,
                 "layers": {k: {kind: list(v) for kind, v in kinds.items()}
                            for k, kinds in self.layers.items()},
-                "consumers": dict(self.consumers)}
+                "consumers": dict(self.consumers), "batched": self.batched}
 
     def keeps(self, i: int) -> dict[str, dict[str, float]]:
         """Input ``i``'s ratios: layer → kind → ratio."""
@@ -221,6 +232,32 @@ def _attention(layer: Attention, masks: LayerMasks | None, tokens: int, heads: i
     weights = {k: np.ascontiguousarray(w[cut[k]]) for k, w in masks.weights.items()}
     inputs = None if masks.inputs is None else masks.inputs[:, :tokens]
     return new, LayerMasks(weights, inputs)
+
+
+def _batch(layer: Layer) -> int:
+    """How many batch elements a layer processes (a linear layer: its token rows)."""
+    if isinstance(layer, Conv2d):
+        return layer.n
+    if isinstance(layer, Attention):
+        return layer.b
+    return layer.tokens if isinstance(layer, Linear) else layer.m
+
+
+def _element(layer: Layer, masks: LayerMasks | None, i: int, inputs: int
+             ) -> tuple[Layer, LayerMasks | None]:
+    """Batch element ``i`` of ``inputs`` alone: the layer at batch 1, its input mask's slice."""
+    per = _batch(layer) // inputs
+    if isinstance(layer, Conv2d):
+        shaped: Layer = replace(layer, n=per)
+    elif isinstance(layer, Attention):
+        shaped = replace(layer, b=per)
+    elif isinstance(layer, Linear):
+        shaped = replace(layer, tokens=per)
+    else:
+        shaped = replace(layer, m=per)
+    if masks is None or masks.inputs is None:
+        return shaped, masks
+    return shaped, LayerMasks(masks.weights, masks.inputs[i * per:(i + 1) * per])
 
 
 def _channels_in(layer: Layer) -> int:
@@ -310,13 +347,16 @@ def _percentile(values: pd.Series, q: float) -> float:
 @dataclass(frozen=True)
 class DynamicResult:
     """One run per input: ``df`` has every row with its ``input``; ``per_input`` one row per
-    input (latency, energy, traffic, the gates' share); ``summary`` the distribution."""
+    input (latency, energy, traffic, the gates' share); ``summary`` the distribution, beside
+    the static run per input."""
 
     workload: Workload
     arch: Arch
     df: pd.DataFrame
     static: SimResult
     trace_meta: dict[str, Any] = field(default_factory=dict)
+    static_inputs: int = 1
+    """Inputs the static run covers (a batched trace: each element alone, summed)."""
 
     @cached_property
     def per_input(self) -> pd.DataFrame:
@@ -342,7 +382,7 @@ class DynamicResult:
         """Mean, p50, p99, min and max over the inputs of each per-input metric, and the
         static run (no dynamic pruning) beside them."""
         p = self.per_input
-        static = totals(self.static.df)
+        static = {k: v / self.static_inputs for k, v in totals(self.static.df).items()}
         rows = []
         for metric in ("cycles", "seconds", "energy_pj", "effectual_macs", "dram_bytes",
                        "gate_cycles", "gate_energy_pj"):
@@ -416,24 +456,36 @@ def simulate_dynamic(workload: Workload, arch: Arch, dynamic: DynamicInputs, *,
     if sparsity is not None and sparsity.act_prune != "none":  # the online unit runs per input
         n, m = sparsity.act_nm or (2, 4)
         meta["act_prune"] = {"kind": sparsity.act_prune, "nm": f"{n}:{m}"}
-    static_rows = run(wl, arch, sparsity=sparsity, trace=trace)
+    online = {k: v for k, v in meta.items() if k == "act_prune"}
+
+    def run_layers(shaped: list[tuple[Layer, LayerMasks | None]]) -> list[GemmResult]:
+        masks = {layer.name: m for layer, m in shaped if m is not None}
+        t = Trace(Workload(wl.name, tuple(layer for layer, _ in shaped), wl.source, wl.file),
+                  masks, online)
+        return run(t.workload, arch, trace=t)
+
+    if dynamic.batched:  # each input alone at batch 1, nothing pruned: what it costs static
+        static_rows = [r for i in range(dynamic.inputs)
+                       for r in run_layers([_element(layer, m, i, dynamic.inputs)
+                                            for layer, m in base])]
+    else:
+        static_rows = run(wl, arch, sparsity=sparsity, trace=trace)
     static = SimResult(wl, arch, tuple(static_rows), meta)
     table = energy_table(arch)
     frames = []
     for i in range(dynamic.inputs):
         rng = np.random.default_rng([seed, i])
-        shaped = _shape_input(base, dynamic.keeps(i), dynamic.consumers, rng)
-        layers = tuple(s.layer for s in shaped)
-        masks = {s.layer.name: s.masks for s in shaped if s.masks is not None}
-        t = Trace(Workload(wl.name, layers, wl.source, wl.file), masks,
-                  {k: v for k, v in meta.items() if k == "act_prune"})
-        rows = run(t.workload, arch, trace=t)
+        layers_i = [_element(layer, m, i, dynamic.inputs) for layer, m in base] \
+            if dynamic.batched else base
+        shaped = _shape_input(layers_i, dynamic.keeps(i), dynamic.consumers, rng)
+        rows = run_layers([(s.layer, s.masks) for s in shaped])
         for s in shaped:
             rows += _gate_rows(wl.name, s, arch, table)
         frame = to_frame(rows)
         frame.insert(0, "input", i)
         frames.append(frame)
-    return DynamicResult(wl, arch, pd.concat(frames, ignore_index=True), static, meta)
+    return DynamicResult(wl, arch, pd.concat(frames, ignore_index=True), static, meta,
+                         dynamic.inputs if dynamic.batched else 1)
 
 
 def simulate_any(workload: Workload | str = "resnet18", arch: Arch | str = "default", *,

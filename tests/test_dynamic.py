@@ -8,7 +8,7 @@ from sparsesim.arch import load_arch, with_overrides
 from sparsesim.dynamic import DynamicInputs, simulate_any, simulate_dynamic, synthetic_dynamic
 from sparsesim.errors import SparsesimError
 from sparsesim.layers import Attention, Conv2d, Linear
-from sparsesim.masks import SparsityModel
+from sparsesim.masks import LayerMasks, SparsityModel
 from sparsesim.sweep import run_point
 from sparsesim.trace import Trace, load_trace
 from sparsesim.workload import Workload
@@ -143,3 +143,22 @@ def test_a_sweep_point_reports_the_percentiles():
     assert row["inputs"] == 3 and row["cycles_p50"] <= row["cycles_p99"]
     assert row["cycles"] < run_point({"workload": "minilm_l6_seq128",
                                       "memory.ideal": True})["cycles"]
+
+
+def test_a_batched_trace_runs_each_element_alone():
+    # the workload is a calibration batch of 3 images: input i is image i at batch 1
+    batch = Workload("b3", (Conv2d("c1", c=3, h=8, w=8, m=16, r=3, s=3, padding=1, n=3),
+                            Conv2d("c2", c=16, h=8, w=8, m=32, r=3, s=3, padding=1, n=3)))
+    inputs = np.zeros((3, 16, 8, 8), dtype=bool)
+    inputs[0], inputs[1, :8], inputs[2, :4] = True, True, True  # 16, 8, 4 live channels
+    trace = Trace(batch, {"c2": LayerMasks({}, inputs)},
+                  {"dynamic": {"inputs": 3, "layers": {}, "batched": True}})
+    r = simulate_any(trace=trace, arch=ARCH)
+    c2 = r.df[r.df.layer == "c2"].set_index("input")
+    assert (c2["M"] == 64).all()  # one image's 8 × 8 output pixels
+    assert c2["effectual_macs"].tolist() == [22 * 22 * 32 * k for k in (16, 8, 4)]
+    # static: each image alone with nothing pruned (here the same as dynamic)
+    assert r.summary.set_index("metric").loc["cycles", "static"] == pytest.approx(
+        r.per_input["cycles"].mean())
+    with pytest.raises(SparsesimError, match="batch 3 is not 2 inputs"):
+        DynamicInputs.from_meta({"inputs": 2, "layers": {}, "batched": True}, batch)

@@ -24,7 +24,15 @@ from sparsesim.prune.criteria import CRITERIA, LayerStats, score
 from sparsesim.prune.front import mask_bits, prune_workload, score_weights, weight_masks
 from sparsesim.prune.schedule import SCHEDULES, imp_levels, iterative_levels, one_shot, run_schedule
 from sparsesim.prune.select import achieved_sparsity, keep_masks, lowest, nm_keep, prune_count
-from sparsesim.prune.spec import GRANULARITIES, PENALTIES, SCOPES, PruneSpec, Regularizer
+from sparsesim.prune.spec import (
+    DYNAMIC_POLICIES,
+    GRANULARITIES,
+    PENALTIES,
+    SCOPES,
+    DynamicSpec,
+    PruneSpec,
+    Regularizer,
+)
 from sparsesim.prune.structure import (
     prune_heads,
     prune_kv,
@@ -36,7 +44,8 @@ from sparsesim.prune.structure import (
 from sparsesim.prune.synthetic import synthetic_weights
 
 __all__ = [
-    "ActPrune", "CRITERIA", "GRANULARITIES", "LayerStats", "PENALTIES", "PruneSpec",
+    "ActPrune", "CRITERIA", "DYNAMIC_POLICIES", "DynamicSpec", "GRANULARITIES", "LayerStats",
+    "PENALTIES", "PruneSpec",
     "Regularizer", "SCHEDULES", "SCOPES",
     "achieved_sparsity", "dynamic_threshold_mask", "imp_levels", "iterative_levels",
     "keep_masks", "lowest", "mask_bits", "nm_activation_mask", "nm_keep", "nonzero",

@@ -20,8 +20,10 @@ The transformer models are small re-implementations (checked against ``transform
 same files: see the tests) so that attention follows the protocol ``torch_front`` reads: an
 attention module has ``q``, ``k``, ``v``, ``o`` linears, ``heads``, ``kv_heads``, ``causal``
 and a ``taps`` sub-module called with ``(q, k, p, v)`` (queries, keys, probabilities, values)
-so hooks see the score operands. Calibration inputs are local: crops of scikit-learn's two
-sample photographs, and the public-domain text in ``_calibration.py``.
+so hooks see the score operands, and a ``key_keep`` attribute through which dynamic token
+pruning removes tokens from the attention of the layers after the one that pruned them.
+Calibration inputs are local: crops of scikit-learn's two sample photographs, and the
+public-domain text in ``_calibration.py``.
 """
 
 from __future__ import annotations
@@ -72,6 +74,9 @@ class SelfAttention(nn.Module):
         self.v = nn.Linear(e, kvh * self.head_dim, bias=bias)
         self.o = nn.Linear(heads * self.head_dim, e, bias=bias)
         self.taps = Tap()
+        # Dynamic token pruning (``TorchNet.dynamic_ratios``) sets this to the [b, l] tokens
+        # still alive: the pruned ones get no attention from the others. None: plain attention.
+        self.key_keep: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, l, _ = x.shape  # noqa: E741 - the literature's name for sequence length
@@ -93,6 +98,9 @@ class SelfAttention(nn.Module):
         if self.causal:
             future = torch.ones(l, l, dtype=torch.bool).triu(1)
             scores = scores.masked_fill(future, float("-inf"))
+        if self.key_keep is not None:  # a pruned token still attends itself: no empty row
+            gone = ~self.key_keep[:, None, None, :] & ~torch.eye(l, dtype=torch.bool)
+            scores = scores.masked_fill(gone, float("-inf"))
         p = scores.softmax(dim=-1)
         ctx = p @ v
         self.taps(q, k, p, v)

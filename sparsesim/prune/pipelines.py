@@ -34,7 +34,7 @@ from sparsesim.prune import models as M
 from sparsesim.prune.activations import ActPrune
 from sparsesim.prune.regularize import prune_regularized, train_regularized, zero_masks
 from sparsesim.prune.select import achieved_sparsity
-from sparsesim.prune.spec import WEIGHT_GRANULARITIES, PruneSpec
+from sparsesim.prune.spec import WEIGHT_GRANULARITIES, DynamicSpec, PruneSpec
 from sparsesim.prune.structure import sequential_consumers, slim_channels, slim_workload
 from sparsesim.prune.torch_front import Calibration, Loss, TorchNet
 from sparsesim.trace import Trace
@@ -75,10 +75,11 @@ def _untrained(spec: PruneSpec, model: str) -> None:
 
 
 def _finish(net: TorchNet, spec: PruneSpec, act: ActPrune | None, skip: tuple[str, ...],
-            meta: dict[str, Any], cal: Calibration | None = None) -> Trace:
+            meta: dict[str, Any], cal: Calibration | None = None,
+            dynamic: DynamicSpec | None = None) -> Trace:
     if spec.granularity in WEIGHT_GRANULARITIES:
-        return net.trace(spec, act_prune=act, act_skip=skip, meta=meta)
-    return net.trace(spec, act_prune=act, act_skip=skip, cal=cal, meta=meta)
+        return net.trace(spec, act_prune=act, act_skip=skip, meta=meta, dynamic=dynamic)
+    return net.trace(spec, act_prune=act, act_skip=skip, cal=cal, meta=meta, dynamic=dynamic)
 
 
 # --- digits -----------------------------------------------------------------------------------
@@ -86,15 +87,18 @@ def _finish(net: TorchNet, spec: PruneSpec, act: ActPrune | None, skip: tuple[st
 
 def run_digits(spec: PruneSpec, *, schedule: str = "oneshot", steps: int = 3,
                act_prune: ActPrune | None = None, seed: int = 0, epochs: int = 15,
-               finetune_epochs: int = 3, calib: int = 256) -> ModelRun:
+               finetune_epochs: int = 3, calib: int = 256,
+               dynamic: DynamicSpec | None = None) -> ModelRun:
     """Train the digits CNN, prune it on a schedule, record test accuracy per level. A spec
-    with a regularizer runs :func:`run_digits_regularized` (schedule ``oneshot`` only)."""
+    with a regularizer runs :func:`run_digits_regularized` (schedule ``oneshot`` only).
+    ``dynamic``: per-input ratios measured on the ``calib`` images into the trace."""
     if spec.regularizer is not None:
         if schedule != "oneshot":
             raise SparsesimError("regularized pruning is its own schedule (train with the "
                                  "penalty, prune, fine-tune): use oneshot", field="schedule")
         return run_digits_regularized(spec, act_prune=act_prune, seed=seed, epochs=epochs,
-                                      finetune_epochs=finetune_epochs, calib=calib)
+                                      finetune_epochs=finetune_epochs, calib=calib,
+                                      dynamic=dynamic)
     t0 = time.perf_counter()
     data = M.digits_data(seed)
     torch.manual_seed(seed)
@@ -137,7 +141,7 @@ def run_digits(spec: PruneSpec, *, schedule: str = "oneshot", steps: int = 3,
                                               else None},
             "test_accuracy": records[-1]["accuracy"], "seconds": time.perf_counter() - t0,
             "calibration": f"{calib} training images"}
-    trace = _finish(net, spec, act_prune, (), meta)
+    trace = _finish(net, spec, act_prune, (), meta, dynamic=dynamic)
     trace.meta["method"]["schedule"] = schedule
     return ModelRun(trace, net, act_prune, (), {"records": records})
 
@@ -145,7 +149,7 @@ def run_digits(spec: PruneSpec, *, schedule: str = "oneshot", steps: int = 3,
 def run_digits_regularized(spec: PruneSpec, *, act_prune: ActPrune | None = None,
                            seed: int = 0, epochs: int = 15, reg_epochs: int = 10,
                            finetune_epochs: int = 3, lr: float = 0.01, momentum: float = 0.9,
-                           calib: int = 256) -> ModelRun:
+                           calib: int = 256, dynamic: DynamicSpec | None = None) -> ModelRun:
     """Regularization-based pruning (``spec.regularizer``; ``sparsesim.prune.regularize``).
 
     Train the CNN (Adam, ``epochs``; 0 regularizes from scratch), train on with L1 or group
@@ -194,13 +198,14 @@ def run_digits_regularized(spec: PruneSpec, *, act_prune: ActPrune | None = None
                          "optimizer": "proximal SGD" if spec.regularizer.proximal else "SGD"},
             "zero_sparsity": zeros, "test_accuracy": records[-1]["accuracy"],
             "seconds": time.perf_counter() - t0, "calibration": f"{calib} training images"}
-    trace = _finish(net, spec, act_prune, (), meta)
+    trace = _finish(net, spec, act_prune, (), meta, dynamic=dynamic)
     trace.meta["method"]["schedule"] = "regularized"
     return ModelRun(trace, net, act_prune, (), {"records": records, "zero_sparsity": zeros})
 
 
 def run_digits_slimming(amount: float, *, bn_l1: float = 3e-3, seed: int = 0, epochs: int = 15,
-                        finetune_epochs: int = 5, calib: int = 256) -> ModelRun:
+                        finetune_epochs: int = 5, calib: int = 256,
+                        dynamic: DynamicSpec | None = None) -> ModelRun:
     """Network slimming: train with L1 on the BN scales, cut channels by one global |γ|
     threshold (``amount`` of all conv channels), cascade, fine-tune."""
     data = M.digits_data(seed)
@@ -240,7 +245,7 @@ def run_digits_slimming(amount: float, *, bn_l1: float = 3e-3, seed: int = 0, ep
                          {"level": amount, "sparsity": amount, "accuracy": acc,
                           "stage": "fine-tuned"}],
             "test_accuracy": acc}
-    trace = net.trace(None, meta=meta)
+    trace = net.trace(None, meta=meta, dynamic=dynamic)
     trace.meta["method"] = meta["method"]
     return ModelRun(trace, net, None, (), {"kept": kept, "dense_workload": before.workload})
 
@@ -249,7 +254,7 @@ def run_digits_slimming(amount: float, *, bn_l1: float = 3e-3, seed: int = 0, ep
 
 
 def run_efficientnet(spec: PruneSpec, *, images: int = 8, act_prune: ActPrune | None = None,
-                     seed: int = 0) -> ModelRun:
+                     seed: int = 0, dynamic: DynamicSpec | None = None) -> ModelRun:
     _untrained(spec, "efficientnet_lite0")
     model = M.load_efficientnet_lite0()
     x = M.sample_images(images, seed)
@@ -271,14 +276,15 @@ def run_efficientnet(spec: PruneSpec, *, images: int = 8, act_prune: ActPrune | 
     meta = {"accuracy": [{"metric": "top1_agreement_with_dense", "sparsity": spec.sparsity,
                           "value": agree}],
             "calibration": f"{images} crops of scikit-learn's sample images"}
-    return ModelRun(_finish(net, spec, act_prune, (), meta), net, act_prune)
+    return ModelRun(_finish(net, spec, act_prune, (), meta, dynamic=dynamic), net, act_prune)
 
 
 # --- MiniLM ---------------------------------------------------------------------------------
 
 
 def run_minilm(spec: PruneSpec, *, seq: int = 128, count: int = 4,
-               act_prune: ActPrune | None = None) -> ModelRun:
+               act_prune: ActPrune | None = None, dynamic: DynamicSpec | None = None
+               ) -> ModelRun:
     _untrained(spec, "minilm")
     model = M.load_minilm()
     ids = M.minilm_tokens(M.calibration_text(), seq, count)
@@ -294,7 +300,7 @@ def run_minilm(spec: PruneSpec, *, seq: int = 128, count: int = 4,
     meta = {"accuracy": [{"metric": "embedding_cosine_to_dense", "sparsity": spec.sparsity,
                           "value": cos}],
             "calibration": f"{count} windows of {seq} tokens of local text"}
-    return ModelRun(_finish(net, spec, act_prune, (), meta, cal), net, act_prune)
+    return ModelRun(_finish(net, spec, act_prune, (), meta, cal, dynamic), net, act_prune)
 
 
 # --- SmolLM2 --------------------------------------------------------------------------------
@@ -311,7 +317,8 @@ def perplexity(model: torch.nn.Module, ids: torch.Tensor,
 
 
 def run_smollm2(spec: PruneSpec, *, seq: int = 128, count: int = 4,
-                act_prune: ActPrune | None = None) -> ModelRun:
+                act_prune: ActPrune | None = None, dynamic: DynamicSpec | None = None
+                ) -> ModelRun:
     _untrained(spec, "smollm2")
     t0 = time.perf_counter()
     model, tok = M.load_smollm2()
@@ -333,7 +340,7 @@ def run_smollm2(spec: PruneSpec, *, seq: int = 128, count: int = 4,
         net.prune(spec, cal)
     t_prune = time.perf_counter() - t0
     trace = _finish(net, spec, act_prune, (), {
-        "calibration": f"{count} windows of {seq} tokens of local text"}, cal)
+        "calibration": f"{count} windows of {seq} tokens of local text"}, cal, dynamic)
     # The trace's measuring forward ran the pruned model on the calibration text: its logits.
     ppl = perplexity(net.model, ids, getattr(net, "last_output", None)
                      if spec.granularity in WEIGHT_GRANULARITIES else None)

@@ -21,6 +21,7 @@ Counting conventions (the ones users know from ``torch.nn.utils.prune``):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sparsesim.errors import SparsesimError
@@ -157,6 +158,89 @@ class PruneSpec:
             r = self.regularizer
             out["regularizer"] = {"penalty": self.penalty, "lam": r.lam,
                                   "proximal": r.proximal, "tol": r.tol}
+        return out
+
+
+#: ``KIND:VALUE`` of ``sparsesim prune --dynamic``: the :class:`DynamicSpec` field each sets.
+DYNAMIC_POLICIES = {"tokens": "token_threshold", "tokens-fixed": "token_schedule",
+                    "heads": "head_threshold", "channels": "channel_threshold"}
+
+
+@dataclass(frozen=True, slots=True)
+class DynamicSpec:
+    """Per-input (dynamic) keep ratios to measure on a real model's calibration inputs
+    (``TorchNet.dynamic_ratios``); ``None`` leaves that kind out.
+
+    * ``token_threshold`` θ ≥ 0: after each attention layer but the last, a sequence keeps
+      the tokens whose cumulative importance (the attention they received, SpAtten) is at
+      least θ × its mean over the tokens still alive (learned token pruning's rule): the
+      ratio varies with the input.
+    * ``token_schedule``: instead, fixed fractions of the sequence alive after each attention
+      layer but the last (non-increasing), the top tokens by the same importance; one number
+      is the fraction after the last, reached in equal steps in log. The same for every
+      input: the control.
+    * ``head_threshold`` τ ≥ 0: an input skips a head whose output norm (its context through
+      its slice of ``W_O``, mean over the alive tokens) is below τ × the layer's mean.
+    * ``channel_threshold`` θ in [0, 1): a conv computes an output channel for an image when
+      the channel's spatially averaged activation after its BN and rectifier exceeds θ × the
+      largest of the conv's channels (FBS's ideal gate; θ = 0 skips dead channels only).
+    """
+
+    token_threshold: float | None = None
+    token_schedule: float | tuple[float, ...] | None = None
+    head_threshold: float | None = None
+    channel_threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("token_threshold", "head_threshold", "channel_threshold"):
+            v = getattr(self, name)
+            top = 1 if name == "channel_threshold" else math.inf
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                                  or not 0 <= v < top):
+                raise SparsesimError(f"must be a number in [0, {top:g}), got {v!r}", field=name)
+        sched = self.token_schedule
+        if sched is not None:
+            values = sched if isinstance(sched, tuple) else (sched,)
+            if not values or any(isinstance(v, bool) or not isinstance(v, (int, float))
+                                 or not 0 < v <= 1 for v in values):
+                raise SparsesimError(f"fractions must be in (0, 1], got {sched!r}",
+                                     field="token_schedule")
+            if any(b > a for a, b in zip(values, values[1:])):
+                raise SparsesimError(f"pruned tokens stay pruned: the fractions must not grow, "
+                                     f"got {sched!r}", field="token_schedule")
+            if self.token_threshold is not None:
+                raise SparsesimError("a token threshold or a fixed schedule, not both",
+                                     field="token_schedule")
+        if all(getattr(self, f) is None for f in DYNAMIC_POLICIES.values()):
+            raise SparsesimError("nothing to measure: give a token, head or channel policy",
+                                 field="dynamic")
+
+    @classmethod
+    def parse(cls, items: Sequence[str]) -> DynamicSpec:
+        """``["tokens:0.5", "heads:0.3"]``: ``KIND:VALUE`` with the kinds of
+        :data:`DYNAMIC_POLICIES`."""
+        fields: dict[str, float] = {}
+        for text in items:
+            kind, _, value = text.partition(":")
+            if kind not in DYNAMIC_POLICIES:
+                raise SparsesimError(f"unknown kind {kind!r} in {text!r}; expected one of "
+                                     f"{', '.join(DYNAMIC_POLICIES)}", field="--dynamic")
+            if DYNAMIC_POLICIES[kind] in fields:
+                raise SparsesimError(f"{kind} given twice", field="--dynamic")
+            try:
+                fields[DYNAMIC_POLICIES[kind]] = float(value)
+            except ValueError:
+                raise SparsesimError(f"expected KIND:VALUE such as tokens:0.5, got {text!r}",
+                                     field="--dynamic") from None
+        return cls(**fields)
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-able parameters (the trace's ``meta.dynamic_method``)."""
+        out: dict[str, object] = {}
+        for name in DYNAMIC_POLICIES.values():
+            v = getattr(self, name)
+            if v is not None:
+                out[name] = list(v) if isinstance(v, tuple) else v
         return out
 
 

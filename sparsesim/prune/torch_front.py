@@ -15,6 +15,10 @@ and, per :meth:`TorchNet.calibrate`:
 * attention received per key (mean over heads and queries of the probabilities), which sets
   dynamic token keep ratios.
 
+:meth:`TorchNet.dynamic_ratios` measures per-input keep ratios instead (tokens, heads,
+channels: the ideal gates of ``sparsesim.prune.gates``), in the form of a trace's
+``meta["dynamic"]``, which ``sparsesim run --trace`` simulates input by input.
+
 Masks are applied with ``torch.nn.utils.prune.custom_from_mask`` (``weight = weight_orig ·
 weight_mask``), so fine-tuning keeps pruned weights at zero, as users of that module expect.
 The trace's weight masks are the non-zero patterns of the effective weights (a weight that
@@ -42,11 +46,12 @@ from torch import nn
 from sparsesim.errors import SparsesimError
 from sparsesim.layers import Attention, Conv2d, Layer, Linear
 from sparsesim.masks import LayerMasks, input_channel_axis
+from sparsesim.prune import gates
 from sparsesim.prune.activations import ActPrune
 from sparsesim.prune.criteria import LayerStats
 from sparsesim.prune.front import Masks, prune_workload, score_weights, weight_masks
 from sparsesim.prune.schedule import imp_levels, iterative_levels
-from sparsesim.prune.spec import WEIGHT_GRANULARITIES, PruneSpec
+from sparsesim.prune.spec import WEIGHT_GRANULARITIES, DynamicSpec, PruneSpec
 from sparsesim.prune.synthetic import Weights
 from sparsesim.trace import Trace
 from sparsesim.workload import Workload
@@ -335,11 +340,19 @@ class TorchNet:
 
     def trace(self, spec: PruneSpec | None = None, *, act_prune: ActPrune | None = None,
               act_skip: Sequence[str] = (), cal: Calibration | None = None,
-              meta: Mapping[str, Any] | None = None) -> Trace:
+              meta: Mapping[str, Any] | None = None, dynamic: DynamicSpec | None = None
+              ) -> Trace:
         """The trace of the model as it is now (masks applied), measured on the calibration
         inputs: weight masks = non-zero patterns, input masks measured. A shape granularity
         in ``spec`` (head, token, KV) reduces the layers; token pruning takes its dynamic
-        per-layer keep ratios from the attention each token receives (``keep_mass``)."""
+        per-layer keep ratios from the attention each token receives (``keep_mass``).
+        ``dynamic`` adds the per-input ratios of :meth:`dynamic_ratios` as ``meta["dynamic"]``
+        (its parameters as ``meta["dynamic_method"]``)."""
+        if dynamic is not None and spec is not None and spec.granularity not in \
+                WEIGHT_GRANULARITIES:
+            raise SparsesimError(f"per-input ratios are measured on the model's own shapes; "
+                                 f"{spec.granularity} pruning changes them: use a weight "
+                                 "granularity", field="dynamic")
         measured = self.calibrate(act_prune=act_prune, act_skip=act_skip,
                                   attention=spec is not None and spec.granularity == "token")
         self.last_output = measured.output
@@ -351,6 +364,10 @@ class TorchNet:
             info["act_prune"] = act_prune.as_dict()
         if meta:
             info.update(meta)
+        if dynamic is not None:
+            info["dynamic"] = self.dynamic_ratios(dynamic, act_prune=act_prune,
+                                                  act_skip=act_skip)
+            info["dynamic_method"] = dynamic.as_dict()
         if spec is None or spec.granularity in WEIGHT_GRANULARITIES:
             layer_masks = {}
             for b in self.bound.values():
@@ -384,6 +401,109 @@ class TorchNet:
         return prune_workload(self.workload, spec, weights=weights, stats=None if cal is None
                               else cal.stats, act_masks=measured.act_masks, keep_ratios=ratios,
                               meta=info)
+
+    # --- dynamic (per-input) ratios -----------------------------------------------------
+
+    def dynamic_ratios(self, spec: DynamicSpec, *, act_prune: ActPrune | None = None,
+                       act_skip: Sequence[str] = ()) -> dict[str, Any]:
+        """Per-input keep ratios of the ideal gates of ``spec`` (``sparsesim.prune.gates``) on
+        the calibration inputs: ``{"inputs": N, "layers": {layer: {"token_keep" |
+        "head_keep" | "channel_keep": [N ratios]}}, "consumers": {conv: its only reader},
+        "batched": true}`` (the workload is the batch; input i is its i-th element),
+        the schema of a trace's ``meta["dynamic"]``.
+
+        ``token_keep`` at an attention layer is the fraction of the sequence alive there,
+        pruned after the layers before it (so none at the first one); ``head_keep`` the
+        fraction of heads an input computes; ``channel_keep`` the fraction of a conv's output
+        channels (ungrouped convs but the workload's last layer).
+        """
+        layers: dict[str, dict[str, list[float]]] = {}
+        consumers: dict[str, str] = {}
+        if (spec.token_threshold is not None or spec.token_schedule is not None
+                or spec.head_threshold is not None):
+            for name, kinds in self._attention_ratios(spec, act_prune, act_skip).items():
+                layers.setdefault(name, {}).update(kinds)
+        if spec.channel_threshold is not None:
+            last = next(reversed(self.bound))
+            gated = [name for name, b in self.bound.items() if isinstance(b.layer, Conv2d)
+                     and b.layer.groups == 1 and name != last]
+            if not gated:
+                raise SparsesimError("no ungrouped conv before the last layer: channel gates "
+                                     "do not apply", field="channel_threshold")
+            gm, points = gates.gate_points(
+                self.model, {n: b.layer for n, b in self.bound.items()}, gated)
+            with torch.no_grad(), self._hooks(act_prune=act_prune, act_skip=act_skip):
+                means = gates.channel_means(gm, points, self.inputs)
+            for p in points:
+                layers.setdefault(p.conv, {})["channel_keep"] = gates.fraction_kept(
+                    means[p.conv], spec.channel_threshold, relative_to="max")
+                if p.consumer is not None:
+                    consumers[p.conv] = p.consumer
+        # the trace's layers are the whole calibration batch: input i is batch element i
+        return {"inputs": self.inputs.shape[0], "layers": layers, "consumers": consumers,
+                "batched": True}
+
+    def _attention_ratios(self, spec: DynamicSpec, act_prune: ActPrune | None,
+                          act_skip: Sequence[str]) -> dict[str, dict[str, list[float]]]:
+        """One forward: after each attention layer the tokens are pruned (and the modules
+        told, ``key_keep``), the heads measured on the tokens alive there."""
+        causal = {n: b.layer.causal for n, b in self.bound.items()
+                  if isinstance(b.layer, Attention)}
+        names = list(causal)
+        if not names:
+            raise SparsesimError("the model has no attention layer: token and head gates do "
+                                 "not apply", field="dynamic")
+        tokens = spec.token_threshold is not None or spec.token_schedule is not None
+        fractions = (None if spec.token_schedule is None
+                     else gates.schedule_fractions(spec.token_schedule, len(names) - 1))
+        out: dict[str, dict[str, list[float]]] = {}
+        state: dict[str, torch.Tensor] = {}
+
+        def on_taps(name: str, xs: tuple[torch.Tensor, ...]) -> None:
+            i = names.index(name)
+            p, v = xs[2].detach().double(), xs[3].detach().double()
+            b, l = p.shape[0], p.shape[-1]  # noqa: E741 - sequence length
+            alive = state.setdefault("alive", torch.ones(b, l, dtype=torch.bool))
+            if alive.shape != (b, l):
+                raise SparsesimError(f"token pruning follows one sequence of {alive.shape[1]} "
+                                     f"tokens through the attention layers, not {l}",
+                                     layer=name, field="dynamic")
+            p = gates.renormalised(p, alive)
+            kinds = out.setdefault(name, {})
+            if tokens and i > 0:
+                kinds["token_keep"] = alive.double().mean(dim=-1).tolist()
+            if spec.head_threshold is not None:
+                norms = gates.head_norms(p, v, _effective(self.bound[name].tensors["o"]), alive)
+                kinds["head_keep"] = gates.fraction_kept(norms, spec.head_threshold,
+                                                         relative_to="mean")
+            if not tokens or i == len(names) - 1:
+                return
+            score = state.setdefault("score", torch.zeros(b, l, dtype=torch.float64))
+            score += gates.received(p, alive, causal=causal[name])
+            if fractions is None:
+                assert spec.token_threshold is not None
+                alive = gates.keep_above(score, alive, spec.token_threshold)
+            else:
+                alive = gates.keep_top(score, alive, max(1, round(fractions[i] * l)))
+            state["alive"] = alive
+            for n in names:  # the tokens pruned here are gone for the layers after
+                if hasattr(self.bound[n].module, "key_keep"):
+                    self.bound[n].module.key_keep = alive
+
+        try:
+            with torch.no_grad(), self._hooks(act_prune=act_prune, act_skip=act_skip,
+                                              on_taps=on_taps):
+                self.model(self.inputs)
+        finally:
+            for n in names:
+                if hasattr(self.bound[n].module, "key_keep"):
+                    self.bound[n].module.key_keep = None
+        missing = [n for n in names if n not in out]
+        if missing:
+            raise SparsesimError("the attention module has no taps sub-module (see "
+                                 "models.SelfAttention): its probabilities are not seen",
+                                 layer=missing[0], field="dynamic")
+        return {n: kinds for n, kinds in out.items() if kinds}
 
     # --- effectual MACs from the real tensors -------------------------------------------
 
