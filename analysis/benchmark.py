@@ -159,7 +159,7 @@ def bench_training(repeats: int) -> dict[str, Any]:
 def bench_scalesim(repeats: int) -> dict[str, Any]:
     import tempfile
 
-    from analysis.scalesim_runner import run_scalesim, write_topology
+    from sparsesim.scalesim_runner import run_scalesim, write_topology
 
     with tempfile.TemporaryDirectory() as tmp:
         topo = Path(tmp) / "resnet18_part.csv"

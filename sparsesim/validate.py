@@ -28,7 +28,6 @@ import itertools
 import logging
 import math
 import os
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -51,6 +50,7 @@ from sparsesim.errors import SparsesimError
 from sparsesim.formats import parse_format, tile_bits
 from sparsesim.layers import Attention, Conv2d, Layer, Linear, MatMul
 from sparsesim.masks import LayerMasks, SparsityModel, exact_density_mask, nm_mask
+from sparsesim.scalesim_runner import run_scalesim
 from sparsesim.trace import Trace
 from sparsesim.workload import Workload, load_scalesim_csv, load_workload
 
@@ -511,55 +511,6 @@ def _scalesim_traffic(ctx: Context) -> list[Check]:
 
 ENV_PYTHON = "SPARSESIM_SCALESIM_PYTHON"
 
-_LIVE_DRIVER = """\
-import sys
-from scalesim.scale_sim import scalesim
-cfg, topo, layout, out = sys.argv[1:5]
-s = scalesim(save_disk_space=True, verbose=False, config=cfg, topology=topo,
-             layout=layout, input_type_gemm=True)
-s.run_scale(top_path=out)
-"""
-
-_LIVE_CONFIG = """\
-[general]
-run_name = run
-
-[run_presets]
-InterfaceBandwidth = CALC
-UseRamulatorTrace = False
-
-[architecture_presets]
-ArrayHeight = {rows}
-ArrayWidth = {cols}
-IfmapSramSzkB = {sram_kb}
-FilterSramSzkB = {sram_kb}
-OfmapSramSzkB = {sram_kb}
-IfmapOffset = 0
-FilterOffset = 100000000
-OfmapOffset = 200000000
-Bandwidth = 10
-Dataflow = {dataflow}
-ReadRequestBuffer = 32
-WriteRequestBuffer = 32
-
-[layout]
-IfmapCustomLayout = False
-IfmapSRAMBankBandwidth = 10
-IfmapSRAMBankNum = 1
-IfmapSRAMBankPort = 2
-FilterCustomLayout = False
-FilterSRAMBankBandwidth = 10
-FilterSRAMBankNum = 1
-FilterSRAMBankPort = 2
-
-[sparsity]
-SparsitySupport = false
-SparseRep = ellpack_block
-OptimizedMapping = false
-BlockSize = 4
-RandomNumberGeneratorSeed = 40
-"""
-
 LIVE_CYCLE_BUDGET = 60_000
 """Live runs take the oracle's GEMM layers whose 9 runs sum to fewer SCALE-Sim cycles."""
 
@@ -576,33 +527,14 @@ def scalesim_python(explicit: str | None = None) -> str | None:
 
 def run_scalesim_gemm(layers: Sequence[tuple[str, int, int, int]], *, rows: int, cols: int,
                       dataflow: str, python: str) -> dict[str, int]:
-    """SCALE-Sim's "Total Cycles" of GEMM layers ``(name, m, n, k)`` (analysis/scalesim_runner's
-    approach, reduced to cycles: its bandwidth-estimate mode, SRAMs that hold every operand)."""
-    biggest = max(max(m * k, k * n, m * n) for _, m, n, k in layers)
-    sram_kb = max(64, 1 << math.ceil(math.log2(math.ceil(2.5 * biggest / 1024))))
-    with tempfile.TemporaryDirectory(prefix="sparsesim_scalesim_") as tmp:
-        work = Path(tmp)
-        (work / "topo.csv").write_text(
-            "\n".join([_GEMM_HEADER] + [f"{n_}, {m}, {n}, {k}," for n_, m, n, k in layers])
-            + "\n")
-        (work / "layout.csv").write_text("Layer name,\n")
-        (work / "scale.cfg").write_text(_LIVE_CONFIG.format(rows=rows, cols=cols,
-                                                            sram_kb=sram_kb, dataflow=dataflow))
-        proc = subprocess.run(
-            [python, "-c", _LIVE_DRIVER, str(work / "scale.cfg"), str(work / "topo.csv"),
-             str(work / "layout.csv"), str(work / "out")],
-            cwd=work, capture_output=True, text=True, check=False)
-        report = work / "out" / "run" / "COMPUTE_REPORT.csv"
-        if proc.returncode != 0 or not report.exists():
-            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
-            raise SparsesimError(f"SCALE-Sim failed (exit {proc.returncode}): {tail}",
-                                 file=python)
-        df = pd.read_csv(report, skipinitialspace=True)
-    df.columns = [str(c).strip() for c in df.columns]
-    cycles = df.sort_values("LayerID")["Total Cycles"].round().astype(int).tolist()
-    if len(cycles) != len(layers):
-        raise SparsesimError(f"SCALE-Sim reported {len(cycles)} layers, expected {len(layers)}")
-    return {name: c for (name, *_), c in zip(layers, cycles, strict=True)}
+    """SCALE-Sim's "Total Cycles" of GEMM layers ``(name, m, n, k)``, run now (its
+    bandwidth-estimate mode, SRAMs that hold every operand)."""
+    try:
+        df, _ = run_scalesim([{"name": name, "m": m, "n": n, "k": k} for name, m, n, k in layers],
+                             rows=rows, cols=cols, dataflow=dataflow, gemm=True, python=python)
+    except (RuntimeError, ValueError) as err:
+        raise SparsesimError(f"SCALE-Sim failed: {str(err)[-400:]}", field="scalesim") from None
+    return {str(r.layer): int(r.total_cycles) for r in df.itertuples()}
 
 
 def _nm_meta_bits(k: int, n_cols: int, count: int, n: int, m: int) -> int:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.scalesim_runner import run_scalesim, write_topology
+from sparsesim.scalesim_runner import run_scalesim, write_topology
 from sparsesim.engine import run
 from sparsesim.validate import (
     TRAFFIC_RULES,

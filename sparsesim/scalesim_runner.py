@@ -4,7 +4,7 @@ SCALE-Sim lives in its own interpreter (it needs ``numpy<2.4``), so this module 
 input files, runs it by subprocess and parses the CSV reports it leaves behind. The caller side
 needs the standard library and pandas only.
 
-    from analysis.scalesim_runner import run_scalesim
+    from sparsesim.scalesim_runner import run_scalesim
     df, wall_s = run_scalesim(
         [{"name": "c1", "ifmap_h": 12, "ifmap_w": 10, "filter_h": 3, "filter_w": 3,
           "channels": 4, "num_filter": 20, "stride": 1}],
@@ -82,14 +82,30 @@ _DETAIL_COLS = {
     "SRAM Filter Stop Cycle": "sram_filter_stop_cycle",
     "SRAM OFMAP Start Cycle": "sram_ofmap_start_cycle",
     "SRAM OFMAP Stop Cycle": "sram_ofmap_stop_cycle",
+    "DRAM IFMAP Start Cycle": "dram_ifmap_start_cycle",
+    "DRAM IFMAP Stop Cycle": "dram_ifmap_stop_cycle",
+    "DRAM Filter Start Cycle": "dram_filter_start_cycle",
+    "DRAM Filter Stop Cycle": "dram_filter_stop_cycle",
+    "DRAM OFMAP Start Cycle": "dram_ofmap_start_cycle",
+    "DRAM OFMAP Stop Cycle": "dram_ofmap_stop_cycle",
 }
 _BANDWIDTH_COLS = {
     "Avg IFMAP SRAM BW": "avg_ifmap_sram_bw",
     "Avg FILTER SRAM BW": "avg_filter_sram_bw",
+    "Avg FILTER Metadata SRAM BW": "avg_filter_metadata_sram_bw",
     "Avg OFMAP SRAM BW": "avg_ofmap_sram_bw",
     "Avg IFMAP DRAM BW": "avg_ifmap_dram_bw",
     "Avg FILTER DRAM BW": "avg_filter_dram_bw",
     "Avg OFMAP DRAM BW": "avg_ofmap_dram_bw",
+}
+
+# SPARSE_REPORT.csv (sparsity mode only). Its "Avg FILTER Metadata SRAM BW" duplicates the
+# bandwidth report's column of the same name, so it is not read again here.
+_SPARSE_COLS = {
+    "Sparsity Representation": "sparse_rep",
+    "Original Filter Storage": "original_filter_storage",
+    "New Storage (Filter+Metadata)": "new_filter_storage",
+    "Filter Metadata Storage": "filter_metadata_storage",
 }
 
 # Run inside SCALE-Sim's interpreter. Uses its `scalesim` class directly: its own CLI
@@ -172,6 +188,8 @@ def _write_config(
     ideal_memory: bool,
     bandwidth: int,
     sparse_rep: str | None,
+    optimized_mapping: bool = False,
+    block_size: int = 4,
 ) -> None:
     bw_mode = "CALC" if ideal_memory else "USER"
     sparse = sparse_rep is not None
@@ -210,8 +228,8 @@ FilterSRAMBankPort = 2
 [sparsity]
 SparsitySupport = {"true" if sparse else "false"}
 SparseRep = {sparse_rep or "ellpack_block"}
-OptimizedMapping = false
-BlockSize = 4
+OptimizedMapping = {"true" if optimized_mapping else "false"}
+BlockSize = {block_size}
 RandomNumberGeneratorSeed = 40
 """
     path.write_text(text)
@@ -255,6 +273,8 @@ def run_scalesim(
     bandwidth: int = 10,
     sparse_rep: str | None = None,
     timeout_s: float | None = None,
+    optimized_mapping: bool = False,
+    block_size: int = 4,
 ) -> tuple[pd.DataFrame, float]:
     """Run SCALE-Sim on ``layers`` for a ``rows × cols`` array and return (per-layer frame, wall s).
 
@@ -264,12 +284,17 @@ def run_scalesim(
     "csc"). ``ideal_memory=False`` uses SCALE-Sim's USER-bandwidth mode with ``bandwidth``
     words/cycle. ``sram_kb`` (each of the three SRAMs) defaults to a size that holds every
     operand twice over. ``workdir`` keeps the inputs and reports (a temp dir otherwise, removed).
+    ``optimized_mapping`` and ``block_size`` set SCALE-Sim's ``[sparsity] OptimizedMapping`` and
+    ``BlockSize`` (sparsity mode only; the optimized mapping ignores ``nm`` and draws a random
+    N in [1, block_size/2] per filter from its fixed seed).
 
     Returned columns: layer (SCALE-Sim's name), source_layer, layer_id, total_cycles (its
     "Total Cycles", the last cycle's index), total_cycles_incl_prefetch, stall_cycles,
     overall_util_pct, mapping_efficiency_pct, compute_util_pct, sram_{ifmap,filter}_reads,
-    sram_ofmap_writes, dram_{ifmap,filter}_reads, dram_ofmap_writes, SRAM start/stop cycles and
-    the average bandwidths. The float is the subprocess wall time in seconds.
+    sram_ofmap_writes, dram_{ifmap,filter}_reads, dram_ofmap_writes, SRAM and DRAM start/stop
+    cycles and the average bandwidths; in sparsity mode also avg_filter_metadata_sram_bw and
+    SPARSE_REPORT's sparse_rep, original_filter_storage, new_filter_storage (filter +
+    metadata) and filter_metadata_storage. The float is the subprocess wall time in seconds.
 
     Raises ValueError for bad arguments and RuntimeError (with SCALE-Sim's output tail) when
     SCALE-Sim fails or leaves no reports.
@@ -309,6 +334,8 @@ def run_scalesim(
             ideal_memory=ideal_memory,
             bandwidth=bandwidth,
             sparse_rep=sparse_rep,
+            optimized_mapping=optimized_mapping,
+            block_size=block_size,
         )
         report_dir = out / _RUN_NAME
         if report_dir.exists():
@@ -333,6 +360,9 @@ def run_scalesim(
         df = _read_report(compute, _COMPUTE_COLS)
         df = df.merge(_read_report(report_dir / "DETAILED_ACCESS_REPORT.csv", _DETAIL_COLS), on="layer_id")
         df = df.merge(_read_report(report_dir / "BANDWIDTH_REPORT.csv", _BANDWIDTH_COLS), on="layer_id")
+        sparse = report_dir / "SPARSE_REPORT.csv"
+        if sparse_rep is not None and sparse.exists():
+            df = df.merge(_read_report(sparse, _SPARSE_COLS), on="layer_id")
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
