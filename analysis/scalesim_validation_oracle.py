@@ -20,17 +20,19 @@ What it does (each part is picked with ``--only``; all three by default):
   dataflow, the usual report columns and the SPARSE_REPORT fields (original_filter_storage,
   new_filter_storage = filter + metadata, filter_metadata_storage, avg_filter_metadata_sram_bw).
 * ``stall`` — SCALE-Sim's USER bandwidth mode (``InterfaceBandwidth = USER``) with small DRAM
-  bandwidths (words/cycle) and small SRAMs on ten layers, arrays 8x8 and 16x32, os/ws/is.
+  bandwidths (1 and 10 words/cycle) and SRAMs (8 and 64 KB) on ten layers, a 16x32 array,
+  os/ws/is.
   Writes tests/data/scalesim_stall_oracle.csv: the layer's defining columns, bandwidth,
   sram_kb, rows, cols, dataflow, total_cycles, stall_cycles, total_cycles_incl_prefetch, the
   SRAM and DRAM reads/writes and the DRAM start/stop cycles.
 
 SCALE-Sim counts words (elements), not bytes (its word size is 1 byte). "Total Cycles" is the
 index of the last cycle (cycles - 1). How SCALE-Sim arrives at these numbers is written up in
-analysis/results/scalesim_models.md.
+the validation report (analysis/results/validation.md) and the
+checks in sparsesim/validate.py.
 
-Regenerate (one SCALE-Sim process at a time; the topology part takes about 100 minutes, the
-two others a few minutes each):
+Regenerate (one SCALE-Sim process at a time; the topology part takes about 100 minutes, N:M
+about 35, the bandwidth-limited runs about 6):
 
     python analysis/scalesim_validation_oracle.py [--only topology nm stall]
         [--python /tmp/ssvenv/bin/python] [--resume] [--budget-min M]
@@ -151,7 +153,8 @@ def gemm_dims(layer: Layer, gemm: bool) -> tuple[int, int, int]:
 
 def model_cycles(p: int, k: int, n: int, rows: int, cols: int, dataflow: str) -> int:
     """Approximate SCALE-Sim CALC-mode cycles (for budgets only; exact rules in
-    analysis/results/scalesim_models.md)."""
+    the validation report (analysis/results/validation.md) and the
+checks in sparsesim/validate.py)."""
     if dataflow == "os":
         return math.ceil(p / rows) * math.ceil(n / cols) * (k + rows + cols - 2)
     if dataflow == "ws":
