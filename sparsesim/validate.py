@@ -30,7 +30,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -428,15 +428,22 @@ def _missing_oracle(group: str, id: str, what: str, path: Path) -> Check:
                  passed=False, note=f"oracle file {path} not found (a source checkout has it)")
 
 
-@register("scalesim", fast=True)
-def _scalesim_cycles(ctx: Context) -> list[Check]:
-    out = []
+def _oracle_comparisons(ctx: Context, prefix: str, what: str, out: list[Check]
+                        ) -> Iterator[tuple[str, Path, pd.DataFrame]]:
+    """(label, file, comparison) of each dense oracle table; a missing file is a failing row
+    in ``out``."""
     for label, path in _oracle_files(ctx):
         if not path.exists():
-            out.append(_missing_oracle("scalesim", f"scalesim.cycles.{label}",
-                                       "dense compute cycles", path))
+            out.append(_missing_oracle("scalesim", f"{prefix}.{label}", what, path))
             continue
-        comp = _comparison(ctx, label, path)
+        yield label, path, _comparison(ctx, label, path)
+
+
+@register("scalesim", fast=True)
+def _scalesim_cycles(ctx: Context) -> list[Check]:
+    out: list[Check] = []
+    for label, path, comp in _oracle_comparisons(ctx, "scalesim.cycles",
+                                                 "dense compute cycles", out):
         arrays = sorted({(r, c) for r, c in zip(comp["rows"], comp["cols"])})
         missing = [df for df in ("os", "ws", "is") if not (comp["dataflow"] == df).any()]
         if missing:
@@ -460,13 +467,9 @@ def _scalesim_cycles(ctx: Context) -> list[Check]:
 
 @register("scalesim", fast=True)
 def _scalesim_traffic(ctx: Context) -> list[Check]:
-    out = []
-    for label, path in _oracle_files(ctx):
-        if not path.exists():
-            out.append(_missing_oracle("scalesim", f"scalesim.traffic.{label}",
-                                       "DRAM/SRAM traffic", path))
-            continue
-        comp = _comparison(ctx, label, path)
+    out: list[Check] = []
+    for label, path, comp in _oracle_comparisons(ctx, "scalesim.traffic", "DRAM/SRAM traffic",
+                                                 out):
         result = traffic_mismatches(comp)
         for rule in TRAFFIC_RULES:
             n, bad = result[rule.id]
