@@ -449,19 +449,31 @@ def _scalesim_cycles(ctx: Context) -> list[Check]:
         if missing:
             ctx.note("scalesim", f"{path.name} has no rows for {', '.join(missing)} (yet): no "
                                  "check row for those dataflows.")
-        for df in ("os", "ws", "is"):
-            part = comp[comp["dataflow"] == df]
-            if part.empty:
-                continue
-            bad = part[part["cycles_ours"] != part["cycles_theirs"]]
-            out.append(_exact_row(
-                id=f"scalesim.cycles.{label}.{df}", group="scalesim",
-                what=f"dense compute cycles, {path.name}, {df}, arrays "
-                     f"{', '.join(f'{r}×{c}' for r, c in arrays)}",
-                anchor="Total Cycles + 1, every layer", source=_oracle_source(label),
-                good=len(part) - len(bad), total=len(part), unit="(layer, array) exact",
-                failures=[f"{r['name']} {r['rows']}x{r['cols']}: ours {r['cycles_ours']}, "
-                          f"theirs {r['cycles_theirs']}" for _, r in bad.iterrows()]))
+        out += _cycle_rows(
+            comp, f"scalesim.cycles.{label}",
+            lambda df, path=path, arrays=arrays: (
+                f"dense compute cycles, {path.name}, {df}, arrays "
+                f"{', '.join(f'{r}×{c}' for r, c in arrays)}"),
+            source=_oracle_source(label), unit="(layer, array) exact", keys=("name",))
+    return out
+
+
+def _cycle_rows(comp: pd.DataFrame, prefix: str, what: Callable[[str], str], *, source: str,
+                unit: str, keys: Sequence[str], note: str = "") -> list[Check]:
+    """One exact-cycles row per dataflow of a comparison with ours/theirs cycles."""
+    out = []
+    for df in ("os", "ws", "is"):
+        part = comp[comp["dataflow"] == df]
+        if part.empty:
+            continue
+        bad = part[part["cycles_ours"] != part["cycles_theirs"]]
+        out.append(_exact_row(
+            id=f"{prefix}.{df}", group="scalesim", what=what(df),
+            anchor="Total Cycles + 1, every layer", source=source,
+            good=len(part) - len(bad), total=len(part), unit=unit, note=note,
+            failures=[f"{' '.join(str(r[k]) for k in keys)} {r['rows']}x{r['cols']}: ours "
+                      f"{r['cycles_ours']}, theirs {r['cycles_theirs']}"
+                      for _, r in bad.iterrows()]))
     return out
 
 
@@ -579,22 +591,11 @@ def _scalesim_nm(ctx: Context) -> list[Check]:
     comp = nm_comparison(oracle)
     source = f"{SOURCES['scalesim']} sparsity mode, run by analysis/scalesim_validation_oracle.py"
     ratios = ", ".join(dict.fromkeys(comp["nm"]))
-    out = []
-    for df in ("os", "ws", "is"):
-        part = comp[comp["dataflow"] == df]
-        if part.empty:
-            continue
-        bad = part[part["cycles_ours"] != part["cycles_theirs"]]
-        out.append(_exact_row(
-            id=f"scalesim.nm.cycles.{df}", group="scalesim",
-            what=f"{what}: compute cycles, {df}, ratios {ratios}",
-            anchor="Total Cycles + 1, every layer", source=source,
-            good=len(part) - len(bad), total=len(part), unit="(layer, ratio, array) exact",
-            failures=[f"{r['name']} {r['nm']} {r['rows']}x{r['cols']}: ours "
-                      f"{r['cycles_ours']}, theirs {r['cycles_theirs']}"
-                      for _, r in bad.iterrows()],
-            note="both compress K to K' = floor(K/M)·N + min(N, K mod M) where the dataflow "
-                 "maps K"))
+    out = _cycle_rows(comp, "scalesim.nm.cycles",
+                      lambda df: f"{what}: compute cycles, {df}, ratios {ratios}",
+                      source=source, unit="(layer, ratio, array) exact", keys=("name", "nm"),
+                      note="both compress K to K' = floor(K/M)·N + min(N, K mod M) where the "
+                           "dataflow maps K")
     gemm = comp["form"] == "gemm"
     rules = (
         ("dram_w", "DRAM W value reads equal", comp.index == comp.index,
