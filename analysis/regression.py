@@ -15,7 +15,7 @@ case that differs (diff the two folders to see how). ``--update FILE`` writes th
 Cases (about 140):
 * ``run``: every built-in workload × 3 archs (default 32×32 os, gemmini_like 16×16 ws,
   wide_16x64 is) × {dense PEs; skipping PEs at weight density 0.2 and activation density 0.5
-  with bitmap weights; 2:4 N:M PEs with 2:4 weights}, whole event-driven machine;
+  with bitmap weights; 2:4 N:M PEs with 2:4 weights (dense format)}, whole event-driven machine;
 * SCALE-Sim topology import; gating PEs; row/col sync; ``auto`` format and the line buffer;
 * online activation pruning (threshold, dynamic, top-k, N:M);
 * training steps (ResNet-18 and BERT-base seq 128, pruned gradients, three optimizers);
@@ -57,7 +57,7 @@ PE_SETTINGS = {
     "dense": [],
     "skip": ["--weight-density", "0.2", "--act-density", "0.5", "--set", "pe.kind=skip",
              "--set", "pe.operand=both", "--set", "memory.format_w=bitmap"],
-    "nm": ["--weight-nm", "2:4", "--set", "pe.kind=nm", "--set", "memory.format_w=nm"],
+    "nm": ["--weight-nm", "2:4", "--set", "pe.kind=nm"],
 }
 TIME_COLUMNS = ("elapsed_s",)
 
