@@ -24,10 +24,10 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from sparsesim.arch import Arch, load_arch, with_overrides  # noqa: E402
-from sparsesim.lower import gemm_operands, plan  # noqa: E402
+from sparsesim.arch.config import Arch, load_arch, with_overrides  # noqa: E402
+from sparsesim.mapping.lower import gemm_operands, plan  # noqa: E402
 from sparsesim.memory import fold_schedule, simulate_gemm  # noqa: E402
-from sparsesim.workload import load_workload  # noqa: E402
+from sparsesim.workload.network import load_workload  # noqa: E402
 
 RESULTS = ROOT / "analysis" / "results" / "bench_memory.json"
 

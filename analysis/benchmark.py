@@ -47,9 +47,9 @@ sys.path.insert(0, str(ROOT))
 from dataclasses import asdict  # noqa: E402
 
 from sparsesim import load_arch, load_workload, simulate  # noqa: E402
-from sparsesim.arch import with_overrides  # noqa: E402
-from sparsesim.engine import draw_trace, run  # noqa: E402
-from sparsesim.masks import SparsityModel  # noqa: E402
+from sparsesim.arch.config import with_overrides  # noqa: E402
+from sparsesim.engine.inference import draw_trace, run  # noqa: E402
+from sparsesim.sparsity.masks import SparsityModel  # noqa: E402
 
 RESULTS = ROOT / "analysis" / "results" / "benchmark.json"
 
@@ -136,7 +136,7 @@ def bench_machine(repeats: int) -> dict[str, Any]:
 
 def bench_training(repeats: int) -> dict[str, Any]:
     """A ResNet-18 training step through the whole machine (masks drawn beforehand)."""
-    from sparsesim.training import GradientModel, Training
+    from sparsesim.engine.training import GradientModel, Training
 
     arch = with_overrides(load_arch("default"), {
         "pe.kind": "skip", "pe.operand": "both", "pe.sync": "pe", "memory.format_w": "bitmap"})
@@ -159,7 +159,7 @@ def bench_training(repeats: int) -> dict[str, Any]:
 def bench_scalesim(repeats: int) -> dict[str, Any]:
     import tempfile
 
-    from sparsesim.scalesim_runner import run_scalesim, write_topology
+    from sparsesim.validation.scalesim_runner import run_scalesim, write_topology
 
     with tempfile.TemporaryDirectory() as tmp:
         topo = Path(tmp) / "resnet18_part.csv"

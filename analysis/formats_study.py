@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sparsesim.format_study import crossover_study, crossovers, plot_crossover, render_table
+from sparsesim.formats.study import crossover_study, crossovers, plot_crossover, render_table
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

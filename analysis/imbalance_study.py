@@ -28,9 +28,9 @@ import pandas as pd
 from matplotlib import ticker
 
 from sparsesim import simulate
-from sparsesim.arch import load_arch, with_overrides
-from sparsesim.lower import DATAFLOWS
-from sparsesim.masks import SparsityModel
+from sparsesim.arch.config import load_arch, with_overrides
+from sparsesim.mapping.lower import DATAFLOWS
+from sparsesim.sparsity.masks import SparsityModel
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NETWORK = "resnet18"

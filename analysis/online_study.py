@@ -2,7 +2,7 @@
 
 Activation zeros that ReLU makes are free; pruning activations further (a threshold, a
 per-tensor "dynamic" threshold, a top-k per pixel/token, N:M along the channels) needs the
-online pruning unit on the output path (``[online]`` of the arch, ``sparsesim.online``), which
+online pruning unit on the output path (``[online]`` of the arch, ``sparsesim.pe.online``), which
 costs comparisons (energy) and, where it cannot hide behind the producing GEMM, cycles. This
 study runs the whole machine (default arch: 32×32 os, skipping PEs on A zeros with row
 synchronisation, activations stored as bitmaps) on
@@ -41,8 +41,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from sparsesim import load_arch, simulate  # noqa: E402
-from sparsesim.arch import with_overrides  # noqa: E402
-from sparsesim.masks import SparsityModel  # noqa: E402
+from sparsesim.arch.config import with_overrides  # noqa: E402
+from sparsesim.sparsity.masks import SparsityModel  # noqa: E402
 
 OUT = ROOT / "analysis" / "results" / "online_study"
 ARCH_OVERRIDES = {"pe.kind": "skip", "pe.operand": "A", "pe.sync": "row",

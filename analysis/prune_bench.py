@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sparsesim.prune import PruneSpec, mask_bits, prune_workload  # noqa: E402
-from sparsesim.workload import load_workload  # noqa: E402
+from sparsesim.workload.network import load_workload  # noqa: E402
 
 RESULTS = ROOT / "analysis" / "results" / "prune_bench.json"
 
@@ -52,7 +52,7 @@ def _smollm2(tmp: Path) -> dict[str, Any]:
     try:
         import torch
 
-        from sparsesim.prune.pipelines import run_smollm2
+        from sparsesim.prune.torch.pipelines import run_smollm2
     except ImportError as err:
         return {"skipped": f"needs sparsesim[torch]: {err}"}
     t0 = time.perf_counter()

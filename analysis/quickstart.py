@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sparsesim import simulate  # noqa: E402
-from sparsesim.arch import load_arch, with_overrides  # noqa: E402
-from sparsesim.masks import SparsityModel  # noqa: E402
+from sparsesim.arch.config import load_arch, with_overrides  # noqa: E402
+from sparsesim.sparsity.masks import SparsityModel  # noqa: E402
 from sparsesim.plot import layer_breakdown, pareto, sparsity_tradeoff  # noqa: E402
 from sparsesim.sweep import load_spec, read_results, run_sweep  # noqa: E402
 

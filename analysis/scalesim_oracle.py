@@ -46,7 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from sparsesim.scalesim_runner import (  # noqa: E402
+from sparsesim.validation.scalesim_runner import (  # noqa: E402
     CONV_KEYS,
     GEMM_KEYS,
     default_python,

@@ -4,35 +4,41 @@ What it does (each part is picked with ``--only``; all three by default):
 
 * ``topology`` — SCALE-Sim's own bundled topologies (copied byte for byte into
   tests/data/scalesim_topologies/, see the README there) run with memory that never stalls
-  (CALC bandwidth mode, SRAMs far larger than any operand) on the configurations of ``PLAN``.
-  Identical layer shapes (within and across networks) are simulated once per configuration and
-  their row is repeated for every (topology, layer) that has that shape. Writes
+  (CALC bandwidth mode, SRAMs far larger than any operand) on the configurations of ``PLAN``:
+  128x128 os/ws/is and 32x32 os, every layer of alexnet, alexnet_part, yolo_tiny,
+  yolo_tiny_layer1, Resnet18, Resnet50, Resnet_test, FasterRCNN, Googlenet, mobilnet_paper
+  and test. Identical layer shapes (within and across networks) are simulated once per
+  configuration and their row is repeated for every (topology, layer) of that shape. Writes
   tests/data/scalesim_topology_oracle.csv: the columns of scalesim_oracle.csv plus
   ``topology`` and ``layer_index`` (0-based position in the topology file), one row per
   (topology, layer, rows, cols, dataflow). The file is appended to after every SCALE-Sim run
-  (``--resume`` skips what is already there) and sorted at the end.
+  (``--resume`` skips the rows already there) and sorted at the end.
 * ``nm`` — SCALE-Sim's N:M structured-sparsity mode (``[sparsity] SparsitySupport = true``)
-  on layers of tests/data/scalesim_random_{conv,gemm}.csv and of ResNet-18, for every ratio
-  N:M with M in {2, 4} (dense 4:4 / 2:2 as reference), the three representations
-  (ellpack_block, csr, csc), arrays 8x8 and 16x32 and the dataflows it accepts (os and ws; is
-  is rejected by SCALE-Sim 3.0.0 in sparse mode). Writes tests/data/scalesim_nm_oracle.csv:
-  the layer's defining columns, nm (N:M), sparsity_n, sparsity_m, sparse_rep, rows, cols,
-  dataflow, the usual report columns and the SPARSE_REPORT fields (original_filter_storage,
-  new_filter_storage = filter + metadata, filter_metadata_storage, avg_filter_metadata_sram_bw).
-* ``stall`` — SCALE-Sim's USER bandwidth mode (``InterfaceBandwidth = USER``) with small DRAM
-  bandwidths (1 and 10 words/cycle) and SRAMs (8 and 64 KB) on ten layers, a 16x32 array,
-  os/ws/is.
-  Writes tests/data/scalesim_stall_oracle.csv: the layer's defining columns, bandwidth,
-  sram_kb, rows, cols, dataflow, total_cycles, stall_cycles, total_cycles_incl_prefetch, the
-  SRAM and DRAM reads/writes and the DRAM start/stop cycles.
+  on 10 conv + 4 GEMM layers of tests/data/scalesim_random_{conv,gemm}.csv and 4 ResNet-18
+  layers, ratios 1:4, 2:4, 3:4, 4:4 (dense reference), 1:2 and 2:8, arrays 16x32 and 32x16,
+  dataflows os/ws/is (SCALE-Sim 3.0.0 runs all three), representation ellpack_block; csr and
+  csc on 16x32 os for 2:4, 4:4 and 1:2; OptimizedMapping (ws) with BlockSize 4 and 8 on
+  16x32. Writes tests/data/scalesim_nm_oracle.csv: source, the layer's defining columns, nm,
+  sparsity_n, sparsity_m, sparse_rep, optimized_mapping, block_size, rows, cols, dataflow, the
+  report columns and the SPARSE_REPORT fields (original_filter_storage, new_filter_storage =
+  filter + metadata, filter_metadata_storage, avg_filter_metadata_sram_bw).
+* ``stall`` — SCALE-Sim's USER bandwidth mode (``InterfaceBandwidth = USER``) on 8 conv + 2
+  GEMM layers of the random oracle, a 16x32 array, os/ws/is, DRAM bandwidth 1 and 10
+  words/cycle (each interface) and SRAMs of 8 and 64 KB (each of the three). Writes
+  tests/data/scalesim_stall_oracle.csv: source, the layer's defining columns, rows, cols,
+  dataflow, bandwidth, sram_kb, total_cycles, stall_cycles, total_cycles_incl_prefetch, the
+  utilisations, SRAM and DRAM reads/writes and the DRAM start/stop cycles.
+
+GEMM layers of the nm and stall parts run in the conv form SCALE-Sim itself converts them to
+(M x K ifmap, N filters of 1 x K), in the same SCALE-Sim run as the conv layers; their rows
+keep form=gemm and m, n, k.
 
 SCALE-Sim counts words (elements), not bytes (its word size is 1 byte). "Total Cycles" is the
 index of the last cycle (cycles - 1). How SCALE-Sim arrives at these numbers is written up in
-the validation report (analysis/results/validation.md) and the
-checks in sparsesim/validate.py.
+analysis/results/scalesim_models.md.
 
-Regenerate (one SCALE-Sim process at a time; the topology part takes about 100 minutes, N:M
-about 35, the bandwidth-limited runs about 6):
+Regenerate (one SCALE-Sim process at a time; on a shared 2-core machine the topology part
+takes about 100 minutes of SCALE-Sim, nm about 11 and stall about 7):
 
     python analysis/scalesim_validation_oracle.py [--only topology nm stall]
         [--python /tmp/ssvenv/bin/python] [--resume] [--budget-min M]
@@ -61,7 +67,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from sparsesim.scalesim_runner import (  # noqa: E402
+from sparsesim.validation.scalesim_runner import (
     CONV_KEYS,
     GEMM_KEYS,
     default_python,
@@ -85,20 +91,15 @@ CONV_TOPOLOGIES = (
 )
 GEMM_TOPOLOGIES = ("test_mnk_input", "vit_s", "NCF", "transformer_partial")
 
-# What was run, in this order: (rows, cols, dataflow, topology group).
+# What was run, in this order: (rows, cols, dataflow, topology group). SCALE-Sim's CALC mode
+# costs ~1-3 us of Python per demand-matrix element (cycles x (rows + 2 cols)), so these four
+# configurations took ~100 minutes on a shared 2-core machine; 32x32 ws/is, 16x64 and the GEMM
+# topologies (GEMM_TOPOLOGIES, ~10 more minutes at 128x128) did not fit the budget.
 PLAN: tuple[tuple[int, int, str, str], ...] = (
     (128, 128, "os", "conv"),
     (128, 128, "ws", "conv"),
     (128, 128, "is", "conv"),
     (32, 32, "os", "conv"),
-    (128, 128, "os", "gemm"),
-    (128, 128, "ws", "gemm"),
-    (128, 128, "is", "gemm"),
-    (32, 32, "ws", "conv"),
-    (32, 32, "is", "conv"),
-    (16, 64, "os", "conv"),
-    (16, 64, "ws", "conv"),
-    (16, 64, "is", "conv"),
 )
 CHUNK_SECONDS = 90.0  # target SCALE-Sim wall time per subprocess (from ELEM_SECONDS)
 ELEM_SECONDS = 1.5e-6  # measured: SCALE-Sim's CALC mode costs ~1-2 us per demand-matrix element
@@ -248,17 +249,16 @@ def run_topologies(python: str, out: Path, *, resume: bool, budget_s: float | No
     spent = 0.0
     for rows, cols, dataflow, group in PLAN:
         gemm = group == "gemm"
-        # unique shapes, in first-appearance order, with every (topology, index) using them
+        # unique shapes, in first-appearance order, with every (topology, index) using them;
+        # the chunks are cut from all shapes (done or not) so that a resumed run simulates
+        # exactly the chunks (hence SRAM sizes) of an uninterrupted one
         users: dict[tuple, list[tuple[str, int, Layer]]] = {}
         for topo, (is_gemm, layers) in topos.items():
             if is_gemm != gemm:
                 continue
             for idx, layer in enumerate(layers):
-                if (topo, idx, rows, cols, dataflow) in done:
-                    continue
                 users.setdefault(_shape_key(layer, gemm), []).append((topo, idx, layer))
         shapes = list(users)
-        # chunks of about CHUNK_SECONDS
         chunks: list[list[tuple]] = []
         cur: list[tuple] = []
         acc = 0.0
@@ -271,8 +271,13 @@ def run_topologies(python: str, out: Path, *, resume: bool, budget_s: float | No
             acc += cost
         if cur:
             chunks.append(cur)
-        print(f"[{rows}x{cols} {dataflow} {group}] {len(shapes)} shapes in {len(chunks)} runs, "
-              f"est {sum(est_seconds(users[k][0][2], gemm, rows, cols, dataflow) for k in shapes):.0f} s",
+        chunks = [chunk for chunk in chunks
+                  if any((t, i, rows, cols, dataflow) not in done
+                         for key in chunk for t, i, _ in users[key])]
+        todo = [key for chunk in chunks for key in chunk]
+        print(f"[{rows}x{cols} {dataflow} {group}] {len(todo)} of {len(shapes)} shapes to run "
+              f"in {len(chunks)} runs, est "
+              f"{sum(est_seconds(users[k][0][2], gemm, rows, cols, dataflow) for k in todo):.0f} s",
               flush=True)
         for chunk in chunks:
             if budget_s is not None and spent > budget_s:

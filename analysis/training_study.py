@@ -33,10 +33,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from sparsesim import simulate  # noqa: E402
-from sparsesim.arch import Arch, load_arch, with_overrides  # noqa: E402
-from sparsesim.masks import SparsityModel  # noqa: E402
+from sparsesim.arch.config import Arch, load_arch, with_overrides  # noqa: E402
+from sparsesim.sparsity.masks import SparsityModel  # noqa: E402
 from sparsesim.plot import OKABE_ITO  # noqa: E402
-from sparsesim.training import GradientModel, Training  # noqa: E402
+from sparsesim.engine.training import GradientModel, Training  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NETWORKS = {"resnet18": 0.5, "bert_base_seq128": 1.0}  # network → activation density

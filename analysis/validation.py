@@ -1,6 +1,6 @@
 """Validation report: writes analysis/results/validation.md and its figures (issue 9).
 
-Runs every check of ``sparsesim.validate`` — SCALE-Sim v3 dense cycles and traffic, the seed's
+Runs every check of ``sparsesim.validation`` — SCALE-Sim v3 dense cycles and traffic, the seed's
 closed forms, the N:M bounds, Sparseloop's Figure 1 trend, Cnvlutin and SCNN in shape — and
 exits 1 if any fails. The same as ``sparsesim validate``.
 
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from sparsesim.errors import SparsesimError
-from sparsesim.validate import CHECKS, run_checks, write_report
+from sparsesim.validation import CHECKS, run_checks, write_report
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -6,9 +6,9 @@
 """
 
 from sparsesim.api import SimResult, simulate
-from sparsesim.arch import Arch, load_arch
+from sparsesim.arch.config import Arch, load_arch
 from sparsesim.errors import SparsesimError
-from sparsesim.workload import Workload, load_workload
+from sparsesim.workload.network import Workload, load_workload
 
 __all__ = ["Arch", "SimResult", "SparsesimError", "Workload", "load_arch", "load_workload",
            "simulate"]

@@ -9,15 +9,15 @@ from typing import Any
 
 import pandas as pd
 
-from sparsesim.arch import Arch, load_arch
-from sparsesim.engine import GemmResult, run
+from sparsesim.arch.config import Arch, load_arch
+from sparsesim.engine.inference import GemmResult, run
 from sparsesim.errors import SparsesimError
-from sparsesim.masks import SparsityModel
+from sparsesim.sparsity.masks import SparsityModel
 from sparsesim.report import layer_frame, phase_frame, render_table, to_frame, totals
-from sparsesim.trace import Trace, load_trace
-from sparsesim.training import Training
+from sparsesim.sparsity.trace import Trace, load_trace
+from sparsesim.engine.training import Training
 from sparsesim.units import fmt_si
-from sparsesim.workload import Workload, load_workload
+from sparsesim.workload.network import Workload, load_workload
 
 
 @dataclass(frozen=True)

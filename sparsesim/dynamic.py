@@ -39,19 +39,19 @@ import numpy as np
 import pandas as pd
 
 from sparsesim.api import SimResult, simulate
-from sparsesim.arch import Arch, load_arch
+from sparsesim.arch.config import Arch, load_arch
 from sparsesim.energy import EnergyTable, energy_table
-from sparsesim.engine import GemmResult, layers_with_masks, online_row, run, run_gemm
+from sparsesim.engine.inference import GemmResult, layers_with_masks, online_row, run, run_gemm
 from sparsesim.errors import SparsesimError
-from sparsesim.layers import Attention, Conv2d, Layer, Linear
-from sparsesim.lower import gemm_operands
-from sparsesim.masks import LayerMasks, SparsityModel, input_channel_axis, input_shape
-from sparsesim.online import OnlinePrune
+from sparsesim.workload.layers import Attention, Conv2d, Layer, Linear
+from sparsesim.mapping.lower import gemm_operands
+from sparsesim.sparsity.masks import LayerMasks, SparsityModel, input_channel_axis, input_shape
+from sparsesim.pe.online import OnlinePrune
 from sparsesim.report import layer_frame, phase_frame, to_frame, totals
-from sparsesim.trace import Trace, load_trace
-from sparsesim.training import Training
+from sparsesim.sparsity.trace import Trace, load_trace
+from sparsesim.engine.training import Training
 from sparsesim.units import fmt_si
-from sparsesim.workload import Workload, load_workload
+from sparsesim.workload.network import Workload, load_workload
 
 DYNAMIC_KINDS = {"channel_keep": (Conv2d, Linear), "token_keep": (Attention,),
                  "head_keep": (Attention,)}

@@ -38,7 +38,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from sparsesim.arch import Arch
+from sparsesim.arch.config import Arch
 from sparsesim.errors import SparsesimError
 
 ENERGY_COMPONENTS = (
@@ -184,7 +184,7 @@ class ActionCounts:
     ``macs`` full MACs and ``gated_macs`` clock-gated ones; ``register_accesses`` register-file
     accesses of operand width; SRAM and DRAM traffic in bits (per operand buffer for SRAM);
     ``decoded_elements`` values whose positions were decoded from format metadata;
-    ``comparisons`` of the online pruning unit (:mod:`sparsesim.online`). Memory
+    ``comparisons`` of the online pruning unit (:mod:`sparsesim.pe.online`). Memory
     counts come from :func:`sparsesim.memory.actions`; the compute side is the caller's (a
     systolic PE touches about three registers per issued MAC: A, W and the accumulator).
     """

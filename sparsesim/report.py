@@ -38,7 +38,7 @@ from typing import Any
 import pandas as pd
 
 from sparsesim.energy import ENERGY_COMPONENTS
-from sparsesim.engine import TRAFFIC_FIELDS, GemmResult
+from sparsesim.engine.inference import TRAFFIC_FIELDS, GemmResult
 from sparsesim.units import fmt_si
 
 _RENAME = {"m": "M", "k": "K", "n": "N"}

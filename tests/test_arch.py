@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from sparsesim.arch import (
+from sparsesim.arch.config import (
     Arch,
     ArrayConfig,
     EnergyConfig,

@@ -133,9 +133,9 @@ def test_formats_subcommand():
 
 
 def test_trace_of_another_network_is_refused(tmp_path):
-    from sparsesim.masks import SparsityModel
-    from sparsesim.engine import draw_trace
-    from sparsesim.workload import load_workload
+    from sparsesim.sparsity.masks import SparsityModel
+    from sparsesim.engine.inference import draw_trace
+    from sparsesim.workload.network import load_workload
 
     path = tmp_path / "r18.npz"
     draw_trace(load_workload("resnet18"), SparsityModel(weight_density=0.5)).save(path)

@@ -6,12 +6,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from sparsesim.arch import Arch, ArrayConfig, PeConfig
-from sparsesim.compute import compute, nm_compressed_k
+from sparsesim.arch.config import Arch, ArrayConfig, PeConfig
+from sparsesim.pe.kinds import compute, nm_compressed_k
 from sparsesim.errors import SparsesimError
 from sparsesim.kernels.skip import fold_steps
-from sparsesim.lower import Gemm, GemmOperands, plan
-from sparsesim.reference import run_nm_reference, run_reference, run_skip_reference
+from sparsesim.mapping.lower import Gemm, GemmOperands, plan
+from sparsesim.pe.reference import run_nm_reference, run_reference, run_skip_reference
 
 DATAFLOWS = ["os", "ws", "is"]
 OPERANDS = ["A", "W", "both"]

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 
 from sparsesim import simulate
-from sparsesim.arch import load_arch, with_overrides
+from sparsesim.arch.config import load_arch, with_overrides
 from sparsesim.dynamic import DynamicInputs, simulate_any, simulate_dynamic, synthetic_dynamic
 from sparsesim.errors import SparsesimError
-from sparsesim.layers import Attention, Conv2d, Linear
-from sparsesim.masks import LayerMasks, SparsityModel
+from sparsesim.workload.layers import Attention, Conv2d, Linear
+from sparsesim.sparsity.masks import LayerMasks, SparsityModel
 from sparsesim.sweep import run_point
-from sparsesim.trace import Trace, load_trace
-from sparsesim.workload import Workload
+from sparsesim.sparsity.trace import Trace, load_trace
+from sparsesim.workload.network import Workload
 
 CNN = Workload("cnn", (Conv2d("c1", c=3, h=8, w=8, m=16, r=3, s=3, padding=1),
                        Conv2d("c2", c=16, h=8, w=8, m=32, r=3, s=3, padding=1),
@@ -130,7 +130,7 @@ def test_grouped_convs_and_training_are_refused():
     dw = Workload("dw", (Conv2d("dw", c=8, h=4, w=4, m=8, r=3, s=3, padding=1, groups=8),))
     with pytest.raises(SparsesimError, match="grouped"):
         DynamicInputs.from_meta({"inputs": 1, "layers": {"dw": {"channel_keep": [0.5]}}}, dw)
-    from sparsesim.training import Training
+    from sparsesim.engine.training import Training
     with pytest.raises(SparsesimError, match="training"):
         simulate_any(BERT, ARCH, training=Training(), dynamic=synthetic_dynamic(
             BERT, inputs=2, head_keep=0.5))

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sparsesim.arch import (
+from sparsesim.arch.config import (
     ENERGY_OVERRIDE_KEYS,
     Arch,
     EnergyConfig,
@@ -28,7 +28,7 @@ from sparsesim.energy import (
     total_energy_pj,
 )
 from sparsesim.errors import SparsesimError
-from sparsesim.lower import Gemm, plan
+from sparsesim.mapping.lower import Gemm, plan
 from sparsesim.memory import actions, fold_schedule, simulate_gemm
 
 KIB = 1024

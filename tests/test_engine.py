@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from sparsesim import simulate
-from sparsesim.arch import load_arch, with_overrides
-from sparsesim.layers import Conv2d, Linear
-from sparsesim.masks import SparsityModel
+from sparsesim.arch.config import load_arch, with_overrides
+from sparsesim.workload.layers import Conv2d, Linear
+from sparsesim.sparsity.masks import SparsityModel
 from sparsesim.report import ENERGY_COLUMNS
-from sparsesim.workload import Workload
+from sparsesim.workload.network import Workload
 
 INF = math.inf
 TINY = Workload("tiny", (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sparsesim.format_study import (
+from sparsesim.formats.study import (
     COLUMNS,
     crossover_study,
     crossovers,

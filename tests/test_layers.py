@@ -5,8 +5,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sparsesim.errors import SparsesimError
-from sparsesim.layers import Attention, Conv2d, Linear, MatMul
-from sparsesim.lower import OperandKind, lower
+from sparsesim.workload.layers import Attention, Conv2d, Linear, MatMul
+from sparsesim.mapping.lower import OperandKind, lower
 
 
 def test_conv_hand_computed():

@@ -6,13 +6,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sparsesim import simulate
-from sparsesim.arch import load_arch, with_overrides
+from sparsesim.arch.config import load_arch, with_overrides
 from sparsesim.errors import SparsesimError
-from sparsesim.layers import Attention, Conv2d, Linear
-from sparsesim.lower import gemm_operands, lower
-from sparsesim.masks import LayerMasks, SparsityModel, check_masks, nm_mask
-from sparsesim.trace import Trace, load_trace
-from sparsesim.workload import Workload
+from sparsesim.workload.layers import Attention, Conv2d, Linear
+from sparsesim.mapping.lower import gemm_operands, lower
+from sparsesim.sparsity.masks import LayerMasks, SparsityModel, check_masks, nm_mask
+from sparsesim.sparsity.trace import Trace, load_trace
+from sparsesim.workload.network import Workload
 
 
 @given(st.integers(1, 2), st.integers(1, 3), st.integers(1, 3), st.integers(1, 3),

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sparsesim.arch import Arch, ArrayConfig, MemoryConfig, PrecisionConfig
+from sparsesim.arch.config import Arch, ArrayConfig, MemoryConfig, PrecisionConfig
 from sparsesim.errors import SparsesimError
 from sparsesim.formats import tile_bits
-from sparsesim.lower import Gemm, plan
+from sparsesim.mapping.lower import Gemm, plan
 from sparsesim.memory import (
     FoldSchedule,
     MemoryResult,

@@ -3,13 +3,13 @@
 import pytest
 
 from sparsesim import simulate
-from sparsesim.arch import OnlineConfig, load_arch, with_overrides
+from sparsesim.arch.config import OnlineConfig, load_arch, with_overrides
 from sparsesim.energy import EnergyTable
 from sparsesim.errors import SparsesimError
-from sparsesim.layers import Conv2d, Linear
-from sparsesim.masks import SparsityModel
-from sparsesim.online import online_cost, quickselect_comparisons
-from sparsesim.workload import Workload
+from sparsesim.workload.layers import Conv2d, Linear
+from sparsesim.sparsity.masks import SparsityModel
+from sparsesim.pe.online import online_cost, quickselect_comparisons
+from sparsesim.workload.network import Workload
 
 UNIT = OnlineConfig(lanes=16, sorter_width=8)
 

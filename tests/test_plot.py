@@ -9,16 +9,16 @@ import pandas as pd
 import pytest
 
 from sparsesim import simulate
-from sparsesim.arch import load_arch, with_overrides
+from sparsesim.arch.config import load_arch, with_overrides
 from sparsesim.dynamic import DynamicInputs, simulate_dynamic, synthetic_dynamic
 from sparsesim.errors import SparsesimError
-from sparsesim.format_study import crossover_study
-from sparsesim.layers import Attention, Conv2d, Linear
-from sparsesim.masks import SparsityModel
+from sparsesim.formats.study import crossover_study
+from sparsesim.workload.layers import Attention, Conv2d, Linear
+from sparsesim.sparsity.masks import SparsityModel
 from sparsesim.plot import PLOTS, pareto_mask
 from sparsesim.sweep import read_results, run_sweep, spec_from_dict
-from sparsesim.training import GradientModel, Training
-from sparsesim.workload import Workload
+from sparsesim.engine.training import GradientModel, Training
+from sparsesim.workload.network import Workload
 
 SPEC = {
     "sweep": {"name": "p"},

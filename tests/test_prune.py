@@ -13,12 +13,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sparsesim import simulate
-from sparsesim.arch import load_arch, with_overrides
-from sparsesim.compute import check_nm
+from sparsesim.arch.config import load_arch, with_overrides
+from sparsesim.pe.kinds import check_nm
 from sparsesim.errors import SparsesimError
-from sparsesim.layers import Attention, Conv2d, Linear, MatMul
-from sparsesim.lower import gemm_operands
-from sparsesim.masks import LayerMasks
+from sparsesim.workload.layers import Attention, Conv2d, Linear, MatMul
+from sparsesim.mapping.lower import gemm_operands
+from sparsesim.sparsity.masks import LayerMasks
 from sparsesim.prune import (
     ActPrune,
     LayerStats,
@@ -43,7 +43,7 @@ from sparsesim.prune import (
     topk_mask,
 )
 from sparsesim.prune.structure import choose_heads
-from sparsesim.workload import Workload, load_workload
+from sparsesim.workload.network import Workload, load_workload
 
 FC = Linear("fc", in_features=4, out_features=1)
 
@@ -292,7 +292,7 @@ def test_head_trace_stores_the_reduced_shapes(tmp_path):
     trace = prune_workload(load_workload("bert_base_seq128"),
                            PruneSpec(granularity="head", sparsity=0.5))
     trace.save(tmp_path / "h.npz")
-    from sparsesim.trace import load_trace
+    from sparsesim.sparsity.trace import load_trace
 
     loaded = load_trace(tmp_path / "h.npz")
     att = loaded.workload.layers[0]
@@ -341,8 +341,8 @@ def test_activation_pruning_masks():
 
 
 def test_activation_density_models_are_drawn_with_their_seed(tmp_path):
-    from sparsesim.masks import ActivationModel
-    from sparsesim.trace import load_trace
+    from sparsesim.sparsity.masks import ActivationModel
+    from sparsesim.sparsity.trace import load_trace
 
     wl = load_workload("resnet18")
     models = {layer.name: ActivationModel(0.4, None, i) for i, layer in enumerate(wl.layers)}

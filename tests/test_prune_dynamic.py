@@ -1,6 +1,6 @@
 """Per-input (dynamic) keep ratios measured on real modules: tokens, heads, channels.
 
-The gates of ``sparsesim.prune.gates`` against hand-computed cases and naive twins; the
+The gates of ``sparsesim.prune.torch.gates`` against hand-computed cases and naive twins; the
 ratios ``TorchNet.dynamic_ratios`` measures (a small transformer, a small CNN, MiniLM) and
 the trace that carries them, which ``sparsesim.dynamic`` validates and simulates per input.
 """
@@ -16,13 +16,14 @@ torch.set_num_threads(1)  # small GEMMs: one thread is as fast, and immune to a 
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from sparsesim.arch import load_arch, with_overrides  # noqa: E402
+from sparsesim.arch.config import load_arch, with_overrides  # noqa: E402
 from sparsesim.dynamic import DynamicInputs, simulate_any  # noqa: E402
 from sparsesim.errors import SparsesimError  # noqa: E402
-from sparsesim.prune import DynamicSpec, PruneSpec, gates  # noqa: E402
-from sparsesim.prune import models as M  # noqa: E402
-from sparsesim.prune.torch_front import TorchNet  # noqa: E402
-from sparsesim.trace import load_trace  # noqa: E402
+from sparsesim.prune import DynamicSpec, PruneSpec  # noqa: E402
+from sparsesim.prune.torch import gates  # noqa: E402
+from sparsesim.prune.torch import models as M  # noqa: E402
+from sparsesim.prune.torch.capture import TorchNet  # noqa: E402
+from sparsesim.sparsity.trace import load_trace  # noqa: E402
 
 ARCH = with_overrides(load_arch("default"), {"memory.ideal": True, "pe.kind": "skip",
                                              "array.rows": 8, "array.cols": 8})

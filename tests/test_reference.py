@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from sparsesim.lower import Gemm, plan
-from sparsesim.reference import run_reference
+from sparsesim.mapping.lower import Gemm, plan
+from sparsesim.pe.reference import run_reference
 
 
 @st.composite

@@ -8,16 +8,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sparsesim import simulate
-from sparsesim.arch import load_arch, with_overrides
-from sparsesim.compute import compute
+from sparsesim.arch.config import load_arch, with_overrides
+from sparsesim.pe.kinds import compute
 from sparsesim.errors import SparsesimError
-from sparsesim.layers import Attention, Conv2d, Linear
-from sparsesim.lower import Gemm, GemmOperands, plan
-from sparsesim.masks import LayerMasks, SparsityModel
-from sparsesim.reference import run_skip_reference
-from sparsesim.trace import Trace
-from sparsesim.training import GradientModel, Training, backward_operands
-from sparsesim.workload import Workload
+from sparsesim.workload.layers import Attention, Conv2d, Linear
+from sparsesim.mapping.lower import Gemm, GemmOperands, plan
+from sparsesim.sparsity.masks import LayerMasks, SparsityModel
+from sparsesim.pe.reference import run_skip_reference
+from sparsesim.sparsity.trace import Trace
+from sparsesim.engine.training import GradientModel, Training, backward_operands
+from sparsesim.workload.network import Workload
 
 SMALL = Workload("small", (
     Conv2d("c1", c=3, h=9, w=7, m=5, r=3, s=3, stride=2, padding=1),

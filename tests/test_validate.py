@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from sparsesim import cli
-from sparsesim.validate import (
+from sparsesim.validation import (
     ANCHORS,
     CHECKS,
     GROUPS,

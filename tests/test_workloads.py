@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from sparsesim.layers import Attention, Conv2d, Linear
-from sparsesim.workload import builtin_workloads, load_workload
+from sparsesim.workload.layers import Attention, Conv2d, Linear
+from sparsesim.workload.network import builtin_workloads, load_workload
 
 G = 10**9
 

@@ -1,1 +1,1 @@
-"""Built-in workloads, one TOML file each; installed as the package ``sparsesim.workloads``."""
+"""Built-in workloads, one TOML file each; installed as the package ``sparsesim.workload.builtin``."""

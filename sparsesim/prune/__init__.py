@@ -2,12 +2,12 @@
 
 Numpy only here (works on synthetic, seeded weights for every workload); the PyTorch side
 (real ``torch.nn.Module``s, calibration hooks, gradients, fine-tuning, the shipped real
-models) is ``sparsesim.prune.torch_front``, ``models`` and ``pipelines``, which import torch
+models) is ``sparsesim.prune.torch.capture``, ``models`` and ``pipelines``, which import torch
 lazily (``pip install 'sparsesim[torch]'``); regularization-based pruning (L1, group lasso:
-a :class:`Regularizer` in the spec) trains a real model, in ``sparsesim.prune.regularize``.
+a :class:`Regularizer` in the spec) trains a real model, in ``sparsesim.prune.torch.regularize``.
 
 >>> from sparsesim.prune import PruneSpec, prune_workload
->>> from sparsesim.workload import load_workload
+>>> from sparsesim.workload.network import load_workload
 >>> trace = prune_workload(load_workload("resnet50"), PruneSpec("magnitude", sparsity=0.8))
 >>> trace.save("r50.npz")      # then: sparsesim run --trace r50.npz --arch default
 """

@@ -12,7 +12,7 @@
 
 All return bool masks (True = non-zero, kept) of ``x``'s shape. Imposed masks are meant to be
 *applied* (``x · mask``) before the layer, so accuracy reflects them;
-``sparsesim.prune.torch_front`` does that with forward pre-hooks.
+``sparsesim.prune.torch.capture`` does that with forward pre-hooks.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ name           score                       needs
 
 Wanda compares within each output row (Sun et al., ICLR 2024): use it with
 ``compare = "row"`` for unstructured pruning (``PruneSpec`` does not force it, so the effect
-of the comparison group can be studied). Statistics come from ``sparsesim.prune.torch_front`` on a
+of the comparison group can be studied). Statistics come from ``sparsesim.prune.torch.capture`` on a
 real model, or from any other source as numpy arrays in the weight's layout.
 """
 
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sparsesim.errors import SparsesimError
-from sparsesim.layers import Conv2d, Layer, MatMul
+from sparsesim.workload.layers import Conv2d, Layer, MatMul
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def score(criterion: str, layer: Layer, tensor: str, w: np.ndarray, *,
         if tensor not in table:
             raise SparsesimError(
                 f"criterion {criterion!r} needs {c.needs} from calibration data: prune a real "
-                "model (`sparsesim prune --model`, sparsesim.prune.torch_front)",
+                "model (`sparsesim prune --model`, sparsesim.prune.torch.capture)",
                 layer=layer.name, field=f"{c.needs}.{tensor}")
         stat = np.asarray(table[tensor])
         if c.needs != "act_norms" and stat.shape != w.shape:

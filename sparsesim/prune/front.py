@@ -1,6 +1,6 @@
 """The pruning front-end on numpy weights: a workload + a :class:`PruneSpec` → a :class:`Trace`.
 
-Weights are real (``weights=``, e.g. from ``sparsesim.prune.torch_front``) or synthetic (seeded,
+Weights are real (``weights=``, e.g. from ``sparsesim.prune.torch.capture``) or synthetic (seeded,
 ``spec.distribution``); criteria that need data take their statistics from ``stats``.
 Weight granularities give masks in the layer's own shapes; head, token and KV pruning give
 the reduced layers (see ``structure.py``). Activations come as measured masks
@@ -21,15 +21,15 @@ from typing import Any
 import numpy as np
 
 from sparsesim.errors import SparsesimError
-from sparsesim.layers import Attention, Layer
-from sparsesim.masks import ActivationModel, LayerMasks, input_channel_axis, input_shape
+from sparsesim.workload.layers import Attention, Layer
+from sparsesim.sparsity.masks import ActivationModel, LayerMasks, input_channel_axis, input_shape
 from sparsesim.prune.criteria import LayerStats, score
 from sparsesim.prune.select import keep_masks
 from sparsesim.prune.spec import PruneSpec
 from sparsesim.prune.structure import prune_heads, prune_kv, prune_tokens
 from sparsesim.prune.synthetic import Weights, synthetic_weights
-from sparsesim.trace import Trace
-from sparsesim.workload import Workload
+from sparsesim.sparsity.trace import Trace
+from sparsesim.workload.network import Workload
 
 Masks = dict[str, dict[str, np.ndarray]]
 

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from sparsesim.layers import Conv2d, Layer, MatMul
+from sparsesim.workload.layers import Conv2d, Layer, MatMul
 from sparsesim.prune.spec import PruneSpec
 
 Entry = tuple[Layer, str, np.ndarray]

@@ -13,7 +13,7 @@ Counting conventions (the ones users know from ``torch.nn.utils.prune``):
   group keeps ``min(n, its length)``. ``sparsity`` is ignored for ``nm``.
 * Ties (equal scores) are broken by position: the lower flat index goes first.
 * With a :class:`Regularizer` the model is first trained with a sparsity-inducing penalty
-  over the granularity's units (``sparsesim.prune.regularize``); the units it zeroed are
+  over the granularity's units (``sparsesim.prune.torch.regularize``); the units it zeroed are
   pruned, then ``sparsity`` is a target the criterion cuts to if the zeros fall short
   (``sparsity = 0``: exactly the zeros).
 """
@@ -41,7 +41,7 @@ PENALTIES = {"unstructured": "l1", "filter": "group_lasso", "channel": "group_la
 
 @dataclass(frozen=True, slots=True)
 class Regularizer:
-    """Sparsity-inducing training before pruning (``sparsesim.prune.regularize``).
+    """Sparsity-inducing training before pruning (``sparsesim.prune.torch.regularize``).
 
     The penalty is ``lam · Σ_g √|g| · ‖w_g‖₂`` over the units ``g`` of the spec's granularity
     (:data:`PENALTIES`), per unskipped weight tensor; ``lam`` is in loss units per unit of

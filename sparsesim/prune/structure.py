@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 
 from sparsesim.errors import SparsesimError
-from sparsesim.layers import Attention, Conv2d, Layer, Linear
+from sparsesim.workload.layers import Attention, Conv2d, Layer, Linear
 from sparsesim.prune.select import prune_count
-from sparsesim.workload import Workload
+from sparsesim.workload.network import Workload
 
 
 def _kept(n: int, amount: float) -> int:

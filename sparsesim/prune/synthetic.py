@@ -16,9 +16,9 @@ import math
 
 import numpy as np
 
-from sparsesim.masks import reduction_axis, weight_shapes
+from sparsesim.sparsity.masks import reduction_axis, weight_shapes
 from sparsesim.prune.spec import DISTRIBUTIONS
-from sparsesim.workload import Workload
+from sparsesim.workload.network import Workload
 
 Weights = dict[str, dict[str, np.ndarray]]
 

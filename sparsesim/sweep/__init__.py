@@ -21,7 +21,7 @@ A sweep spec is TOML::
     "sparsity.weight_nm" = [2, 4]
 
 Keys: ``workload``, ``arch``, ``trace``; ``TABLE.FIELD`` of the arch (``array.rows``,
-``pe.kind``, ...); ``sparsity.FIELD`` of :class:`~sparsesim.masks.SparsityModel`;
+``pe.kind``, ...); ``sparsity.FIELD`` of :class:`~sparsesim.sparsity.masks.SparsityModel`;
 ``training.FIELD`` (a training step: ``optimizer``, ``state_bits``, and ``grad_density``,
 ``grad_structure``, ``grad_nm`` of the gradient model); ``dynamic.FIELD`` (seeded per-input
 pruning, :func:`~sparsesim.dynamic.synthetic_dynamic`: ``inputs``, ``channel_keep``,
@@ -56,15 +56,15 @@ from typing import Any, TextIO
 
 import pandas as pd
 
-from sparsesim.arch import Arch, load_arch, with_overrides
+from sparsesim.arch.config import Arch, load_arch, with_overrides
 from sparsesim.dynamic import simulate_any, synthetic_dynamic
-from sparsesim.engine import draw_trace
+from sparsesim.engine.inference import draw_trace
 from sparsesim.errors import SparsesimError
-from sparsesim.masks import SparsityModel
+from sparsesim.sparsity.masks import SparsityModel
 from sparsesim.report import ENERGY_COLUMNS
-from sparsesim.trace import Trace, load_trace
-from sparsesim.training import GradientModel, Training
-from sparsesim.workload import Workload, load_workload
+from sparsesim.sparsity.trace import Trace, load_trace
+from sparsesim.engine.training import GradientModel, Training
+from sparsesim.workload.network import Workload, load_workload
 
 TOP_KEYS = {"workload", "arch", "trace"}
 SPARSITY_FIELDS = {f.name for f in fields(SparsityModel)}

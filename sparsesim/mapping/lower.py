@@ -25,8 +25,8 @@ from functools import lru_cache
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from sparsesim.layers import Attention, Conv2d, Layer, Linear, MatMul
-from sparsesim.masks import LayerMasks
+from sparsesim.workload.layers import Attention, Conv2d, Layer, Linear, MatMul
+from sparsesim.sparsity.masks import LayerMasks
 from sparsesim.units import ceil_div
 
 
@@ -43,7 +43,7 @@ class Gemm:
 
     ``count`` covers conv groups and attention's (batch × head) score GEMMs; ``w_kind`` says
     whether the K×N operand is a weight (A is always an activation). ``phase`` is
-    ``forward`` or ``backward`` (a training step's gradient GEMMs, :mod:`sparsesim.training`).
+    ``forward`` or ``backward`` (a training step's gradient GEMMs, :mod:`sparsesim.engine.training`).
     """
 
     layer: str

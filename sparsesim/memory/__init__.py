@@ -5,7 +5,7 @@ each fold needs and how many bytes every tile is in its storage format), then
 :func:`simulate_gemm` runs it through a small discrete-event machine.
 
 **Tiles — one rule for every dataflow.** Folds run column folds outer, row folds inner
-(fold ``f`` is row fold ``f % R`` of column fold ``f // R``, as :class:`~sparsesim.lower.
+(fold ``f`` is row fold ``f % R`` of column fold ``f // R``, as :class:`~sparsesim.mapping.lower.
 FoldPlan`). An operand's tile for fold (i, j) is its block along each of its axes (A: m, k;
 W: k, n; O: m, n): block ``i`` of ``rows`` on the axis the dataflow lays on the array rows,
 block ``j`` of ``cols`` on the column axis, the whole extent on the streamed axis. Its id
@@ -66,11 +66,11 @@ import numpy as np
 import simpy
 from simpy.core import EmptySchedule
 
-from sparsesim.arch import Arch, MemoryConfig
+from sparsesim.arch.config import Arch, MemoryConfig
 from sparsesim.energy import ActionCounts
 from sparsesim.errors import SparsesimError
 from sparsesim.formats import Auto, as_format, tile_bits
-from sparsesim.lower import ConvView, FoldPlan, Im2col
+from sparsesim.mapping.lower import ConvView, FoldPlan, Im2col
 
 OPERANDS = ("A", "W", "O")
 # Axes of each operand in the orientation the formats see (K on axis 0 where it has one).

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sparsesim.lower import DATAFLOWS, Dataflow
+from sparsesim.mapping.lower import DATAFLOWS, Dataflow
 from sparsesim.units import ceil_div
 
 Token = tuple[float, int]  # (value, stream index t)

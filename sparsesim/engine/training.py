@@ -10,7 +10,7 @@ For a forward GEMM ``O[M×N] = A[M×K] · W[K×N]`` with output gradient ``dO`` 
 So a dense step has exactly 3× the forward MACs (less the first layer's ``dA``, which a
 training step skips: nothing needs the gradient of the network's input). For a convolution, ``A`` is the im2col
 matrix: ``dW`` reads the input feature map (``Aᵀ``) and ``dA`` is written back through col2im;
-both move feature-map regions, as the forward pass does (:class:`sparsesim.lower.ConvView`).
+both move feature-map regions, as the forward pass does (:class:`sparsesim.mapping.lower.ConvView`).
 For attention's score GEMMs both operands are activations; ``dW`` is then a gradient of an
 activation, and there is no weight update.
 
@@ -33,14 +33,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from sparsesim.errors import SparsesimError
-from sparsesim.layers import Layer
-from sparsesim.lower import ConvView, Gemm, GemmOperands, Im2col, OperandKind
-from sparsesim.masks import LayerMasks, exact_density_mask, nm_mask, weight_shapes
+from sparsesim.workload.layers import Layer
+from sparsesim.mapping.lower import ConvView, Gemm, GemmOperands, Im2col, OperandKind
+from sparsesim.sparsity.masks import LayerMasks, exact_density_mask, nm_mask, weight_shapes
 from sparsesim.units import ceil_div
 
 GRADIENT_STRUCTURES = ("unstructured", "row", "channel", "nm")
 ONLINE_KIND = {"unstructured": "threshold", "row": "topk", "channel": "topk", "nm": "nm"}
-"""The online pruning unit each gradient structure needs (:mod:`sparsesim.online`)."""
+"""The online pruning unit each gradient structure needs (:mod:`sparsesim.pe.online`)."""
 
 OPTIMIZERS = {"sgd": (0, 1), "momentum": (1, 2), "adam": (2, 5)}
 """Optimizer → (state tensors per weight, update operations per weight counted as MACs:

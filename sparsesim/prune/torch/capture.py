@@ -16,7 +16,7 @@ and, per :meth:`TorchNet.calibrate`:
   dynamic token keep ratios.
 
 :meth:`TorchNet.dynamic_ratios` measures per-input keep ratios instead (tokens, heads,
-channels: the ideal gates of ``sparsesim.prune.gates``), in the form of a trace's
+channels: the ideal gates of ``sparsesim.prune.torch.gates``), in the form of a trace's
 ``meta["dynamic"]``, which ``sparsesim run --trace`` simulates input by input.
 
 Masks are applied with ``torch.nn.utils.prune.custom_from_mask`` (``weight = weight_orig ·
@@ -44,17 +44,17 @@ import torch.nn.utils.prune as tprune
 from torch import nn
 
 from sparsesim.errors import SparsesimError
-from sparsesim.layers import Attention, Conv2d, Layer, Linear
-from sparsesim.masks import LayerMasks, input_channel_axis
-from sparsesim.prune import gates
+from sparsesim.workload.layers import Attention, Conv2d, Layer, Linear
+from sparsesim.sparsity.masks import LayerMasks, input_channel_axis
+from sparsesim.prune.torch import gates
 from sparsesim.prune.activations import ActPrune
 from sparsesim.prune.criteria import LayerStats
 from sparsesim.prune.front import Masks, prune_workload, score_weights, weight_masks
 from sparsesim.prune.schedule import imp_levels, iterative_levels
 from sparsesim.prune.spec import WEIGHT_GRANULARITIES, DynamicSpec, PruneSpec
 from sparsesim.prune.synthetic import Weights
-from sparsesim.trace import Trace
-from sparsesim.workload import Workload
+from sparsesim.sparsity.trace import Trace
+from sparsesim.workload.network import Workload
 
 
 def is_attention(module: nn.Module) -> bool:
@@ -406,7 +406,7 @@ class TorchNet:
 
     def dynamic_ratios(self, spec: DynamicSpec, *, act_prune: ActPrune | None = None,
                        act_skip: Sequence[str] = ()) -> dict[str, Any]:
-        """Per-input keep ratios of the ideal gates of ``spec`` (``sparsesim.prune.gates``) on
+        """Per-input keep ratios of the ideal gates of ``spec`` (``sparsesim.prune.torch.gates``) on
         the calibration inputs: ``{"inputs": N, "layers": {layer: {"token_keep" |
         "head_keep" | "channel_keep": [N ratios]}}, "consumers": {conv: its only reader},
         "batched": true}`` (the workload is the batch; input i is its i-th element),
@@ -630,7 +630,7 @@ def keep_ratio(received: np.ndarray, mass: float) -> float:
 
 
 def _input_shape(layer: Layer) -> tuple[int, ...]:
-    from sparsesim.masks import input_shape
+    from sparsesim.sparsity.masks import input_shape
 
     return input_shape(layer)
 

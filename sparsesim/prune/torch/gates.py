@@ -1,6 +1,6 @@
 """Ideal dynamic gates on a real model: which tokens, heads and channels each input keeps.
 
-The rules :meth:`TorchNet.dynamic_ratios <sparsesim.prune.torch_front.TorchNet.dynamic_ratios>`
+The rules :meth:`TorchNet.dynamic_ratios <sparsesim.prune.torch.capture.TorchNet.dynamic_ratios>`
 applies to every calibration input (a sequence, an image), as pure functions of the tensors
 one forward produces:
 
@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from sparsesim.errors import SparsesimError
-from sparsesim.layers import Conv2d, Layer, Linear
+from sparsesim.workload.layers import Conv2d, Layer, Linear
 
 # --- tokens and heads ------------------------------------------------------------------------
 

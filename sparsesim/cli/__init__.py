@@ -12,13 +12,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sparsesim.dynamic import simulate_any, synthetic_dynamic
-from sparsesim.arch import builtin_archs, load_arch, with_overrides
+from sparsesim.arch.config import builtin_archs, load_arch, with_overrides
 from sparsesim.errors import SparsesimError
-from sparsesim.masks import ACT_PRUNE_KINDS, SparsityModel
-from sparsesim.trace import load_trace
-from sparsesim.training import GRADIENT_STRUCTURES, OPTIMIZERS, GradientModel, Training
+from sparsesim.sparsity.masks import ACT_PRUNE_KINDS, SparsityModel
+from sparsesim.sparsity.trace import load_trace
+from sparsesim.engine.training import GRADIENT_STRUCTURES, OPTIMIZERS, GradientModel, Training
 from sparsesim.units import fmt_si
-from sparsesim.workload import builtin_workloads, load_workload
+from sparsesim.workload.network import builtin_workloads, load_workload
 
 DEFAULT_WORKLOAD = "resnet18"
 DEFAULT_ARCH = "default"
@@ -189,7 +189,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _cmd_formats(args: argparse.Namespace) -> int:
-    from sparsesim.format_study import crossover_study, plot_crossover, render_table
+    from sparsesim.formats.study import crossover_study, plot_crossover, render_table
 
     df = crossover_study(n_elements=args.elements, value_bits=tuple(args.bits), seed=args.seed)
     print(render_table(df))
@@ -207,7 +207,7 @@ def _cmd_formats(args: argparse.Namespace) -> int:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     """Run the validation checks, write the report; exit 1 if any check fails."""
-    from sparsesim.validate import run_checks, write_report
+    from sparsesim.validation import run_checks, write_report
 
     run = run_checks(fast=args.fast, out_dir=args.out, live=args.live, only=args.only,
                      scalesim_python=args.scalesim_python)
@@ -263,7 +263,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     dynamic = DynamicSpec.parse(args.dynamic) if args.dynamic else None
     if args.model is not None:
         try:
-            from sparsesim.prune import pipelines
+            from sparsesim.prune.torch import pipelines
         except ImportError as err:
             raise SparsesimError(f"--model needs PyTorch: pip install 'sparsesim[torch]' "
                                  f"({err})", field="--model") from None
@@ -291,7 +291,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
                                  field="--method" if slimming else "--act-prune" if act
                                  is not None else "--lambda" if args.lam is not None
                                  else "--schedule")
-        from sparsesim.masks import ActivationModel
+        from sparsesim.sparsity.masks import ActivationModel
 
         workload = load_workload(args.workload)
         models = {}

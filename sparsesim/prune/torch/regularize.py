@@ -45,7 +45,7 @@ from torch import nn
 from sparsesim.errors import SparsesimError
 from sparsesim.prune.front import Masks
 from sparsesim.prune.spec import PruneSpec, Regularizer
-from sparsesim.prune.torch_front import Calibration, TorchNet
+from sparsesim.prune.torch.capture import Calibration, TorchNet
 
 
 def unit_dims(granularity: str, ndim: int) -> tuple[int, ...]:

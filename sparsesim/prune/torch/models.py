@@ -580,6 +580,6 @@ def smollm2_tokens(tokenizer: Any, text: str, length: int, count: int) -> torch.
 
 
 def calibration_text() -> str:
-    from sparsesim.prune._calibration import TEXT
+    from sparsesim.prune.torch.calibration import TEXT
 
     return TEXT

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from sparsesim.errors import SparsesimError
-from sparsesim.layers import Attention, Conv2d, Layer, Linear, MatMul
+from sparsesim.workload.layers import Attention, Conv2d, Layer, Linear, MatMul
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,7 @@ class SparsityModel:
 
     ``act_prune`` says how the activation zeros arise: ``none`` — they are there anyway (ReLU),
     free; otherwise they are found at run time by the online pruning unit, which costs cycles
-    and energy (:mod:`sparsesim.online`): ``threshold`` (Bernoulli, as ``none``), ``dynamic``
+    and energy (:mod:`sparsesim.pe.online`): ``threshold`` (Bernoulli, as ``none``), ``dynamic``
     (a per-tensor threshold: exactly ``round(d·size)`` kept), ``topk`` (exactly
     ``round(d·C)`` of each pixel's or token's ``C`` channels) or ``nm`` (``act_nm = (n, m)``
     along the channels; the density is ``n/m``).

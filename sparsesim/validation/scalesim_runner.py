@@ -4,7 +4,7 @@ SCALE-Sim lives in its own interpreter (it needs ``numpy<2.4``), so this module 
 input files, runs it by subprocess and parses the CSV reports it leaves behind. The caller side
 needs the standard library and pandas only.
 
-    from sparsesim.scalesim_runner import run_scalesim
+    from sparsesim.validation.scalesim_runner import run_scalesim
     df, wall_s = run_scalesim(
         [{"name": "c1", "ifmap_h": 12, "ifmap_w": 10, "filter_h": 3, "filter_w": 3,
           "channels": 4, "num_filter": 20, "stride": 1}],

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from sparsesim.api import simulate
-from sparsesim.arch import (
+from sparsesim.arch.config import (
     Arch,
     ArrayConfig,
     MemoryConfig,
@@ -48,18 +48,18 @@ from sparsesim.arch import (
 )
 from sparsesim.errors import SparsesimError
 from sparsesim.formats import parse_format, tile_bits
-from sparsesim.layers import Attention, Conv2d, Layer, Linear, MatMul
-from sparsesim.masks import LayerMasks, SparsityModel, exact_density_mask, nm_mask
-from sparsesim.scalesim_runner import run_scalesim
-from sparsesim.trace import Trace
-from sparsesim.workload import Workload, load_scalesim_csv, load_workload
+from sparsesim.workload.layers import Attention, Conv2d, Layer, Linear, MatMul
+from sparsesim.sparsity.masks import LayerMasks, SparsityModel, exact_density_mask, nm_mask
+from sparsesim.validation.scalesim_runner import run_scalesim
+from sparsesim.sparsity.trace import Trace
+from sparsesim.workload.network import Workload, load_scalesim_csv, load_workload
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATA_DIR = REPO / "tests" / "data"
 """Where the committed SCALE-Sim oracle files live (a source checkout)."""
 

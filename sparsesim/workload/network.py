@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from sparsesim.errors import SparsesimError
-from sparsesim.layers import LAYER_TYPES, Conv2d, Layer, MatMul, layer_fields
+from sparsesim.workload.layers import LAYER_TYPES, Conv2d, Layer, MatMul, layer_fields
 
 BLOCK_KEYS = frozenset({"name", "op", "repeat", "body"})
 NETWORK_KEYS = frozenset({"name", "source", "description"})
@@ -84,7 +84,7 @@ class Workload:
 
 def builtin_workloads() -> list[str]:
     """Names of the workloads shipped with the package."""
-    root = resources.files("sparsesim.workloads")
+    root = resources.files("sparsesim.workload.builtin")
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
 
 
@@ -103,7 +103,7 @@ def load_workload(spec: str | Path) -> Workload:
             f"unknown workload {name!r}; built-in: {', '.join(builtin_workloads())}, "
             "or give a path to a .toml or SCALE-Sim .csv file", field="workload",
         )
-    text = (resources.files("sparsesim.workloads") / f"{name}.toml").read_text(encoding="utf-8")
+    text = (resources.files("sparsesim.workload.builtin") / f"{name}.toml").read_text(encoding="utf-8")
     return _parse_toml(text, f"{name}.toml")
 
 

@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 
 from sparsesim.errors import SparsesimError
-from sparsesim.layers import LAYER_TYPES, Layer
-from sparsesim.masks import ActivationModel, LayerMasks, check_masks
-from sparsesim.workload import Workload
+from sparsesim.workload.layers import LAYER_TYPES, Layer
+from sparsesim.sparsity.masks import ActivationModel, LayerMasks, check_masks
+from sparsesim.workload.network import Workload
 
 FORMAT = "sparsesim-trace"
 VERSION = 2

@@ -30,14 +30,14 @@ import torch
 import torch.nn.functional as F
 
 from sparsesim.errors import SparsesimError
-from sparsesim.prune import models as M
+from sparsesim.prune.torch import models as M
 from sparsesim.prune.activations import ActPrune
-from sparsesim.prune.regularize import prune_regularized, train_regularized, zero_masks
+from sparsesim.prune.torch.regularize import prune_regularized, train_regularized, zero_masks
 from sparsesim.prune.select import achieved_sparsity
 from sparsesim.prune.spec import WEIGHT_GRANULARITIES, DynamicSpec, PruneSpec
 from sparsesim.prune.structure import sequential_consumers, slim_channels, slim_workload
-from sparsesim.prune.torch_front import Calibration, Loss, TorchNet
-from sparsesim.trace import Trace
+from sparsesim.prune.torch.capture import Calibration, Loss, TorchNet
+from sparsesim.sparsity.trace import Trace
 
 
 @dataclass
@@ -150,7 +150,7 @@ def run_digits_regularized(spec: PruneSpec, *, act_prune: ActPrune | None = None
                            seed: int = 0, epochs: int = 15, reg_epochs: int = 10,
                            finetune_epochs: int = 3, lr: float = 0.01, momentum: float = 0.9,
                            calib: int = 256, dynamic: DynamicSpec | None = None) -> ModelRun:
-    """Regularization-based pruning (``spec.regularizer``; ``sparsesim.prune.regularize``).
+    """Regularization-based pruning (``spec.regularizer``; ``sparsesim.prune.torch.regularize``).
 
     Train the CNN (Adam, ``epochs``; 0 regularizes from scratch), train on with L1 or group
     lasso (proximal SGD, ``lr``, ``momentum``, ``reg_epochs``), prune the units it zeroed,

@@ -221,7 +221,7 @@ class OnlineConfig:
 
     ``lanes`` comparators take that many elements per cycle (threshold, N:M selection);
     top-k runs rows through a bitonic sorting network ``sorter_width`` elements wide
-    (a power of two). Costs: :mod:`sparsesim.online`.
+    (a power of two). Costs: :mod:`sparsesim.pe.online`.
     """
 
     lanes: int = 32
@@ -335,7 +335,7 @@ def _as_dict(obj: Any) -> dict[str, Any]:
 
 def builtin_archs() -> list[str]:
     """Names of the presets shipped with the package."""
-    root = resources.files("sparsesim") / "presets"
+    root = resources.files("sparsesim.arch") / "presets"
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
 
 
@@ -345,7 +345,7 @@ def _preset_dict(name: str, *, file: str | None) -> dict[str, Any]:
             f"unknown arch preset {name!r}; presets: {', '.join(builtin_archs())}",
             file=file, field="arch.base" if file else "arch",
         )
-    text = (resources.files("sparsesim") / "presets" / f"{name}.toml").read_text("utf-8")
+    text = (resources.files("sparsesim.arch") / "presets" / f"{name}.toml").read_text("utf-8")
     return tomllib.loads(text)
 
 

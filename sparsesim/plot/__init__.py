@@ -118,7 +118,7 @@ def _plain_log_ticks(ax: plt.Axes, axis: str = "y") -> None:
 
 def format_sizes(df: pd.DataFrame) -> Figure:
     """(a) Bits per element of every format vs sparsity, crossovers marked (format study)."""
-    from sparsesim.format_study import plot_crossover
+    from sparsesim.formats.study import plot_crossover
 
     _need(df, ["format", "value_bits", "sparsity", "bits_per_element"], "format-size")
     return plot_crossover(df)

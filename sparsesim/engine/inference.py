@@ -16,8 +16,8 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from sparsesim.arch import Arch
-from sparsesim.compute import ComputeResult, compute
+from sparsesim.arch.config import Arch
+from sparsesim.pe.kinds import ComputeResult, compute
 from sparsesim.energy import (
     ENERGY_COMPONENTS,
     ActionCounts,
@@ -25,9 +25,9 @@ from sparsesim.energy import (
     energy_breakdown,
     energy_table,
 )
-from sparsesim.layers import Layer
-from sparsesim.lower import FoldPlan, GemmOperands, gemm_operands, plan
-from sparsesim.masks import (
+from sparsesim.workload.layers import Layer
+from sparsesim.mapping.lower import FoldPlan, GemmOperands, gemm_operands, plan
+from sparsesim.sparsity.masks import (
     LayerMasks,
     SparsityModel,
     check_masks,
@@ -42,10 +42,10 @@ from sparsesim.memory import (
     fold_schedule,
     simulate_gemm,
 )
-from sparsesim.online import OnlinePrune, online_cost
-from sparsesim.trace import Trace
-from sparsesim.training import ONLINE_KIND, Training, backward_operands, update_cost
-from sparsesim.workload import Workload
+from sparsesim.pe.online import OnlinePrune, online_cost
+from sparsesim.sparsity.trace import Trace
+from sparsesim.engine.training import ONLINE_KIND, Training, backward_operands, update_cost
+from sparsesim.workload.network import Workload
 
 
 @dataclass(frozen=True, slots=True)

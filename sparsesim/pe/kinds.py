@@ -10,7 +10,7 @@ One registry, one rule each:
   ``floor(K/m)·n + min(n, K mod m)`` (SCALE-Sim's K′) wherever the dataflow maps K. Only a
   weight operand carries static N:M metadata, so GEMMs of two activations (attention's
   ``QKᵀ`` and ``PV``) run uncompressed, and so do a training step's backward GEMMs whose
-  transposed weights are not N:M along their K (:mod:`sparsesim.training`).
+  transposed weights are not N:M along their K (:mod:`sparsesim.engine.training`).
 
 Effectual MACs are the products with both operands non-zero — ``Σ_k nnz(A[:, k])·nnz(W[k, :])``
 — whatever the PE kind: the work the network really needs.
@@ -23,10 +23,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from sparsesim.arch import Arch, PeConfig
+from sparsesim.arch.config import Arch, PeConfig
 from sparsesim.errors import SparsesimError
 from sparsesim.kernels.skip import fold_steps
-from sparsesim.lower import DATAFLOWS, Dataflow, FoldPlan, GemmOperands, OperandKind, plan
+from sparsesim.mapping.lower import DATAFLOWS, Dataflow, FoldPlan, GemmOperands, OperandKind, plan
 
 
 @dataclass(frozen=True, slots=True)
