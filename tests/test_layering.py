@@ -31,3 +31,15 @@ def test_every_module_is_in_a_layer():
                 if p.is_dir() and (p / "__init__.py").exists()}
     assert modules <= named, f"modules missing from the layer contract: {modules - named}"
     assert sys.version_info >= (3, 11)
+
+
+def test_every_package_ships():
+    """pyproject lists the packages by hand (workloads/ is mapped in): a new folder must be in
+    the list, or a non-editable install silently lacks it."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts)
+             for p in (ROOT / "sparsesim").rglob("__init__.py")}
+    assert found | {"sparsesim.workload.builtin"} == listed
