@@ -12,6 +12,8 @@ import pandas as pd
 from sparsesim.arch.config import Arch, load_arch
 from sparsesim.engine.inference import GemmResult, run
 from sparsesim.errors import SparsesimError
+from sparsesim.names import PeKind
+from sparsesim.pe.kinds import PE_KINDS
 from sparsesim.sparsity.masks import SparsityModel
 from sparsesim.report import layer_frame, phase_frame, render_table, to_frame, totals
 from sparsesim.sparsity.trace import Trace, load_trace
@@ -59,9 +61,7 @@ class SimResult:
     def table(self) -> str:
         a = self.arch.array
         pe = self.arch.pe
-        kind = {"dense": "dense PEs", "gate": f"gating PEs ({pe.operand})",
-                "skip": f"skipping PEs ({pe.operand} zeros, {pe.sync} sync)",
-                "nm": f"{pe.n}:{pe.m} PEs"}[pe.kind]
+        kind = PE_KINDS[PeKind(pe.kind)].title(pe)
         title = (f"{self.workload.name} on {self.arch.name}: {a.rows}×{a.cols} {a.dataflow}, "
                  f"{kind}, {fmt_si(self.arch.clock_hz, 'Hz')}, {self._memory_text()}")
         return render_table(self.df, title=title)

@@ -30,7 +30,7 @@ machine once per input and reports the distribution (mean, p50, p99), not only t
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
@@ -43,9 +43,9 @@ from sparsesim.arch.config import Arch, load_arch
 from sparsesim.energy import EnergyTable, energy_table
 from sparsesim.engine.inference import GemmResult, layers_with_masks, online_row, run, run_gemm
 from sparsesim.errors import SparsesimError
-from sparsesim.workload.layers import Attention, Conv2d, Layer, Linear
+from sparsesim.workload.layers import Attention, Layer, Linear
 from sparsesim.mapping.lower import gemm_operands
-from sparsesim.sparsity.masks import LayerMasks, SparsityModel, input_channel_axis, input_shape
+from sparsesim.sparsity.masks import LayerMasks, SparsityModel
 from sparsesim.pe.online import OnlinePrune
 from sparsesim.report import layer_frame, phase_frame, to_frame, totals
 from sparsesim.sparsity.trace import Trace, load_trace
@@ -53,9 +53,12 @@ from sparsesim.engine.training import Training
 from sparsesim.units import fmt_si
 from sparsesim.workload.network import Workload, load_workload
 
-DYNAMIC_KINDS = {"channel_keep": (Conv2d, Linear), "token_keep": (Attention,),
-                 "head_keep": (Attention,)}
-"""Each kind of keep ratio and the layer types it applies to."""
+DYNAMIC_KINDS: Mapping[str, Callable[[Layer], bool]] = {
+    "channel_keep": lambda layer: layer.out_channels is not None,  # conv, linear
+    "token_keep": lambda layer: isinstance(layer, Attention),
+    "head_keep": lambda layer: isinstance(layer, Attention),
+}
+"""Each kind of keep ratio and which layers it applies to."""
 
 
 @dataclass(frozen=True)
@@ -92,10 +95,10 @@ class DynamicInputs:
                 where = f"dynamic.{kind}"
                 if kind not in DYNAMIC_KINDS:
                     fail(f"unknown kind; expected one of {', '.join(DYNAMIC_KINDS)}", name, where)
-                if not isinstance(names[name], DYNAMIC_KINDS[kind]):
+                if not DYNAMIC_KINDS[kind](names[name]):
                     fail(f"{kind} does not apply to a {names[name].op} layer", name, where)
                 layer = names[name]
-                if kind == "channel_keep" and isinstance(layer, Conv2d) and layer.groups != 1:
+                if kind == "channel_keep" and not layer.cuts_outputs:
                     fail("channel gating of a grouped conv is not modelled", name, where)
                 if not isinstance(values, (list, tuple)) or len(values) != n:
                     fail(f"expected {n} ratios, one per input", name, where)
@@ -112,8 +115,8 @@ class DynamicInputs:
                 fail(f"no such layer: {producer if producer not in names else consumer!r}",
                      producer, "dynamic.consumers")
             a, b = names[producer], names[consumer]
-            width = a.m if isinstance(a, Conv2d) else getattr(a, "out_features", -1)
-            if _channels_in(b) != width or order.index(consumer) <= order.index(producer):
+            width = a.out_channels
+            if b.in_channels != width or order.index(consumer) <= order.index(producer):
                 fail(f"{consumer!r} does not read {producer!r}'s {width} output channels after "
                      "it", producer, "dynamic.consumers")
         batched = data.get("batched", False)
@@ -121,8 +124,8 @@ class DynamicInputs:
             fail(f"must be true or false, got {batched!r}", fld="dynamic.batched")
         if batched:
             for layer in workload.layers:
-                if _batch(layer) % n:
-                    fail(f"batch {_batch(layer)} is not {n} inputs", layer.name,
+                if layer.batch % n:
+                    fail(f"batch {layer.batch} is not {n} inputs", layer.name,
                          "dynamic.batched")
         out = cls(n, layers, dict(consumers), batched)
         out._check_cascade(workload, file)
@@ -190,8 +193,7 @@ def synthetic_dynamic(workload: Workload, *, inputs: int = 32, channel_keep: flo
                 kinds["token_keep"] = alive
             if head_keep < 1:
                 kinds["head_keep"] = beta(head_keep, inputs)
-        elif (channel_keep < 1 and layer.name != last and isinstance(layer, (Conv2d, Linear))
-              and not (isinstance(layer, Conv2d) and layer.groups != 1)):
+        elif channel_keep < 1 and layer.name != last and layer.cuts_outputs:
             kinds["channel_keep"] = beta(channel_keep, inputs)
         if kinds:
             layers[layer.name] = {k: tuple(float(x) for x in v) for k, v in kinds.items()}
@@ -234,35 +236,14 @@ def _attention(layer: Attention, masks: LayerMasks | None, tokens: int, heads: i
     return new, LayerMasks(weights, inputs)
 
 
-def _batch(layer: Layer) -> int:
-    """How many batch elements a layer processes (a linear layer: its token rows)."""
-    if isinstance(layer, Conv2d):
-        return layer.n
-    if isinstance(layer, Attention):
-        return layer.b
-    return layer.tokens if isinstance(layer, Linear) else layer.m
-
-
 def _element(layer: Layer, masks: LayerMasks | None, i: int, inputs: int
              ) -> tuple[Layer, LayerMasks | None]:
     """Batch element ``i`` of ``inputs`` alone: the layer at batch 1, its input mask's slice."""
-    per = _batch(layer) // inputs
-    if isinstance(layer, Conv2d):
-        shaped: Layer = replace(layer, n=per)
-    elif isinstance(layer, Attention):
-        shaped = replace(layer, b=per)
-    elif isinstance(layer, Linear):
-        shaped = replace(layer, tokens=per)
-    else:
-        shaped = replace(layer, m=per)
+    per = layer.batch // inputs
+    shaped = layer.with_batch(per)
     if masks is None or masks.inputs is None:
         return shaped, masks
     return shaped, LayerMasks(masks.weights, masks.inputs[i * per:(i + 1) * per])
-
-
-def _channels_in(layer: Layer) -> int:
-    return layer.c if isinstance(layer, Conv2d) else \
-        layer.in_features if isinstance(layer, Linear) else -1
 
 
 def _shape_input(layers: list[tuple[Layer, LayerMasks | None]],
@@ -278,9 +259,9 @@ def _shape_input(layers: list[tuple[Layer, LayerMasks | None]],
         weights = {} if masks is None else dict(masks.weights)
         if layer.name in gated:  # the channels its producer skipped are zeros of its input
             kept_channels = gated.pop(layer.name)
-            base = np.ones(input_shape(layer), dtype=bool) if inputs is None else inputs
+            base = np.ones(layer.input_shape, dtype=bool) if inputs is None else inputs
             view = [1] * base.ndim
-            view[input_channel_axis(layer)] = kept_channels.size
+            view[layer.input_channel_axis] = kept_channels.size
             inputs = base & kept_channels.reshape(view)
         if isinstance(layer, Attention):
             before = _keep_count(layer.l, alive)
@@ -305,18 +286,14 @@ def _shape_input(layers: list[tuple[Layer, LayerMasks | None]],
             out.append(_Shaped(layer, None if masks is None and inputs is None
                                else LayerMasks(weights, inputs)))
             continue
-        assert isinstance(layer, (Conv2d, Linear))  # DYNAMIC_KINDS: checked on reading
-        total = layer.m if isinstance(layer, Conv2d) else layer.out_features
+        total, c_in = layer.out_channels, layer.in_channels
+        assert total is not None and c_in is not None  # DYNAMIC_KINDS: checked on reading
         kept = _pick(total, _keep_count(total, keep), rng)
         if "w" in weights:
             weights["w"] = np.ascontiguousarray(weights["w"][kept])
-        shaped: Layer
-        if isinstance(layer, Conv2d):  # the gate reads the pooled input: c → m per image
-            shaped = replace(layer, m=kept.size)
-            gate = Linear(f"{layer.name}.gate", layer.c, total, tokens=layer.n)
-        else:
-            shaped = replace(layer, out_features=kept.size)
-            gate = Linear(f"{layer.name}.gate", layer.in_features, total, tokens=layer.tokens)
+        shaped = layer.with_out_channels(kept.size)
+        # the gate reads the (pooled) input: in channels → out saliencies per batch element
+        gate = Linear(f"{layer.name}.gate", c_in, total, tokens=layer.batch)
         if layer.name in consumers:
             gated[consumers[layer.name]] = np.isin(np.arange(total), kept)
         out.append(_Shaped(shaped, None if masks is None and inputs is None

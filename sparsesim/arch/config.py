@@ -61,11 +61,8 @@ from pathlib import Path
 from typing import Any
 
 from sparsesim.errors import SparsesimError
+from sparsesim.names import DataflowName, Operand, PeKind, PeOperand, Sync, choices
 
-DATAFLOW_NAMES = ("os", "ws", "is")
-PE_KIND_NAMES = ("dense", "gate", "skip", "nm")
-PE_OPERANDS = ("A", "W", "both")
-PE_SYNCS = ("pe", "row", "col", "wavefront")
 
 
 def _positive_int(value: Any, field: str) -> None:
@@ -95,9 +92,9 @@ class ArrayConfig:
     def __post_init__(self) -> None:
         _positive_int(self.rows, "array.rows")
         _positive_int(self.cols, "array.cols")
-        if self.dataflow not in DATAFLOW_NAMES:
+        if self.dataflow not in tuple(DataflowName):
             raise SparsesimError(
-                f"unknown dataflow {self.dataflow!r}; expected one of {', '.join(DATAFLOW_NAMES)}",
+                f"unknown dataflow {self.dataflow!r}; expected one of {choices(DataflowName)}",
                 field="array.dataflow",
             )
 
@@ -133,19 +130,18 @@ class PeConfig:
     m: int = 4
 
     def __post_init__(self) -> None:
-        for field, value, names in (("kind", self.kind, PE_KIND_NAMES),
-                                    ("operand", self.operand, PE_OPERANDS),
-                                    ("sync", self.sync, PE_SYNCS)):
-            if value not in names:
+        for field, value, names in (("kind", self.kind, PeKind),
+                                    ("operand", self.operand, PeOperand),
+                                    ("sync", self.sync, Sync)):
+            if value not in tuple(names):
                 raise SparsesimError(f"unknown {field} {value!r}; expected one of "
-                                     f"{', '.join(names)}", field=f"pe.{field}")
+                                     f"{choices(names)}", field=f"pe.{field}")
         _positive_int(self.n, "pe.n")
         _positive_int(self.m, "pe.m")
         if self.n > self.m:
             raise SparsesimError(f"N:M needs n <= m, got {self.n}:{self.m}", field="pe.n")
 
 
-MEMORY_OPERANDS = ("a", "w", "o")
 CONV_HALOS = ("refetch", "line_buffer")
 
 
@@ -196,7 +192,7 @@ class MemoryConfig:
                                  f"{self.dram_latency_cycles!r}",
                                  field="memory.dram_latency_cycles")
         _positive_int(self.burst_bytes, "memory.burst_bytes")
-        for op in MEMORY_OPERANDS:
+        for op in (o.lower() for o in Operand):
             _number(getattr(self, f"sram_kib_{op}"), f"memory.sram_kib_{op}", positive=True,
                     finite=False)
             fmt = getattr(self, f"format_{op}")

@@ -31,8 +31,6 @@ from sparsesim.sparsity.masks import (
     LayerMasks,
     SparsityModel,
     check_masks,
-    input_channel_axis,
-    weight_shapes,
 )
 from sparsesim.memory import (
     OPERANDS,
@@ -290,7 +288,7 @@ def run(workload: Workload, arch: Arch, *, sparsity: SparsityModel | None = None
     forward: list[list[GemmOperands]] = []
     for layer, masks in layers:
         if act is not None and masks is not None and masks.inputs is not None and rows:
-            rows.append(_mask_online_row(name, layer, masks.inputs, input_channel_axis(layer),
+            rows.append(_mask_online_row(name, layer, masks.inputs, layer.input_channel_axis,
                                          act, "forward", rows[-1].cycles, arch, table))
         ops_list = gemm_operands(layer, masks)
         forward.append(ops_list if training is not None else [])
@@ -315,6 +313,6 @@ def run(workload: Workload, arch: Arch, *, sparsity: SparsityModel | None = None
                 rows.append(run_gemm(dx_ops, network=name, op=layer.op, arch=arch, table=table))
                 producer = rows[-1].cycles
             rows.append(run_gemm(dw_ops, network=name, op=layer.op, arch=arch, table=table))
-        if weight_shapes(layer):
+        if layer.weight_shapes():
             rows.append(_update_row(name, layer, masks, training, arch, table))
     return rows

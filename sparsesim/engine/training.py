@@ -35,7 +35,7 @@ import numpy as np
 from sparsesim.errors import SparsesimError
 from sparsesim.workload.layers import Layer
 from sparsesim.mapping.lower import ConvView, Gemm, GemmOperands, Im2col, OperandKind
-from sparsesim.sparsity.masks import LayerMasks, exact_density_mask, nm_mask, weight_shapes
+from sparsesim.sparsity.masks import LayerMasks, exact_density_mask, nm_mask
 from sparsesim.units import ceil_div
 
 GRADIENT_STRUCTURES = ("unstructured", "row", "channel", "nm")
@@ -171,7 +171,7 @@ def update_cost(layer: Layer, masks: LayerMasks | None, training: Training, *, w
 
     Pruned weights stay zero and are not updated (their masks are fixed during the step).
     """
-    shapes = weight_shapes(layer)
+    shapes = layer.weight_shapes()
     weights = masks.weights if masks is not None else {}
     kept = sum(int(np.count_nonzero(weights[name])) if name in weights else math.prod(shape)
                for name, shape in shapes.items())

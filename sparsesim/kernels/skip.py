@@ -17,7 +17,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-SYNC_CODES = {"pe": 0, "row": 1, "col": 2, "wavefront": 3}
+from sparsesim.names import Sync, check_complete
+
+SYNC_CODES = {Sync.PE: 0, Sync.ROW: 1, Sync.COL: 2, Sync.WAVEFRONT: 3}  # the kernels' codes
+check_complete(SYNC_CODES, Sync, "sync code")
 
 
 def pack_rows(mask: np.ndarray) -> np.ndarray:

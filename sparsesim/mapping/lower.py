@@ -17,16 +17,20 @@ A partial fold costs a full fold: the skewed wavefront crosses the whole physica
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import lru_cache
+from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from sparsesim.workload.layers import Attention, Conv2d, Layer, Linear, MatMul
+from sparsesim.errors import SparsesimError
+from sparsesim.workload.layers import LAYER_TYPES, Attention, Conv2d, Layer, Linear, MatMul
 from sparsesim.sparsity.masks import LayerMasks
+from sparsesim.names import DataflowName, check_complete
 from sparsesim.units import ceil_div
 
 
@@ -68,7 +72,7 @@ class Gemm:
 class Dataflow:
     """A mapping of GEMM axes onto the array: rows, columns, and the stream (time)."""
 
-    name: str
+    name: DataflowName
     row_axis: str
     col_axis: str
     stream_axis: str
@@ -83,14 +87,18 @@ class Dataflow:
         return rows + cols - 2 + (rows if self.preload else 0)
 
 
-DATAFLOWS: dict[str, Dataflow] = {
+DATAFLOWS: Mapping[DataflowName, Dataflow] = MappingProxyType({
     # output stationary: PE (r, c) accumulates O[m, n]; A flows right, W flows down.
-    "os": Dataflow("os", row_axis="m", col_axis="n", stream_axis="k", preload=False),
+    DataflowName.OS: Dataflow(DataflowName.OS, row_axis="m", col_axis="n", stream_axis="k",
+                              preload=False),
     # weight stationary: PE (r, c) holds W[k, n]; A flows right, partial sums flow down.
-    "ws": Dataflow("ws", row_axis="k", col_axis="n", stream_axis="m", preload=True),
+    DataflowName.WS: Dataflow(DataflowName.WS, row_axis="k", col_axis="n", stream_axis="m",
+                              preload=True),
     # input stationary: PE (r, c) holds A[m, k]; W flows right, partial sums flow down.
-    "is": Dataflow("is", row_axis="k", col_axis="m", stream_axis="n", preload=True),
-}
+    DataflowName.IS: Dataflow(DataflowName.IS, row_axis="k", col_axis="m", stream_axis="n",
+                              preload=True),
+})
+check_complete(DATAFLOWS, DataflowName, "dataflow")
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +138,7 @@ class FoldPlan:
 
 
 def plan(gemm: Gemm, dataflow: str | Dataflow, rows: int, cols: int) -> FoldPlan:
-    df = DATAFLOWS[dataflow] if isinstance(dataflow, str) else dataflow
+    df = DATAFLOWS[DataflowName(dataflow)] if isinstance(dataflow, str) else dataflow
     return FoldPlan(gemm, df, rows, cols)
 
 
@@ -165,19 +173,6 @@ def _lower_attention(layer: Attention) -> list[Gemm]:
         Gemm(layer.name, "pv", m=layer.l, k=layer.keys, n=d, count=heads, w_kind=act),
         Gemm(layer.name, "o", m=tokens, k=layer.inner, n=e),
     ]
-
-
-_LOWERINGS: dict[type, Callable[..., list[Gemm]]] = {
-    Conv2d: _lower_conv,
-    Linear: _lower_linear,
-    MatMul: _lower_matmul,
-    Attention: _lower_attention,
-}
-
-
-def lower(layer: Layer) -> list[Gemm]:
-    """The GEMMs a layer runs, in execution order."""
-    return _LOWERINGS[type(layer)](layer)
 
 
 # --- operand masks of the lowered GEMMs ---------------------------------------------------------
@@ -314,30 +309,70 @@ def _causal_probabilities(layer: Attention) -> np.ndarray:
     return np.arange(layer.keys)[None, :] <= queries
 
 
+def _conv_operands(layer: Conv2d, gemms: list[Gemm], m: LayerMasks) -> list[GemmOperands]:
+    [g] = gemms
+    a = None if m.inputs is None else _im2col(m.inputs, layer)
+    w = None
+    if "w" in m.weights:
+        mg = layer.m // layer.groups
+        w = m.weights["w"].reshape(layer.groups, mg, g.k).transpose(0, 2, 1)
+    return [GemmOperands(g, a, w, ConvView(Im2col(layer, m.inputs)))]
+
+
+def _linear_operands(layer: Linear, gemms: list[Gemm], m: LayerMasks) -> list[GemmOperands]:
+    [g] = gemms
+    return [GemmOperands(g, m.inputs, None if "w" not in m.weights else m.weights["w"].T)]
+
+
+def _matmul_operands(layer: MatMul, gemms: list[Gemm], m: LayerMasks) -> list[GemmOperands]:
+    [g] = gemms
+    return [GemmOperands(g, m.inputs, m.weights.get("w"))]
+
+
+def _attention_operands(layer: Attention, gemms: list[Gemm], m: LayerMasks
+                        ) -> list[GemmOperands]:
+    wt = m.weights
+    x = None if m.inputs is None else m.inputs.reshape(layer.b * layer.l, layer.e)
+    t = {name: (None if name not in wt else wt[name].T) for name in ("q", "k", "v", "o")}
+    p = _causal_probabilities(layer) if layer.causal else None
+    ops = {"q": (x, t["q"]), "k": (x, t["k"]), "v": (x, t["v"]), "qk": (None, None),
+           "pv": (p, None), "o": (None, t["o"])}
+    return [GemmOperands(g, *ops[g.name]) for g in gemms]
+
+
+@dataclass(frozen=True, slots=True)
+class Lowering:
+    """How one layer type becomes GEMMs, and its masks the GEMMs' operand masks."""
+
+    gemms: Callable[[Any], list[Gemm]]
+    operands: Callable[[Any, list[Gemm], LayerMasks], list[GemmOperands]]
+
+
+LOWERINGS: Mapping[type, Lowering] = MappingProxyType({
+    Conv2d: Lowering(_lower_conv, _conv_operands),
+    Linear: Lowering(_lower_linear, _linear_operands),
+    MatMul: Lowering(_lower_matmul, _matmul_operands),
+    Attention: Lowering(_lower_attention, _attention_operands),
+})
+if set(LOWERINGS) != set(LAYER_TYPES.values()):  # a layer type without its lowering
+    raise RuntimeError(f"lowerings {sorted(t.__name__ for t in LOWERINGS)} do not match the "
+                       f"layer types {sorted(LAYER_TYPES)}")
+
+
+def _lowering(layer: Layer) -> Lowering:
+    try:
+        return LOWERINGS[type(layer)]
+    except KeyError:
+        raise SparsesimError(f"no lowering for layer type {type(layer).__name__!r}",
+                             layer=getattr(layer, "name", None)) from None
+
+
+def lower(layer: Layer) -> list[Gemm]:
+    """The GEMMs a layer runs, in execution order."""
+    return _lowering(layer).gemms(layer)
+
+
 def gemm_operands(layer: Layer, masks: LayerMasks | None) -> list[GemmOperands]:
     """The lowered GEMMs of ``layer`` with their operand masks (``None`` masks: all dense)."""
-    gemms = lower(layer)
-    m = masks or LayerMasks()
-    wt = m.weights
-    if isinstance(layer, Conv2d):
-        [g] = gemms
-        a = None if m.inputs is None else _im2col(m.inputs, layer)
-        w = None
-        if "w" in wt:
-            mg = layer.m // layer.groups
-            w = wt["w"].reshape(layer.groups, mg, g.k).transpose(0, 2, 1)
-        return [GemmOperands(g, a, w, ConvView(Im2col(layer, m.inputs)))]
-    if isinstance(layer, Linear):
-        [g] = gemms
-        return [GemmOperands(g, m.inputs, None if "w" not in wt else wt["w"].T)]
-    if isinstance(layer, MatMul):
-        [g] = gemms
-        return [GemmOperands(g, m.inputs, wt.get("w"))]
-    if isinstance(layer, Attention):
-        x = None if m.inputs is None else m.inputs.reshape(layer.b * layer.l, layer.e)
-        t = {name: (None if name not in wt else wt[name].T) for name in ("q", "k", "v", "o")}
-        p = _causal_probabilities(layer) if layer.causal else None
-        ops = {"q": (x, t["q"]), "k": (x, t["k"]), "v": (x, t["v"]), "qk": (None, None),
-               "pv": (p, None), "o": (None, t["o"])}
-        return [GemmOperands(g, *ops[g.name]) for g in gemms]
-    raise TypeError(f"unknown layer type {type(layer).__name__}")
+    lowering = _lowering(layer)
+    return lowering.operands(layer, lowering.gemms(layer), masks or LayerMasks())

@@ -18,8 +18,9 @@ Effectual MACs are the products with both operands non-zero — ``Σ_k nnz(A[:, 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 
 import numpy as np
 
@@ -27,6 +28,7 @@ from sparsesim.arch.config import Arch, PeConfig
 from sparsesim.errors import SparsesimError
 from sparsesim.kernels.skip import fold_steps
 from sparsesim.mapping.lower import DATAFLOWS, Dataflow, FoldPlan, GemmOperands, OperandKind, plan
+from sparsesim.names import DataflowName, PeKind, check_complete
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +129,7 @@ def _skip(ops: GemmOperands, arch: Arch) -> ComputeResult:
     if ops.a is None and ops.w is None:
         return _dense(ops, arch)
     a_cfg = arch.array
-    df = DATAFLOWS[a_cfg.dataflow]
+    df = DATAFLOWS[DataflowName(a_cfg.dataflow)]
     g = ops.gemm
     p = plan(g, df, a_cfg.rows, a_cfg.cols)
     instances = 1 if ops.shared else g.count
@@ -204,14 +206,23 @@ def _nm(ops: GemmOperands, arch: Arch) -> ComputeResult:
                          issued_macs=compressed.dense_macs)
 
 
-PE_KINDS: dict[str, Callable[[GemmOperands, Arch], ComputeResult]] = {
-    "dense": _dense,
-    "gate": _gate,
-    "skip": _skip,
-    "nm": _nm,
-}
+@dataclass(frozen=True, slots=True)
+class PeKindSpec:
+    """One PE kind: its compute rule, and how a result table's title names the PEs."""
+
+    compute: Callable[[GemmOperands, Arch], ComputeResult]
+    title: Callable[[PeConfig], str]
+
+
+PE_KINDS: Mapping[PeKind, PeKindSpec] = MappingProxyType({
+    PeKind.DENSE: PeKindSpec(_dense, lambda pe: "dense PEs"),
+    PeKind.GATE: PeKindSpec(_gate, lambda pe: f"gating PEs ({pe.operand})"),
+    PeKind.SKIP: PeKindSpec(_skip, lambda pe: f"skipping PEs ({pe.operand} zeros, {pe.sync} sync)"),
+    PeKind.NM: PeKindSpec(_nm, lambda pe: f"{pe.n}:{pe.m} PEs"),
+})
+check_complete(PE_KINDS, PeKind, "PE kind")
 
 
 def compute(ops: GemmOperands, arch: Arch) -> ComputeResult:
     """Compute cycles and effectual work of one GEMM (all instances) on ``arch``."""
-    return PE_KINDS[arch.pe.kind](ops, arch)
+    return PE_KINDS[PeKind(arch.pe.kind)].compute(ops, arch)

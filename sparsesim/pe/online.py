@@ -42,22 +42,20 @@ from dataclasses import dataclass
 
 from sparsesim.arch.config import OnlineConfig
 from sparsesim.errors import SparsesimError
+from sparsesim.names import OnlineKind, choices
 from sparsesim.units import ceil_div
-
-ONLINE_KINDS = ("threshold", "dynamic", "topk", "nm")
-
 
 @dataclass(frozen=True, slots=True)
 class OnlinePrune:
-    """What the unit does to a tensor: ``kind`` (one of :data:`ONLINE_KINDS`), ``nm`` for N:M."""
+    """What the unit does to a tensor: ``kind`` (an :class:`~sparsesim.names.OnlineKind`), ``nm`` for N:M."""
 
     kind: str
     nm: tuple[int, int] = (2, 4)
 
     def __post_init__(self) -> None:
-        if self.kind not in ONLINE_KINDS:
+        if self.kind not in tuple(OnlineKind):
             raise SparsesimError(f"unknown online pruning {self.kind!r}; expected one of "
-                                 f"{', '.join(ONLINE_KINDS)}", field="act_prune")
+                                 f"{choices(OnlineKind)}", field="act_prune")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +85,9 @@ def online_cost(kind: str, *, rows: int, row_len: int, unit: OnlineConfig,
 
     ``keep`` is top-k's k per row; ``nm`` is (N, M) for N:M selection along the row.
     """
-    if kind not in ONLINE_KINDS:
+    if kind not in tuple(OnlineKind):
         raise SparsesimError(f"unknown online pruning {kind!r}; expected one of "
-                             f"{', '.join(ONLINE_KINDS)}", field="act_prune")
+                             f"{choices(OnlineKind)}", field="act_prune")
     elements = rows * row_len
     stream = ceil_div(elements, unit.lanes)
     if kind == "threshold":

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sparsesim.mapping.lower import DATAFLOWS, Dataflow
+from sparsesim.names import DataflowName, Sync
 from sparsesim.units import ceil_div
 
 Token = tuple[float, int]  # (value, stream index t)
@@ -164,7 +165,7 @@ def _run_preloaded(fold: _Fold, rows: int, cols: int, t_len: int, out: np.ndarra
 def run_reference(a: np.ndarray, w: np.ndarray, dataflow: str, rows: int, cols: int
                   ) -> ReferenceRun:
     """Run ``O = a @ w`` on a ``rows × cols`` array, fold by fold (column folds outer)."""
-    df = DATAFLOWS[dataflow]
+    df = DATAFLOWS[DataflowName(dataflow)]
     if a.ndim != 2 or w.ndim != 2 or a.shape[1] != w.shape[0]:
         raise ValueError(f"shapes {a.shape} and {w.shape} do not form a GEMM")
     extent = {"m": a.shape[0], "k": a.shape[1], "n": w.shape[1]}
@@ -184,8 +185,8 @@ def run_reference(a: np.ndarray, w: np.ndarray, dataflow: str, rows: int, cols: 
 
 def _groups(rows: int, cols: int, sync: str) -> dict[tuple[int, int], tuple[int, int]]:
     """PE (r, c) → the id of its synchronisation group."""
-    key = {"pe": lambda r, c: (r, c), "row": lambda r, c: (r, -1),
-           "col": lambda r, c: (-1, c), "wavefront": lambda r, c: (-1, -1)}[sync]
+    key = {Sync.PE: lambda r, c: (r, c), Sync.ROW: lambda r, c: (r, -1),
+           Sync.COL: lambda r, c: (-1, c), Sync.WAVEFRONT: lambda r, c: (-1, -1)}[Sync(sync)]
     return {(r, c): key(r, c) for r in range(rows) for c in range(cols)}
 
 
@@ -201,7 +202,7 @@ def run_skip_reference(a: np.ndarray, w: np.ndarray, dataflow: str, rows: int, c
     dense fill/drain (and preload). The output is accumulated on the way and must be ``a @ w``
     on the effectual products, which equals ``a @ w`` whenever skipped products are zero.
     """
-    df = DATAFLOWS[dataflow]
+    df = DATAFLOWS[DataflowName(dataflow)]
     extent = {"m": a.shape[0], "k": a.shape[1], "n": w.shape[1]}
     sr, sc, t_len = extent[df.row_axis], extent[df.col_axis], extent[df.stream_axis]
     out = np.zeros((extent["m"], extent["n"]))

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sparsesim.errors import SparsesimError
+from sparsesim.names import OnlineKind, choices
 from sparsesim.prune.select import lowest, nm_keep, prune_count
 
 
@@ -62,9 +63,6 @@ def nm_activation_mask(x: np.ndarray, n: int, m: int, axis: int = -1) -> np.ndar
     return _back(nm_keep(rows, n, m), shape, axis)
 
 
-ACT_KINDS = ("threshold", "dynamic", "topk", "nm")
-
-
 @dataclass(frozen=True, slots=True)
 class ActPrune:
     """Activation pruning imposed before each pruned layer: ``kind`` with its parameter.
@@ -78,9 +76,9 @@ class ActPrune:
     nm: tuple[int, int] = (2, 4)
 
     def __post_init__(self) -> None:
-        if self.kind not in ACT_KINDS:
+        if self.kind not in tuple(OnlineKind):
             raise SparsesimError(f"unknown activation pruning {self.kind!r}; expected one of "
-                                 f"{', '.join(ACT_KINDS)}", field="act_prune")
+                                 f"{choices(OnlineKind)}", field="act_prune")
         if self.kind in ("dynamic", "topk") and not 0 <= self.value < 1:
             raise SparsesimError(f"amount must be in [0, 1), got {self.value}",
                                  field="act_prune")

@@ -22,10 +22,10 @@ import numpy as np
 
 from sparsesim.errors import SparsesimError
 from sparsesim.workload.layers import Attention, Layer
-from sparsesim.sparsity.masks import ActivationModel, LayerMasks, input_channel_axis, input_shape
+from sparsesim.sparsity.masks import ActivationModel, LayerMasks
 from sparsesim.prune.criteria import LayerStats, score
 from sparsesim.prune.select import keep_masks
-from sparsesim.prune.spec import PruneSpec
+from sparsesim.prune.spec import WEIGHT_GRANULARITIES, PruneSpec
 from sparsesim.prune.structure import prune_heads, prune_kv, prune_tokens
 from sparsesim.prune.synthetic import Weights, synthetic_weights
 from sparsesim.sparsity.trace import Trace
@@ -90,7 +90,7 @@ def prune_workload(
     layers_meta: dict[str, dict[str, Any]] = {}
     masks: Masks = {}
     shaped = workload
-    if spec.granularity in ("unstructured", "nm", "filter", "channel", "block"):
+    if spec.granularity in WEIGHT_GRANULARITIES:
         scores = score_weights(workload, spec, weights, stats)
         masks = weight_masks(workload, spec, scores, prior)
     elif spec.granularity == "head":
@@ -113,7 +113,7 @@ def prune_workload(
     for layer in shaped.layers:
         w = {t: m for t, m in masks.get(layer.name, {}).items()}
         inputs = None if act_masks is None else act_masks.get(layer.name)
-        if inputs is not None and inputs.shape != input_shape(layer):
+        if inputs is not None and inputs.shape != layer.input_shape:
             # The layer shrank (tokens, channels): keep its measured per-channel densities.
             models.setdefault(layer.name, _density_model(inputs, layer, spec.seed))
             inputs = None
@@ -145,9 +145,9 @@ def prune_workload(
 
 def _density_model(mask: np.ndarray, layer: Layer, seed: int) -> ActivationModel:
     """Per-channel densities of a measured mask, re-drawn for the layer's new shape."""
-    axis = input_channel_axis(layer) % mask.ndim
+    axis = layer.input_channel_axis % mask.ndim
     per = np.moveaxis(mask, axis, -1).reshape(-1, mask.shape[axis]).mean(axis=0)
-    n_in = input_shape(layer)[input_channel_axis(layer) % len(input_shape(layer))]
+    n_in = layer.input_shape[layer.input_channel_axis % len(layer.input_shape)]
     channels = tuple(float(d) for d in per) if per.size == n_in else None
     return ActivationModel(float(mask.mean()), channels, seed)
 

@@ -27,29 +27,34 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from sparsesim.workload.layers import Conv2d, Layer, MatMul
+from sparsesim.workload.layers import Layer
 from sparsesim.prune.spec import PruneSpec
 
 Entry = tuple[Layer, str, np.ndarray]
 
 
+def _k_last(layer: Layer, tensor: str, ndim: int) -> list[int]:
+    """The tensor's axes with its reduction (K) axes last, in K's order."""
+    k_axes = layer.reduction_axes(tensor)
+    return [i for i in range(ndim) if i not in k_axes] + list(k_axes)
+
+
 def gemm_view(layer: Layer, tensor: str, a: np.ndarray) -> np.ndarray:
     """``a`` (a weight-shaped array) as ``[out, K]``, K in the lowering's order."""
-    if isinstance(layer, MatMul):
-        return a.T
-    return a.reshape(a.shape[0], -1)
+    order = _k_last(layer, tensor, a.ndim)
+    k = math.prod(a.shape[i] for i in layer.reduction_axes(tensor))
+    return a.transpose(order).reshape(-1, k)
 
 
-def from_view(layer: Layer, v: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+def from_view(layer: Layer, tensor: str, v: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Inverse of :func:`gemm_view`."""
-    if isinstance(layer, MatMul):
-        return np.ascontiguousarray(v.T)
-    return v.reshape(shape)
+    order = _k_last(layer, tensor, len(shape))
+    return np.ascontiguousarray(v.reshape([shape[i] for i in order]).transpose(np.argsort(order)))
 
 
 def channel_width(layer: Layer) -> int:
     """How many consecutive K columns one input channel spans."""
-    return layer.r * layer.s if isinstance(layer, Conv2d) else 1
+    return layer.k_per_channel
 
 
 def lowest(scores: np.ndarray, count: int) -> np.ndarray:
@@ -164,18 +169,18 @@ def keep_masks(entries: Sequence[Entry], spec: PruneSpec,
         views.append(v)
     if spec.granularity == "nm":
         n, m = spec.nm
-        return [from_view(layer, nm_keep(v, n, m), s.shape)
-                for (layer, _, s), v in zip(entries, views)]
+        return [from_view(layer, tensor, nm_keep(v, n, m), s.shape)
+                for (layer, tensor, s), v in zip(entries, views)]
     if spec.compare == "row":
-        return [from_view(layer, _row_keep(v, spec.sparsity), s.shape)
-                for (layer, _, s), v in zip(entries, views)]
+        return [from_view(layer, tensor, _row_keep(v, spec.sparsity), s.shape)
+                for (layer, tensor, s), v in zip(entries, views)]
     units = [_units(v, spec, layer) for (layer, _, _), v in zip(entries, views)]
     if spec.scope == "layer":
         pruned = [lowest(u, prune_count(spec.sparsity, u.size)) for u, _ in units]
     else:
         pruned = _global(units, spec)
-    return [from_view(layer, ~_expand(p, v.shape, spec, layer), s.shape)
-            for (layer, _, s), v, p in zip(entries, views, pruned)]
+    return [from_view(layer, tensor, ~_expand(p, v.shape, spec, layer), s.shape)
+            for (layer, tensor, s), v, p in zip(entries, views, pruned)]
 
 
 def _global(units: list[tuple[np.ndarray, np.ndarray]], spec: PruneSpec) -> list[np.ndarray]:

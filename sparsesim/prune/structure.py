@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any
 
 import numpy as np
 
@@ -214,34 +213,26 @@ def slim_workload(workload: Workload, kept: Mapping[str, np.ndarray],
 
     def cut_inputs(name: str, channels: int, keep: int) -> None:
         layer = new[name]
-        if isinstance(layer, Conv2d) and layer.groups == 1:
-            new[name] = replace(layer, c=keep)
-        elif isinstance(layer, Conv2d) and layer.groups == layer.c == layer.m:
-            new[name] = replace(layer, c=keep, m=keep, groups=keep)  # depthwise passes it on
-            for nxt in consumers.get(name, ()):
-                cut_inputs(nxt, channels, keep)
-        elif isinstance(layer, Linear) and layer.in_features % channels == 0:
-            new[name] = replace(layer, in_features=layer.in_features // channels * keep)
-        else:
+        try:
+            new[name], passes_on = layer.with_in_channels(channels, keep)
+        except SparsesimError:
             raise SparsesimError(f"cannot cascade a cut of {channels} → {keep} channels into "
                                  f"this {layer.op}", file=workload.file, layer=name,
-                                 field="consumers")
+                                 field="consumers") from None
+        if passes_on:  # a depthwise conv loses the same channels and passes the cut on
+            for nxt in consumers.get(name, ()):
+                cut_inputs(nxt, channels, keep)
         info.setdefault(name, {})["in_channels_kept"] = keep
 
     for name, keep in kept.items():
         if name not in by_name:
             raise SparsesimError("no such layer", file=workload.file, layer=name)
         layer = by_name[name]
-        current: Any = new[name]
-        if isinstance(layer, Conv2d) and layer.groups == 1:
-            total = layer.m
-            new[name] = replace(current, m=len(keep))
-        elif isinstance(layer, Linear):
-            total = layer.out_features
-            new[name] = replace(current, out_features=len(keep))
-        else:
+        total = layer.out_channels
+        if total is None or not layer.cuts_outputs:
             raise SparsesimError("slimming cuts the outputs of a plain conv or linear",
                                  file=workload.file, layer=name, field="gammas")
+        new[name] = new[name].with_out_channels(len(keep))
         info.setdefault(name, {}).update({"channels": total, "channels_kept": len(keep)})
         for consumer in consumers.get(name, ()):
             cut_inputs(consumer, total, len(keep))

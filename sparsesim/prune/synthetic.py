@@ -16,7 +16,6 @@ import math
 
 import numpy as np
 
-from sparsesim.sparsity.masks import reduction_axis, weight_shapes
 from sparsesim.prune.spec import DISTRIBUTIONS
 from sparsesim.workload.network import Workload
 
@@ -25,18 +24,18 @@ Weights = dict[str, dict[str, np.ndarray]]
 
 def synthetic_weights(workload: Workload, *, distribution: str = "normal",
                       seed: int = 0) -> Weights:
-    """``{layer: {tensor: float32 array}}`` in the layouts of ``masks.weight_shapes``."""
+    """``{layer: {tensor: float32 array}}`` in the layouts of ``Layer.weight_shapes``."""
     if distribution not in DISTRIBUTIONS:
         raise ValueError(f"unknown distribution {distribution!r}")
     out: Weights = {}
     for index, layer in enumerate(workload.layers):
-        shapes = weight_shapes(layer)
+        shapes = layer.weight_shapes()
         if not shapes:
             continue
         rng = np.random.default_rng([seed, index])
         tensors = {}
         for name, shape in shapes.items():
-            fan_in = math.prod(shape[a] for a in reduction_axis(layer, name))
+            fan_in = math.prod(shape[a] for a in layer.reduction_axes(name))
             std = math.sqrt(2.0 / fan_in)
             if distribution == "normal":
                 w = rng.standard_normal(shape, dtype=np.float32)

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from sparsesim.errors import SparsesimError
-from sparsesim.workload.layers import Attention, Conv2d, Layer, Linear, MatMul
+from sparsesim.names import OnlineKind
+from sparsesim.workload.layers import Attention, Layer
 
 
 @dataclass(frozen=True)
@@ -33,51 +34,9 @@ class LayerMasks:
     inputs: np.ndarray | None = None
 
 
-def weight_shapes(layer: Layer) -> dict[str, tuple[int, ...]]:
-    """The weight tensors of a layer and their shapes (PyTorch layout)."""
-    if isinstance(layer, Conv2d):
-        return {"w": (layer.m, layer.c // layer.groups, layer.r, layer.s)}
-    if isinstance(layer, Linear):
-        return {"w": (layer.out_features, layer.in_features)}
-    if isinstance(layer, Attention):
-        inner, e_kv = layer.active_heads * layer.head_dim, layer.active_kv_heads * layer.head_dim
-        return {"q": (inner, layer.e), "k": (e_kv, layer.e), "v": (e_kv, layer.e),
-                "o": (layer.e, inner)}
-    if isinstance(layer, MatMul):
-        return {"w": (layer.k, layer.n)} if layer.weights_operand else {}
-    raise TypeError(f"unknown layer type {type(layer).__name__}")
-
-
-def reduction_axis(layer: Layer, tensor: str) -> tuple[int, ...]:
-    """The axes of a weight tensor that the GEMM reduces over (K), in K's order."""
-    if isinstance(layer, Conv2d):
-        return (1, 2, 3)
-    if isinstance(layer, MatMul):
-        return (0,)
-    return (1,)
-
-
-def input_shape(layer: Layer) -> tuple[int, ...]:
-    """Shape of a layer's input activation tensor."""
-    if isinstance(layer, Conv2d):
-        return (layer.n, layer.c, layer.h, layer.w)
-    if isinstance(layer, Linear):
-        return (layer.tokens, layer.in_features)
-    if isinstance(layer, Attention):
-        return (layer.b, layer.l, layer.e)
-    if isinstance(layer, MatMul):
-        return (layer.m, layer.k)
-    raise TypeError(f"unknown layer type {type(layer).__name__}")
-
-
-def input_channel_axis(layer: Layer) -> int:
-    """The axis of the input that holds channels (features): 1 for conv, last otherwise."""
-    return 1 if isinstance(layer, Conv2d) else -1
-
-
 def check_masks(layer: Layer, masks: LayerMasks, *, file: str | None = None) -> None:
     """Shapes must match the layer: a mismatch names the layer, tensor, expected and got."""
-    expected = weight_shapes(layer)
+    expected = layer.weight_shapes()
     for name, mask in masks.weights.items():
         if name not in expected:
             raise SparsesimError(f"no weight tensor {name!r}; expected {sorted(expected)}",
@@ -86,9 +45,9 @@ def check_masks(layer: Layer, masks: LayerMasks, *, file: str | None = None) -> 
             raise SparsesimError(f"mask shape {mask.shape} does not match the layer: expected "
                                  f"{expected[name]}", file=file, layer=layer.name,
                                  field=f"weights.{name}")
-    if masks.inputs is not None and masks.inputs.shape != input_shape(layer):
+    if masks.inputs is not None and masks.inputs.shape != layer.input_shape:
         raise SparsesimError(f"mask shape {masks.inputs.shape} does not match the layer: "
-                             f"expected {input_shape(layer)}", file=file, layer=layer.name,
+                             f"expected {layer.input_shape}", file=file, layer=layer.name,
                              field="inputs")
 
 
@@ -116,7 +75,7 @@ class ActivationModel:
         rng = np.random.default_rng(self.seed)
         if self.channel_densities is None:
             return bernoulli_inputs(layer, self.density, rng)
-        channels = input_shape(layer)[input_channel_axis(layer)]
+        channels = layer.input_shape[layer.input_channel_axis]
         if len(self.channel_densities) != channels:
             raise SparsesimError(
                 f"{len(self.channel_densities)} channel densities for {channels} input "
@@ -127,11 +86,11 @@ class ActivationModel:
 def bernoulli_inputs(layer: Layer, density: float | np.ndarray,
                      rng: np.random.Generator) -> np.ndarray:
     """A Bernoulli input mask of ``layer``: one density, or one per input channel."""
-    shape = input_shape(layer)
+    shape = layer.input_shape
     if np.ndim(density) == 0:
         return rng.random(shape) < density
     view = [1] * len(shape)
-    view[input_channel_axis(layer)] = shape[input_channel_axis(layer)]
+    view[layer.input_channel_axis] = shape[layer.input_channel_axis]
     return rng.random(shape) < np.reshape(density, view)
 
 
@@ -140,7 +99,7 @@ def _unit_interval(value: float, name: str) -> None:
         raise SparsesimError(f"must be in [0, 1], got {value!r}", field=name)
 
 
-ACT_PRUNE_KINDS = ("none", "threshold", "dynamic", "topk", "nm")
+ACT_PRUNE_KINDS = ("none", *OnlineKind)  # none: the zeros are there anyway (ReLU)
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,11 +190,11 @@ class SparsityModel:
         rng = np.random.default_rng([self.seed, index])
         if self.weight_nm is not None:
             n, m = self.weight_nm
-            weights = {name: nm_mask(shape, n, m, reduction_axis(layer, name), rng)
-                       for name, shape in weight_shapes(layer).items()}
+            weights = {name: nm_mask(shape, n, m, layer.reduction_axes(name), rng)
+                       for name, shape in layer.weight_shapes().items()}
         else:
             weights = {name: exact_density_mask(shape, self.weight_density, rng)
-                       for name, shape in weight_shapes(layer).items()}
+                       for name, shape in layer.weight_shapes().items()}
         inputs = None
         if self.act_keep < 1 and not (index == 0 and self.dense_first_input):
             inputs = self._activations(layer, rng)
@@ -248,8 +207,8 @@ class SparsityModel:
 
     def _activations(self, layer: Layer, rng: np.random.Generator) -> np.ndarray:
         d = self.act_density
-        shape = input_shape(layer)
-        axis = input_channel_axis(layer) % len(shape)
+        shape = layer.input_shape
+        axis = layer.input_channel_axis % len(shape)
         if self.act_prune == "nm":
             assert self.act_nm is not None
             return nm_mask(shape, *self.act_nm, (axis,), rng)
@@ -260,7 +219,7 @@ class SparsityModel:
             return exact_density_mask(shape, d, rng)
         if self.act_channel_std > 0:
             kappa = d * (1 - d) / self.act_channel_std**2 - 1
-            channels = input_shape(layer)[input_channel_axis(layer)]
+            channels = layer.input_shape[layer.input_channel_axis]
             return bernoulli_inputs(layer, rng.beta(d * kappa, (1 - d) * kappa, size=channels),
                                     rng)
         return bernoulli_inputs(layer, d, rng)

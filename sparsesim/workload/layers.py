@@ -1,8 +1,13 @@
 """Layer shapes: what a network asks of the hardware, before any mapping.
 
-Each layer knows its dense MAC count by the closed forms of DESIGN.md §2, its parameter count
-and its storage in bits. How it becomes GEMMs is the lowering's business (``lower.py``); the
-tests check that the lowered GEMMs add up to these closed forms.
+Each layer type answers its own questions (the :class:`LayerShape` protocol): its dense MAC
+count by the closed forms of DESIGN.md §2, parameter count and storage in bits; the shapes of
+its weight tensors and which of their axes the GEMM reduces over (K); its input tensor's shape,
+channel axis and batch; and how a cut of channels acts on it (filter pruning, slimming,
+dynamic gating). Code elsewhere asks the layer, never ``isinstance``. How it becomes GEMMs is
+the lowering's business (:mod:`sparsesim.mapping.lower`, one registry keyed by layer type); the
+tests check that the lowered GEMMs add up to these closed forms. Adding a layer type means a
+class here (with the protocol's members) and its lowering there.
 
 Dimension names follow the accelerator literature (Eyeriss, SCALE-Sim): a convolution has
 ``n`` images of ``c`` channels of ``h × w`` pixels, ``m`` filters of ``r × s`` taps, and an
@@ -11,8 +16,8 @@ Dimension names follow the accelerator literature (Eyeriss, SCALE-Sim): a convol
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import ClassVar, Union
+from dataclasses import dataclass, fields, replace
+from typing import ClassVar, Protocol, Union
 
 from sparsesim.errors import SparsesimError
 
@@ -42,6 +47,49 @@ def _check_flags(layer: str, **values: bool) -> None:
     for field, value in values.items():
         if not isinstance(value, bool):
             raise SparsesimError(f"must be true or false, got {value!r}", layer=layer, field=field)
+
+
+class LayerShape(Protocol):
+    """What every layer type answers (shapes in PyTorch's layout; counts are elements).
+
+    ``out_channels``/``in_channels`` are the channels a cut acts on (``None``: this type's
+    outputs/inputs are not channels a producer's cut removes). ``cuts_outputs``: whether
+    filter pruning, slimming and dynamic gating may cut its output channels.
+    """
+
+    name: str
+    op: ClassVar[str]
+    input_channel_axis: ClassVar[int]
+
+    @property
+    def dense_macs(self) -> int: ...
+    @property
+    def weights(self) -> int: ...
+    @property
+    def params(self) -> int: ...
+    def storage(self, a_bits: int, w_bits: int, o_bits: int) -> Storage: ...
+    def weight_shapes(self) -> dict[str, tuple[int, ...]]: ...
+    def reduction_axes(self, tensor: str) -> tuple[int, ...]: ...
+    @property
+    def input_shape(self) -> tuple[int, ...]: ...
+    @property
+    def batch(self) -> int: ...
+    def with_batch(self, batch: int) -> Layer: ...
+    @property
+    def k_per_channel(self) -> int: ...
+    @property
+    def out_channels(self) -> int | None: ...
+    @property
+    def in_channels(self) -> int | None: ...
+    @property
+    def cuts_outputs(self) -> bool: ...
+    def with_out_channels(self, keep: int) -> Layer: ...
+    def with_in_channels(self, channels: int, keep: int) -> tuple[Layer, bool]: ...
+
+
+def _no_cut(layer: Layer, what: str) -> SparsesimError:
+    return SparsesimError(f"a {layer.op} layer's {what} are not channels that can be cut",
+                          layer=layer.name, field="channels")
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +181,56 @@ class Conv2d:
             self.n * self.m * self.e * self.f * o_bits,
         )
 
+    input_channel_axis: ClassVar[int] = 1
+
+    def weight_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"w": (self.m, self.c // self.groups, self.r, self.s)}
+
+    def reduction_axes(self, tensor: str) -> tuple[int, ...]:
+        return (1, 2, 3)  # K = (c/g, r, s): the im2col window
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.n, self.c, self.h, self.w)
+
+    @property
+    def batch(self) -> int:
+        return self.n
+
+    def with_batch(self, batch: int) -> Conv2d:
+        return replace(self, n=batch)
+
+    @property
+    def k_per_channel(self) -> int:
+        """Consecutive K columns one input channel spans (its ``r·s`` taps)."""
+        return self.r * self.s
+
+    @property
+    def out_channels(self) -> int:
+        return self.m
+
+    @property
+    def in_channels(self) -> int:
+        return self.c
+
+    @property
+    def cuts_outputs(self) -> bool:
+        return self.groups == 1  # a grouped conv's filters are tied to its input groups
+
+    def with_out_channels(self, keep: int) -> Conv2d:
+        if not self.cuts_outputs:
+            raise _no_cut(self, "outputs (grouped)")
+        return replace(self, m=keep)
+
+    def with_in_channels(self, channels: int, keep: int) -> tuple[Conv2d, bool]:
+        """A plain conv reads fewer channels; a depthwise one loses the same channels of its
+        outputs too and passes the cut on (``True``)."""
+        if self.groups == 1:
+            return replace(self, c=keep), False
+        if self.groups == self.c == self.m:
+            return replace(self, c=keep, m=keep, groups=keep), True
+        raise _no_cut(self, "inputs (grouped)")
+
 
 @dataclass(frozen=True, slots=True)
 class Linear:
@@ -172,6 +270,52 @@ class Linear:
             self.tokens * self.in_features * a_bits,
             self.tokens * self.out_features * o_bits,
         )
+
+    input_channel_axis: ClassVar[int] = -1
+
+    def weight_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"w": (self.out_features, self.in_features)}
+
+    def reduction_axes(self, tensor: str) -> tuple[int, ...]:
+        return (1,)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.tokens, self.in_features)
+
+    @property
+    def batch(self) -> int:
+        """Its token rows (batch × sequence positions)."""
+        return self.tokens
+
+    def with_batch(self, batch: int) -> Linear:
+        return replace(self, tokens=batch)
+
+    @property
+    def k_per_channel(self) -> int:
+        return 1
+
+    @property
+    def out_channels(self) -> int:
+        return self.out_features
+
+    @property
+    def in_channels(self) -> int:
+        return self.in_features
+
+    @property
+    def cuts_outputs(self) -> bool:
+        return True
+
+    def with_out_channels(self, keep: int) -> Linear:
+        return replace(self, out_features=keep)
+
+    def with_in_channels(self, channels: int, keep: int) -> tuple[Linear, bool]:
+        """After a flatten, each of the producer's ``channels`` feeds ``in_features /
+        channels`` features: a cut to ``keep`` channels keeps that many groups of them."""
+        if self.in_features % channels:
+            raise _no_cut(self, "inputs (not a whole number per channel)")
+        return replace(self, in_features=self.in_features // channels * keep), False
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +422,49 @@ class Attention:
             self.b * self.l * self.e * o_bits,
         )
 
+    input_channel_axis: ClassVar[int] = -1
+
+    def weight_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Q, K, V (``[out, e]``) and O (``[e, inner]``), kept heads only."""
+        return {"q": (self.inner, self.e), "k": (self.e_kv, self.e), "v": (self.e_kv, self.e),
+                "o": (self.e, self.inner)}
+
+    def reduction_axes(self, tensor: str) -> tuple[int, ...]:
+        return (1,)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.b, self.l, self.e)
+
+    @property
+    def batch(self) -> int:
+        return self.b
+
+    def with_batch(self, batch: int) -> Attention:
+        return replace(self, b=batch)
+
+    @property
+    def k_per_channel(self) -> int:
+        return 1
+
+    @property
+    def out_channels(self) -> None:
+        return None
+
+    @property
+    def in_channels(self) -> None:
+        return None
+
+    @property
+    def cuts_outputs(self) -> bool:
+        return False  # heads, tokens and KV entries are its structured cuts
+
+    def with_out_channels(self, keep: int) -> Attention:
+        raise _no_cut(self, "outputs")
+
+    def with_in_channels(self, channels: int, keep: int) -> tuple[Attention, bool]:
+        raise _no_cut(self, "inputs")
+
 
 @dataclass(frozen=True, slots=True)
 class MatMul:
@@ -314,6 +501,49 @@ class MatMul:
             self.m * self.n * o_bits,
         )
 
+    input_channel_axis: ClassVar[int] = -1
+
+    def weight_shapes(self) -> dict[str, tuple[int, ...]]:
+        """B as ``[k, n]`` when it is stored weights (none when it is an activation)."""
+        return {"w": (self.k, self.n)} if self.weights_operand else {}
+
+    def reduction_axes(self, tensor: str) -> tuple[int, ...]:
+        return (0,)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.m, self.k)
+
+    @property
+    def batch(self) -> int:
+        """Its rows (the GEMM's M)."""
+        return self.m
+
+    def with_batch(self, batch: int) -> MatMul:
+        return replace(self, m=batch)
+
+    @property
+    def k_per_channel(self) -> int:
+        return 1
+
+    @property
+    def out_channels(self) -> None:
+        return None
+
+    @property
+    def in_channels(self) -> None:
+        return None
+
+    @property
+    def cuts_outputs(self) -> bool:
+        return False
+
+    def with_out_channels(self, keep: int) -> MatMul:
+        raise _no_cut(self, "outputs")
+
+    def with_in_channels(self, channels: int, keep: int) -> tuple[MatMul, bool]:
+        raise _no_cut(self, "inputs")
+
 
 Layer = Union[Conv2d, Linear, Attention, MatMul]
 
@@ -328,5 +558,6 @@ def layer_fields(op: str) -> tuple[str, ...]:
 
 
 __all__ = [
-    "Attention", "Conv2d", "LAYER_TYPES", "Layer", "Linear", "MatMul", "Storage", "layer_fields",
+    "Attention", "Conv2d", "LAYER_TYPES", "Layer", "LayerShape", "Linear", "MatMul", "Storage",
+    "layer_fields",
 ]

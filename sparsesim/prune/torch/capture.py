@@ -45,7 +45,7 @@ from torch import nn
 
 from sparsesim.errors import SparsesimError
 from sparsesim.workload.layers import Attention, Conv2d, Layer, Linear
-from sparsesim.sparsity.masks import LayerMasks, input_channel_axis
+from sparsesim.sparsity.masks import LayerMasks
 from sparsesim.prune.torch import gates
 from sparsesim.prune.activations import ActPrune
 from sparsesim.prune.criteria import LayerStats
@@ -205,7 +205,7 @@ class TorchNet:
         first = next(iter(self.bound))
 
         def pre(name: str, layer: Layer) -> Callable[..., Any]:
-            axis = input_channel_axis(layer)
+            axis = layer.input_channel_axis
             prunes = (act_prune is not None and name != first
                       and not any(fnmatch(name, p) for p in act_skip))
 
@@ -250,7 +250,7 @@ class TorchNet:
         def on_input(name: str, x: torch.Tensor) -> None:
             layer = self.bound[name].layer
             if masks:
-                cal.act_masks[name] = (x != 0).numpy().reshape(_input_shape(layer))
+                cal.act_masks[name] = (x != 0).numpy().reshape(layer.input_shape)
             if norms:
                 xf = x.detach().double()
                 if isinstance(layer, Conv2d):
@@ -627,12 +627,6 @@ def keep_ratio(received: np.ndarray, mass: float) -> float:
         need = int(np.searchsorted(np.cumsum(s), mass * total - 1e-12) + 1)
         ratios.append(min(need, row.size) / row.size)
     return float(np.mean(ratios))
-
-
-def _input_shape(layer: Layer) -> tuple[int, ...]:
-    from sparsesim.sparsity.masks import input_shape
-
-    return input_shape(layer)
 
 
 def _layer(name: str, mod: Any, shape: tuple[int, ...]) -> Layer:
