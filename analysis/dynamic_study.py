@@ -34,7 +34,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from sparsesim.arch.config import load_arch, with_overrides  # noqa: E402
-from sparsesim.dynamic import simulate_dynamic, synthetic_dynamic  # noqa: E402
+from sparsesim import simulate  # noqa: E402
+from sparsesim.engine.dynamic import synthetic_dynamic  # noqa: E402
 from sparsesim.sparsity.masks import SparsityModel  # noqa: E402
 from sparsesim.plot import draw_latency_distribution  # noqa: E402
 from sparsesim.workload.network import load_workload  # noqa: E402
@@ -81,7 +82,7 @@ def run_case(case: Case, inputs: int) -> tuple[dict[str, object], pd.DataFrame]:
     sparsity = SparsityModel(act_density=case.act_density, seed=SEED) \
         if case.act_density < 1 else None
     arch = with_overrides(load_arch("default"), ARCH)
-    r = simulate_dynamic(wl, arch, dyn, sparsity=sparsity, seed=SEED)
+    r = simulate(wl, arch, dynamic=dyn, sparsity=sparsity, dynamic_seed=SEED)
     s = r.summary.set_index("metric")
     p = r.per_input
     static_s, static_e = s.loc["seconds", "static"], s.loc["energy_pj", "static"]
@@ -151,7 +152,7 @@ def render_markdown(df: pd.DataFrame, elapsed: float, quick: bool) -> str:
         "",
         "## What the numbers assume",
         "",
-        "From `sparsesim/dynamic.py` and `sparsesim/online.py`:",
+        "From `sparsesim/engine/dynamic.py` and `sparsesim/online.py`:",
         "",
         "- **Per-input ratios** are drawn (`synthetic_dynamic`), not measured: Beta around the "
         f"mean with std {SPREAD}, independently per layer for channels and heads; tokens "

@@ -10,7 +10,8 @@ def ceil_div(a: int, b: int) -> int:
 
 def fmt_si(value: float, unit: str = "", digits: int = 3) -> str:
     """``1.82e9, 'MAC'`` → ``'1.82 GMAC'``: for tables people read, not for files."""
-    prefixes = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""))
+    prefixes: tuple[tuple[float, str], ...] = (
+        (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""))
     if unit and value != 0 and abs(value) < 1:  # small physical units: mJ, µJ, nJ, pJ
         prefixes = ((1e-3, "m"), (1e-6, "µ"), (1e-9, "n"), (1e-12, "p"))
     for scale, prefix in prefixes:

@@ -5,7 +5,7 @@ import pytest
 
 from sparsesim import simulate
 from sparsesim.arch.config import load_arch, with_overrides
-from sparsesim.dynamic import DynamicInputs, simulate_any, simulate_dynamic, synthetic_dynamic
+from sparsesim.engine.dynamic import DynamicInputs, synthetic_dynamic
 from sparsesim.errors import SparsesimError
 from sparsesim.workload.layers import Attention, Conv2d, Linear
 from sparsesim.sparsity.masks import LayerMasks, SparsityModel
@@ -27,7 +27,7 @@ ARCH = with_overrides(load_arch("default"), {"memory.ideal": True, "pe.kind": "s
 def test_keeping_everything_is_the_static_run_for_every_input():
     dyn = synthetic_dynamic(CNN, inputs=3)
     assert dyn.layers == {}
-    r = simulate_dynamic(CNN, ARCH, dyn, sparsity=SparsityModel(act_density=0.5))
+    r = simulate(CNN, ARCH, dynamic=dyn, sparsity=SparsityModel(act_density=0.5))
     static = simulate(CNN, ARCH, sparsity=SparsityModel(act_density=0.5)).totals
     assert (r.per_input["cycles"] == static["cycles"]).all()
     assert r.totals["cycles"] == static["cycles"] and r.totals["cycles_p99"] == static["cycles"]
@@ -35,7 +35,7 @@ def test_keeping_everything_is_the_static_run_for_every_input():
 
 def test_a_channel_gate_shrinks_its_layer_zeroes_the_next_input_and_costs_its_gemv():
     dyn = DynamicInputs(2, {"c1": {"channel_keep": (0.5, 0.25)}}, {"c1": "c2"})
-    r = simulate_dynamic(CNN, ARCH, dyn)
+    r = simulate(CNN, ARCH, dynamic=dyn)
     df = r.df
     for i, kept in ((0, 8), (1, 4)):
         rows = df[df.input == i].set_index(["layer", "gemm"])
@@ -55,13 +55,13 @@ def test_a_channel_gate_shrinks_its_layer_zeroes_the_next_input_and_costs_its_ge
 def test_gated_channels_stay_dense_without_a_declared_consumer():
     # across a residual add the shortcut fills the skipped channels in: no consumer, no zeros
     dyn = DynamicInputs(1, {"c1": {"channel_keep": (0.5,)}})
-    rows = simulate_dynamic(CNN, ARCH, dyn).df.set_index(["layer", "gemm"])
+    rows = simulate(CNN, ARCH, dynamic=dyn).df.set_index(["layer", "gemm"])
     assert rows.loc[("c2", "conv"), "effectual_macs"] == 64 * 9 * 16 * 32  # dense: all of it
 
 
 def test_online_activation_pruning_runs_for_every_input():
     model = SparsityModel(act_density=0.5, act_prune="topk")
-    r = simulate_dynamic(CNN, ARCH, DynamicInputs(2, {"c1": {"channel_keep": (0.5, 0.5)}}),
+    r = simulate(CNN, ARCH, dynamic=DynamicInputs(2, {"c1": {"channel_keep": (0.5, 0.5)}}),
                          sparsity=model)
     static_online = (r.static.df["gemm"] == "online_topk").sum()
     per_input = r.df[(r.df.gemm == "online_topk") & (r.df.layer != "c1")].groupby("input").size()
@@ -75,7 +75,7 @@ def test_synthetic_gates_leave_the_classifier_alone():
 
 def test_tokens_cascade_through_attention_and_the_layers_after_it():
     dyn = DynamicInputs(1, {"a1": {"token_keep": (0.5,)}, "a2": {"token_keep": (0.25,)}})
-    rows = simulate_dynamic(BERT, ARCH, dyn).df.set_index(["layer", "gemm"])
+    rows = simulate(BERT, ARCH, dynamic=dyn).df.set_index(["layer", "gemm"])
     assert rows.loc[("a1", "q"), "M"] == 8 and rows.loc[("ff1", "fc"), "M"] == 8
     assert rows.loc[("a2", "q"), "M"] == 4 and rows.loc[("ff2", "fc"), "M"] == 4
     # each pruning layer ranks the tokens still alive before it
@@ -84,7 +84,7 @@ def test_tokens_cascade_through_attention_and_the_layers_after_it():
 
 def test_the_distribution_is_over_inputs():
     dyn = synthetic_dynamic(BERT, inputs=12, token_keep=0.4, head_keep=0.6, spread=0.2, seed=3)
-    r = simulate_dynamic(BERT, ARCH, dyn)
+    r = simulate(BERT, ARCH, dynamic=dyn)
     cycles = r.per_input["cycles"].to_numpy()
     s = r.summary.set_index("metric")
     assert s.loc["cycles", "p50"] == np.percentile(cycles, 50)
@@ -98,11 +98,12 @@ def test_a_trace_carries_the_ratios(tmp_path):
     dyn = DynamicInputs(2, {"a1": {"head_keep": (0.5, 1.0)}})
     path = tmp_path / "dyn.npz"
     Trace(BERT, {}, {"dynamic": dyn.as_meta()}).save(path)
-    r = simulate_any(trace=path, arch=ARCH)
+    r = simulate(trace=path, arch=ARCH)
     heads = r.df[(r.df.layer == "a1") & (r.df.gemm == "qk")].set_index("input")["count"]
     assert heads.tolist() == [2, 4]
-    with pytest.raises(SparsesimError, match="dynamic"):
-        simulate(trace=load_trace(path), arch=ARCH)
+    # one entry point: the loaded trace object runs per input as its file does
+    again = simulate(trace=load_trace(path), arch=ARCH)
+    assert again.df.drop(columns="elapsed_s", errors="ignore").equals(r.df)
 
 
 @pytest.mark.parametrize("layers, field", [
@@ -132,7 +133,7 @@ def test_grouped_convs_and_training_are_refused():
         DynamicInputs.from_meta({"inputs": 1, "layers": {"dw": {"channel_keep": [0.5]}}}, dw)
     from sparsesim.engine.training import Training
     with pytest.raises(SparsesimError, match="training"):
-        simulate_any(BERT, ARCH, training=Training(), dynamic=synthetic_dynamic(
+        simulate(BERT, ARCH, training=Training(), dynamic=synthetic_dynamic(
             BERT, inputs=2, head_keep=0.5))
 
 
@@ -153,7 +154,7 @@ def test_a_batched_trace_runs_each_element_alone():
     inputs[0], inputs[1, :8], inputs[2, :4] = True, True, True  # 16, 8, 4 live channels
     trace = Trace(batch, {"c2": LayerMasks({}, inputs)},
                   {"dynamic": {"inputs": 3, "layers": {}, "batched": True}})
-    r = simulate_any(trace=trace, arch=ARCH)
+    r = simulate(trace=trace, arch=ARCH)
     c2 = r.df[r.df.layer == "c2"].set_index("input")
     assert (c2["M"] == 64).all()  # one image's 8 × 8 output pixels
     assert c2["effectual_macs"].tolist() == [22 * 22 * 32 * k for k in (16, 8, 4)]

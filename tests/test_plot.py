@@ -10,7 +10,7 @@ import pytest
 
 from sparsesim import simulate
 from sparsesim.arch.config import load_arch, with_overrides
-from sparsesim.dynamic import DynamicInputs, simulate_dynamic, synthetic_dynamic
+from sparsesim.engine.dynamic import DynamicInputs, synthetic_dynamic
 from sparsesim.errors import SparsesimError
 from sparsesim.formats.study import crossover_study
 from sparsesim.workload.layers import Attention, Conv2d, Linear
@@ -124,7 +124,7 @@ def training_df():
 @pytest.fixture(scope="module")
 def dynamic_run():
     dyn = synthetic_dynamic(SMALL, inputs=12, channel_keep=0.6, spread=0.15, seed=2)
-    return simulate_dynamic(SMALL, SMALL_ARCH, dyn, sparsity=SparsityModel(act_density=0.5))
+    return simulate(SMALL, SMALL_ARCH, dynamic=dyn, sparsity=SparsityModel(act_density=0.5))
 
 
 def _bar_heights(ax):
@@ -209,7 +209,7 @@ def test_latency_marks_the_percentiles_of_the_per_input_sums(dynamic_run, tmp_pa
 
 
 def test_latency_without_gates_is_one_panel_and_needs_inputs(run_df):
-    r = simulate_dynamic(SMALL, SMALL_ARCH, DynamicInputs(3, {}))
+    r = simulate(SMALL, SMALL_ARCH, dynamic=DynamicInputs(3, {}))
     fig = PLOTS["latency"](r.df)
     assert len(labelled(fig)) == 1
     with pytest.raises(SparsesimError, match="input") as err:

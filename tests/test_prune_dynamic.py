@@ -2,7 +2,7 @@
 
 The gates of ``sparsesim.prune.torch.gates`` against hand-computed cases and naive twins; the
 ratios ``TorchNet.dynamic_ratios`` measures (a small transformer, a small CNN, MiniLM) and
-the trace that carries them, which ``sparsesim.dynamic`` validates and simulates per input.
+the trace that carries them, which ``sparsesim.engine.dynamic`` validates and simulates per input.
 """
 
 from collections import OrderedDict
@@ -17,7 +17,8 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 from sparsesim.arch.config import load_arch, with_overrides  # noqa: E402
-from sparsesim.dynamic import DynamicInputs, simulate_any  # noqa: E402
+from sparsesim import simulate  # noqa: E402
+from sparsesim.engine.dynamic import DynamicInputs  # noqa: E402
 from sparsesim.errors import SparsesimError  # noqa: E402
 from sparsesim.prune import DynamicSpec, PruneSpec  # noqa: E402
 from sparsesim.prune.torch import gates  # noqa: E402
@@ -266,7 +267,7 @@ def test_the_trace_round_trips_and_simulates_a_distribution(tmp_path, make, spec
     assert loaded.meta["dynamic"] == trace.meta["dynamic"] == net.dynamic_ratios(spec)
     dyn = DynamicInputs.from_meta(loaded.meta["dynamic"], loaded.workload, file=str(path))
     assert dyn.inputs == net.inputs.shape[0]
-    r = simulate_any(trace=path, arch=ARCH)
+    r = simulate(trace=path, arch=ARCH)
     cycles = r.per_input["cycles"]
     assert len(cycles) == dyn.inputs and cycles.nunique() > 1
     ranked = r.df[r.df.gemm == "online_topk"].groupby("input")["layer"].nunique()

@@ -11,7 +11,8 @@ import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from sparsesim.dynamic import simulate_any, synthetic_dynamic
+from sparsesim.api import simulate
+from sparsesim.engine.dynamic import synthetic_dynamic
 from sparsesim.arch.config import builtin_archs, load_arch, with_overrides
 from sparsesim.errors import SparsesimError
 from sparsesim.sparsity.masks import ACT_PRUNE_KINDS, SparsityModel
@@ -96,7 +97,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         dynamic = synthetic_dynamic(base, inputs=args.dynamic, channel_keep=args.channel_keep,
                                     token_keep=args.dyn_token_keep, head_keep=args.dyn_head_keep,
                                     spread=args.dyn_spread, seed=args.seed)
-    result = simulate_any(args.workload or DEFAULT_WORKLOAD, arch, sparsity=sparsity,
+    result = simulate(args.workload or DEFAULT_WORKLOAD, arch, sparsity=sparsity,
                           trace=trace, training=_training(args), dynamic=dynamic)
     if not _print_frame(result.df, args.format):
         print(result.table())

@@ -120,9 +120,8 @@ def _sum_memory(results: list[MemoryResult], repeat: int) -> MemoryResult:
                         total("events"))
 
 
-def _simulate_memory(ops: GemmOperands, c: ComputeResult, arch: Arch) -> MemoryResult:
-    a = arch.array
-    memory_plan = plan(ops.gemm, a.dataflow, a.rows, a.cols)
+def _simulate_memory(ops: GemmOperands, memory_plan: FoldPlan, c: ComputeResult, arch: Arch
+                     ) -> MemoryResult:
     shared = ops.shared and (c.fold_cycles is None or len(c.fold_cycles) == 1)
     instances = 1 if shared else ops.gemm.count
     results = []
@@ -140,8 +139,9 @@ def run_gemm(ops: GemmOperands, *, network: str, op: str, arch: Arch,
     """One GEMM on ``arch``; ``table`` is the arch's energy table (read once per run)."""
     a = arch.array
     gemm = ops.gemm
-    c = compute(ops, arch)
-    mem = _simulate_memory(ops, c, arch)
+    fold_plan = plan(gemm, a.dataflow, a.rows, a.cols)  # built once: compute and memory share it
+    c = compute(ops, arch, fold_plan)
+    mem = _simulate_memory(ops, fold_plan, c, arch)
     assert mem.compute_cycles == c.compute_cycles, "memory ran other folds than compute"
     stall = mem.stall_cycles
     cycles = mem.cycles
@@ -258,7 +258,7 @@ def _update_row(network: str, layer: Layer, masks: LayerMasks | None, training: 
                      dram_write=u.dram_write_bytes, stall=cycles - compute)
 
 
-def _act_prune(sparsity: SparsityModel | None, trace: Trace | None) -> OnlinePrune | None:
+def act_prune(sparsity: SparsityModel | None, trace: Trace | None) -> OnlinePrune | None:
     """How activation zeros are found at run time, if they are (``None``: free ReLU zeros)."""
     if trace is not None:
         spec = trace.meta.get("act_prune")
@@ -281,10 +281,17 @@ def run(workload: Workload, arch: Arch, *, sparsity: SparsityModel | None = None
     ``training.input_gradient``.
     """
     name = trace.workload.name if trace is not None else workload.name
-    table = energy_table(arch)  # may read an override file: once, not per GEMM
-    act = _act_prune(sparsity, trace)
-    rows: list[GemmResult] = []
     layers = list(layers_with_masks(workload, sparsity=sparsity, trace=trace))
+    return run_layers(name, layers, arch, act=act_prune(sparsity, trace), training=training)
+
+
+def run_layers(name: str, layers: list[tuple[Layer, LayerMasks | None]], arch: Arch, *,
+               act: OnlinePrune | None = None, training: Training | None = None,
+               table: EnergyTable | None = None) -> list[GemmResult]:
+    """:func:`run` on layers already shaped and masked (``name``: the network's); ``act``
+    says how the online unit finds the activation zeros (``None``: they are free)."""
+    table = table or energy_table(arch)  # may read an override file: once, not per GEMM
+    rows: list[GemmResult] = []
     forward: list[list[GemmOperands]] = []
     for layer, masks in layers:
         if act is not None and masks is not None and masks.inputs is not None and rows:

@@ -172,7 +172,7 @@ def fold_steps(h: np.ndarray, other: np.ndarray, *, stationary: bool, rows: int,
     out_max = np.zeros(shape, dtype=np.int64)
     out_sum = np.zeros(shape, dtype=np.int64)
     out_groups = np.zeros(shape, dtype=np.int64)
-    code = SYNC_CODES[sync]
+    code = SYNC_CODES[Sync(sync)]
     hp = pack_rows(h)
     if stationary:
         _stationary_steps(np.ascontiguousarray(other), hp, rows, cols, code, out_max, out_sum,

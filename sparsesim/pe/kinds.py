@@ -27,8 +27,8 @@ import numpy as np
 from sparsesim.arch.config import Arch, PeConfig
 from sparsesim.errors import SparsesimError
 from sparsesim.kernels.skip import fold_steps
-from sparsesim.mapping.lower import DATAFLOWS, Dataflow, FoldPlan, GemmOperands, OperandKind, plan
-from sparsesim.names import DataflowName, PeKind, check_complete
+from sparsesim.mapping.lower import Dataflow, FoldPlan, GemmOperands, OperandKind, plan
+from sparsesim.names import PeKind, check_complete
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,17 +64,15 @@ def effectual_macs(ops: GemmOperands) -> int:
                                                                             dtype=np.int64)))
 
 
-def _dense(ops: GemmOperands, arch: Arch) -> ComputeResult:
-    a = arch.array
-    p = plan(ops.gemm, a.dataflow, a.rows, a.cols)
+def _dense(ops: GemmOperands, p: FoldPlan, arch: Arch) -> ComputeResult:
     steps = ops.gemm.count * p.folds * p.extents[2]
     return ComputeResult(p, p.compute_cycles, effectual_macs(ops), steps, float(steps),
                          issued_macs=ops.gemm.dense_macs)
 
 
-def _gate(ops: GemmOperands, arch: Arch) -> ComputeResult:
+def _gate(ops: GemmOperands, p: FoldPlan, arch: Arch) -> ComputeResult:
     """Dense timing; the products with a zero operand are clock-gated."""
-    c = _dense(ops, arch)
+    c = _dense(ops, p, arch)
     return replace(c, issued_macs=c.effectual_macs,
                    gated_macs=ops.gemm.dense_macs - c.effectual_macs)
 
@@ -125,13 +123,12 @@ def _instance_steps(a: np.ndarray, w: np.ndarray, df: Dataflow, rows: int, cols:
     return mx.T.ravel(), float((total / groups).sum())
 
 
-def _skip(ops: GemmOperands, arch: Arch) -> ComputeResult:
+def _skip(ops: GemmOperands, p: FoldPlan, arch: Arch) -> ComputeResult:
     if ops.a is None and ops.w is None:
-        return _dense(ops, arch)
+        return _dense(ops, p, arch)
     a_cfg = arch.array
-    df = DATAFLOWS[DataflowName(a_cfg.dataflow)]
+    df = p.dataflow
     g = ops.gemm
-    p = plan(g, df, a_cfg.rows, a_cfg.cols)
     instances = 1 if ops.shared else g.count
     max_steps, mean_steps = 0, 0.0
     per_fold = []
@@ -181,14 +178,14 @@ def check_nm(w: np.ndarray, n: int, m: int, *, layer: str, instance: int = 0) ->
             layer=layer, field="W")
 
 
-def _nm(ops: GemmOperands, arch: Arch) -> ComputeResult:
+def _nm(ops: GemmOperands, p: FoldPlan, arch: Arch) -> ComputeResult:
     g, pe = ops.gemm, arch.pe
     if g.w_kind is not OperandKind.WEIGHT:
-        return _dense(ops, arch)
+        return _dense(ops, p, arch)
     if g.phase != "forward" and (ops.w is None or any(
             _nm_violation(w, pe.n, pe.m) is not None
             for w in (ops.w if ops.w.ndim == 3 else [ops.w]))):
-        return _dense(ops, arch)  # backward: Wᵀ is N:M along N; the unit runs it dense
+        return _dense(ops, p, arch)  # backward: Wᵀ is N:M along N; the unit runs it dense
     if ops.w is None:
         if pe.n < pe.m:
             raise SparsesimError(
@@ -198,11 +195,10 @@ def _nm(ops: GemmOperands, arch: Arch) -> ComputeResult:
         for i in range(1 if ops.w.ndim == 2 else g.count):
             check_nm(ops.w if ops.w.ndim == 2 else ops.w[i], pe.n, pe.m, layer=g.layer,
                      instance=i)
-    a = arch.array
     compressed = replace(g, k=nm_compressed_k(g.k, pe.n, pe.m))
-    p = plan(compressed, a.dataflow, a.rows, a.cols)
-    steps = g.count * p.folds * p.extents[2]
-    return ComputeResult(p, p.compute_cycles, effectual_macs(ops), steps, float(steps),
+    pc = replace(p, gemm=compressed)  # the unit's plan: the same array on K′
+    steps = g.count * pc.folds * pc.extents[2]
+    return ComputeResult(pc, pc.compute_cycles, effectual_macs(ops), steps, float(steps),
                          issued_macs=compressed.dense_macs)
 
 
@@ -210,7 +206,7 @@ def _nm(ops: GemmOperands, arch: Arch) -> ComputeResult:
 class PeKindSpec:
     """One PE kind: its compute rule, and how a result table's title names the PEs."""
 
-    compute: Callable[[GemmOperands, Arch], ComputeResult]
+    compute: Callable[[GemmOperands, FoldPlan, Arch], ComputeResult]
     title: Callable[[PeConfig], str]
 
 
@@ -223,6 +219,9 @@ PE_KINDS: Mapping[PeKind, PeKindSpec] = MappingProxyType({
 check_complete(PE_KINDS, PeKind, "PE kind")
 
 
-def compute(ops: GemmOperands, arch: Arch) -> ComputeResult:
-    """Compute cycles and effectual work of one GEMM (all instances) on ``arch``."""
-    return PE_KINDS[PeKind(arch.pe.kind)].compute(ops, arch)
+def compute(ops: GemmOperands, arch: Arch, fold_plan: FoldPlan | None = None) -> ComputeResult:
+    """Compute cycles and effectual work of one GEMM (all instances) on ``arch``;
+    ``fold_plan`` is the GEMM's plan on the array if the caller has built it already."""
+    a = arch.array
+    p = fold_plan or plan(ops.gemm, a.dataflow, a.rows, a.cols)
+    return PE_KINDS[PeKind(arch.pe.kind)].compute(ops, p, arch)

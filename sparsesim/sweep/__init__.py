@@ -24,7 +24,7 @@ Keys: ``workload``, ``arch``, ``trace``; ``TABLE.FIELD`` of the arch (``array.ro
 ``pe.kind``, ...); ``sparsity.FIELD`` of :class:`~sparsesim.sparsity.masks.SparsityModel`;
 ``training.FIELD`` (a training step: ``optimizer``, ``state_bits``, and ``grad_density``,
 ``grad_structure``, ``grad_nm`` of the gradient model); ``dynamic.FIELD`` (seeded per-input
-pruning, :func:`~sparsesim.dynamic.synthetic_dynamic`: ``inputs``, ``channel_keep``,
+pruning, :func:`~sparsesim.engine.dynamic.synthetic_dynamic`: ``inputs``, ``channel_keep``,
 ``token_keep``, ``head_keep``, ``spread``, ``seed``). A dynamic point's totals are means
 over its inputs, with ``cycles_p50`` and ``cycles_p99`` beside them.
 
@@ -57,7 +57,8 @@ from typing import Any, TextIO
 import pandas as pd
 
 from sparsesim.arch.config import Arch, load_arch, with_overrides
-from sparsesim.dynamic import simulate_any, synthetic_dynamic
+from sparsesim.api import simulate
+from sparsesim.engine.dynamic import synthetic_dynamic
 from sparsesim.engine.inference import draw_trace
 from sparsesim.errors import SparsesimError
 from sparsesim.sparsity.masks import SparsityModel
@@ -241,8 +242,8 @@ def run_point(params: Mapping[str, Any]) -> dict[str, Any]:
         if p.dynamic is not None:
             dynamic = synthetic_dynamic(workload if p.trace is None else
                                         load_trace(p.trace).workload, **p.dynamic)
-        result = simulate_any(workload, p.arch, trace=trace, training=p.training,
-                              dynamic=dynamic)
+        result = simulate(workload, p.arch, trace=trace, training=p.training,
+                          dynamic=dynamic)
         totals = result.totals
         row.update({"network": result.workload.name, "layers": len(result.layers)})
         row.update({k: _plain(totals[k]) for k in RESULT_COLUMNS if k in totals})

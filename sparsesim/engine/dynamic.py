@@ -23,8 +23,8 @@ A trace carries them in ``meta["dynamic"] = {"inputs": N, "layers": {name: {kind
 ratios]}}, "consumers": {gated layer: the layer reading its output}, "batched": bool}``
 (``batched``: the trace's workload is the calibration batch — images ``n``, sequences
 ``b``, a linear layer's tokens — and input ``i`` runs its ``i``-th element alone);
-:func:`synthetic_dynamic` draws seeded ones. :func:`simulate_dynamic` runs the
-machine once per input and reports the distribution (mean, p50, p99), not only the mean.
+:func:`synthetic_dynamic` draws seeded ones. :func:`run_dynamic` runs the machine once per
+input (``sparsesim.simulate`` reports the distribution: mean, p50, p99, not only the mean).
 """
 
 from __future__ import annotations
@@ -32,26 +32,28 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from functools import cached_property
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from sparsesim.api import SimResult, simulate
-from sparsesim.arch.config import Arch, load_arch
+from sparsesim.arch.config import Arch
 from sparsesim.energy import EnergyTable, energy_table
-from sparsesim.engine.inference import GemmResult, layers_with_masks, online_row, run, run_gemm
+from sparsesim.engine.inference import (
+    GemmResult,
+    act_prune,
+    layers_with_masks,
+    online_row,
+    run,
+    run_gemm,
+    run_layers,
+)
 from sparsesim.errors import SparsesimError
-from sparsesim.workload.layers import Attention, Layer, Linear
 from sparsesim.mapping.lower import gemm_operands
-from sparsesim.sparsity.masks import LayerMasks, SparsityModel
 from sparsesim.pe.online import OnlinePrune
-from sparsesim.report import layer_frame, phase_frame, to_frame, totals
-from sparsesim.sparsity.trace import Trace, load_trace
-from sparsesim.engine.training import Training
-from sparsesim.units import fmt_si
-from sparsesim.workload.network import Workload, load_workload
+from sparsesim.sparsity.masks import LayerMasks, SparsityModel
+from sparsesim.sparsity.trace import Trace
+from sparsesim.workload.layers import Attention, Layer, Linear
+from sparsesim.workload.network import Workload
 
 DYNAMIC_KINDS: Mapping[str, Callable[[Layer], bool]] = {
     "channel_keep": lambda layer: layer.out_channels is not None,  # conv, linear
@@ -317,172 +319,42 @@ def _gate_rows(network: str, s: _Shaped, arch: Arch, table: EnergyTable) -> list
     return rows
 
 
-def _percentile(values: pd.Series, q: float) -> float:
-    return float(np.percentile(values.to_numpy(dtype=float), q)) if len(values) else 0.0
-
-
 @dataclass(frozen=True)
-class DynamicResult:
-    """One run per input: ``df`` has every row with its ``input``; ``per_input`` one row per
-    input (latency, energy, traffic, the gates' share); ``summary`` the distribution, beside
-    the static run per input."""
+class DynamicRun:
+    """What :func:`run_dynamic` returns: the rows of each input's run, and the static run
+    (no dynamic pruning) covering ``static_inputs`` inputs."""
 
-    workload: Workload
-    arch: Arch
-    df: pd.DataFrame
-    static: SimResult
-    trace_meta: dict[str, Any] = field(default_factory=dict)
-    static_inputs: int = 1
-    """Inputs the static run covers (a batched trace: each element alone, summed)."""
-
-    @cached_property
-    def per_input(self) -> pd.DataFrame:
-        df = self.df
-        gate = (df["op"] == "gate") | ((df["gemm"] == "online_topk")
-                                       & df["layer"].isin(self._gated_layers))
-        out = df.groupby("input").agg(cycles=("cycles", "sum"), seconds=("seconds", "sum"),
-                                      energy_pj=("energy_pj", "sum"),
-                                      effectual_macs=("effectual_macs", "sum"),
-                                      dram_bytes=("dram_read_bytes", "sum"))
-        out["dram_bytes"] += df.groupby("input")["dram_write_bytes"].sum()
-        out["gate_cycles"] = df[gate].groupby("input")["cycles"].sum()
-        out["gate_energy_pj"] = df[gate].groupby("input")["energy_pj"].sum()
-        return out.fillna(0).reset_index()
-
-    @cached_property
-    def _gated_layers(self) -> set[str]:
-        meta = self.trace_meta.get("dynamic", {}).get("layers", {})
-        return set(meta)
-
-    @cached_property
-    def summary(self) -> pd.DataFrame:
-        """Mean, p50, p99, min and max over the inputs of each per-input metric, and the
-        static run (no dynamic pruning) beside them."""
-        p = self.per_input
-        static = {k: v / self.static_inputs for k, v in totals(self.static.df).items()}
-        rows = []
-        for metric in ("cycles", "seconds", "energy_pj", "effectual_macs", "dram_bytes",
-                       "gate_cycles", "gate_energy_pj"):
-            v = p[metric]
-            special = {"dram_bytes": static["dram_read_bytes"] + static["dram_write_bytes"],
-                       "gate_cycles": 0.0, "gate_energy_pj": 0.0}
-            base = special[metric] if metric in special else static[metric]
-            rows.append({"metric": metric, "mean": float(v.mean()), "p50": _percentile(v, 50),
-                         "p99": _percentile(v, 99), "min": float(v.min()),
-                         "max": float(v.max()), "static": float(base)})
-        return pd.DataFrame(rows)
-
-    @property
-    def layers(self) -> pd.DataFrame:
-        """Per layer, the mean over inputs."""
-        frame = layer_frame(self.df)
-        inputs = self.df["input"].nunique()
-        summed = [c for c in frame.columns if frame[c].dtype.kind in "if"
-                  and c not in ("rows", "cols", "utilization")]
-        frame[summed] = frame[summed] / inputs
-        return frame
-
-    @property
-    def totals(self) -> dict[str, float]:
-        """Means over the inputs (as a static run's totals), plus ``cycles_p50``,
-        ``cycles_p99`` and ``inputs``."""
-        out = {k: v / self.df["input"].nunique() for k, v in totals(self.df).items()}
-        out["utilization"] = totals(self.df)["utilization"]
-        out["cycles_p50"] = _percentile(self.per_input["cycles"], 50)
-        out["cycles_p99"] = _percentile(self.per_input["cycles"], 99)
-        out["inputs"] = float(self.df["input"].nunique())
-        return out
-
-    @property
-    def phases(self) -> pd.DataFrame:
-        return phase_frame(self.df)
-
-    def table(self) -> str:
-        s = self.summary.set_index("metric")
-        n = self.df["input"].nunique()
-        head = "".join(f"{c:>12}" for c in ("mean", "p50", "p99", "min", "max", "static"))
-        lines = [f"{self.workload.name} on {self.arch.name}: dynamic pruning over {n} inputs",
-                 f"{'':14}{head}"]
-        units = {"seconds": "s", "energy_pj": "J", "dram_bytes": "B", "gate_energy_pj": "J"}
-        for metric, r in s.iterrows():
-            scale = 1e-12 if metric.endswith("_pj") else 1.0
-            cells = [fmt_si(r[c] * scale, units.get(metric, "")) for c in
-                     ("mean", "p50", "p99", "min", "max", "static")]
-            lines.append(f"{metric:14}" + "".join(f"{c:>12}" for c in cells))
-        speed = s.loc["cycles", "static"] / s.loc["cycles", "mean"] if s.loc["cycles", "mean"] \
-            else 0.0
-        def share(part: str, whole: str) -> float:
-            return 100 * s.loc[part, "mean"] / s.loc[whole, "mean"] if s.loc[whole, "mean"] \
-                else 0.0
-
-        lines.append(f"mean speed-up over the static run: {speed:.2f}×; the gates take "
-                     f"{share('gate_cycles', 'cycles'):.2g} % of the cycles and "
-                     f"{share('gate_energy_pj', 'energy_pj'):.2g} % of the energy")
-        return "\n".join(lines)
+    per_input: tuple[tuple[GemmResult, ...], ...]
+    static: tuple[GemmResult, ...]
+    static_inputs: int
 
 
-def simulate_dynamic(workload: Workload, arch: Arch, dynamic: DynamicInputs, *,
-                     sparsity: SparsityModel | None = None, trace: Trace | None = None,
-                     seed: int = 0) -> DynamicResult:
+def run_dynamic(workload: Workload, arch: Arch, dynamic: DynamicInputs, *,
+                sparsity: SparsityModel | None = None, trace: Trace | None = None,
+                seed: int = 0) -> DynamicRun:
     """Run every input of ``dynamic`` on ``arch`` (static masks from ``trace`` or
-    ``sparsity``); which channels and heads an input keeps is drawn with ``seed``."""
+    ``sparsity``); which channels and heads an input keeps is drawn with ``seed``. The online
+    unit finds activation zeros per input as in the static run (:func:`act_prune`)."""
     base = list(layers_with_masks(workload, sparsity=sparsity, trace=trace))
-    wl = trace.workload if trace is not None else workload
-    meta = dict(trace.meta) if trace is not None else {}
-    meta["dynamic"] = dynamic.as_meta()
-    if sparsity is not None and sparsity.act_prune != "none":  # the online unit runs per input
-        n, m = sparsity.act_nm or (2, 4)
-        meta["act_prune"] = {"kind": sparsity.act_prune, "nm": f"{n}:{m}"}
-    online = {k: v for k, v in meta.items() if k == "act_prune"}
-
-    def run_layers(shaped: list[tuple[Layer, LayerMasks | None]]) -> list[GemmResult]:
-        masks = {layer.name: m for layer, m in shaped if m is not None}
-        t = Trace(Workload(wl.name, tuple(layer for layer, _ in shaped), wl.source, wl.file),
-                  masks, online)
-        return run(t.workload, arch, trace=t)
-
-    if dynamic.batched:  # each input alone at batch 1, nothing pruned: what it costs static
-        static_rows = [r for i in range(dynamic.inputs)
-                       for r in run_layers([_element(layer, m, i, dynamic.inputs)
-                                            for layer, m in base])]
-    else:
-        static_rows = run(wl, arch, sparsity=sparsity, trace=trace)
-    static = SimResult(wl, arch, tuple(static_rows), meta)
+    name = trace.workload.name if trace is not None else workload.name
+    act = act_prune(sparsity, trace)
     table = energy_table(arch)
-    frames = []
+    if dynamic.batched:  # each input alone at batch 1, nothing pruned: what it costs static
+        static = [r for i in range(dynamic.inputs)
+                  for r in run_layers(name, [_element(layer, m, i, dynamic.inputs)
+                                             for layer, m in base], arch, act=act, table=table)]
+    else:
+        static = run(workload, arch, sparsity=sparsity, trace=trace)
+    per_input = []
     for i in range(dynamic.inputs):
         rng = np.random.default_rng([seed, i])
         layers_i = [_element(layer, m, i, dynamic.inputs) for layer, m in base] \
             if dynamic.batched else base
         shaped = _shape_input(layers_i, dynamic.keeps(i), dynamic.consumers, rng)
-        rows = run_layers([(s.layer, s.masks) for s in shaped])
+        rows = run_layers(name, [(s.layer, s.masks) for s in shaped], arch, act=act,
+                          table=table)
         for s in shaped:
-            rows += _gate_rows(wl.name, s, arch, table)
-        frame = to_frame(rows)
-        frame.insert(0, "input", i)
-        frames.append(frame)
-    return DynamicResult(wl, arch, pd.concat(frames, ignore_index=True), static, meta,
-                         dynamic.inputs if dynamic.batched else 1)
-
-
-def simulate_any(workload: Workload | str = "resnet18", arch: Arch | str = "default", *,
-                 sparsity: SparsityModel | None = None, trace: Trace | str | None = None,
-                 training: Training | None = None, dynamic: DynamicInputs | None = None,
-                 ) -> SimResult | DynamicResult:
-    """:func:`sparsesim.api.simulate`, or one run per input when there is dynamic pruning:
-    ``dynamic`` given, or a trace whose ``meta`` carries it."""
-    ar = arch if isinstance(arch, Arch) else load_arch(arch)
-    tr = trace if trace is None or isinstance(trace, Trace) else load_trace(trace)
-    if dynamic is None and tr is not None and "dynamic" in tr.meta:
-        dynamic = DynamicInputs.from_meta(tr.meta["dynamic"], tr.workload,
-                                          file=None if isinstance(trace, Trace) else str(trace))
-    if dynamic is None:
-        return simulate(workload, ar, sparsity=sparsity, trace=tr, training=training)
-    if training is not None:
-        raise SparsesimError("a training step with dynamic (per-input) pruning is not "
-                             "modelled: simulate one or the other", field="training")
-    wl = tr.workload if tr is not None else (
-        workload if isinstance(workload, Workload) else load_workload(workload))
-    if tr is None:
-        DynamicInputs.from_meta(dynamic.as_meta(), wl)  # the same checks as from a trace
-    return simulate_dynamic(wl, ar, dynamic, sparsity=sparsity, trace=tr)
+            rows += _gate_rows(name, s, arch, table)
+        per_input.append(tuple(rows))
+    return DynamicRun(tuple(per_input), tuple(static),
+                      dynamic.inputs if dynamic.batched else 1)
