@@ -163,3 +163,21 @@ def test_a_batched_trace_runs_each_element_alone():
         r.per_input["cycles"].mean())
     with pytest.raises(SparsesimError, match="batch 3 is not 2 inputs"):
         DynamicInputs.from_meta({"inputs": 2, "layers": {}, "batched": True}, batch)
+
+
+@pytest.mark.parametrize("field, value", [("inputs", 0), ("inputs", 2.5), ("seed", -1),
+                                          ("channel_keep", 0.0), ("token_keep", 1.5),
+                                          ("spread", -0.1), ("head_keep", True)])
+def test_a_dynamic_model_refuses_bad_values_naming_the_field(field, value):
+    from sparsesim.engine.dynamic import DynamicModel
+
+    with pytest.raises(SparsesimError, match=f"dynamic.{field}"):
+        DynamicModel(**{field: value})
+
+
+def test_a_dynamic_model_draws_what_synthetic_dynamic_draws():
+    from sparsesim.engine.dynamic import DynamicModel
+
+    model = DynamicModel(inputs=4, token_keep=0.5, head_keep=0.7, seed=2)
+    assert model.draw(BERT) == synthetic_dynamic(BERT, inputs=4, token_keep=0.5, head_keep=0.7,
+                                                 seed=2)

@@ -202,6 +202,39 @@ def synthetic_dynamic(workload: Workload, *, inputs: int = 32, channel_keep: flo
     return DynamicInputs(inputs, layers, dict(consumers or {}))
 
 
+@dataclass(frozen=True)
+class DynamicModel:
+    """Seeded synthetic per-input ratios (:func:`synthetic_dynamic`'s parameters), checked
+    when built: a sweep's ``dynamic.FIELD`` names these fields and nothing else."""
+
+    inputs: int = 32
+    channel_keep: float = 1.0
+    token_keep: float = 1.0
+    head_keep: float = 1.0
+    spread: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("inputs", "seed"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < (1 if name == "inputs" else 0):
+                kind = "positive" if name == "inputs" else "non-negative"
+                raise SparsesimError(f"must be a {kind} integer, got {v!r}",
+                                     field=f"dynamic.{name}")
+        for name in ("channel_keep", "token_keep", "head_keep", "spread"):
+            v = getattr(self, name)
+            ok = not isinstance(v, bool) and isinstance(v, (int, float))
+            if not ok or not (0 <= v if name == "spread" else 0 < v <= 1):
+                rng = "a number >= 0" if name == "spread" else "in (0, 1]"
+                raise SparsesimError(f"must be {rng}, got {v!r}", field=f"dynamic.{name}")
+
+    def draw(self, workload: Workload, consumers: Mapping[str, str] | None = None
+             ) -> DynamicInputs:
+        return synthetic_dynamic(workload, inputs=self.inputs, channel_keep=self.channel_keep,
+                                 token_keep=self.token_keep, head_keep=self.head_keep,
+                                 spread=self.spread, seed=self.seed, consumers=consumers)
+
+
 def _keep_count(total: int, ratio: float) -> int:
     return max(1, min(total, round(ratio * total)))
 

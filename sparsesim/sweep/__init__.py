@@ -24,7 +24,7 @@ Keys: ``workload``, ``arch``, ``trace``; ``TABLE.FIELD`` of the arch (``array.ro
 ``pe.kind``, ...); ``sparsity.FIELD`` of :class:`~sparsesim.sparsity.masks.SparsityModel`;
 ``training.FIELD`` (a training step: ``optimizer``, ``state_bits``, and ``grad_density``,
 ``grad_structure``, ``grad_nm`` of the gradient model); ``dynamic.FIELD`` (seeded per-input
-pruning, :func:`~sparsesim.engine.dynamic.synthetic_dynamic`: ``inputs``, ``channel_keep``,
+pruning, :class:`~sparsesim.engine.dynamic.DynamicModel`: ``inputs``, ``channel_keep``,
 ``token_keep``, ``head_keep``, ``spread``, ``seed``). A dynamic point's totals are means
 over its inputs, with ``cycles_p50`` and ``cycles_p99`` beside them.
 
@@ -58,7 +58,7 @@ import pandas as pd
 
 from sparsesim.arch.config import Arch, load_arch, with_overrides
 from sparsesim.api import simulate
-from sparsesim.engine.dynamic import synthetic_dynamic
+from sparsesim.engine.dynamic import DynamicModel
 from sparsesim.engine.inference import draw_trace
 from sparsesim.errors import SparsesimError
 from sparsesim.sparsity.masks import SparsityModel
@@ -70,7 +70,7 @@ from sparsesim.workload.network import Workload, load_workload
 TOP_KEYS = {"workload", "arch", "trace"}
 SPARSITY_FIELDS = {f.name for f in fields(SparsityModel)}
 TRAINING_FIELDS = {"optimizer", "state_bits", "grad_density", "grad_structure", "grad_nm"}
-DYNAMIC_FIELDS = {"inputs", "channel_keep", "token_keep", "head_keep", "spread", "seed"}
+DYNAMIC_FIELDS = {f.name for f in fields(DynamicModel)}
 STATUS_COLUMNS = ("point_id", "status", "error", "elapsed_s")
 
 
@@ -180,7 +180,7 @@ class Point:
     sparsity: SparsityModel | None
     trace: str | None
     training: Training | None
-    dynamic: dict[str, Any] | None
+    dynamic: DynamicModel | None
 
 
 _GROUPS = {"sparsity": SPARSITY_FIELDS, "training": TRAINING_FIELDS, "dynamic": DYNAMIC_FIELDS}
@@ -219,7 +219,8 @@ def build_point(params: Mapping[str, Any]) -> Point:
         training = Training(grads, **t)
     trace = params.get("trace")
     return Point(str(params.get("workload", "resnet18")), arch, model,
-                 None if trace is None else str(trace), training, groups["dynamic"] or None)
+                 None if trace is None else str(trace), training,
+                 DynamicModel(**groups["dynamic"]) if groups["dynamic"] else None)
 
 
 RESULT_COLUMNS = ("network", "layers", "dense_macs", "effectual_macs", "cycles",
@@ -240,8 +241,8 @@ def run_point(params: Mapping[str, Any]) -> dict[str, Any]:
             trace = _drawn(p.workload, p.sparsity)
         dynamic = None
         if p.dynamic is not None:
-            dynamic = synthetic_dynamic(workload if p.trace is None else
-                                        load_trace(p.trace).workload, **p.dynamic)
+            dynamic = p.dynamic.draw(workload if p.trace is None else
+                                     load_trace(p.trace).workload)
         result = simulate(workload, p.arch, trace=trace, training=p.training,
                           dynamic=dynamic)
         totals = result.totals
