@@ -11,6 +11,9 @@ wall time (``elapsed_s``, a trace's ``meta.seconds``) are dropped first; everyth
 
 ``--check FILE`` compares the fingerprints with a committed manifest and exits 1 naming each
 case that differs (diff the two folders to see how). ``--update FILE`` writes the manifest.
+``--legacy-rows`` checks against a manifest written before result rows had their ``kind``
+and ``elements`` columns (issue 14): rows are mapped back to that layout before hashing, so
+every other number is still compared byte for byte.
 
 Cases (about 140):
 * ``run``: every built-in workload × 3 archs (default 32×32 os, gemmini_like 16×16 ws,
@@ -224,6 +227,19 @@ def _trace_text(path: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _legacy_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Result rows in the pre-redesign layout: no ``kind`` or ``elements`` column, and rows
+    beside the array (``count`` 0) carrying their elements as ``M`` with ``K = N = 1`` — so
+    the redesign's schema change can be checked against the pre-redesign manifest."""
+    if "kind" not in df.columns or "elements" not in df.columns:
+        return df
+    side = df["count"] == "0"
+    df = df.copy()
+    df.loc[side, "M"] = df.loc[side, "elements"]
+    df.loc[side, ["K", "N"]] = "1"
+    return df.drop(columns=["kind", "elements"])
+
+
 def _normalise(path: Path) -> None:
     """Drop wall-time columns and sort sweep rows by point, so order and speed do not count."""
     if path.suffix != ".csv":
@@ -236,11 +252,15 @@ def _normalise(path: Path) -> None:
     df.to_csv(path, index=False)
 
 
-def _digest(paths: list[Path]) -> str:
+def _digest(paths: list[Path], legacy: bool = False) -> str:
     h = hashlib.sha256()
     for path in paths:
         h.update(path.name.encode())
-        h.update(path.read_bytes())
+        if legacy and path.suffix == ".csv":
+            df = _legacy_rows(pd.read_csv(path, dtype=str, keep_default_na=False))
+            h.update(df.to_csv(index=False).encode())
+        else:
+            h.update(path.read_bytes())
     return h.hexdigest()
 
 
@@ -252,6 +272,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--update", type=Path, help="write the manifest here")
     parser.add_argument("--only", nargs="+", default=[], metavar="PREFIX",
                         help="run only the cases whose name starts with PREFIX")
+    parser.add_argument("--legacy-rows", action="store_true",
+                        help="--check hashes result rows in the pre-redesign layout (no "
+                        "kind/elements columns; rows beside the array with M = elements, "
+                        "K = N = 1); --update still writes the current layout's hashes")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     tmp = args.out / "_work"
@@ -260,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     if not torch_ok:
         print("torch is not installed: the digits prune cases are skipped", file=sys.stderr)
     results: dict[str, str] = {}
+    legacy: dict[str, str] = {}
     start = time.perf_counter()
     cases = [c for c in _cases(tmp, torch_ok)
              if not args.only or any(c[0].startswith(p) for p in args.only)]
@@ -269,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in files:
             _normalise(path)
         results[name] = _digest(files)
+        legacy[name] = _digest(files, legacy=True) if args.legacy_rows else results[name]
         print(f"[{i}/{len(cases)}] {name}  {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     (args.out / "manifest.json").write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     print(f"{len(results)} cases in {time.perf_counter() - start:.0f} s → {args.out}",
@@ -277,8 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         args.update.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     if args.check:
         expected = json.loads(args.check.read_text())
-        differ = [n for n in results if expected.get(n) != results[n]]
-        missing = [n for n in expected if n not in results and not args.only]
+        differ = [n for n in legacy if expected.get(n) != legacy[n]]
+        missing = [n for n in expected if n not in legacy and not args.only]
         for n in differ:
             print(f"DIFFERS: {n}" + ("" if n in expected else " (not in the manifest)"))
         for n in missing:

@@ -4,12 +4,16 @@ Column schema of the per-GEMM frame (units in the names where they are not count
 
 =============== =================================================================
 network, layer  workload and layer name
-op, gemm        layer kind (conv2d, linear, attention, matmul); GEMM within it (backward:
-                ``<gemm>.dx``, ``<gemm>.dw``; ``online_<kind>``: the online pruning unit;
-                ``update``: the optimizer step)
+op, gemm        layer kind (conv2d, linear, attention, matmul; ``gate``: a dynamic gate's
+                GEMV); GEMM within it (backward: ``<gemm>.dx``, ``<gemm>.dw``;
+                ``online_<kind>``: the online pruning unit; ``update``: the optimizer step)
+kind            what the row accounts for (``sparsesim.names.RowKind``): gemm (on the array),
+                online (the online pruning unit), update (the optimizer step), gate (a
+                dynamic gate: its GEMV on the array and its ranking in the online unit)
 phase           forward, backward or update (a training step's parts)
-count           identical GEMM instances (conv groups, batch × heads)
-M, K, N         GEMM shape of one instance: O[M×N] = A[M×K] · W[K×N]
+count           identical GEMM instances (conv groups, batch × heads); 0: work beside the array
+M, K, N         GEMM shape of one instance: O[M×N] = A[M×K] · W[K×N] (0 beside the array)
+elements        elements a unit beside the array processed (0 for GEMMs)
 dataflow        os, ws or is; rows, cols: array size (PEs); pe_kind: dense, gate, skip, nm
 folds           folds of all instances; fold_cycles: cycles of one dense fold (of K′ for nm)
 dense_macs      multiply-accumulates of the dense GEMM
@@ -91,7 +95,7 @@ def _shape(group: pd.DataFrame) -> str:
         return text + (" + online" if (group["count"] == 0).any() else "")
     row = group.iloc[0]
     if row["count"] == 0:  # work beside the array: elements processed
-        return f"{row['gemm']}: {row['M']:,} elements"
+        return f"{row['gemm']}: {row['elements']:,} elements"
     shape = f"{row['M']}×{row['K']}×{row['N']}"
     return f"{row['count']} × {shape}" if row["count"] > 1 else shape
 

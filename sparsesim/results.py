@@ -17,7 +17,7 @@ import pandas as pd
 from sparsesim.arch.config import Arch
 from sparsesim.engine.dynamic import DynamicRun
 from sparsesim.engine.inference import GemmResult
-from sparsesim.names import PeKind
+from sparsesim.names import PeKind, RowKind
 from sparsesim.pe.kinds import PE_KINDS
 from sparsesim.report import layer_frame, phase_frame, render_table, to_frame, totals
 from sparsesim.units import fmt_si
@@ -103,8 +103,7 @@ class DynamicResult:
     @cached_property
     def per_input(self) -> pd.DataFrame:
         df = self.df
-        gate = (df["op"] == "gate") | ((df["gemm"] == "online_topk")
-                                       & df["layer"].isin(self._gated_layers))
+        gate = df["kind"] == RowKind.GATE
         out = df.groupby("input").agg(cycles=("cycles", "sum"), seconds=("seconds", "sum"),
                                       energy_pj=("energy_pj", "sum"),
                                       effectual_macs=("effectual_macs", "sum"),
@@ -113,11 +112,6 @@ class DynamicResult:
         out["gate_cycles"] = df[gate].groupby("input")["cycles"].sum()
         out["gate_energy_pj"] = df[gate].groupby("input")["energy_pj"].sum()
         return out.fillna(0).reset_index()
-
-    @cached_property
-    def _gated_layers(self) -> set[str]:
-        meta = self.trace_meta.get("dynamic", {}).get("layers", {})
-        return set(meta)
 
     @cached_property
     def summary(self) -> pd.DataFrame:

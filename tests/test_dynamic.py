@@ -79,7 +79,9 @@ def test_tokens_cascade_through_attention_and_the_layers_after_it():
     assert rows.loc[("a1", "q"), "M"] == 8 and rows.loc[("ff1", "fc"), "M"] == 8
     assert rows.loc[("a2", "q"), "M"] == 4 and rows.loc[("ff2", "fc"), "M"] == 4
     # each pruning layer ranks the tokens still alive before it
-    assert rows.loc[("a1", "online_topk"), "M"] == 16 and rows.loc[("a2", "online_topk"), "M"] == 8
+    a1, a2 = rows.loc[("a1", "online_topk")], rows.loc[("a2", "online_topk")]
+    assert a1["elements"] == 16 and a2["elements"] == 8
+    assert a1["kind"] == a2["kind"] == "gate" and a1["M"] == a1["K"] == a1["N"] == 0
 
 
 def test_the_distribution_is_over_inputs():

@@ -68,12 +68,13 @@ def test_online_rows_price_what_the_unit_did():
     online = simulate(NET, arch, sparsity=SparsityModel(act_density=0.25, act_prune="topk",
                                                         seed=1)).df
     assert (free["count"] > 0).all()
-    rows = online[online["count"] == 0]
+    rows = online[online["kind"] == "online"]
+    assert (rows["count"] == 0).all() and (online.loc[online["count"] > 0, "kind"] == "gemm").all()
     assert rows["layer"].tolist() == ["c2", "fc"]  # the first input is dense
     c2 = rows.iloc[0]
     cost = online_cost("topk", rows=64, row_len=16, keep=4, unit=arch.online)
     producer = online[online.layer == "c1"]["cycles"].sum()
-    assert c2["M"] == 16 * 64 and c2["cycles"] == cost.exposed_cycles(producer)
+    assert c2["elements"] == 16 * 64 and c2["M"] == 0 and c2["cycles"] == cost.exposed_cycles(producer)
     table = EnergyTable()
     assert c2["energy_online_pj"] == pytest.approx(cost.comparisons * table.compare(8),
                                                    abs=1 / 256)

@@ -49,6 +49,7 @@ from sparsesim.engine.inference import (
 )
 from sparsesim.errors import SparsesimError
 from sparsesim.mapping.lower import gemm_operands
+from sparsesim.names import RowKind
 from sparsesim.pe.online import OnlinePrune
 from sparsesim.sparsity.masks import LayerMasks, SparsityModel
 from sparsesim.sparsity.trace import Trace
@@ -343,12 +344,14 @@ def _gate_rows(network: str, s: _Shaped, arch: Arch, table: EnergyTable) -> list
     producer = 0
     if s.gate is not None:
         [ops] = gemm_operands(s.gate, None)
-        rows.append(run_gemm(ops, network=network, op="gate", arch=arch, table=table))
+        rows.append(run_gemm(ops, network=network, op="gate", arch=arch, table=table,
+                             kind=RowKind.GATE))
         producer = rows[-1].cycles
     for n_rows, length, kept in s.ranks:
         rows.append(online_row(network, s.layer, OnlinePrune("topk"), rows=n_rows,
                                row_len=length, keep=kept, phase="forward",
-                               producer_cycles=producer, arch=arch, table=table))
+                               producer_cycles=producer, arch=arch, table=table,
+                               kind=RowKind.GATE))
     return rows
 
 

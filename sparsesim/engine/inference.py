@@ -40,6 +40,7 @@ from sparsesim.memory import (
     fold_schedule,
     simulate_gemm,
 )
+from sparsesim.names import RowKind
 from sparsesim.pe.online import OnlinePrune, online_cost
 from sparsesim.sparsity.trace import Trace
 from sparsesim.engine.training import ONLINE_KIND, Training, backward_operands, update_cost
@@ -48,17 +49,26 @@ from sparsesim.workload.network import Workload
 
 @dataclass(frozen=True, slots=True)
 class GemmResult:
-    """One GEMM (all ``count`` instances) of one layer on one arch. Cycles are clock cycles."""
+    """One row: a GEMM (all ``count`` instances) of one layer on one arch, or work beside the
+    array. Cycles are clock cycles.
+
+    ``kind`` (a :class:`~sparsesim.names.RowKind`) says what the row accounts for: a GEMM on
+    the array, the online pruning unit, an optimizer update, or a dynamic gate (its GEMV on
+    the array and its ranking in the online unit). Rows beside the array have no GEMM
+    (``count`` 0, ``m = k = n = 0``) and count the ``elements`` their unit processed.
+    """
 
     network: str
     layer: str
     op: str
     gemm: str
+    kind: str
     phase: str
     count: int
     m: int
     k: int
     n: int
+    elements: int
     dataflow: str
     rows: int
     cols: int
@@ -135,7 +145,7 @@ def _simulate_memory(ops: GemmOperands, memory_plan: FoldPlan, c: ComputeResult,
 
 
 def run_gemm(ops: GemmOperands, *, network: str, op: str, arch: Arch,
-             table: EnergyTable | None = None) -> GemmResult:
+             table: EnergyTable | None = None, kind: RowKind = RowKind.GEMM) -> GemmResult:
     """One GEMM on ``arch``; ``table`` is the arch's energy table (read once per run)."""
     a = arch.array
     gemm = ops.gemm
@@ -151,9 +161,8 @@ def run_gemm(ops: GemmOperands, *, network: str, op: str, arch: Arch,
     traffic = {f"{name}_{o.lower()}": getattr(mem.operand(o), name)
                for o in OPERANDS for name in TRAFFIC_FIELDS}
     return GemmResult(
-        network=network, layer=gemm.layer, op=op, gemm=gemm.name, phase=gemm.phase,
-        count=gemm.count,
-        m=gemm.m, k=gemm.k, n=gemm.n, dataflow=a.dataflow, rows=a.rows, cols=a.cols,
+        network=network, layer=gemm.layer, op=op, gemm=gemm.name, kind=kind.value,
+        phase=gemm.phase, count=gemm.count, m=gemm.m, k=gemm.k, n=gemm.n, elements=0, dataflow=a.dataflow, rows=a.rows, cols=a.cols,
         pe_kind=arch.pe.kind, folds=gemm.count * c.plan.folds, fold_cycles=c.plan.fold_cycles,
         dense_macs=gemm.dense_macs, effectual_macs=c.effectual_macs,
         a_density=_density(ops.a), w_density=_density(ops.w), cycles=cycles,
@@ -194,19 +203,19 @@ def draw_trace(workload: Workload, sparsity: SparsityModel) -> Trace:
     return Trace(Workload(workload.name, tuple(layers), workload.source, workload.file), masks)
 
 
-def _side_row(network: str, layer: Layer, gemm: str, phase: str, *, cycles: int,
-              elements: int, counts: ActionCounts, arch: Arch, table: EnergyTable,
+def _side_row(network: str, layer: Layer, gemm: str, phase: str, kind: RowKind, *,
+              cycles: int, elements: int, counts: ActionCounts, arch: Arch, table: EnergyTable,
               dram_read: int = 0, dram_write: int = 0, stall: int = 0) -> GemmResult:
     """A row for work beside the array's GEMMs (online pruning, weight update): no GEMM
-    (``count`` 0), no MACs on the array, ``elements`` processed (as ``M``), its own cycles
+    (``count`` 0, no shape), no MACs on the array, ``elements`` processed, its own cycles
     (``stall`` of them waiting for memory) and energy."""
     a = arch.array
     energy = energy_breakdown(counts, table, arch)
     traffic = {f"{name}_{o.lower()}": 0 for o in OPERANDS for name in TRAFFIC_FIELDS}
     traffic["dram_read_data_bytes_w"], traffic["dram_write_data_bytes_w"] = dram_read, dram_write
     return GemmResult(
-        network=network, layer=layer.name, op=layer.op, gemm=gemm, phase=phase, count=0,
-        m=elements, k=1, n=1, dataflow=a.dataflow, rows=a.rows, cols=a.cols,
+        network=network, layer=layer.name, op=layer.op, gemm=gemm, kind=kind.value,
+        phase=phase, count=0, m=0, k=0, n=0, elements=elements, dataflow=a.dataflow, rows=a.rows, cols=a.cols,
         pe_kind=arch.pe.kind, folds=0, fold_cycles=0, dense_macs=0, effectual_macs=0,
         a_density=1.0, w_density=1.0, cycles=cycles, compute_cycles=cycles - stall,
         stall_cycles=stall,
@@ -217,12 +226,12 @@ def _side_row(network: str, layer: Layer, gemm: str, phase: str, *, cycles: int,
 
 def online_row(network: str, layer: Layer, prune: OnlinePrune, *, rows: int, row_len: int,
                keep: int | None = None, phase: str, producer_cycles: int, arch: Arch,
-               table: EnergyTable) -> GemmResult:
+               table: EnergyTable, kind: RowKind = RowKind.ONLINE) -> GemmResult:
     """The online pruning unit on ``rows × row_len`` outputs of a producer that ran
     ``producer_cycles`` (``keep``: top-k's k per row)."""
     cost = online_cost(prune.kind, rows=rows, row_len=row_len, unit=arch.online, keep=keep,
                        nm=prune.nm)
-    return _side_row(network, layer, f"online_{prune.kind}", phase,
+    return _side_row(network, layer, f"online_{prune.kind}", phase, kind,
                      cycles=cost.exposed_cycles(producer_cycles), elements=cost.elements,
                      counts=ActionCounts(comparisons=cost.comparisons,
                                          register_accesses=cost.register_accesses,
@@ -253,7 +262,7 @@ def _update_row(network: str, layer: Layer, masks: LayerMasks | None, training: 
         cycles = max(cycles, math.ceil(moved / mem.dram_bytes_per_cycle)) + mem.dram_latency_cycles
     counts = ActionCounts(macs=u.operations, dram_read_bits=8 * u.dram_read_bytes,
                           dram_write_bits=8 * u.dram_write_bytes)
-    return _side_row(network, layer, "update", "update", cycles=cycles, elements=u.weights,
+    return _side_row(network, layer, "update", "update", RowKind.UPDATE, cycles=cycles, elements=u.weights,
                      counts=counts, arch=arch, table=table, dram_read=u.dram_read_bytes,
                      dram_write=u.dram_write_bytes, stall=cycles - compute)
 
