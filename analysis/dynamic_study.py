@@ -37,7 +37,7 @@ from sparsesim.arch.config import load_arch, with_overrides  # noqa: E402
 from sparsesim import simulate  # noqa: E402
 from sparsesim.engine.dynamic import synthetic_dynamic  # noqa: E402
 from sparsesim.sparsity.masks import SparsityModel  # noqa: E402
-from sparsesim.plot import draw_latency_distribution  # noqa: E402
+from sparsesim.plot.latencies import draw_latency_distribution  # noqa: E402
 from sparsesim.workload.network import load_workload  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -35,7 +35,7 @@ import pandas as pd  # noqa: E402
 from sparsesim import simulate  # noqa: E402
 from sparsesim.arch.config import Arch, load_arch, with_overrides  # noqa: E402
 from sparsesim.sparsity.masks import SparsityModel  # noqa: E402
-from sparsesim.plot import OKABE_ITO  # noqa: E402
+from sparsesim.plot.style import OKABE_ITO  # noqa: E402
 from sparsesim.engine.training import GradientModel, Training  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -148,5 +148,29 @@ def test_trace_of_another_network_is_refused(tmp_path):
 def test_every_plot_kind_is_offered_by_the_cli():
     from sparsesim.cli import PLOT_KINDS
     from sparsesim.plot import PLOTS
+    from sparsesim.plot.registry import KINDS
 
-    assert set(PLOT_KINDS) == set(PLOTS)
+    assert PLOT_KINDS == tuple(PLOTS)  # same kinds, same order
+    description = " ".join(sparsesim("plot", "--help").stdout.split())
+    for kind in KINDS.values():  # every kind named in the help with the results it draws
+        assert f"'{kind.name}'" in description and f"({kind.results})" in description
+
+
+def test_the_command_starts_without_matplotlib():
+    """The plot kinds come from the registry: matplotlib is imported only to draw."""
+    proc = subprocess.run([sys.executable, "-c", "import sys, sparsesim.cli; "
+                           "sparsesim.cli.build_parser(); print('matplotlib' in sys.modules)"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == "False", proc.stderr
+
+
+def test_every_subcommand_has_add_parser_and_run():
+    from sparsesim.cli import COMMANDS, build_parser
+
+    for command in COMMANDS:
+        assert callable(command.add_parser) and command.__doc__
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert list(sub.choices) == ["run", "sweep", "plot", "formats", "prune", "validate", "archs",
+                                 "workloads"]
+    for name, parser in sub.choices.items():
+        assert callable(parser.get_default("func")), name

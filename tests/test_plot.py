@@ -16,6 +16,7 @@ from sparsesim.formats.study import crossover_study
 from sparsesim.workload.layers import Attention, Conv2d, Linear
 from sparsesim.sparsity.masks import SparsityModel
 from sparsesim.plot import PLOTS, pareto_mask
+from sparsesim.plot.registry import KINDS
 from sparsesim.sweep import read_results, run_sweep, spec_from_dict
 from sparsesim.engine.training import GradientModel, Training
 from sparsesim.workload.network import Workload
@@ -215,3 +216,14 @@ def test_latency_without_gates_is_one_panel_and_needs_inputs(run_df):
     with pytest.raises(SparsesimError, match="input") as err:
         PLOTS["latency"](run_df)
     assert err.value.field == "input"
+
+
+@pytest.mark.parametrize("kind", list(KINDS.values()), ids=list(KINDS))
+def test_every_registered_kind_is_a_public_figure_function(kind):
+    import sparsesim.plot
+
+    func = kind.load()
+    assert PLOTS[kind.name] is func is getattr(sparsesim.plot, kind.function)
+    assert func.__module__ == f"sparsesim.plot.{kind.module}" and func.__doc__
+    # a module named as its function would hide the function once the module is imported
+    assert kind.module not in sparsesim.plot.__all__

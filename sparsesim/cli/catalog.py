@@ -1,0 +1,46 @@
+"""``sparsesim archs`` and ``sparsesim workloads``: what ships with sparsesim, listed."""
+
+from __future__ import annotations
+
+import argparse
+
+from sparsesim.arch.config import builtin_archs, load_arch
+from sparsesim.cli.common import clip, print_rows
+from sparsesim.units import fmt_si
+from sparsesim.workload.network import builtin_workloads, load_workload
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The ``archs`` and ``workloads`` subcommands (no flags)."""
+    archs = sub.add_parser("archs", help="list the arch presets",
+                           description="List the arch presets shipped with sparsesim.")
+    archs.set_defaults(func=run_archs)
+
+    workloads = sub.add_parser("workloads", help="list the built-in workloads",
+                               description="List the built-in workloads with their dense MACs, "
+                                           "parameters and sources.")
+    workloads.set_defaults(func=run_workloads)
+
+
+def run_archs(args: argparse.Namespace) -> int:
+    """One row per arch preset."""
+    rows = []
+    for name in builtin_archs():
+        a = load_arch(name)
+        rows.append((name, f"{a.array.rows}×{a.array.cols}", a.array.dataflow,
+                     fmt_si(a.clock_hz, "Hz"),
+                     f"{a.precision.a_bits}/{a.precision.w_bits}/{a.precision.o_bits}",
+                     a.description))
+    print_rows(("preset", "array", "dataflow", "clock", "bits a/w/o", "description"), rows)
+    return 0
+
+
+def run_workloads(args: argparse.Namespace) -> int:
+    """One row per built-in workload."""
+    rows = []
+    for name in builtin_workloads():
+        w = load_workload(name)
+        rows.append((name, str(len(w.layers)), fmt_si(w.dense_macs, "MAC"),
+                     fmt_si(w.params), clip(w.source, 70)))
+    print_rows(("workload", "layers", "dense MACs", "params", "source"), rows)
+    return 0

@@ -1,0 +1,72 @@
+"""What the subcommands share: the defaults, ``--set`` overrides and their TOML values, N:M
+ratios, frames printed or written as CSV, and plain-text tables."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+
+from sparsesim.errors import SparsesimError
+
+DEFAULT_WORKLOAD = "resnet18"
+DEFAULT_ARCH = "default"
+
+
+def parse_value(text: str) -> object:
+    """A TOML scalar (``64``, ``1e9``, ``true``, ``"x"``), else the bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def overrides(pairs: Sequence[str]) -> dict[str, object]:
+    """``--set TABLE.FIELD=VALUE`` pairs as the dict ``with_overrides`` takes."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SparsesimError(f"expected TABLE.FIELD=VALUE, got {pair!r}", field="--set")
+        out[key.strip()] = parse_value(value.strip())
+    return out
+
+
+def nm_ratio(text: str) -> tuple[int, int]:
+    """An argparse type: ``2:4`` → ``(2, 4)``."""
+    n, sep, m = text.partition(":")
+    if not sep or not n.strip().isdigit() or not m.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected N:M such as 2:4, got {text!r}")
+    return int(n), int(m)
+
+
+def print_frame(df, fmt: str) -> bool:  # type: ignore[no-untyped-def]
+    """Print ``df`` as CSV or JSON records if ``fmt`` asks for it; False for ``table``."""
+    if fmt == "csv":
+        sys.stdout.write(df.to_csv(index=False))
+    elif fmt == "json":
+        sys.stdout.write(df.to_json(orient="records", indent=1) + "\n")
+    return fmt in ("csv", "json")
+
+
+def write_frame(df, path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Write ``df`` as CSV at ``path`` (folders made); a failure is a user error."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(path, index=False)
+    except OSError as err:
+        raise SparsesimError(f"cannot write: {err.strerror}", file=str(path)) from None
+
+
+def clip(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, an ellipsis marking the cut."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def print_rows(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Print a plain-text table: left-aligned columns under a ruled header."""
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    for r in (header, ["─" * w for w in widths], *rows):
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())

@@ -1,0 +1,162 @@
+"""``sparsesim prune``: prune a workload (synthetic weights) or a shipped real model and write
+its trace (.npz) for ``sparsesim run --trace``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from sparsesim.cli.common import DEFAULT_WORKLOAD, nm_ratio
+from sparsesim.errors import SparsesimError
+from sparsesim.units import fmt_si
+from sparsesim.workload.network import load_workload
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The ``prune`` subcommand and its flags."""
+    parser = sub.add_parser(
+        "prune", help="prune a workload or a real model and write a trace (.npz)",
+        description="Prune a built-in workload on synthetic (seeded) weights, or a shipped "
+                    "real model (--model, needs sparsesim[torch]) on its calibration inputs, "
+                    "and write the trace that `sparsesim run --trace` simulates.")
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument("-w", "--workload", default=DEFAULT_WORKLOAD, metavar="NAME|PATH",
+                     help="workload pruned on synthetic weights (default: %(default)s)")
+    src.add_argument("--model", choices=("digits", "efficientnet_lite0", "minilm", "smollm2"),
+                     help="a real model with real weights and measured activations")
+    parser.add_argument("--method", default="magnitude",
+                        choices=("magnitude", "random", "taylor", "fisher", "wanda", "slimming"),
+                        help="criterion (default: %(default)s); taylor, fisher and wanda need "
+                             "--model, slimming needs --model digits")
+    parser.add_argument("--granularity", default="unstructured",
+                        choices=("unstructured", "nm", "filter", "channel", "block", "head",
+                                 "token", "kv"), help="what goes together (default: %(default)s)")
+    parser.add_argument("--sparsity", type=float, default=0.5, metavar="S",
+                        help="fraction removed, rounded as torch.nn.utils.prune does "
+                             "(default: %(default)s)")
+    parser.add_argument("--nm", type=nm_ratio, metavar="N:M",
+                        help="N kept of every M along the reduction axis (with --granularity nm; "
+                             "default 2:4)")
+    parser.add_argument("--block", type=int, default=4, metavar="K",
+                        help="k×k block size (default: %(default)s)")
+    parser.add_argument("--scope", choices=("layer", "global"), default="layer",
+                        help="rank per weight tensor or over all of them (default: %(default)s)")
+    parser.add_argument("--compare", choices=("tensor", "row"), default="tensor",
+                        help="row: each output row prunes the same fraction (Wanda's rule)")
+    parser.add_argument("--skip", action="append", default=[], metavar="PATTERN",
+                        help="layer names (fnmatch) left dense (repeatable)")
+    parser.add_argument("--token-layers", type=int, nargs="+", metavar="I",
+                        help="token pruning: attention-layer indices that drop tokens "
+                             "(default: all)")
+    parser.add_argument("--schedule", choices=("oneshot", "iterative", "imp"), default="oneshot",
+                        help="iterative fine-tuning or IMP with rewinding: --model digits")
+    parser.add_argument("--steps", type=int, default=3, metavar="N",
+                        help="levels of an iterative schedule / IMP rounds (default: %(default)s)")
+    parser.add_argument("--lambda", dest="lam", type=float, metavar="L",
+                        help="train with L1 (unstructured) or group lasso (filter, channel) of "
+                             "weight L, prune the zeros, cut to --sparsity if short: --model "
+                             "digits")
+    parser.add_argument("--act-prune", metavar="KIND:VALUE",
+                        help="activation pruning on a real model: threshold:T, dynamic:A, "
+                             "topk:A or nm:N:M")
+    parser.add_argument("--dynamic", action="append", default=[], metavar="KIND:VALUE",
+                        help="measure per-input keep ratios on a real model's calibration "
+                             "inputs into the trace (repeatable): tokens:T (keep tokens whose "
+                             "cumulative attention is >= T x the mean), tokens-fixed:F (the "
+                             "control: F of the tokens alive at the last layer, every input), "
+                             "heads:T (skip heads whose output norm is < T x the mean), "
+                             "channels:T (conv channels above T x the largest)")
+    parser.add_argument("--act-density", type=float, default=1.0, metavar="D",
+                        help="synthetic: activation-density model of every layer but the first "
+                             "(default: %(default)s)")
+    parser.add_argument("--distribution", choices=("normal", "uniform", "laplace"),
+                        default="normal", help="synthetic weight law (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    parser.add_argument("-o", "--out", type=Path, required=True, metavar="PATH",
+                        help="the trace file to write (.npz)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Prune a workload (synthetic weights) or a shipped real model and write its trace."""
+    import os
+
+    from sparsesim.prune import ActPrune, PruneSpec, Regularizer, mask_bits, prune_workload
+    from sparsesim.prune.spec import DynamicSpec
+
+    slimming = args.method == "slimming"
+    spec = PruneSpec(
+        criterion="magnitude" if slimming else args.method, granularity=args.granularity,
+        sparsity=args.sparsity, nm=args.nm or (2, 4), block=args.block, scope=args.scope,
+        compare=args.compare, skip=tuple(args.skip), distribution=args.distribution,
+        token_layers=None if args.token_layers is None else tuple(args.token_layers),
+        seed=args.seed, regularizer=None if args.lam is None else Regularizer(args.lam))
+    if args.nm is not None and args.granularity != "nm":
+        raise SparsesimError("--nm is for --granularity nm", field="--nm")
+    act = None if args.act_prune is None else ActPrune.parse(args.act_prune)
+    dynamic = DynamicSpec.parse(args.dynamic) if args.dynamic else None
+    if args.model is not None:
+        try:
+            from sparsesim.prune.torch import pipelines
+        except ImportError as err:
+            raise SparsesimError(f"--model needs PyTorch: pip install 'sparsesim[torch]' "
+                                 f"({err})", field="--model") from None
+        if slimming:
+            if args.model != "digits":
+                raise SparsesimError("network slimming trains the model: only --model digits",
+                                     field="--method")
+            pruned = pipelines.run_digits_slimming(args.sparsity, seed=args.seed, dynamic=dynamic)
+        elif args.model == "digits":
+            pruned = pipelines.run_digits(spec, schedule=args.schedule, steps=args.steps,
+                                          act_prune=act, seed=args.seed, dynamic=dynamic)
+        else:
+            if args.schedule != "oneshot":
+                raise SparsesimError("fine-tuning schedules need training data: only --model "
+                                     "digits", field="--schedule")
+            pruned = pipelines.run_model(args.model, spec, act_prune=act, dynamic=dynamic)
+        trace = pruned.trace
+    else:
+        if dynamic is not None:
+            raise SparsesimError("per-input ratios are measured on a real model: use --model",
+                                 field="--dynamic")
+        if slimming or act is not None or args.schedule != "oneshot" or args.lam is not None:
+            raise SparsesimError("slimming, activation pruning, fine-tuning schedules and "
+                                 "regularization need a real model: use --model",
+                                 field="--method" if slimming else "--act-prune" if act
+                                 is not None else "--lambda" if args.lam is not None
+                                 else "--schedule")
+        from sparsesim.sparsity.masks import ActivationModel
+
+        workload = load_workload(args.workload)
+        models = {}
+        if args.act_density < 1:  # the network input stays dense, as in `run`'s model
+            for i, layer in enumerate(workload.layers[1:], start=1):
+                models[layer.name] = ActivationModel(args.act_density, None,
+                                                     args.seed * 100_003 + i)
+        trace = prune_workload(workload, spec, act_models=models)
+    out: Path = args.out
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        trace.save(out)
+    except OSError as err:
+        raise SparsesimError(f"cannot write: {err.strerror}", file=str(out)) from None
+    meta = trace.meta
+    size = os.path.getsize(out)
+    print(f"{trace.workload.name}: {len(trace.workload.layers)} layers, "
+          f"{meta.get('method', {}).get('criterion', args.method)} "
+          f"{args.granularity}, weight sparsity {meta.get('weight_sparsity', 0.0):.4f}")
+    for row in meta.get("accuracy", []):
+        value = row.get("accuracy", row.get("value"))
+        label = row.get("metric", "test accuracy")
+        print(f"  {row.get('stage', '')} sparsity {row.get('sparsity', 0.0):.3f}: "
+              f"{label} {value:.4f}")
+    for kind in ("token_keep", "head_keep", "channel_keep"):  # per input: mean over layers
+        per = [r[kind] for r in meta.get("dynamic", {}).get("layers", {}).values() if kind in r]
+        if per:
+            means = [sum(v) / len(v) for v in zip(*per)]
+            print(f"  dynamic {kind} on {len(per)} layers, per input: mean "
+                  f"{sum(means) / len(means):.3f}, min {min(means):.3f}, max {max(means):.3f}")
+    print(f"wrote {out}: {fmt_si(size, 'B')} (masks {fmt_si(mask_bits(trace) / 8, 'B')} "
+          "bit-packed)", file=sys.stderr)
+    return 0

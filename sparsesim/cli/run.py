@@ -1,0 +1,165 @@
+"""``sparsesim run``: one simulation (a workload, or a pruned trace, on an arch; optionally a
+training step or a dynamic run), printed as the per-layer table or as CSV/JSON rows."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from sparsesim.api import simulate
+from sparsesim.arch.config import load_arch, with_overrides
+from sparsesim.cli.common import (DEFAULT_ARCH, DEFAULT_WORKLOAD, nm_ratio, overrides,
+                                  print_frame, write_frame)
+from sparsesim.engine.dynamic import synthetic_dynamic
+from sparsesim.engine.training import GRADIENT_STRUCTURES, OPTIMIZERS, GradientModel, Training
+from sparsesim.errors import SparsesimError
+from sparsesim.sparsity.masks import ACT_PRUNE_KINDS, SparsityModel
+from sparsesim.sparsity.trace import load_trace
+from sparsesim.workload.network import load_workload
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The ``run`` subcommand and its flags."""
+    parser = sub.add_parser(
+        "run", help="simulate a workload on an arch and print the per-layer table",
+        description="Simulate a workload on an arch: one row per layer with MACs, cycles, "
+                    "utilization and time, then the totals. With no arguments: ResNet-18 on "
+                    "the default 32×32 output-stationary array.",
+    )
+    parser.add_argument("-w", "--workload", metavar="NAME|PATH",
+                        help="built-in workload (see `sparsesim workloads`), a workload .toml, or "
+                             f"a SCALE-Sim topology .csv (default: {DEFAULT_WORKLOAD}; with "
+                             "--trace, checked against the trace's layers)")
+    parser.add_argument("-a", "--arch", default=DEFAULT_ARCH, metavar="NAME|PATH",
+                        help="arch preset (see `sparsesim archs`) or an arch .toml "
+                             "(default: %(default)s)")
+    parser.add_argument("--set", action="append", default=[], metavar="TABLE.FIELD=VALUE",
+                        help="override an arch field, e.g. --set pe.kind=skip --set pe.sync=row "
+                             "--set array.rows=64 (repeatable)")
+    parser.add_argument("-t", "--trace", type=Path, metavar="PATH",
+                        help="a pruned trace (.npz): its layers and real masks replace the "
+                             "workload's")
+    sp = parser.add_argument_group(
+        "sparsity model", "masks drawn at random (seeded) when there is no trace; densities "
+                          "are fractions of non-zeros in [0, 1]")
+    sp.add_argument("--weight-density", type=float, default=1.0, metavar="D",
+                    help="unstructured weight density per tensor (default: %(default)s)")
+    sp.add_argument("--weight-nm", type=nm_ratio, metavar="N:M",
+                    help="N:M weight masks instead, N kept of every M along K (e.g. 2:4)")
+    sp.add_argument("--act-density", type=float, default=1.0, metavar="D",
+                    help="input-activation density of every layer but the first "
+                         "(default: %(default)s)")
+    sp.add_argument("--act-channel-std", type=float, default=0.0, metavar="S",
+                    help="spread of per-channel activation densities (default: %(default)s)")
+    sp.add_argument("--token-keep", type=float, default=1.0, metavar="F",
+                    help="fraction of query tokens attention keeps (default: %(default)s)")
+    sp.add_argument("--head-keep", type=float, default=1.0, metavar="F",
+                    help="fraction of attention heads kept (default: %(default)s)")
+    sp.add_argument("--kv-keep", type=float, default=1.0, metavar="F",
+                    help="fraction of keys/values kept (default: %(default)s)")
+    sp.add_argument("--act-prune", choices=ACT_PRUNE_KINDS, default="none",
+                    help="how activation zeros arise: none (ReLU zeros, free) or found at run "
+                         "time by the online pruning unit ([online] in the arch), whose cycles "
+                         "and energy get their own rows: threshold, dynamic (per-tensor), topk "
+                         "(per pixel/token), nm (with --act-nm) (default: %(default)s)")
+    sp.add_argument("--act-nm", type=nm_ratio, metavar="N:M",
+                    help="N:M activation pruning along the channels (with --act-prune nm)")
+    sp.add_argument("--seed", type=int, default=0, help="seed of the masks (default: 0)")
+    tr = parser.add_argument_group(
+        "training step", "simulate forward + backward (input and weight gradients) + update")
+    tr.add_argument("--training", action="store_true",
+                    help="simulate a training step; the report splits forward, backward and "
+                         "update")
+    tr.add_argument("--grad-density", type=float, default=1.0, metavar="D",
+                    help="fraction of each output gradient kept (pruned online; default: "
+                         "%(default)s)")
+    tr.add_argument("--grad-structure", choices=GRADIENT_STRUCTURES, default="unstructured",
+                    help="which gradient entries go: unstructured (threshold), row (top-k per "
+                         "pixel/token), channel (whole channels), nm (with --grad-nm) "
+                         "(default: %(default)s)")
+    tr.add_argument("--grad-nm", type=nm_ratio, metavar="N:M",
+                    help="N:M gradient pruning along the channels (with --grad-structure nm)")
+    tr.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default="sgd",
+                    help="optimizer of the weight update: its state is read and written "
+                         "(default: %(default)s)")
+    dy = parser.add_argument_group(
+        "dynamic pruning", "per-input channel gating, token and head pruning: one run per "
+                           "input, reported as a distribution (a trace may carry measured "
+                           "ratios instead)")
+    dy.add_argument("--dynamic", type=int, metavar="N",
+                    help="draw seeded per-input keep ratios for N inputs")
+    dy.add_argument("--channel-keep", type=float, default=1.0, metavar="F",
+                    help="mean fraction of output channels a gate keeps per input, in conv "
+                         "and linear layers (default: %(default)s)")
+    dy.add_argument("--dyn-token-keep", type=float, default=1.0, metavar="F",
+                    help="mean fraction of tokens alive after the last attention layer "
+                         "(cascading; default: %(default)s)")
+    dy.add_argument("--dyn-head-keep", type=float, default=1.0, metavar="F",
+                    help="mean fraction of heads computed per input (default: %(default)s)")
+    dy.add_argument("--dyn-spread", type=float, default=0.1, metavar="S",
+                    help="standard deviation of the ratios across inputs (default: "
+                         "%(default)s)")
+    parser.add_argument("-o", "--out", type=Path, metavar="PATH",
+                        help="also write the per-GEMM results as CSV to PATH")
+    parser.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                        help="what to print on stdout (default: %(default)s)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Simulate once and print (and optionally write) the rows."""
+    arch = load_arch(args.arch)
+    if args.set:
+        arch = with_overrides(arch, overrides(args.set))
+    sparsity = _sparsity(args)
+    if args.trace is not None and sparsity is not None:
+        raise SparsesimError("a trace carries its own masks: drop the density options",
+                             field="--trace")
+    trace = None
+    if args.trace is not None:
+        trace = load_trace(args.trace)
+        if args.workload is not None:  # both given: the trace must be of that workload
+            given = load_workload(args.workload)
+            if given.name != trace.workload.name:
+                raise SparsesimError(f"the trace is of network {trace.workload.name!r}, not "
+                                     f"{given.name!r}", file=str(args.trace), field="network")
+            trace.check_workload(given)
+    dynamic = None
+    if args.dynamic is not None:
+        if trace is not None and "dynamic" in trace.meta:
+            raise SparsesimError("the trace carries its own per-input ratios: drop --dynamic",
+                                 field="--dynamic")
+        base = trace.workload if trace is not None else load_workload(
+            args.workload or DEFAULT_WORKLOAD)
+        dynamic = synthetic_dynamic(base, inputs=args.dynamic, channel_keep=args.channel_keep,
+                                    token_keep=args.dyn_token_keep, head_keep=args.dyn_head_keep,
+                                    spread=args.dyn_spread, seed=args.seed)
+    result = simulate(args.workload or DEFAULT_WORKLOAD, arch, sparsity=sparsity,
+                      trace=trace, training=_training(args), dynamic=dynamic)
+    if not print_frame(result.df, args.format):
+        print(result.table())
+    if args.out is not None:
+        write_frame(result.df, args.out)
+        print(f"wrote {len(result.df)} rows to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _sparsity(args: argparse.Namespace) -> SparsityModel | None:
+    model = SparsityModel(
+        weight_density=args.weight_density, weight_nm=args.weight_nm,
+        act_density=args.act_density, act_channel_std=args.act_channel_std,
+        token_keep=args.token_keep, head_keep=args.head_keep, kv_keep=args.kv_keep,
+        act_prune=args.act_prune, act_nm=args.act_nm, seed=args.seed)
+    return None if model.is_dense else model
+
+
+def _training(args: argparse.Namespace) -> Training | None:
+    grads = GradientModel(density=args.grad_density, structure=args.grad_structure,
+                          nm=args.grad_nm, seed=args.seed)
+    if not args.training:
+        if not grads.is_dense or args.optimizer != "sgd":
+            raise SparsesimError("gradient and optimizer options describe a training step: "
+                                 "add --training", field="--training")
+        return None
+    return Training(grads, optimizer=args.optimizer)

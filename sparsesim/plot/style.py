@@ -1,0 +1,112 @@
+"""The look every figure shares: Okabe–Ito colours (colour-blind safe), markers and line
+styles, the series encoding (which parameter gets colour, line style, marker), plain log ticks,
+and the input checks that turn a wrong results file into one error naming the column.
+
+Every axis names its unit. Importing this module selects the Agg backend: files, not windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files, not windows: the CLI and tests run headless
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from sparsesim.errors import SparsesimError  # noqa: E402
+
+
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442",
+             "#000000")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+LINESTYLES = ("-", "--", ":", "-.")
+
+
+class Encoding:
+    """Series keys → visual channels: colour for the 1st key, line style for the 2nd, marker
+    for the 3rd (further keys go into the colour's label), with a legend per channel."""
+
+    def __init__(self, df: pd.DataFrame, keys: Sequence[str]) -> None:
+        self.keys = list(keys)
+        self.values = {k: sorted(df[k].astype(str).unique()) for k in self.keys}
+
+    def style(self, row: pd.Series) -> dict[str, object]:
+        out: dict[str, object] = {"color": OKABE_ITO[0], "linestyle": "-", "marker": "o"}
+        for key, channel, palette in zip(self.keys, ("color", "linestyle", "marker"),
+                                         (OKABE_ITO, LINESTYLES, MARKERS)):
+            out[channel] = palette[self.values[key].index(str(row[key])) % len(palette)]
+        return out
+
+    def legend(self, ax: plt.Axes) -> None:
+        from matplotlib.lines import Line2D
+
+        handles: list[Line2D] = []
+        for key, channel in zip(self.keys, ("color", "linestyle", "marker")):
+            handles.append(Line2D([], [], linestyle="none", label=key.split(".")[-1] + ":"))
+            for i, value in enumerate(self.values[key]):
+                kw: dict[str, object] = {"color": "#555555", "linestyle": "-", "marker": None}
+                if channel == "color":
+                    kw["color"] = OKABE_ITO[i % len(OKABE_ITO)]
+                elif channel == "linestyle":
+                    kw["linestyle"] = LINESTYLES[i % len(LINESTYLES)]
+                else:
+                    kw.update(marker=MARKERS[i % len(MARKERS)], linestyle="none")
+                handles.append(Line2D([], [], label=f"  {value}", **kw))  # type: ignore[arg-type]
+        if handles:
+            ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.02, 0.5),
+                      frameon=False, fontsize="small", handlelength=2.5)
+
+
+def at_most_three(keys: Sequence[str], x: str) -> list[str]:
+    """Colour, line style and marker can tell three parameters apart, not more."""
+    if len(keys) > 3:
+        raise SparsesimError(f"at most 3 parameters may vary besides {x}, got {', '.join(keys)}"
+                             "; filter the results or pass series=", field="series")
+    return list(keys)
+
+
+def series_label(row: pd.Series, keys: Sequence[str]) -> str:
+    return ", ".join(f"{k.split('.')[-1]}={row[k]}" for k in keys)
+
+
+def varying_params(df: pd.DataFrame, exclude: Sequence[str]) -> list[str]:
+    """Parameter columns (sweep inputs) that take more than one value."""
+    result_cols = {"network", "layers", "dense_macs", "effectual_macs", "cycles",
+                   "compute_cycles", "stall_cycles", "utilization", "seconds", "point_id",
+                   "status", "error", "elapsed_s", "energy_pj", "dram_read_bytes",
+                   "dram_write_bytes", "accuracy"}
+    cols = [c for c in df.columns if c not in result_cols and c not in exclude
+            and not c.startswith(("energy_", "dram_", "sram_"))]
+    varying = [c for c in cols if df[c].astype(str).nunique() > 1]
+    # The PE kind and the formats are what readers compare first: give them colour.
+    first = ("pe.kind", "memory.format_w", "memory.format_a", "array.dataflow")
+    return sorted(varying, key=lambda c: first.index(c) if c in first else len(first))
+
+
+def plain_log_ticks(ax: plt.Axes, axis: str = "y") -> None:
+    """Log axes with ordinary numbers (2, 5, 10) instead of 2×10⁰."""
+    from matplotlib.ticker import FuncFormatter
+
+    def minor(v: float, _: object) -> str:  # label the 2s and 5s between decades only
+        lead = f"{v:.0e}"[0]
+        return f"{v:g}" if lead in "25" else ""
+
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    target.set_minor_formatter(FuncFormatter(minor))
+
+
+def need(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    """Raise naming the first of ``columns`` that ``df`` lacks (``what``: the plot's name)."""
+    missing = [c for c in columns if c not in df]
+    if missing:
+        raise SparsesimError(f"the {what} plot needs column(s) {', '.join(missing)}; got "
+                             f"{', '.join(map(str, df.columns))}", field=missing[0])
+
+
+def ok_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The sweep points that ran (``status`` ok); every row of a frame without a status."""
+    return df[df["status"] == "ok"] if "status" in df else df
