@@ -15,14 +15,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sparsesim.validation.scalesim_runner import run_scalesim, write_topology
 from sparsesim.engine.inference import run
-from sparsesim.validation import (
+from sparsesim.validation.scalesim import (
     TRAFFIC_RULES,
     scalesim_arch,
     scalesim_comparison,
     traffic_mismatches,
 )
+from sparsesim.validation.scalesim_runner import run_scalesim, write_topology
 from sparsesim.workload.network import load_scalesim_csv
 
 DATA = Path(__file__).parent / "data"
@@ -111,7 +111,8 @@ def test_traffic_against_scalesim(comparison):
     """DRAM and SRAM traffic with memory that never stalls (SCALE-Sim counts words: burst = 1
     byte, int8 here). Where the models agree the numbers are equal; where they differ it is by
     modelling choice, checked in the direction and size that choice implies — one rule each in
-    ``sparsesim.validation.TRAFFIC_RULES`` (the validation report prints them with their reasons):
+    ``sparsesim.validation.scalesim.TRAFFIC_RULES`` (the validation report prints them with
+    their reasons):
 
     * W (filters) — each element once: equal on every row, in DRAM and in SRAM reads.
     * A of a GEMM — equal. A of a convolution: ours moves each A tile's input-region footprint,

@@ -13,17 +13,9 @@ import sys
 import pytest
 
 from sparsesim import cli
-from sparsesim.validation import (
-    ANCHORS,
-    CHECKS,
-    GROUPS,
-    SOURCES,
-    CheckSpec,
-    byte_ratio,
-    render_report,
-    run_checks,
-    write_report,
-)
+from sparsesim.validation.nm import byte_ratio
+from sparsesim.validation.registry import ANCHORS, CHECKS, GROUPS, SOURCES, CheckSpec, run_checks
+from sparsesim.validation.report import render_report, write_report
 
 
 @pytest.fixture(scope="module")
