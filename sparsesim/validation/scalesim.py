@@ -35,10 +35,12 @@ from sparsesim.workload.network import Workload, load_scalesim_csv
 
 add_group("scalesim", Group("SCALE-Sim v3, dense", """\
 Dense timing must equal SCALE-Sim v3's for the same array, dataflow and layer when memory does
-not stall (DESIGN.md §3). `tests/data/scalesim_oracle.csv` holds SCALE-Sim 3.0.0's reports for
+not stall (DESIGN.md §3).
+`sparsesim/validation/data/scalesim_oracle.csv` holds SCALE-Sim 3.0.0's reports for
 40 random conv-form and 14 GEMM-form layers on arrays 8×8, 16×32 and 32×16 and dataflows
 os/ws/is, in its bandwidth-estimate mode with SRAMs that hold every operand; when
-`tests/data/scalesim_topology_oracle.csv` is present (SCALE-Sim's bundled topologies, written by
+`sparsesim/validation/data/scalesim_topology_oracle.csv` is present (SCALE-Sim's bundled
+topologies, written by
 analysis/scalesim_validation_oracle.py — row by row as SCALE-Sim finishes, so a run during its
 generation checks the rows there so far), the full run checks it too. Ours: memory that never
 stalls, 1-byte bursts (SCALE-Sim counts words, int8).
@@ -227,7 +229,7 @@ def _comparison(ctx: Context, label: str, path: Path, conv_halo: str = "refetch"
 def missing_oracle(group: str, id: str, what: str, path: Path) -> Check:
     return Check(id=id, group=group, what=what, anchor="SCALE-Sim's figures",
                  source=SOURCES["scalesim"], ours="not run", tolerance="exact",
-                 passed=False, note=f"oracle file {path} not found (a source checkout has it)")
+                 passed=False, note=f"oracle file {path} not found (the package ships it)")
 
 
 def _oracle_comparisons(ctx: Context, prefix: str, what: str, out: list[Check]
