@@ -22,11 +22,11 @@ package):
 
 Regenerate (about 8 minutes on 2 cores):
 
-    python analysis/scalesim_oracle.py [--jobs 2] [--python /tmp/ssvenv/bin/python]
+    python analysis/scalesim_oracle.py [--jobs 2] [--python .venv-scalesim/bin/python]
 
 SCALE-Sim 3.0.0 runs in its own interpreter (numpy < 2.4), from ``--python``, else
-``$SPARSESIM_SCALESIM_PYTHON``, else /tmp/ssvenv/bin/python. The layers are a pure function of
-SEED, so the output is the same on every run.
+``$SPARSESIM_SCALESIM_PYTHON``, else the checkout's ``.venv-scalesim`` (``scalesim_python``).
+The layers are a pure function of SEED, so the output is the same on every run.
 """
 
 from __future__ import annotations
@@ -50,10 +50,12 @@ if str(REPO) not in sys.path:
 
 from sparsesim.validation.data import data_path  # noqa: E402
 from sparsesim.validation.scalesim_runner import (  # noqa: E402
+    CHECKOUT_VENV,
     CONV_KEYS,
+    ENV_PYTHON,
     GEMM_KEYS,
-    default_python,
     run_scalesim,
+    scalesim_python,
     write_topology,
 )
 
@@ -266,7 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--python", default=None, help="SCALE-Sim's interpreter")
     ap.add_argument("--out-dir", type=Path, default=DATA)
     args = ap.parse_args(argv)
-    python = args.python or default_python()
+    python = scalesim_python(args.python)
+    if python is None:
+        ap.error(f"no SCALE-Sim interpreter: --python, ${ENV_PYTHON} or {CHECKOUT_VENV}")
     t0 = time.perf_counter()
 
     rng = random.Random(SEED)

@@ -44,11 +44,12 @@ Regenerate (one SCALE-Sim process at a time; on a shared 2-core machine the topo
 takes about 100 minutes of SCALE-Sim, nm about 11 and stall about 7):
 
     python analysis/scalesim_validation_oracle.py [--only topology nm stall]
-        [--python /tmp/ssvenv/bin/python] [--resume] [--budget-min M]
+        [--python .venv-scalesim/bin/python] [--resume] [--budget-min M]
 
 SCALE-Sim 3.0.0 runs in its own interpreter (numpy < 2.4), from ``--python``, else
-``$SPARSESIM_SCALESIM_PYTHON``, else /tmp/ssvenv/bin/python. Everything is a pure function of
-the constants below, so every run writes the same files (``--budget-min`` only stops early).
+``$SPARSESIM_SCALESIM_PYTHON``, else the checkout's ``.venv-scalesim`` (``scalesim_python``).
+Everything is a pure function of the constants below, so every run writes the same files
+(``--budget-min`` only stops early).
 """
 
 from __future__ import annotations
@@ -72,10 +73,12 @@ if str(REPO) not in sys.path:
 
 from sparsesim.validation.data import data_path
 from sparsesim.validation.scalesim_runner import (
+    CHECKOUT_VENV,
     CONV_KEYS,
+    ENV_PYTHON,
     GEMM_KEYS,
-    default_python,
     run_scalesim,
+    scalesim_python,
 )
 
 DATA = data_path()
@@ -529,7 +532,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget-min", type=float, default=None,
                     help="topology part: stop after this many minutes of SCALE-Sim")
     args = ap.parse_args(argv)
-    python = args.python or default_python()
+    python = scalesim_python(args.python)
+    if python is None:
+        ap.error(f"no SCALE-Sim interpreter: --python, ${ENV_PYTHON} or {CHECKOUT_VENV}")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     if "topology" in args.only:
         run_topologies(python, args.out_dir / "scalesim_topology_oracle.csv",

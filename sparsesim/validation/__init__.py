@@ -60,7 +60,7 @@ from sparsesim.validation.scalesim import (
     scalesim_comparison,
     traffic_mismatches,
 )
-from sparsesim.validation.scalesim_live import scalesim_python
+from sparsesim.validation.scalesim_runner import scalesim_python
 
 __all__ = [
     "ANCHORS",

@@ -215,7 +215,8 @@ def run_checks(*, fast: bool, out_dir: Path, live: bool = False, data_dir: Path 
                anchors: Mapping[str, Any] | None = None) -> ValidationRun:
     """Run the registered checks (``fast``: the test-suite subset) and return their rows.
 
-    ``live`` adds the checks that run SCALE-Sim itself (found by :func:`scalesim_python`);
+    ``live`` adds the checks that run SCALE-Sim itself (the interpreter:
+    :func:`~sparsesim.validation.scalesim_runner.scalesim_python` of ``scalesim_python``);
     ``only`` keeps the checks whose registered name starts with one of its prefixes
     (``"nm"``, ``"scalesim.cycles"``); ``anchors`` overrides entries of :data:`ANCHORS`.
     Figures go to ``out_dir``. A check that raises is reported as a failed row with the error.

@@ -1,15 +1,14 @@
 """SCALE-Sim v3 run now: the random GEMM layers it simulates in seconds, through it again.
 
-Only with ``--live`` (a check registered ``live=True``); when no SCALE-Sim interpreter is
-found the check is a "not run" row that says so. Conv layers are run live by
+Only with ``--live`` (a check registered ``live=True``); the interpreter is the one
+:func:`~sparsesim.validation.scalesim_runner.scalesim_python` finds, and when it finds none the
+check is a "not run" row that says so. Conv layers are run live by
 ``tests/test_scalesim.py``.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import pandas as pd
 
@@ -17,24 +16,10 @@ from sparsesim.api import simulate
 from sparsesim.errors import SparsesimError
 from sparsesim.validation.registry import SOURCES, Check, Context, exact_row, register
 from sparsesim.validation.scalesim import oracle_workload, scalesim_arch
-from sparsesim.validation.scalesim_runner import run_scalesim
-
-REPO = Path(__file__).resolve().parents[2]
-
-ENV_PYTHON = "SPARSESIM_SCALESIM_PYTHON"
+from sparsesim.validation.scalesim_runner import run_scalesim, scalesim_python
 
 LIVE_CYCLE_BUDGET = 60_000
 """Live runs take the oracle's GEMM layers whose 9 runs sum to fewer SCALE-Sim cycles."""
-
-
-def scalesim_python(explicit: str | None = None) -> str | None:
-    """SCALE-Sim's interpreter: given, ``$SPARSESIM_SCALESIM_PYTHON``, or the checkout's
-    ``.venv-scalesim`` (None when none is there)."""
-    for candidate in (explicit, os.environ.get(ENV_PYTHON),
-                      str(REPO / ".venv-scalesim" / "bin" / "python")):
-        if candidate and Path(candidate).exists():
-            return str(Path(candidate).absolute())
-    return None
 
 
 def run_scalesim_gemm(layers: Sequence[tuple[str, int, int, int]], *, rows: int, cols: int,
