@@ -1,4 +1,4 @@
-"""Check DESIGN.md §3's dense cycle formula against tests/data/scalesim_oracle.csv.
+"""Check DESIGN.md §3's dense cycle formula against sparsesim/validation/data/scalesim_oracle.csv.
 
 Independent of sparsesim: stdlib only. For each oracle row it lowers the layer to
 P = E·F output pixels, K = R·S·C (C = 1 per channel of a 'DP' layer), N = filters, and compares
@@ -11,7 +11,7 @@ P = E·F output pixels, K = R·S·C (C = 1 per channel of a 'DP' layer), N = fil
 with SCALE-Sim's "Total Cycles", once with E = ceil((H − R + s)/s) (SCALE-Sim's rule) and once
 with E = floor((H − R)/s) + 1 (the usual rule), and prints every disagreement.
 
-    python analysis/check_scalesim_formula.py [tests/data/scalesim_oracle.csv]
+    python analysis/check_scalesim_formula.py [sparsesim/validation/data/scalesim_oracle.csv]
 
 Exit status 1 if the SCALE-Sim rule disagrees on any row.
 """
@@ -24,7 +24,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-ORACLE = Path(__file__).resolve().parents[1] / "tests" / "data" / "scalesim_oracle.csv"
+ORACLE = (Path(__file__).resolve().parents[1] / "sparsesim" / "validation" / "data"
+          / "scalesim_oracle.csv")
 
 
 def out_ceil(size: int, filt: int, stride: int) -> int:

@@ -51,6 +51,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from sparsesim.cli import main as cli_main  # noqa: E402
+from sparsesim.validation.data import data_path  # noqa: E402
 
 WORKLOADS = ("resnet18", "resnet50", "vgg16", "mobilenet_v2", "bert_base_seq128",
              "bert_base_seq512", "vit_b16", "llama2_7b_block_prefill", "llama2_7b_block_decode",
@@ -112,7 +113,7 @@ def _cases(tmp: Path, torch_ok: bool) -> list[tuple[str, Callable[[Path], list[P
         for arch in ARCHS:
             for pe, extra in PE_SETTINGS.items():
                 run(f"run.{wl}.{arch}.{pe}", ["-w", wl, "-a", arch, *extra])
-    topo = REPO / "tests" / "data" / "scalesim_topologies" / "Resnet18.csv"
+    topo = data_path("scalesim_topologies", "Resnet18.csv")
     if topo.exists():
         run("run.scalesim_topology", ["-w", str(topo), "-a", "tpu_like"])
     sparse = ["--weight-density", "0.3", "--act-density", "0.4", "--act-channel-std", "0.2"]

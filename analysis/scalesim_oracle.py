@@ -5,9 +5,11 @@ with (H - R) not a multiple of the stride, layers smaller than an 8x8 array in e
 dimension, layers much larger than the arrays, non-square ifmaps and filters, C = 1, and
 depthwise 'DP' layers with small C) and random GEMM-form layers, runs SCALE-Sim v3 on each for
 arrays 8x8, 16x32 (16 rows, 32 cols) and 32x16 and dataflows os/ws/is with memory that never
-stalls (its CALC bandwidth mode, SRAMs that hold every operand), and writes
+stalls (its CALC bandwidth mode, SRAMs that hold every operand), and writes, in the
+validation's data folder (``sparsesim/validation/data``, ``data/`` below; it ships with the
+package):
 
-* tests/data/scalesim_oracle.csv      one row per (SCALE-Sim layer, rows, cols, dataflow):
+* data/scalesim_oracle.csv      one row per (SCALE-Sim layer, rows, cols, dataflow):
   form (conv|gemm), name, scalesim_layer (SCALE-Sim's name: a DP layer of C channels is C
   rows named <name>Channel_<i>, each a single-channel layer; the defining columns keep the
   topology's C), ifmap_h, ifmap_w, filter_h, filter_w, channels, num_filter, stride (conv) or
@@ -15,16 +17,16 @@ stalls (its CALC bandwidth mode, SRAMs that hold every operand), and writes
   (SCALE-Sim's "Total Cycles": the index of the last cycle, i.e. cycles - 1), stall_cycles,
   total_cycles_incl_prefetch, compute_util_pct, mapping_efficiency_pct, SRAM and DRAM
   reads/writes per operand, sram_kb (each SRAM) and the scalesim version;
-* tests/data/scalesim_random_conv.csv and tests/data/scalesim_random_gemm.csv: the topologies,
+* data/scalesim_random_conv.csv and data/scalesim_random_gemm.csv: the topologies,
   in SCALE-Sim's own CSV format (rows end with a trailing comma; GEMM is "Layer, M, N, K,").
 
 Regenerate (about 8 minutes on 2 cores):
 
-    python analysis/scalesim_oracle.py [--jobs 2] [--python /tmp/ssvenv/bin/python]
+    python analysis/scalesim_oracle.py [--jobs 2] [--python .venv-scalesim/bin/python]
 
 SCALE-Sim 3.0.0 runs in its own interpreter (numpy < 2.4), from ``--python``, else
-``$SPARSESIM_SCALESIM_PYTHON``, else /tmp/ssvenv/bin/python. The layers are a pure function of
-SEED, so the output is the same on every run.
+``$SPARSESIM_SCALESIM_PYTHON``, else the checkout's ``.venv-scalesim`` (``scalesim_python``).
+The layers are a pure function of SEED, so the output is the same on every run.
 """
 
 from __future__ import annotations
@@ -46,18 +48,21 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from sparsesim.validation.data import data_path  # noqa: E402
 from sparsesim.validation.scalesim_runner import (  # noqa: E402
+    CHECKOUT_VENV,
     CONV_KEYS,
+    ENV_PYTHON,
     GEMM_KEYS,
-    default_python,
     run_scalesim,
+    scalesim_python,
     write_topology,
 )
 
 SEED = 20240531
 ARRAYS = ((8, 8), (16, 32), (32, 16))
 DATAFLOWS = ("os", "ws", "is")
-DATA = REPO / "tests" / "data"
+DATA = data_path()
 MAX_OFMAP_PX = 2000
 # Budget on the summed cycles of one layer over the 9 (array, dataflow) runs: SCALE-Sim costs
 # about 0.1 ms per simulated cycle, so this keeps the whole script well under 15 minutes.
@@ -263,7 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--python", default=None, help="SCALE-Sim's interpreter")
     ap.add_argument("--out-dir", type=Path, default=DATA)
     args = ap.parse_args(argv)
-    python = args.python or default_python()
+    python = scalesim_python(args.python)
+    if python is None:
+        ap.error(f"no SCALE-Sim interpreter: --python, ${ENV_PYTHON} or {CHECKOUT_VENV}")
     t0 = time.perf_counter()
 
     rng = random.Random(SEED)

@@ -1,31 +1,34 @@
 """Generate three more SCALE-Sim v3 oracle tables for the validation report (DESIGN.md §3).
 
+The tables and topologies are in the validation's data folder, ``sparsesim/validation/data``
+(``data/`` below), which ships with the package.
+
 What it does (each part is picked with ``--only``; all three by default):
 
 * ``topology`` — SCALE-Sim's own bundled topologies (copied byte for byte into
-  tests/data/scalesim_topologies/, see the README there) run with memory that never stalls
+  data/scalesim_topologies/, see the README there) run with memory that never stalls
   (CALC bandwidth mode, SRAMs far larger than any operand) on the configurations of ``PLAN``:
   128x128 os/ws/is and 32x32 os, every layer of alexnet, alexnet_part, yolo_tiny,
   yolo_tiny_layer1, Resnet18, Resnet50, Resnet_test, FasterRCNN, Googlenet, mobilnet_paper
   and test. Identical layer shapes (within and across networks) are simulated once per
   configuration and their row is repeated for every (topology, layer) of that shape. Writes
-  tests/data/scalesim_topology_oracle.csv: the columns of scalesim_oracle.csv plus
+  data/scalesim_topology_oracle.csv: the columns of scalesim_oracle.csv plus
   ``topology`` and ``layer_index`` (0-based position in the topology file), one row per
   (topology, layer, rows, cols, dataflow). The file is appended to after every SCALE-Sim run
   (``--resume`` skips the rows already there) and sorted at the end.
 * ``nm`` — SCALE-Sim's N:M structured-sparsity mode (``[sparsity] SparsitySupport = true``)
-  on 10 conv + 4 GEMM layers of tests/data/scalesim_random_{conv,gemm}.csv and 4 ResNet-18
+  on 10 conv + 4 GEMM layers of data/scalesim_random_{conv,gemm}.csv and 4 ResNet-18
   layers, ratios 1:4, 2:4, 3:4, 4:4 (dense reference), 1:2 and 2:8, arrays 16x32 and 32x16,
   dataflows os/ws/is (SCALE-Sim 3.0.0 runs all three), representation ellpack_block; csr and
   csc on 16x32 os for 2:4, 4:4 and 1:2; OptimizedMapping (ws) with BlockSize 4 and 8 on
-  16x32. Writes tests/data/scalesim_nm_oracle.csv: source, the layer's defining columns, nm,
+  16x32. Writes data/scalesim_nm_oracle.csv: source, the layer's defining columns, nm,
   sparsity_n, sparsity_m, sparse_rep, optimized_mapping, block_size, rows, cols, dataflow, the
   report columns and the SPARSE_REPORT fields (original_filter_storage, new_filter_storage =
   filter + metadata, filter_metadata_storage, avg_filter_metadata_sram_bw).
 * ``stall`` — SCALE-Sim's USER bandwidth mode (``InterfaceBandwidth = USER``) on 8 conv + 2
   GEMM layers of the random oracle, a 16x32 array, os/ws/is, DRAM bandwidth 1 and 10
   words/cycle (each interface) and SRAMs of 8 and 64 KB (each of the three). Writes
-  tests/data/scalesim_stall_oracle.csv: source, the layer's defining columns, rows, cols,
+  data/scalesim_stall_oracle.csv: source, the layer's defining columns, rows, cols,
   dataflow, bandwidth, sram_kb, total_cycles, stall_cycles, total_cycles_incl_prefetch, the
   utilisations, SRAM and DRAM reads/writes and the DRAM start/stop cycles.
 
@@ -41,11 +44,12 @@ Regenerate (one SCALE-Sim process at a time; on a shared 2-core machine the topo
 takes about 100 minutes of SCALE-Sim, nm about 11 and stall about 7):
 
     python analysis/scalesim_validation_oracle.py [--only topology nm stall]
-        [--python /tmp/ssvenv/bin/python] [--resume] [--budget-min M]
+        [--python .venv-scalesim/bin/python] [--resume] [--budget-min M]
 
 SCALE-Sim 3.0.0 runs in its own interpreter (numpy < 2.4), from ``--python``, else
-``$SPARSESIM_SCALESIM_PYTHON``, else /tmp/ssvenv/bin/python. Everything is a pure function of
-the constants below, so every run writes the same files (``--budget-min`` only stops early).
+``$SPARSESIM_SCALESIM_PYTHON``, else the checkout's ``.venv-scalesim`` (``scalesim_python``).
+Everything is a pure function of the constants below, so every run writes the same files
+(``--budget-min`` only stops early).
 """
 
 from __future__ import annotations
@@ -67,14 +71,17 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from sparsesim.validation.data import data_path
 from sparsesim.validation.scalesim_runner import (
+    CHECKOUT_VENV,
     CONV_KEYS,
+    ENV_PYTHON,
     GEMM_KEYS,
-    default_python,
     run_scalesim,
+    scalesim_python,
 )
 
-DATA = REPO / "tests" / "data"
+DATA = data_path()
 TOPO_DIR = DATA / "scalesim_topologies"
 DATAFLOWS = ("os", "ws", "is")
 Layer = dict[str, Any]
@@ -448,7 +455,7 @@ def run_nm(python: str, out: Path) -> None:
 # Part 3: bandwidth-limited (USER mode) runs
 # ----------------------------------------------------------------------------------------------
 
-# The plan behind the committed tests/data/scalesim_stall_oracle.csv. 8x8 arrays and more
+# The plan behind the committed data/scalesim_stall_oracle.csv. 8x8 arrays and more
 # bandwidths/sizes take hours in SCALE-Sim's USER mode: one array and the extremes of
 # bandwidth and SRAM (about 6 minutes).
 STALL_CONV = ("c00_pw", "c09_s3", "c17_large", "c20_large", "c25_rect", "c31_rand", "c33_rand",
@@ -525,7 +532,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget-min", type=float, default=None,
                     help="topology part: stop after this many minutes of SCALE-Sim")
     args = ap.parse_args(argv)
-    python = args.python or default_python()
+    python = scalesim_python(args.python)
+    if python is None:
+        ap.error(f"no SCALE-Sim interpreter: --python, ${ENV_PYTHON} or {CHECKOUT_VENV}")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     if "topology" in args.only:
         run_topologies(python, args.out_dir / "scalesim_topology_oracle.csv",

@@ -15,20 +15,24 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+from sparsesim.validation.scalesim_runner import scalesim_python as find_scalesim  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-SCALESIM_VENV = ROOT / ".venv-scalesim"
+SCALESIM_VENV = ROOT / ".venv-scalesim"  # the lookup's CHECKOUT_VENV when run from this checkout
 
 
 @pytest.fixture(scope="session")
 def scalesim_python() -> str:
     """An interpreter with SCALE-Sim 3.0.0 (numpy<2.4 beside it, so in its own venv).
 
-    ``$SPARSESIM_SCALESIM_PYTHON`` if set, else ``.venv-scalesim`` in the checkout, made on
-    first use. Under CI a failure to make it fails the run; elsewhere (offline) it skips.
+    The one ``sparsesim.validation.scalesim_runner.scalesim_python`` finds
+    (``$SPARSESIM_SCALESIM_PYTHON``, else the checkout's ``.venv-scalesim``), else
+    ``.venv-scalesim`` made here on first use. Under CI a failure to make it fails the run;
+    elsewhere (offline) it skips.
     """
-    env = os.environ.get("SPARSESIM_SCALESIM_PYTHON")
-    if env:
-        return env
+    found = find_scalesim()
+    if found:
+        return found
     python = SCALESIM_VENV / "bin" / "python"
     if not python.exists():
         steps = [[sys.executable, "-m", "venv", str(SCALESIM_VENV)],

@@ -4,9 +4,9 @@ SCALE-Sim reports "Total Cycles" as the *index* of the last cycle, so its figure
 cycle count; we count real cycles. A layer named ``DP`` is C single-channel layers to
 SCALE-Sim, one report row each: their cycles add up to our grouped layer.
 
-Two proofs: the committed oracle (``tests/data/scalesim_oracle.csv``, written by
-``analysis/scalesim_oracle.py``: 50+ random layers × 3 arrays × 3 dataflows, no-stall memory),
-and a live run of the real SCALE-Sim on fresh random shapes.
+Two proofs: the committed oracle (``sparsesim/validation/data/scalesim_oracle.csv``, written
+by ``analysis/scalesim_oracle.py``: 50+ random layers × 3 arrays × 3 dataflows, no-stall
+memory), and a live run of the real SCALE-Sim on fresh random shapes.
 """
 
 from pathlib import Path
@@ -15,18 +15,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sparsesim.validation.scalesim_runner import run_scalesim, write_topology
 from sparsesim.engine.inference import run
-from sparsesim.validation import (
+from sparsesim.validation.data import data_path
+from sparsesim.validation.scalesim import (
     TRAFFIC_RULES,
     scalesim_arch,
     scalesim_comparison,
     traffic_mismatches,
 )
+from sparsesim.validation.scalesim_runner import run_scalesim, write_topology
 from sparsesim.workload.network import load_scalesim_csv
 
-DATA = Path(__file__).parent / "data"
-ORACLE = DATA / "scalesim_oracle.csv"
+ORACLE = data_path("scalesim_oracle.csv")
 
 
 def our_cycles(topology: Path, rows: int, cols: int, dataflow: str) -> dict[str, int]:
@@ -71,7 +71,7 @@ def test_dense_cycles_equal_scalesim_on_every_oracle_row(oracle, comparison, for
                            "cycles_theirs"]].head(10).to_dict("records")
     # the shared comparison reads the oracle's layers; the committed topology reads the same
     for (rows, cols, dataflow), group in part.groupby(["rows", "cols", "dataflow"]):
-        ours = our_cycles(DATA / f"scalesim_random_{form}.csv", rows, cols, dataflow)
+        ours = our_cycles(data_path(f"scalesim_random_{form}.csv"), rows, cols, dataflow)
         assert ours == dict(zip(group["name"], group["cycles_ours"]))
 
 
@@ -111,7 +111,8 @@ def test_traffic_against_scalesim(comparison):
     """DRAM and SRAM traffic with memory that never stalls (SCALE-Sim counts words: burst = 1
     byte, int8 here). Where the models agree the numbers are equal; where they differ it is by
     modelling choice, checked in the direction and size that choice implies — one rule each in
-    ``sparsesim.validation.TRAFFIC_RULES`` (the validation report prints them with their reasons):
+    ``sparsesim.validation.scalesim.TRAFFIC_RULES`` (the validation report prints them with
+    their reasons):
 
     * W (filters) — each element once: equal on every row, in DRAM and in SRAM reads.
     * A of a GEMM — equal. A of a convolution: ours moves each A tile's input-region footprint,

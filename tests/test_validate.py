@@ -7,23 +7,19 @@ forms, the N:M bounds and Sparseloop's Figure 1 trend at five densities. The ful
 SCALE-Sim topology oracle.
 """
 
+import fnmatch
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
 
 import pytest
 
 from sparsesim import cli
-from sparsesim.validation import (
-    ANCHORS,
-    CHECKS,
-    GROUPS,
-    SOURCES,
-    CheckSpec,
-    byte_ratio,
-    render_report,
-    run_checks,
-    write_report,
-)
+from sparsesim.validation.data import data_path
+from sparsesim.validation.nm import byte_ratio
+from sparsesim.validation.registry import ANCHORS, CHECKS, GROUPS, SOURCES, CheckSpec, run_checks
+from sparsesim.validation.report import render_report, write_report
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +112,23 @@ def test_every_anchor_is_sourced():
     assert set(SOURCES) >= {"scalesim", "design", "nm", "sparseloop", "cnvlutin", "scnn"}
     lo, hi = ANCHORS["sparseloop.crossover"]
     assert (lo, hi) == (0.04, 0.08) and ANCHORS["cnvlutin.speedup"] == (1.24, 1.55)
+
+
+def test_every_oracle_file_ships_as_package_data():
+    """Every file under sparsesim/validation/data is matched by a package-data glob in
+    pyproject.toml, so none silently drops out of a wheel (an installed sparsesim reads them
+    through ``data_path``). Matched as setuptools globs: a ``*`` stays inside one folder."""
+    root = Path(__file__).resolve().parents[1]
+    package = root / "sparsesim" / "validation"
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["sparsesim.validation"]
+
+    def shipped(parts: tuple[str, ...]) -> bool:
+        return any(len(g.split("/")) == len(parts) and all(
+            fnmatch.fnmatchcase(part, pattern) for part, pattern in zip(parts, g.split("/")))
+            for g in globs)
+
+    files = [p.relative_to(package).parts for p in (package / "data").rglob("*") if p.is_file()]
+    assert len(files) > 5 and data_path("scalesim_oracle.csv").is_file()
+    missing = ["/".join(parts) for parts in files if not shipped(parts)]
+    assert not missing, f"oracle files no package-data glob ships: {missing}"

@@ -11,8 +11,9 @@ needs the standard library and pandas only.
         rows=8, cols=8, dataflow="os", gemm=False,
     )
 
-The interpreter is ``python=``, else ``$SPARSESIM_SCALESIM_PYTHON``, else
-``/tmp/ssvenv/bin/python``.
+The interpreter is ``python=``, else the one :func:`scalesim_python` finds — the only place
+that looks for SCALE-Sim, used by ``sparsesim validate --live``, the tests and the analysis
+scripts alike.
 
 What SCALE-Sim does with the inputs (scalesim 3.0.0 source):
 
@@ -32,6 +33,7 @@ What SCALE-Sim does with the inputs (scalesim 3.0.0 source):
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shutil
@@ -44,10 +46,15 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["CONV_KEYS", "GEMM_KEYS", "default_python", "run_scalesim", "write_topology"]
+__all__ = ["CONV_KEYS", "ENV_PYTHON", "GEMM_KEYS", "run_scalesim", "scalesim_python",
+           "write_topology"]
 
-DEFAULT_PYTHON = "/tmp/ssvenv/bin/python"
+log = logging.getLogger(__name__)
+
 ENV_PYTHON = "SPARSESIM_SCALESIM_PYTHON"
+CHECKOUT_VENV = Path(__file__).resolve().parents[2] / ".venv-scalesim"
+"""The source checkout's SCALE-Sim venv (the test suite makes it on first use); an installed
+sparsesim has none there."""
 
 CONV_KEYS = ("ifmap_h", "ifmap_w", "filter_h", "filter_w", "channels", "num_filter", "stride")
 GEMM_KEYS = ("m", "n", "k")
@@ -120,9 +127,26 @@ s.run_scale(top_path=out)
 """
 
 
-def default_python() -> str:
-    """SCALE-Sim's interpreter: ``$SPARSESIM_SCALESIM_PYTHON`` or ``/tmp/ssvenv/bin/python``."""
-    return os.environ.get(ENV_PYTHON) or DEFAULT_PYTHON
+def scalesim_python(explicit: str | None = None) -> str | None:
+    """SCALE-Sim's interpreter (absolute), the first of these that exists:
+
+    1. ``explicit`` (``--scalesim-python``, ``--python`` of the analysis scripts);
+    2. ``$SPARSESIM_SCALESIM_PYTHON``;
+    3. ``.venv-scalesim/bin/python`` in the source checkout (:data:`CHECKOUT_VENV`).
+
+    A given path that does not exist is passed over with a warning. None when none exists:
+    the live validation checks are then reported as not run, and the benchmark skips its
+    SCALE-Sim figure.
+    """
+    given = ((explicit, "given"), (os.environ.get(ENV_PYTHON), f"${ENV_PYTHON}"))
+    for candidate, origin in given:
+        if candidate and Path(candidate).exists():
+            return str(Path(candidate).absolute())
+        if candidate:
+            log.warning("SCALE-Sim interpreter %s (%s) not found; looking further",
+                        candidate, origin)
+    venv_python = CHECKOUT_VENV / "bin" / "python"
+    return str(venv_python) if venv_python.exists() else None
 
 
 def _int_field(layer: Mapping[str, Any], key: str) -> int:
@@ -309,7 +333,10 @@ def run_scalesim(
     if sram_kb is None:
         biggest = max(_operand_elems(layer, gemm) for layer in layers)
         sram_kb = max(64, 1 << math.ceil(math.log2(math.ceil(2.5 * biggest / 1024))))
-    exe = python or default_python()
+    exe = python or scalesim_python()
+    if exe is None:
+        raise RuntimeError(f"no SCALE-Sim interpreter: pass python=, set ${ENV_PYTHON} or make "
+                           f"{CHECKOUT_VENV}")
 
     tmp: str | None = None
     if workdir is None:
