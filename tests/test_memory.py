@@ -16,10 +16,10 @@ from sparsesim.memory import (
     FoldSchedule,
     MemoryResult,
     OperandTiles,
-    _dense_tile_bits,
     fold_schedule,
     simulate_gemm,
 )
+from sparsesim.memory.schedule import _dense_tile_bits
 from sparsesim.units import ceil_div
 
 INF = math.inf
