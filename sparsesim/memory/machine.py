@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Generator
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -84,17 +84,23 @@ def _ideal(schedule: FoldSchedule) -> MemoryResult:
     return MemoryResult(compute, compute, 0, 0, traffic["A"], traffic["W"], traffic["O"])
 
 
+@dataclass(slots=True)
 class _Counts:
-    """Mutable tallies of one operand while the machine runs (the fields of OperandTraffic)."""
+    """Mutable tallies of one operand while the machine runs: the fields of
+    :class:`OperandTraffic`, one for one (tests/test_memory.py holds the two lists equal)."""
 
-    __slots__ = tuple(f.name for f in fields(OperandTraffic))
-
-    def __init__(self) -> None:
-        for name in self.__slots__:
-            setattr(self, name, 0)
+    fetches: int = 0
+    dram_read_data_bytes: int = 0
+    dram_read_meta_bytes: int = 0
+    dram_write_data_bytes: int = 0
+    dram_write_meta_bytes: int = 0
+    refetch_bytes: int = 0
+    sram_read_bytes: int = 0
+    sram_write_bytes: int = 0
+    decoded_elements: int = 0
 
     def frozen(self) -> OperandTraffic:
-        return OperandTraffic(**{name: int(getattr(self, name)) for name in self.__slots__})
+        return OperandTraffic(**{f.name: int(getattr(self, f.name)) for f in fields(self)})
 
 
 class _Buffer:
