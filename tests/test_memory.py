@@ -16,10 +16,10 @@ from sparsesim.memory import (
     FoldSchedule,
     MemoryResult,
     OperandTiles,
-    _dense_tile_bits,
     fold_schedule,
     simulate_gemm,
 )
+from sparsesim.memory.schedule import _dense_tile_bits
 from sparsesim.units import ceil_div
 
 INF = math.inf
@@ -337,3 +337,14 @@ def test_result_row_is_flat_and_unit_suffixed():
     assert all(k.endswith(("_cycles", "cycles", "_bytes_a", "_bytes_w", "_bytes_o", "_a", "_w",
                            "_o")) for k in row)
     assert len(row) == 4 + 3 * 9
+
+
+def test_machine_tallies_every_traffic_field():
+    """The machine's mutable tallies and the frozen result name the same fields, in order
+    (a field added to OperandTraffic alone would silently stay 0)."""
+    from dataclasses import fields
+
+    from sparsesim.memory.machine import _Counts
+    from sparsesim.memory.traffic import OperandTraffic
+
+    assert [f.name for f in fields(_Counts)] == [f.name for f in fields(OperandTraffic)]

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from sparsesim.formats import Format, as_format, make_format
+from sparsesim.formats.base import Format
+from sparsesim.formats.registry import as_format, make_format
 
 if TYPE_CHECKING:  # matplotlib is imported lazily, only to plot
     from matplotlib.figure import Figure
