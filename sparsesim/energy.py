@@ -131,7 +131,7 @@ class EnergyTable:
 def _power_law(x: float, x0: float, y0: float, x1: float, y1: float) -> float:
     """y at x on the line through (x0, y0) and (x1, y1) in log–log space."""
     slope = math.log(y1 / y0) / math.log(x1 / x0)
-    return y0 * (x / x0) ** slope
+    return float(y0 * (x / x0) ** slope)
 
 
 ENERGY_TABLE_KEYS = tuple(f.name for f in fields(EnergyTable))

@@ -1,5 +1,7 @@
-"""The import-linter contract in pyproject.toml: imports point down the layers of STYLE.md."""
+"""The static checks in pyproject.toml: imports point down the layers of STYLE.md (import-linter)
+and the package type-checks (mypy, strict on the core layers)."""
 
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -15,6 +17,15 @@ def test_import_contract_holds():
     if exe is None:
         pytest.fail("import-linter is a test dependency: pip install -e '.[test]'")
     proc = subprocess.run([exe, "--no-cache"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_package_type_checks(tmp_path):
+    """mypy with the project's configuration ([tool.mypy]); its cache goes to a temp folder."""
+    if importlib.util.find_spec("mypy") is None:
+        pytest.fail("mypy is a test dependency: pip install -e '.[test]'")
+    proc = subprocess.run([sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

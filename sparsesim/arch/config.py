@@ -426,7 +426,7 @@ def _arch_from_dict(
         name=str(merged_head.get("name", Path(file).stem if file else "arch")),
         clock_hz=merged_head.get("clock_hz", 1e9),
         description=str(merged_head.get("description", "")),
-        **sections,  # type: ignore[arg-type]
+        **sections,
     )
 
 

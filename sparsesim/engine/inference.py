@@ -124,7 +124,11 @@ def _sum_memory(results: list[MemoryResult], repeat: int) -> MemoryResult:
         traffic[op.lower()] = OperandTraffic(*(
             repeat * sum(getattr(r.operand(op), f) for r in results)
             for f in OperandTraffic.__dataclass_fields__))
-    total = lambda name: repeat * sum(getattr(r, name) for r in results)
+
+    def total(name: str) -> int:
+        values: list[int] = [getattr(r, name) for r in results]
+        return repeat * sum(values)
+
     return MemoryResult(total("cycles"), total("compute_cycles"), total("stall_cycles"),
                         total("decode_stall_cycles"), traffic["a"], traffic["w"], traffic["o"],
                         total("events"))

@@ -28,11 +28,13 @@ class AutoTiles:
     @property
     def total_bits(self) -> np.ndarray:
         """Data plus metadata bits per tile."""
-        return self.data_bits + self.meta_bits
+        total: np.ndarray = self.data_bits + self.meta_bits
+        return total
 
     def chosen(self) -> np.ndarray:
         """The winning format's spec per tile, as an object array shaped like the tiles."""
-        return np.asarray(self.names, dtype=object)[self.choice]
+        chosen: np.ndarray = np.asarray(self.names, dtype=object)[self.choice]
+        return chosen
 
     def wins(self) -> dict[str, int]:
         """How many tiles each candidate won."""

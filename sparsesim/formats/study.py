@@ -153,7 +153,8 @@ def crossover_study(n_elements: int = 1_000_000, value_bits: Sequence[int] = (8,
 def _expected_bpe(fmt: Format, shape: tuple[int, int], density: np.ndarray,
                   value_bits: int) -> np.ndarray:
     data, meta = fmt.expected_bits(shape, density, value_bits)
-    return (np.asarray(data) + np.asarray(meta)) / (shape[0] * shape[1])
+    bits: np.ndarray = (np.asarray(data) + np.asarray(meta)) / (shape[0] * shape[1])
+    return bits
 
 
 def _closed_form_root(a: Format, b: Format, shape: tuple[int, int], value_bits: int,

@@ -48,7 +48,8 @@ class TileStats:
     @property
     def area(self) -> np.ndarray:
         """Elements per tile, (TR, TC) int64."""
-        return self.rows * self.cols
+        area: np.ndarray = self.rows * self.cols
+        return area
 
 
 def tile_stats(mask: object, tile_rows: int, tile_cols: int, *,

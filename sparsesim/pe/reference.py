@@ -185,9 +185,10 @@ def run_reference(a: np.ndarray, w: np.ndarray, dataflow: str, rows: int, cols: 
 
 def _groups(rows: int, cols: int, sync: str) -> dict[tuple[int, int], tuple[int, int]]:
     """PE (r, c) → the id of its synchronisation group."""
-    key = {Sync.PE: lambda r, c: (r, c), Sync.ROW: lambda r, c: (r, -1),
-           Sync.COL: lambda r, c: (-1, c), Sync.WAVEFRONT: lambda r, c: (-1, -1)}[Sync(sync)]
-    return {(r, c): key(r, c) for r in range(rows) for c in range(cols)}
+    keep_r = Sync(sync) in (Sync.PE, Sync.ROW)
+    keep_c = Sync(sync) in (Sync.PE, Sync.COL)
+    return {(r, c): (r if keep_r else -1, c if keep_c else -1)
+            for r in range(rows) for c in range(cols)}
 
 
 def run_skip_reference(a: np.ndarray, w: np.ndarray, dataflow: str, rows: int, cols: int,

@@ -17,6 +17,7 @@ import pandas as pd
 
 from sparsesim.api import simulate
 from sparsesim.arch.config import Arch, load_arch, with_overrides
+from sparsesim.results import SimResult
 from sparsesim.sparsity.masks import LayerMasks
 from sparsesim.sparsity.trace import Trace
 from sparsesim.validation.formulas import clog2, nm_conformant_mask
@@ -62,6 +63,13 @@ NM_GEMMS = ((128, 768, 768), (128, 768, 3072), (128, 3072, 768), (3136, 576, 64)
 conv2_x 3×3 and conv5_x 3×3 as im2col GEMMs. Every K is a multiple of 64 = 2·32."""
 
 
+def _static(trace: Trace, arch: Arch) -> SimResult:
+    """A trace without per-input work simulated: one static result."""
+    result = simulate(trace=trace, arch=arch)
+    assert isinstance(result, SimResult), "these traces carry no dynamic inputs"
+    return result
+
+
 def _overhead(dataflow: str, rows: int, cols: int) -> int:
     """Fill and drain of one fold (DESIGN.md §3): os R + C − 2; ws/is 2R + C − 2."""
     return rows + cols - 2 + (rows if dataflow in ("ws", "is") else 0)
@@ -87,8 +95,8 @@ def _nm_pairs(ctx: Context, shapes: Sequence[tuple[int, int, int]], key: str
     for df in ("os", "ws", "is"):
         base = ideal_memory(with_overrides(load_arch("default"), {"array.dataflow": df}))
         dense = simulate(wl, base).rows
-        nm = simulate(trace=trace, arch=with_overrides(base, {"pe.kind": "nm", "pe.n": 2,
-                                                             "pe.m": 4})).rows
+        nm = _static(trace, with_overrides(base, {"pe.kind": "nm", "pe.n": 2,
+                                                  "pe.m": 4})).rows
         for d, s in zip(dense, nm, strict=True):
             o = _overhead(df, 32, 32)
             rows.append({"gemm": d.layer, "dataflow": df, "k": d.k,
@@ -169,7 +177,7 @@ def _knee_sweep(ctx: Context) -> pd.DataFrame:
     w = nm_conformant_mask((KNEE_K, KNEE_N), 2, 4, 2, np.random.default_rng(5))
     trace = Trace(wl, {x.name: LayerMasks(weights={"w": w}) for x in wl.layers})
     dense = simulate(wl, _knee_arch("dense")).rows
-    nm = simulate(trace=trace, arch=_knee_arch("nm")).rows
+    nm = _static(trace, _knee_arch("nm")).rows
     rows = []
     for m, d, s in zip(ms, dense, nm, strict=True):
         intensity = m * KNEE_K * KNEE_N / (2 * (m * KNEE_K + KNEE_K * KNEE_N + m * KNEE_N))
@@ -180,8 +188,8 @@ def _knee_sweep(ctx: Context) -> pd.DataFrame:
     if not ctx.fast:  # the same GEMV on ws, where W comes in 32 × 32 tiles
         gemv = _matmul_workload([(1, KNEE_K, KNEE_N)], "gemv")
         dense_ws = simulate(gemv, _knee_arch("dense", "ws")).rows[0].cycles
-        nm_ws = simulate(trace=Trace(gemv, {gemv.layers[0].name: LayerMasks(weights={"w": w})}),
-                         arch=_knee_arch("nm", "ws")).rows[0].cycles
+        nm_ws = _static(Trace(gemv, {gemv.layers[0].name: LayerMasks(weights={"w": w})}),
+                        _knee_arch("nm", "ws")).rows[0].cycles
         ctx.note("nm", f"The same decode GEMV on a ws array gains only "
                        f"{dense_ws / nm_ws:.2f}×: its "
                        "weights come in 2 KiB tiles (32 × 32 × 16 bit), each fetched one fold "

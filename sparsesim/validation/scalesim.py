@@ -253,11 +253,13 @@ def _scalesim_cycles(ctx: Context) -> list[Check]:
         if missing:
             ctx.note("scalesim", f"{path.name} has no rows for {', '.join(missing)} (yet): no "
                                  "check row for those dataflows.")
+        shapes = ", ".join(f"{r}×{c}" for r, c in arrays)
+
+        def what(df: str, name: str = path.name, shapes: str = shapes) -> str:
+            return f"dense compute cycles, {name}, {df}, arrays {shapes}"
+
         out += cycle_rows(
-            comp, f"scalesim.cycles.{label}",
-            lambda df, path=path, arrays=arrays: (
-                f"dense compute cycles, {path.name}, {df}, arrays "
-                f"{', '.join(f'{r}×{c}' for r, c in arrays)}"),
+            comp, f"scalesim.cycles.{label}", what,
             source=_oracle_source(label), unit="(layer, array) exact", keys=("name",))
     return out
 
