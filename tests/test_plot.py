@@ -209,6 +209,21 @@ def test_latency_marks_the_percentiles_of_the_per_input_sums(dynamic_run, tmp_pa
                                                                  / p["cycles"].sum())
 
 
+def test_latency_gates_are_the_gate_rows_not_top_k_activation_pruning():
+    # top-k activation pruning runs the online unit's top-k beside the gates' own rankings:
+    # the rows' kind tells them apart (a name could not: both are online_topk)
+    dyn = synthetic_dynamic(SMALL, inputs=4, channel_keep=0.6, spread=0.15, seed=2)
+    r = simulate(SMALL, SMALL_ARCH, dynamic=dyn,
+                 sparsity=SparsityModel(act_density=0.5, act_prune="topk", seed=1))
+    df = r.df
+    topk = df["gemm"] == "online_topk"
+    assert (topk & (df["kind"] == "online")).any() and (topk & (df["kind"] == "gate")).any()
+    layers, gates = _bar_heights(labelled(PLOTS["latency"](df))[1])
+    p = r.per_input
+    want = p.sort_values("seconds")["gate_cycles"].to_numpy() / SMALL_ARCH.clock_hz * 1e6
+    assert np.allclose(gates, want) and gates.sum() > 0
+
+
 def test_latency_without_gates_is_one_panel_and_needs_inputs(run_df):
     r = simulate(SMALL, SMALL_ARCH, dynamic=DynamicInputs(3, {}))
     fig = PLOTS["latency"](r.df)

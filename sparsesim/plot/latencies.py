@@ -14,19 +14,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from sparsesim.errors import SparsesimError
+from sparsesim.names import RowKind
 from sparsesim.plot.style import OKABE_ITO, need
-
-
-def _gate_rows(df: pd.DataFrame) -> pd.Series:
-    """Rows of dynamic pruning's gates: the gate GEMVs (``op == "gate"``) and the online
-    unit's top-k rankings (``gemm == "online_topk"``; with top-k activation pruning in the
-    same run those would count here too — the CSV does not tell them apart)."""
-    gate = pd.Series(False, index=df.index)
-    if "op" in df:
-        gate |= df["op"].astype(str) == "gate"
-    if "gemm" in df:
-        gate |= df["gemm"].astype(str) == "online_topk"
-    return gate
 
 
 def latency_stats(seconds: np.ndarray) -> dict[str, float]:
@@ -132,15 +121,16 @@ def draw_latency_distribution(ax: plt.Axes, series: Mapping[str, np.ndarray], *,
 def latency(df: pd.DataFrame, *, static_seconds: float | None = None) -> Figure:
     """(h) A dynamic run (per-GEMM rows with an ``input`` column): the distribution of
     per-input latency (sum of ``seconds``) with mean, p50 and p99 marked, and — when the
-    rows include the gates — each input's latency split into the layers and the gates.
+    rows include the gates (``kind`` gate) — each input's latency split into the layers and
+    the gates.
 
     ``static_seconds`` draws the static run (no dynamic pruning) as a reference line.
     """
-    need(df, ["input", "seconds"], "latency")
+    need(df, ["input", "seconds", "kind"], "latency")
     if "network" in df and df["network"].nunique() > 1:
         raise SparsesimError(f"rows of {df['network'].nunique()} networks: filter to one",
                              field="network")
-    gate = _gate_rows(df)
+    gate = df["kind"] == RowKind.GATE  # the gate GEMVs and their rankings, nothing else
     per = df.groupby("input")["seconds"].sum()
     gates = df[gate].groupby("input")["seconds"].sum().reindex(per.index, fill_value=0.0)
     has_gates = bool(gate.any())

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from sparsesim.names import RowKind
 from sparsesim.plot.rows import execution_order, mean_over_inputs
 from sparsesim.plot.style import OKABE_ITO, need
 
@@ -30,8 +31,7 @@ def _pct(fraction: float) -> str:
 
 def _phase_parts(df: pd.DataFrame) -> pd.Series:
     """Each row's part of the step: its phase, or ``<phase>: online pruning unit``."""
-    online = (df["count"] == 0) & df["gemm"].astype(str).str.startswith("online_") \
-        if "count" in df and "gemm" in df else pd.Series(False, index=df.index)
+    online = df["kind"] == RowKind.ONLINE
     phase = df["phase"].astype(str)
     return phase.where(~online, phase + ": online pruning unit")
 
@@ -43,7 +43,7 @@ def phase_breakdown(df: pd.DataFrame, *, top: int | None = 40) -> Figure:
     The legend gives each part's share of the whole step; parts too thin to see still have
     their share there.
     """
-    need(df, ["phase", "layer", "cycles"], "phases")
+    need(df, ["phase", "layer", "kind", "cycles"], "phases")
     df, inputs = mean_over_inputs(df)
     parts = _phase_parts(df)
     order = [p for p in _PHASE_STYLE if (parts == p).any()]
