@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from sparsesim.errors import SparsesimError
-from sparsesim.workload.layers import Conv2d, Layer, Linear
+from sparsesim.workload.layers import Layer
 
 # --- tokens and heads ------------------------------------------------------------------------
 
@@ -180,10 +180,8 @@ def gate_points(model: nn.Module, layers: Mapping[str, Layer], gated: Sequence[s
         consumer = None
         if nxt is not None and nxt.op == "call_module" and str(nxt.target) in layers:
             reader, conv = layers[str(nxt.target)], layers[name]
-            width = conv.m if isinstance(conv, Conv2d) else -1
-            channels = reader.c if isinstance(reader, Conv2d) else \
-                reader.in_features if isinstance(reader, Linear) else -2
-            consumer = str(nxt.target) if channels == width else None
+            # the reader takes the gated channels as its own (attention has no input channels)
+            consumer = str(nxt.target) if reader.in_channels == conv.out_channels else None
         points.append(GatePoint(name, point.name, rectified, consumer))
     return gm, points
 
