@@ -4,16 +4,10 @@ import math
 
 import pytest
 
-from sparsesim.arch.config import (
-    Arch,
-    ArrayConfig,
-    EnergyConfig,
-    MemoryConfig,
-    arch_from_dict,
-    builtin_archs,
-    load_arch,
-    with_overrides,
-)
+from sparsesim.arch.array import ArrayConfig
+from sparsesim.arch.config import Arch, arch_from_dict, builtin_archs, load_arch, with_overrides
+from sparsesim.arch.energy import EnergyConfig
+from sparsesim.arch.memory import MemoryConfig
 from sparsesim.errors import SparsesimError
 
 

@@ -6,7 +6,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from sparsesim.arch.config import Arch, ArrayConfig, PeConfig
+from sparsesim.arch.array import ArrayConfig
+from sparsesim.arch.config import Arch
+from sparsesim.arch.pe import PeConfig
 from sparsesim.pe.kinds import compute, nm_compressed_k
 from sparsesim.errors import SparsesimError
 from sparsesim.kernels.skip import fold_steps

@@ -34,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from sparsesim.arch.config import Arch, MemoryConfig
+from sparsesim.arch.config import Arch
+from sparsesim.arch.memory import MemoryConfig
 from sparsesim.errors import SparsesimError
 from sparsesim.formats.auto import Auto
 from sparsesim.formats.registry import as_format
