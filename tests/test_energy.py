@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sparsesim.arch.array import PrecisionConfig
-from sparsesim.arch.config import Arch, arch_from_dict, load_arch
+from sparsesim.arch.config import Arch, arch_from_dict, load_arch, with_overrides
 from sparsesim.arch.energy import (
     ENERGY_TABLE_KEYS,
     EnergyConfig,
@@ -71,8 +71,30 @@ def test_bad_table_entries_name_the_field(entries, field):
     assert err.value.field == field
 
 
-def test_energy_config_mirrors_the_table():
-    assert {f.name for f in fields(EnergyConfig)} == {"table", *ENERGY_TABLE_KEYS}
+@pytest.mark.parametrize("entry", ENERGY_TABLE_KEYS)
+def test_every_table_entry_is_an_arch_override(tmp_path, entry):
+    """The override names are the table's fields: each reaches the table, from a TOML file,
+    from ``--set energy.<entry>`` and through ``to_dict``."""
+    default = getattr(EnergyTable(), entry)
+    value = 0.05 if default is None else default / 2
+    path = tmp_path / "a.toml"
+    path.write_text(f"[energy]\n{entry} = {value!r}\n")
+    arch = load_arch(path)
+    assert getattr(energy_table(arch), entry) == value
+    assert arch.to_dict()["energy"] == {"table": "", entry: value}
+    assert arch_from_dict(arch.to_dict()) == arch
+    set_ = with_overrides(Arch(), {f"energy.{entry}": value})
+    assert set_.energy == arch.energy and getattr(energy_table(set_), entry) == value
+
+
+def test_energy_config_is_order_free_and_hashable():
+    a = EnergyConfig(overrides=(("mac_pj", 0.5), ("add_8b_pj", 0.1), ("dram_pj_per_bit", None)))
+    b = EnergyConfig(overrides=(("add_8b_pj", 0.1), ("mac_pj", 0.5)))
+    assert a == b and hash(a) == hash(b) and a.overrides == (("add_8b_pj", 0.1), ("mac_pj", 0.5))
+    assert hash(Arch(energy=a)) == hash(Arch(energy=b))
+    with pytest.raises(SparsesimError) as err:
+        EnergyConfig(overrides=(("mac_energy", 1.0),))
+    assert err.value.field == "energy.mac_energy"
 
 
 def test_table_file_overrides_and_errors(tmp_path):

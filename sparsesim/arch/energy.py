@@ -34,9 +34,10 @@ from __future__ import annotations
 
 import math
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from sparsesim.arch.section import Section, number
 from sparsesim.errors import SparsesimError
@@ -171,42 +172,44 @@ def energy_table(arch: Arch) -> EnergyTable:
 
 @dataclass(frozen=True, slots=True)
 class EnergyConfig(Section):
-    """Overrides of the default 45 nm energy table (:class:`EnergyTable`).
+    """An arch's ``[energy]`` table: overrides of the default 45 nm :class:`EnergyTable`.
 
-    ``table`` is an optional TOML file of overrides (``""``: none), applied first; every other
-    field, when set, overrides that entry of the table (pJ, or a plain ratio for
-    ``gated_mac_fraction`` and ``sram_write_factor``). ``None`` keeps the table's value.
+    ``table`` is an optional TOML file of overrides (``""``: none), applied first; then
+    ``overrides``, ``(entry, value)`` pairs naming entries of the table (pJ, or a plain ratio
+    for ``gated_mac_fraction`` and ``sram_write_factor``). In TOML they sit beside ``table``,
+    one key per entry (``dram_pj_per_bit = 20.0``); a ``None`` value keeps the table's. They
+    are kept in table order, so equal overrides compare (and hash) equal however given.
     """
 
     table: str = ""
-    mult_8b_pj: float | None = None
-    mult_32b_pj: float | None = None
-    add_8b_pj: float | None = None
-    add_32b_pj: float | None = None
-    mac_pj: float | None = None
-    gated_mac_fraction: float | None = None
-    gated_mac_pj: float | None = None
-    reg_pj_per_bit: float | None = None
-    sram_8kib_pj_per_64b: float | None = None
-    sram_32kib_pj_per_64b: float | None = None
-    sram_1mib_pj_per_64b: float | None = None
-    sram_write_factor: float | None = None
-    dram_pj_per_bit: float | None = None
-    decode_pj_per_element: float | None = None
+    overrides: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.table, str):
             raise SparsesimError(f"must be a file path, got {self.table!r}", field="energy.table")
-        for key in ENERGY_TABLE_KEYS:
-            value = getattr(self, key)
-            if value is not None:
-                number(value, f"energy.{key}", positive=False)
+        try:
+            given = dict(self.overrides)
+        except (TypeError, ValueError):
+            raise SparsesimError(f"overrides must be (entry, value) pairs, got "
+                                 f"{self.overrides!r}", field="energy") from None
+        for key in given:
+            if key not in ENERGY_TABLE_KEYS:
+                raise SparsesimError(f"unknown key; expected one of "
+                                     f"{', '.join(sorted(self.keys()))}", field=f"energy.{key}")
+        entries = tuple((k, given[k]) for k in ENERGY_TABLE_KEYS if given.get(k) is not None)
+        for key, value in entries:
+            number(value, f"energy.{key}", positive=False)
+        object.__setattr__(self, "overrides", entries)
 
-    @property
-    def overrides(self) -> dict[str, float]:
-        """The entries this arch sets, by table field."""
-        return {k: getattr(self, k) for k in ENERGY_TABLE_KEYS if getattr(self, k) is not None}
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        return ("table", *ENERGY_TABLE_KEYS)
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any]) -> Self:
+        entries = {k: v for k, v in table.items() if k != "table"}
+        return cls(table.get("table", ""), tuple(entries.items()))
 
     def to_table(self) -> dict[str, Any]:
         # TOML has no null: unset overrides are left out
-        return {"table": self.table, **self.overrides}
+        return {"table": self.table, **dict(self.overrides)}
