@@ -12,7 +12,8 @@ from sparsesim.arch.pe import PeConfig
 from sparsesim.pe.kinds import compute, nm_compressed_k
 from sparsesim.errors import SparsesimError
 from sparsesim.kernels.skip import fold_steps
-from sparsesim.mapping.lower import Gemm, GemmOperands, plan
+from sparsesim.mapping.dataflows import plan
+from sparsesim.mapping.gemm import Gemm, GemmOperands
 from sparsesim.pe.reference import run_nm_reference, run_reference, run_skip_reference
 
 DATAFLOWS = ["os", "ws", "is"]

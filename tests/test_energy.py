@@ -26,7 +26,8 @@ from sparsesim.energy import (
     total_energy_pj,
 )
 from sparsesim.errors import SparsesimError
-from sparsesim.mapping.lower import Gemm, plan
+from sparsesim.mapping.dataflows import plan
+from sparsesim.mapping.gemm import Gemm
 from sparsesim.memory import actions, fold_schedule, simulate_gemm
 
 KIB = 1024

@@ -22,7 +22,9 @@ from sparsesim.arch.energy import EnergyTable, energy_table
 from sparsesim.pe.kinds import ComputeResult, compute
 from sparsesim.energy import ENERGY_COMPONENTS, ActionCounts, energy_breakdown
 from sparsesim.workload.layers import Layer
-from sparsesim.mapping.lower import FoldPlan, GemmOperands, gemm_operands, plan
+from sparsesim.mapping.dataflows import FoldPlan, plan
+from sparsesim.mapping.gemm import GemmOperands
+from sparsesim.mapping.lower import gemm_operands
 from sparsesim.sparsity.masks import (
     LayerMasks,
     SparsityModel,
