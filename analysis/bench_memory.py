@@ -25,7 +25,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from sparsesim.arch.config import Arch, load_arch, with_overrides  # noqa: E402
-from sparsesim.mapping.lower import gemm_operands, plan  # noqa: E402
+from sparsesim.mapping.dataflows import plan  # noqa: E402
+from sparsesim.mapping.lower import gemm_operands  # noqa: E402
 from sparsesim.memory import fold_schedule, simulate_gemm  # noqa: E402
 from sparsesim.workload.network import load_workload  # noqa: E402
 

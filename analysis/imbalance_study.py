@@ -29,7 +29,7 @@ from matplotlib import ticker
 
 from sparsesim import simulate
 from sparsesim.arch.config import load_arch, with_overrides
-from sparsesim.mapping.lower import DATAFLOWS
+from sparsesim.mapping.dataflows import DATAFLOWS
 from sparsesim.sparsity.masks import SparsityModel
 
 RESULTS = Path(__file__).resolve().parent / "results"

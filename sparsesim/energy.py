@@ -1,30 +1,9 @@
 """Energy: action counts × energy per action, broken down by component (pure, no simulation).
 
-The default table is 45 nm, 0.9 V (M. Horowitz, "Computing's energy problem (and what we can do
-about it)", ISSCC 2014, Fig. 1.1.9): integer multiply 0.2 pJ (8 bit) and 3.1 pJ (32 bit),
-integer add 0.03 pJ (8 bit) and 0.1 pJ (32 bit); a 64-bit SRAM read 10 pJ (8 KB), 20 pJ
-(32 KB), 100 pJ (1 MB); DRAM 1.3–2.6 nJ per 64 bits. Rules and assumptions on top of it:
-
-- **MAC** at widths (a, w) = multiply + add. The multiply follows the power law through
-  Horowitz's two points in the multiplier's size ``a·w`` (0.2 pJ at 8×8, 3.1 pJ at 32×32:
-  exponent ≈ 1.98 in the width, close to the textbook quadratic); the add follows the power
-  law through 0.03 pJ (8 bit) and 0.1 pJ (32 bit) at ``max(a, w)`` bits. int8: 0.23 pJ.
-  ``mac_pj`` overrides the rule with one figure.
-- **Gated MAC**: an operand-gated (clock-gated) MAC costs ``gated_mac_fraction`` = 10 % of a
-  MAC — an assumption for the zero detection and the clock tree that still toggles; the
-  figure is not in Horowitz's table. ``gated_mac_pj`` overrides it.
-- **Register** access: ``reg_pj_per_bit`` × the wider operand's bits; 0.03 pJ/bit makes an
-  int8 access ≈ one int8 MAC, Eyeriss's ratio (RF access ≈ 1× MAC; Chen et al., ISCA 2016).
-- **SRAM** per bit read = Horowitz's 64-bit figure / 64, interpolated between his three sizes
-  as a power law in size (linear in log–log), extrapolated with the end segments' slopes. The
-  size is one half of the double-buffered operand buffer (the bank an access touches).
-  Writes cost ``sram_write_factor`` (1.0: Horowitz gives reads only; assumed equal) × a read.
-- **DRAM**: the midpoint of Horowitz's 1.3–2.6 nJ per 64 bits: 1.95 nJ / 64 = 30.47 pJ/bit,
-  reads and writes alike.
-- **Decode**: ``decode_pj_per_element`` = 0.05 pJ per value whose position is decoded from
-  metadata — an assumption: about one 16-bit add (the index arithmetic) per value.
-- **Online pruning**: one comparison of the output width ``o_bits`` costs an add of that width
-  (a comparator is a subtractor), through the same power law as the MAC's add.
+The energy per action is the arch's table (:mod:`sparsesim.arch.energy`: the 45 nm defaults,
+the rules for MAC, gated MAC, register, SRAM, DRAM, decode and comparison energies, and the
+overrides); this module holds what a run did, counted in actions, and prices it. It sits
+below memory, whose traffic counts are :class:`ActionCounts` (so not in the engine).
 
 Components are rounded to multiples of 2**-8 pJ (≈ 4 fJ), so any sum of them — in any order,
 as pandas or a report may add them — is exact while it stays below 2**44 pJ (≈ 17 J).
@@ -33,12 +12,10 @@ as pandas or a report may add them — is exact while it stays below 2**44 pJ (�
 from __future__ import annotations
 
 import math
-import tomllib
-from dataclasses import dataclass, fields, replace
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, fields
 
 from sparsesim.arch.config import Arch
+from sparsesim.arch.energy import EnergyTable
 from sparsesim.errors import SparsesimError
 
 ENERGY_COMPONENTS = (
@@ -50,131 +27,6 @@ ENERGY_COMPONENTS = (
 
 QUANTUM_PJ = 2.0 ** -8
 """Every component is a whole multiple of this, so sums of components are exact floats."""
-
-_KIB = 1024.0
-
-
-@dataclass(frozen=True, slots=True)
-class EnergyTable:
-    """Energy per action in pJ (45 nm defaults; see the module notes for each rule)."""
-
-    mult_8b_pj: float = 0.2
-    mult_32b_pj: float = 3.1
-    add_8b_pj: float = 0.03
-    add_32b_pj: float = 0.1
-    mac_pj: float | None = None
-    gated_mac_fraction: float = 0.1
-    gated_mac_pj: float | None = None
-    reg_pj_per_bit: float = 0.03
-    sram_8kib_pj_per_64b: float = 10.0
-    sram_32kib_pj_per_64b: float = 20.0
-    sram_1mib_pj_per_64b: float = 100.0
-    sram_write_factor: float = 1.0
-    dram_pj_per_bit: float = 1950.0 / 64.0
-    decode_pj_per_element: float = 0.05
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value is None and f.name in ("mac_pj", "gated_mac_pj"):
-                continue
-            if (isinstance(value, bool) or not isinstance(value, (int, float))
-                    or not math.isfinite(value) or value < 0):
-                raise SparsesimError(f"must be a non-negative number (pJ), got {value!r}",
-                                     field=f"energy.{f.name}")
-        for name in ("mult_8b_pj", "mult_32b_pj", "add_8b_pj", "add_32b_pj",
-                     "sram_8kib_pj_per_64b", "sram_32kib_pj_per_64b", "sram_1mib_pj_per_64b"):
-            if getattr(self, name) <= 0:
-                raise SparsesimError("an interpolation anchor must be positive, got 0",
-                                     field=f"energy.{name}")
-        if self.gated_mac_fraction > 1:
-            raise SparsesimError(f"a fraction of a MAC must be <= 1, got "
-                                 f"{self.gated_mac_fraction!r}", field="energy.gated_mac_fraction")
-
-    def mac(self, a_bits: int, w_bits: int) -> float:
-        """pJ of one full MAC with ``a_bits`` × ``w_bits`` operands."""
-        if self.mac_pj is not None:
-            return float(self.mac_pj)
-        mult = _power_law(a_bits * w_bits, 64.0, self.mult_8b_pj, 1024.0, self.mult_32b_pj)
-        add = _power_law(max(a_bits, w_bits), 8.0, self.add_8b_pj, 32.0, self.add_32b_pj)
-        return mult + add
-
-    def gated_mac(self, a_bits: int, w_bits: int) -> float:
-        """pJ of one clock-gated MAC (an operand was zero)."""
-        if self.gated_mac_pj is not None:
-            return float(self.gated_mac_pj)
-        return self.gated_mac_fraction * self.mac(a_bits, w_bits)
-
-    def compare(self, bits: int) -> float:
-        """pJ of one ``bits``-wide comparison (a subtractor: priced as an add)."""
-        return _power_law(bits, 8.0, self.add_8b_pj, 32.0, self.add_32b_pj)
-
-    def register(self, bits: int) -> float:
-        """pJ of one register-file access of ``bits`` bits."""
-        return self.reg_pj_per_bit * bits
-
-    def sram_read_per_bit(self, size_bytes: float) -> float:
-        """pJ per bit read from an SRAM of ``size_bytes`` (log–log interpolation)."""
-        if not (0 < size_bytes < math.inf):
-            raise SparsesimError(f"SRAM energy needs a finite, positive size, got {size_bytes!r} "
-                                 "bytes")
-        xs = (8 * _KIB, 32 * _KIB, 1024 * _KIB)
-        ys = (self.sram_8kib_pj_per_64b, self.sram_32kib_pj_per_64b, self.sram_1mib_pj_per_64b)
-        seg = 0 if size_bytes <= xs[1] else 1
-        return _power_law(size_bytes, xs[seg], ys[seg], xs[seg + 1], ys[seg + 1]) / 64.0
-
-    def sram_write_per_bit(self, size_bytes: float) -> float:
-        """pJ per bit written to an SRAM of ``size_bytes``."""
-        return self.sram_write_factor * self.sram_read_per_bit(size_bytes)
-
-
-def _power_law(x: float, x0: float, y0: float, x1: float, y1: float) -> float:
-    """y at x on the line through (x0, y0) and (x1, y1) in log–log space."""
-    slope = math.log(y1 / y0) / math.log(x1 / x0)
-    return float(y0 * (x / x0) ** slope)
-
-
-ENERGY_TABLE_KEYS = tuple(f.name for f in fields(EnergyTable))
-"""Every entry a table file or an arch's ``[energy]`` may set (``arch.ENERGY_OVERRIDE_KEYS``
-mirrors it, since arch sits below this module; a test keeps them equal)."""
-
-
-def _table_from_mapping(data: Any, base: EnergyTable, *, file: str | None) -> EnergyTable:
-    if not isinstance(data, dict):
-        raise SparsesimError("an energy table must be a TOML table", file=file)
-    # a table file may hold its entries at the top level or under [energy]
-    entries = data["energy"] if set(data) == {"energy"} and isinstance(data["energy"], dict) \
-        else data
-    for key in entries:
-        if key not in ENERGY_TABLE_KEYS:
-            raise SparsesimError(f"unknown energy entry; expected one of "
-                                 f"{', '.join(ENERGY_TABLE_KEYS)}", file=file,
-                                 field=f"energy.{key}")
-    try:
-        return replace(base, **entries)
-    except SparsesimError as err:
-        raise err.located(file=file) from None
-
-
-def load_energy_table(path: str | Path, base: EnergyTable | None = None) -> EnergyTable:
-    """``base`` (the 45 nm defaults) with the entries of a TOML file replaced."""
-    p = Path(path)
-    file = str(p)
-    if not p.is_file():
-        raise SparsesimError("no such energy table file", file=file, field="energy.table")
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as err:
-        raise SparsesimError(f"malformed TOML: {err}", file=file) from None
-    return _table_from_mapping(data, base or EnergyTable(), file=file)
-
-
-def energy_table(arch: Arch) -> EnergyTable:
-    """The arch's table: the 45 nm defaults, then ``energy.table``'s file, then inline entries."""
-    table = EnergyTable()
-    if arch.energy.table:
-        table = load_energy_table(arch.energy.table, table)
-    return _table_from_mapping(dict(arch.energy.overrides), table, file=None)
 
 
 @dataclass(frozen=True, slots=True)

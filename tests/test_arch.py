@@ -4,16 +4,10 @@ import math
 
 import pytest
 
-from sparsesim.arch.config import (
-    Arch,
-    ArrayConfig,
-    EnergyConfig,
-    MemoryConfig,
-    arch_from_dict,
-    builtin_archs,
-    load_arch,
-    with_overrides,
-)
+from sparsesim.arch.array import ArrayConfig
+from sparsesim.arch.config import Arch, arch_from_dict, builtin_archs, load_arch, with_overrides
+from sparsesim.arch.energy import EnergyConfig
+from sparsesim.arch.memory import MemoryConfig
 from sparsesim.errors import SparsesimError
 
 
@@ -88,10 +82,11 @@ def test_memory_and_energy_tables_round_trip(tmp_path):
                            "energy": {"dram_pj_per_bit": 20.0, "table": "/x/e.toml"}})
     assert arch.memory.ideal and arch.memory.format_spec("W") == "nm:n=2,m=4"
     assert arch.memory.sram_bytes("o") == 8 * 1024
-    assert arch.energy.overrides == {"dram_pj_per_bit": 20.0}
+    assert arch.energy.overrides == (("dram_pj_per_bit", 20.0),)
     assert arch_from_dict(arch.to_dict()) == arch
     assert "mac_pj" not in arch.to_dict()["energy"]  # TOML has no null
-    assert with_overrides(arch, {"memory.ideal": False, "energy.mac_pj": 0.3}).energy.mac_pj == 0.3
+    changed = with_overrides(arch, {"memory.ideal": False, "energy.mac_pj": 0.3})
+    assert dict(changed.energy.overrides) == {"mac_pj": 0.3, "dram_pj_per_bit": 20.0}
     # inherited from the base preset, overridden per field
     tpu = arch_from_dict({"arch": {"base": "tpu_like"}, "memory": {"sram_kib_w": 128}})
     assert tpu.memory.sram_kib_w == 128 and tpu.memory.dram_bytes_per_cycle == 48.0

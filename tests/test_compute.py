@@ -6,11 +6,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from sparsesim.arch.config import Arch, ArrayConfig, PeConfig
+from sparsesim.arch.array import ArrayConfig
+from sparsesim.arch.config import Arch
+from sparsesim.arch.pe import PeConfig
 from sparsesim.pe.kinds import compute, nm_compressed_k
 from sparsesim.errors import SparsesimError
 from sparsesim.kernels.skip import fold_steps
-from sparsesim.mapping.lower import Gemm, GemmOperands, plan
+from sparsesim.mapping.dataflows import plan
+from sparsesim.mapping.gemm import Gemm, GemmOperands
 from sparsesim.pe.reference import run_nm_reference, run_reference, run_skip_reference
 
 DATAFLOWS = ["os", "ws", "is"]

@@ -8,27 +8,26 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sparsesim.arch.config import (
-    ENERGY_OVERRIDE_KEYS,
-    Arch,
+from sparsesim.arch.array import PrecisionConfig
+from sparsesim.arch.config import Arch, arch_from_dict, load_arch, with_overrides
+from sparsesim.arch.energy import (
+    ENERGY_TABLE_KEYS,
     EnergyConfig,
-    MemoryConfig,
-    PrecisionConfig,
-    arch_from_dict,
-    load_arch,
+    EnergyTable,
+    energy_table,
+    load_energy_table,
 )
+from sparsesim.arch.memory import MemoryConfig
 from sparsesim.energy import (
     ENERGY_COMPONENTS,
     QUANTUM_PJ,
     ActionCounts,
-    EnergyTable,
     energy_breakdown,
-    energy_table,
-    load_energy_table,
     total_energy_pj,
 )
 from sparsesim.errors import SparsesimError
-from sparsesim.mapping.lower import Gemm, plan
+from sparsesim.mapping.dataflows import plan
+from sparsesim.mapping.gemm import Gemm
 from sparsesim.memory import actions, fold_schedule, simulate_gemm
 
 KIB = 1024
@@ -73,9 +72,30 @@ def test_bad_table_entries_name_the_field(entries, field):
     assert err.value.field == field
 
 
-def test_energy_config_mirrors_the_table():
-    assert ENERGY_OVERRIDE_KEYS == tuple(f.name for f in fields(EnergyTable))
-    assert {f.name for f in fields(EnergyConfig)} == {"table", *ENERGY_OVERRIDE_KEYS}
+@pytest.mark.parametrize("entry", ENERGY_TABLE_KEYS)
+def test_every_table_entry_is_an_arch_override(tmp_path, entry):
+    """The override names are the table's fields: each reaches the table, from a TOML file,
+    from ``--set energy.<entry>`` and through ``to_dict``."""
+    default = getattr(EnergyTable(), entry)
+    value = 0.05 if default is None else default / 2
+    path = tmp_path / "a.toml"
+    path.write_text(f"[energy]\n{entry} = {value!r}\n")
+    arch = load_arch(path)
+    assert getattr(energy_table(arch), entry) == value
+    assert arch.to_dict()["energy"] == {"table": "", entry: value}
+    assert arch_from_dict(arch.to_dict()) == arch
+    set_ = with_overrides(Arch(), {f"energy.{entry}": value})
+    assert set_.energy == arch.energy and getattr(energy_table(set_), entry) == value
+
+
+def test_energy_config_is_order_free_and_hashable():
+    a = EnergyConfig(overrides=(("mac_pj", 0.5), ("add_8b_pj", 0.1), ("dram_pj_per_bit", None)))
+    b = EnergyConfig(overrides=(("add_8b_pj", 0.1), ("mac_pj", 0.5)))
+    assert a == b and hash(a) == hash(b) and a.overrides == (("add_8b_pj", 0.1), ("mac_pj", 0.5))
+    assert hash(Arch(energy=a)) == hash(Arch(energy=b))
+    with pytest.raises(SparsesimError) as err:
+        EnergyConfig(overrides=(("mac_energy", 1.0),))
+    assert err.value.field == "energy.mac_energy"
 
 
 def test_table_file_overrides_and_errors(tmp_path):

@@ -6,7 +6,8 @@ from hypothesis import strategies as st
 
 from sparsesim.errors import SparsesimError
 from sparsesim.workload.layers import Attention, Conv2d, Linear, MatMul
-from sparsesim.mapping.lower import OperandKind, lower
+from sparsesim.mapping.gemm import OperandKind
+from sparsesim.mapping.lower import lower
 
 
 def test_conv_hand_computed():

@@ -8,10 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sparsesim.arch.config import Arch, ArrayConfig, MemoryConfig, PrecisionConfig
+from sparsesim.arch.array import ArrayConfig, PrecisionConfig
+from sparsesim.arch.config import Arch
+from sparsesim.arch.memory import MemoryConfig
 from sparsesim.errors import SparsesimError
 from sparsesim.formats import tile_bits
-from sparsesim.mapping.lower import Gemm, plan
+from sparsesim.mapping.dataflows import plan
+from sparsesim.mapping.gemm import Gemm
 from sparsesim.memory import (
     FoldSchedule,
     MemoryResult,

@@ -3,8 +3,9 @@
 import pytest
 
 from sparsesim import simulate
-from sparsesim.arch.config import OnlineConfig, load_arch, with_overrides
-from sparsesim.energy import EnergyTable
+from sparsesim.arch.config import load_arch, with_overrides
+from sparsesim.arch.energy import EnergyTable
+from sparsesim.arch.online import OnlineConfig
 from sparsesim.errors import SparsesimError
 from sparsesim.workload.layers import Conv2d, Linear
 from sparsesim.sparsity.masks import SparsityModel

@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from sparsesim.mapping.lower import Gemm, plan
+from sparsesim.mapping.dataflows import plan
+from sparsesim.mapping.gemm import Gemm
 from sparsesim.pe.reference import run_reference
 
 

@@ -12,7 +12,8 @@ from sparsesim.arch.config import load_arch, with_overrides
 from sparsesim.pe.kinds import compute
 from sparsesim.errors import SparsesimError
 from sparsesim.workload.layers import Attention, Conv2d, Linear
-from sparsesim.mapping.lower import Gemm, GemmOperands, plan
+from sparsesim.mapping.dataflows import plan
+from sparsesim.mapping.gemm import Gemm, GemmOperands
 from sparsesim.sparsity.masks import LayerMasks, SparsityModel
 from sparsesim.pe.reference import run_skip_reference
 from sparsesim.sparsity.trace import Trace

@@ -1,7 +1,9 @@
-"""Hardware configuration: frozen dataclasses loaded from TOML, presets shipped in the package.
+"""The whole accelerator (:class:`Arch`), loaded from TOML; presets shipped in the package.
 
-An arch TOML has one table per concern; a field left out takes the value of the preset named
-by ``[arch] base`` (the ``default`` preset unless given)::
+An arch TOML has one table per concern, each read by its own frozen config — ``[array]`` and
+``[precision]`` (:mod:`.array`), ``[pe]`` (:mod:`.pe`), ``[memory]`` (:mod:`.memory`),
+``[online]`` (:mod:`.online`), ``[energy]`` (:mod:`.energy`). A field left out takes the value
+of the preset named by ``[arch] base`` (the ``default`` preset unless given)::
 
     [arch]
     name = "my-array"
@@ -45,237 +47,27 @@ by ``[arch] base`` (the ``default`` preset unless given)::
 
     [energy]                  # per-action energies in pJ over the 45 nm default table
     table = "my_energy.toml"  # optional file of overrides (relative to this file)
-    dram_pj_per_bit = 20.0    # any field of sparsesim.energy.EnergyTable
+    dram_pj_per_bit = 20.0    # any field of sparsesim.arch.energy.EnergyTable
 
 A table left out is the base preset's.
 """
 
 from __future__ import annotations
 
-import math
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from sparsesim.arch.array import ArrayConfig, PrecisionConfig
+from sparsesim.arch.energy import EnergyConfig
+from sparsesim.arch.memory import MemoryConfig
+from sparsesim.arch.online import OnlineConfig
+from sparsesim.arch.pe import PeConfig
+from sparsesim.arch.section import Section
 from sparsesim.errors import SparsesimError
-from sparsesim.names import DataflowName, Operand, PeKind, PeOperand, Sync, choices
-
-
-
-def _positive_int(value: Any, field: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise SparsesimError(f"must be a positive integer, got {value!r}", field=field)
-
-
-def _number(value: Any, field: str, *, positive: bool, finite: bool = True) -> None:
-    """A real number (bool is not one), > 0 if ``positive`` else >= 0; ``inf`` if not ``finite``."""
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and not math.isnan(value)
-    if ok:
-        ok = (value > 0 if positive else value >= 0) and (not finite or math.isfinite(value))
-    if not ok:
-        kind = "positive" if positive else "non-negative"
-        extra = "" if finite else " (inf allowed)"
-        raise SparsesimError(f"must be a {kind} number{extra}, got {value!r}", field=field)
-
-
-@dataclass(frozen=True, slots=True)
-class ArrayConfig:
-    """A ``rows × cols`` systolic array and the dataflow it runs."""
-
-    rows: int = 32
-    cols: int = 32
-    dataflow: str = "os"
-
-    def __post_init__(self) -> None:
-        _positive_int(self.rows, "array.rows")
-        _positive_int(self.cols, "array.cols")
-        if self.dataflow not in tuple(DataflowName):
-            raise SparsesimError(
-                f"unknown dataflow {self.dataflow!r}; expected one of {choices(DataflowName)}",
-                field="array.dataflow",
-            )
-
-
-@dataclass(frozen=True, slots=True)
-class PrecisionConfig:
-    """Operand widths in bits: ``a`` activations, ``w`` weights, ``o`` outputs."""
-
-    a_bits: int = 8
-    w_bits: int = 8
-    o_bits: int = 8
-
-    def __post_init__(self) -> None:
-        for f in ("a_bits", "w_bits", "o_bits"):
-            _positive_int(getattr(self, f), f"precision.{f}")
-
-
-@dataclass(frozen=True, slots=True)
-class PeConfig:
-    """What a PE does with zeros (DESIGN.md §3).
-
-    ``kind``: ``dense`` computes everything; ``gate`` clock-gates products with a zero operand
-    (dense cycles, less MAC energy); ``skip`` issues only effectual steps — products whose
-    ``operand`` (``A``, ``W`` or ``both``) is non-zero — with PEs synchronised per ``sync``
-    group (``pe``, ``row``, ``col`` or the whole ``wavefront`` of a fold); ``nm`` has ``n``
-    multipliers per group of ``m`` weights along K (weights must be N:M-conformant).
-    """
-
-    kind: str = "dense"
-    operand: str = "both"
-    sync: str = "pe"
-    n: int = 2
-    m: int = 4
-
-    def __post_init__(self) -> None:
-        for field, value, names in (("kind", self.kind, PeKind),
-                                    ("operand", self.operand, PeOperand),
-                                    ("sync", self.sync, Sync)):
-            if value not in tuple(names):
-                raise SparsesimError(f"unknown {field} {value!r}; expected one of "
-                                     f"{choices(names)}", field=f"pe.{field}")
-        _positive_int(self.n, "pe.n")
-        _positive_int(self.m, "pe.m")
-        if self.n > self.m:
-            raise SparsesimError(f"N:M needs n <= m, got {self.n}:{self.m}", field="pe.n")
-
-
-CONV_HALOS = ("refetch", "line_buffer")
-
-
-@dataclass(frozen=True, slots=True)
-class MemoryConfig:
-    """DRAM channel and on-chip buffers (DESIGN.md §3 Memory).
-
-    ``ideal`` memory never stalls: cycles are the compute cycles (traffic is still counted).
-    Otherwise one DRAM channel moves ``dram_bytes_per_cycle`` (``inf`` allowed: unlimited)
-    after ``dram_latency_cycles``, in whole bursts of ``burst_bytes``. ``sram_kib_{a,w,o}``
-    is each operand buffer's *total* capacity in KiB (``inf`` allowed); it is double-buffered,
-    two halves of half that size, so one tile may be at most half of it. ``format_{a,w,o}``
-    is the operand's storage format in DRAM and SRAM (a spec :func:`sparsesim.formats.
-    parse_format` reads; checked when memory is simulated, so this module does not import
-    formats). ``decode_cycles_per_element``: cycles a decoder spends per stored value of a
-    tile whose format carries metadata (default 1/32: one value per array row per cycle on
-    the default 32×32 array, so decoding keeps pace with a dense fold). ``conv_halo``: a conv
-    tile's input region overlaps its neighbours' (the halo of its windows): ``refetch`` reads
-    the whole region for every tile; ``line_buffer`` keeps the rows already read on chip, so
-    a tile reads only the pixels no earlier tile read (each input pixel once per pass).
-    """
-
-    ideal: bool = False
-    dram_bytes_per_cycle: float = 16.0
-    dram_latency_cycles: int = 100
-    burst_bytes: int = 64
-    sram_kib_a: float = 512.0
-    sram_kib_w: float = 512.0
-    sram_kib_o: float = 64.0
-    format_a: str = "dense"
-    format_w: str = "dense"
-    format_o: str = "dense"
-    decode_cycles_per_element: float = 0.03125
-    conv_halo: str = "refetch"
-
-    def __post_init__(self) -> None:
-        if self.conv_halo not in CONV_HALOS:
-            raise SparsesimError(f"unknown conv_halo {self.conv_halo!r}; expected one of "
-                                 f"{', '.join(CONV_HALOS)}", field="memory.conv_halo")
-        if not isinstance(self.ideal, bool):
-            raise SparsesimError(f"must be true or false, got {self.ideal!r}",
-                                 field="memory.ideal")
-        _number(self.dram_bytes_per_cycle, "memory.dram_bytes_per_cycle", positive=True,
-                finite=False)
-        if (isinstance(self.dram_latency_cycles, bool)
-                or not isinstance(self.dram_latency_cycles, int) or self.dram_latency_cycles < 0):
-            raise SparsesimError(f"must be a non-negative integer, got "
-                                 f"{self.dram_latency_cycles!r}",
-                                 field="memory.dram_latency_cycles")
-        _positive_int(self.burst_bytes, "memory.burst_bytes")
-        for op in (o.lower() for o in Operand):
-            _number(getattr(self, f"sram_kib_{op}"), f"memory.sram_kib_{op}", positive=True,
-                    finite=False)
-            fmt = getattr(self, f"format_{op}")
-            if not isinstance(fmt, str) or not fmt.strip():
-                raise SparsesimError(f"must be a format spec such as 'dense' or 'bitmap', "
-                                     f"got {fmt!r}", field=f"memory.format_{op}")
-        _number(self.decode_cycles_per_element, "memory.decode_cycles_per_element",
-                positive=False)
-
-    def sram_bytes(self, operand: str) -> float:
-        """Total capacity in bytes of operand ``a``, ``w`` or ``o``'s buffer (may be inf)."""
-        return float(getattr(self, f"sram_kib_{operand.lower()}")) * 1024.0
-
-    def format_spec(self, operand: str) -> str:
-        """The storage-format spec of operand ``a``, ``w`` or ``o``."""
-        return str(getattr(self, f"format_{operand.lower()}"))
-
-
-@dataclass(frozen=True, slots=True)
-class OnlineConfig:
-    """The unit that prunes activations (or gradients) at run time, on the output path.
-
-    ``lanes`` comparators take that many elements per cycle (threshold, N:M selection);
-    top-k runs rows through a bitonic sorting network ``sorter_width`` elements wide
-    (a power of two). Costs: :mod:`sparsesim.pe.online`.
-    """
-
-    lanes: int = 32
-    sorter_width: int = 32
-
-    def __post_init__(self) -> None:
-        _positive_int(self.lanes, "online.lanes")
-        _positive_int(self.sorter_width, "online.sorter_width")
-        if self.sorter_width & (self.sorter_width - 1):
-            raise SparsesimError(f"a bitonic network's width is a power of 2, got "
-                                 f"{self.sorter_width}", field="online.sorter_width")
-
-
-ENERGY_OVERRIDE_KEYS = (
-    "mult_8b_pj", "mult_32b_pj", "add_8b_pj", "add_32b_pj", "mac_pj", "gated_mac_fraction",
-    "gated_mac_pj", "reg_pj_per_bit", "sram_8kib_pj_per_64b", "sram_32kib_pj_per_64b",
-    "sram_1mib_pj_per_64b", "sram_write_factor", "dram_pj_per_bit", "decode_pj_per_element",
-)
-"""The fields of :class:`sparsesim.energy.EnergyTable` (a test keeps the two lists equal)."""
-
-
-@dataclass(frozen=True, slots=True)
-class EnergyConfig:
-    """Overrides of the default 45 nm energy table (:mod:`sparsesim.energy`).
-
-    ``table`` is an optional TOML file of overrides (``""``: none), applied first; every other
-    field, when set, overrides that entry of the table (pJ, or a plain ratio for
-    ``gated_mac_fraction`` and ``sram_write_factor``). ``None`` keeps the table's value.
-    """
-
-    table: str = ""
-    mult_8b_pj: float | None = None
-    mult_32b_pj: float | None = None
-    add_8b_pj: float | None = None
-    add_32b_pj: float | None = None
-    mac_pj: float | None = None
-    gated_mac_fraction: float | None = None
-    gated_mac_pj: float | None = None
-    reg_pj_per_bit: float | None = None
-    sram_8kib_pj_per_64b: float | None = None
-    sram_32kib_pj_per_64b: float | None = None
-    sram_1mib_pj_per_64b: float | None = None
-    sram_write_factor: float | None = None
-    dram_pj_per_bit: float | None = None
-    decode_pj_per_element: float | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.table, str):
-            raise SparsesimError(f"must be a file path, got {self.table!r}", field="energy.table")
-        for key in ENERGY_OVERRIDE_KEYS:
-            value = getattr(self, key)
-            if value is not None:
-                _number(value, f"energy.{key}", positive=False)
-
-    @property
-    def overrides(self) -> dict[str, float]:
-        """The entries this arch sets, by table field."""
-        return {k: getattr(self, k) for k in ENERGY_OVERRIDE_KEYS if getattr(self, k) is not None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,17 +96,16 @@ class Arch:
         return {
             "arch": {"name": self.name, "clock_hz": self.clock_hz,
                      "description": self.description},
-            "array": _as_dict(self.array),
-            "precision": _as_dict(self.precision),
-            "pe": _as_dict(self.pe),
-            "memory": _as_dict(self.memory),
-            "online": _as_dict(self.online),
-            # TOML has no null: unset overrides are left out
-            "energy": {"table": self.energy.table, **self.energy.overrides},
+            "array": self.array.to_table(),
+            "precision": self.precision.to_table(),
+            "pe": self.pe.to_table(),
+            "memory": self.memory.to_table(),
+            "online": self.online.to_table(),
+            "energy": self.energy.to_table(),
         }
 
 
-_SECTIONS: dict[str, type[Any]] = {
+_SECTIONS: dict[str, type[Section]] = {
     "array": ArrayConfig,
     "precision": PrecisionConfig,
     "pe": PeConfig,
@@ -323,10 +114,6 @@ _SECTIONS: dict[str, type[Any]] = {
     "online": OnlineConfig,
 }
 _ARCH_KEYS = frozenset({"name", "base", "clock_hz", "description"})
-
-
-def _as_dict(obj: Any) -> dict[str, Any]:
-    return {f.name: getattr(obj, f.name) for f in fields(obj)}
 
 
 def builtin_archs() -> list[str]:
@@ -414,14 +201,14 @@ def _arch_from_dict(
     sections = {}
     for key, cls in _SECTIONS.items():
         table = {**_table(base, key), **_table(data, key)}
-        allowed = {f.name for f in fields(cls)}
+        allowed = set(cls.keys())
         for field in table:
             if field not in allowed:
                 raise SparsesimError(
                     f"unknown key; expected one of {', '.join(sorted(allowed))}",
                     field=f"{key}.{field}",
                 )
-        sections[key] = cls(**table)
+        sections[key] = cls.from_table(table)
     return Arch(
         name=str(merged_head.get("name", Path(file).stem if file else "arch")),
         clock_hz=merged_head.get("clock_hz", 1e9),

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from sparsesim.arch.config import Arch
-from sparsesim.energy import EnergyTable, energy_table
+from sparsesim.arch.energy import EnergyTable, energy_table
 from sparsesim.engine.inference import (
     GemmResult,
     act_prune,

@@ -1,11 +1,12 @@
 """The machine that runs a lowered workload and returns one result row per GEMM.
 
-Per GEMM: the PE kind (``compute.py``) gives each fold's compute cycles — dense folds exactly
-as SCALE-Sim v3 counts them, or the zero-skipping / N:M rules on the layer's real or modelled
-masks; the memory system (``memory.py``, simpy) runs those folds with their tiles in the
-storage formats, DRAM → SRAM → array, and adds the stalls; the energy model (``energy.py``)
-prices the actions. Instances of a GEMM (conv groups, attention heads) run one after
-another, each from cold buffers; instances that share their masks are simulated once.
+Per GEMM: the PE kind (:mod:`sparsesim.pe.kinds`) gives each fold's compute cycles — dense
+folds exactly as SCALE-Sim v3 counts them, or the zero-skipping / N:M rules on the layer's real
+or modelled masks; the memory system (:mod:`sparsesim.memory`, simpy) runs those folds with
+their tiles in the storage formats, DRAM → SRAM → array, and adds the stalls; the energy model
+(:mod:`sparsesim.energy`, on the arch's :mod:`sparsesim.arch.energy` table) prices the
+actions. Instances of a GEMM (conv groups, attention heads) run one after another, each from
+cold buffers; instances that share their masks are simulated once.
 """
 
 from __future__ import annotations
@@ -17,16 +18,13 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from sparsesim.arch.config import Arch
+from sparsesim.arch.energy import EnergyTable, energy_table
 from sparsesim.pe.kinds import ComputeResult, compute
-from sparsesim.energy import (
-    ENERGY_COMPONENTS,
-    ActionCounts,
-    EnergyTable,
-    energy_breakdown,
-    energy_table,
-)
+from sparsesim.energy import ENERGY_COMPONENTS, ActionCounts, energy_breakdown
 from sparsesim.workload.layers import Layer
-from sparsesim.mapping.lower import FoldPlan, GemmOperands, gemm_operands, plan
+from sparsesim.mapping.dataflows import FoldPlan, plan
+from sparsesim.mapping.gemm import GemmOperands
+from sparsesim.mapping.lower import gemm_operands
 from sparsesim.sparsity.masks import (
     LayerMasks,
     SparsityModel,

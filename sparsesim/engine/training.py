@@ -8,9 +8,10 @@ For a forward GEMM ``O[M×N] = A[M×K] · W[K×N]`` with output gradient ``dO`` 
   (``Aᵀ``), and the pruned ``dO`` (its W operand).
 
 So a dense step has exactly 3× the forward MACs (less the first layer's ``dA``, which a
-training step skips: nothing needs the gradient of the network's input). For a convolution, ``A`` is the im2col
-matrix: ``dW`` reads the input feature map (``Aᵀ``) and ``dA`` is written back through col2im;
-both move feature-map regions, as the forward pass does (:class:`sparsesim.mapping.lower.ConvView`).
+training step skips: nothing needs the gradient of the network's input). For a convolution,
+``A`` is the im2col matrix: ``dW`` reads the input feature map (``Aᵀ``) and ``dA`` is written
+back through col2im; both move feature-map regions, as the forward pass does
+(:class:`sparsesim.mapping.conv.ConvView`).
 For attention's score GEMMs both operands are activations; ``dW`` is then a gradient of an
 activation, and there is no weight update.
 
@@ -34,7 +35,8 @@ import numpy as np
 
 from sparsesim.errors import SparsesimError
 from sparsesim.workload.layers import Layer
-from sparsesim.mapping.lower import ConvView, Gemm, GemmOperands, Im2col, OperandKind
+from sparsesim.mapping.conv import ConvView, Im2col
+from sparsesim.mapping.gemm import Gemm, GemmOperands, OperandKind
 from sparsesim.sparsity.masks import LayerMasks, exact_density_mask, nm_mask
 from sparsesim.units import ceil_div
 

@@ -43,7 +43,7 @@ import numpy as np
 import simpy
 from simpy.core import EmptySchedule
 
-from sparsesim.arch.config import MemoryConfig
+from sparsesim.arch.memory import MemoryConfig
 from sparsesim.memory.schedule import OPERANDS, FoldSchedule, OperandTiles, _check_fits
 from sparsesim.memory.traffic import MemoryResult, OperandTraffic
 

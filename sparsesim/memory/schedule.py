@@ -5,7 +5,7 @@ No simpy here. :func:`fold_schedule` builds the :class:`FoldSchedule` of one GEM
 :func:`sparsesim.memory.machine.simulate_gemm` runs it through the machine.
 
 **Tiles — one rule for every dataflow.** Folds run column folds outer, row folds inner
-(fold ``f`` is row fold ``f % R`` of column fold ``f // R``, as :class:`~sparsesim.mapping.lower.
+(fold ``f`` is row fold ``f % R`` of column fold ``f // R``, as :class:`~sparsesim.mapping.dataflows.
 FoldPlan`). An operand's tile for fold (i, j) is its block along each of its axes (A: m, k;
 W: k, n; O: m, n): block ``i`` of ``rows`` on the axis the dataflow lays on the array rows,
 block ``j`` of ``cols`` on the column axis, the whole extent on the streamed axis. Its id
@@ -34,12 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from sparsesim.arch.config import Arch, MemoryConfig
+from sparsesim.arch.config import Arch
+from sparsesim.arch.memory import MemoryConfig
 from sparsesim.errors import SparsesimError
 from sparsesim.formats.auto import Auto
 from sparsesim.formats.registry import as_format
 from sparsesim.formats.tiles import tile_bits
-from sparsesim.mapping.lower import ConvView, FoldPlan, Im2col
+from sparsesim.mapping.conv import ConvView, Im2col
+from sparsesim.mapping.dataflows import FoldPlan
 
 OPERANDS = ("A", "W", "O")
 # Axes of each operand in the orientation the formats see (K on axis 0 where it has one).

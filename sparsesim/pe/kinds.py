@@ -24,10 +24,12 @@ from types import MappingProxyType
 
 import numpy as np
 
-from sparsesim.arch.config import Arch, PeConfig
+from sparsesim.arch.config import Arch
+from sparsesim.arch.pe import PeConfig
 from sparsesim.errors import SparsesimError
 from sparsesim.kernels.skip import fold_steps
-from sparsesim.mapping.lower import Dataflow, FoldPlan, GemmOperands, OperandKind, plan
+from sparsesim.mapping.dataflows import Dataflow, FoldPlan, plan
+from sparsesim.mapping.gemm import GemmOperands, OperandKind
 from sparsesim.names import PeKind, check_complete
 
 

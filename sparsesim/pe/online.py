@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from sparsesim.arch.config import OnlineConfig
+from sparsesim.arch.online import OnlineConfig
 from sparsesim.errors import SparsesimError
 from sparsesim.names import OnlineKind, choices
 from sparsesim.units import ceil_div

@@ -2,8 +2,9 @@
 
 It moves operand tokens through PE registers one clock at a time and computes the GEMM's
 numbers on the way, so it proves two things at once: the mapping (the output equals
-``A @ W``) and the timing (the cycle of the last multiply-accumulate). The fast model in
-``lower.py`` must equal it exactly; the tests check that on random tiny cases.
+``A @ W``) and the timing (the cycle of the last multiply-accumulate). The fast model's
+fold plan (:mod:`sparsesim.mapping.dataflows`) must equal it exactly; the tests check that on
+random tiny cases.
 
 The array's behaviour follows from which GEMM axis each dataflow puts where:
 
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sparsesim.mapping.lower import DATAFLOWS, Dataflow
+from sparsesim.mapping.dataflows import DATAFLOWS, Dataflow
 from sparsesim.names import DataflowName, Sync
 from sparsesim.units import ceil_div
 

@@ -19,7 +19,9 @@ from typing import Any
 import pandas as pd
 
 from sparsesim.api import simulate
-from sparsesim.arch.config import Arch, ArrayConfig, MemoryConfig, with_overrides
+from sparsesim.arch.array import ArrayConfig
+from sparsesim.arch.config import Arch, with_overrides
+from sparsesim.arch.memory import MemoryConfig
 from sparsesim.sparsity.masks import SparsityModel
 from sparsesim.validation.registry import (
     SOURCES,

@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 
 from sparsesim.api import simulate
-from sparsesim.arch.config import Arch, ArrayConfig, MemoryConfig
+from sparsesim.arch.array import ArrayConfig
+from sparsesim.arch.config import Arch
+from sparsesim.arch.memory import MemoryConfig
 from sparsesim.validation.registry import SOURCES, Check, Context, exact_row, register
 from sparsesim.validation.scalesim import missing_oracle, oracle_workload
 

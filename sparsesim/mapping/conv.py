@@ -1,0 +1,102 @@
+"""Convolution geometry: a conv's A operand is the im2col view of its input feature map.
+
+The GEMM of a conv (im2col per group: M = n·e·f output pixels, K = c/g·r·s window) reads an
+``[pixels, window]`` matrix in which each input pixel appears up to ``r·s`` times; memory moves
+the feature map itself. :class:`Im2col` says which input pixels and channels a block of that
+matrix touches, :class:`ConvView` which GEMM operand is the matrix, and
+:func:`im2col_matrix` builds it from an input mask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from sparsesim.workload.layers import Conv2d
+
+
+@dataclass(frozen=True)
+class Im2col:
+    """The A operand of a convolution is the im2col view of its input feature map.
+
+    Memory moves the feature map, not its im2col copy (where each input pixel appears up to
+    ``r·s`` times): an A tile's DRAM and SRAM footprint is the input region its output pixels
+    and channels touch. ``inputs`` is the ``[n, c, h, w]`` mask (``None``: dense).
+    """
+
+    layer: Conv2d
+    inputs: np.ndarray | None = None
+
+    def planes(self, m0: int, m1: int) -> tuple[tuple[int, np.ndarray], ...]:
+        """Per image ``n``, the ``[h, w]`` mask of input pixels output pixels ``m0:m1`` read."""
+        return _touched(self.layer, m0, m1)
+
+    def group_rows(self, k0: int, k1: int, *, owned: bool = False) -> np.ndarray:
+        """``[groups, channels]``: the input channels im2col columns ``k0:k1`` read, per group
+        (``owned``: only those whose first column is among them, so that blocks of columns
+        share out the channels without overlap)."""
+        conv = self.layer
+        window, cg = conv.r * conv.s, conv.c // conv.groups
+        if owned:
+            within = np.arange(-(-k0 // window), -(-k1 // window))
+        else:
+            within = np.arange(k0 // window, (k1 - 1) // window + 1)
+        return np.arange(conv.groups)[:, None] * cg + within[None, :]
+
+
+@lru_cache(maxsize=1 << 14)
+def _touched(conv: Conv2d, m0: int, m1: int) -> tuple[tuple[int, np.ndarray], ...]:
+    """Per image, the input pixels that output pixels ``m0:m1`` (row-major n, e, f) read.
+    Cached: every group and every K block of a layer reads the same pixels."""
+    e, f, st, p = conv.e, conv.f, conv.stride, conv.padding
+    touched: dict[int, np.ndarray] = {}
+    for row in range(m0 // f, (m1 - 1) // f + 1):  # output rows (n, e) the pixels cover
+        n, out_y = divmod(row, e)
+        first = max(m0, row * f) - row * f
+        last = min(m1 - 1, row * f + f - 1) - row * f
+        plane = touched.setdefault(n, np.zeros((conv.h, conv.w), dtype=bool))
+        y0 = out_y * st - p
+        # the window columns of each output pixel: gaps between them when stride > s
+        xs = (np.arange(first, last + 1)[:, None] * st - p + np.arange(conv.s)[None, :]).ravel()
+        xs = xs[(xs >= 0) & (xs < conv.w)]
+        plane[max(0, y0):max(0, y0 + conv.r), xs] = True
+    for plane in touched.values():
+        plane.flags.writeable = False
+    return tuple(sorted(touched.items()))
+
+
+@dataclass(frozen=True)
+class ConvView:
+    """Which operand of a GEMM is a convolution's im2col matrix (``[pixels, window]``).
+
+    The forward conv reads it as A; a training step's weight gradient reads its transpose as
+    A (``transposed``: ``[window, pixels]``) and the input gradient writes it as O (col2im
+    adds the windows back into the feature map). Memory moves the feature-map regions: an A
+    tile reads all the pixels its windows touch (halos again), an O tile writes the pixels
+    no earlier tile touched (each input pixel's gradient once; overlaps summed on chip).
+    """
+
+    im2col: Im2col
+    operand: str = "A"
+    transposed: bool = False
+    memo: dict[tuple[object, ...], tuple[np.ndarray, np.ndarray]] = field(
+        default_factory=dict, compare=False, repr=False)
+    """Tile sizes of every conv group at once, keyed by tile and format: the groups of a
+    layer read the same pixels, so a tile is sized for all of them in one pass."""
+
+
+def im2col_matrix(inputs: np.ndarray, layer: Conv2d) -> np.ndarray:
+    """``[n, c, h, w]`` → ``[groups, n·e·f, c/g·r·s]`` with padding zeros, K ordered (c, r, s)."""
+    e, f, st, p = layer.e, layer.f, layer.stride, layer.padding
+    # ceil_mode outputs may read past the input (SCALE-Sim reads nothing there): zeros.
+    extra_h = max(0, (e - 1) * st + layer.r - (layer.h + 2 * p))
+    extra_w = max(0, (f - 1) * st + layer.s - (layer.w + 2 * p))
+    x = np.pad(inputs, ((0, 0), (0, 0), (p, p + extra_h), (p, p + extra_w)))
+    win = sliding_window_view(x, (layer.r, layer.s), axis=(2, 3))[:, :, ::st, ::st][:, :, :e, :f]
+    g, cg = layer.groups, layer.c // layer.groups
+    win = win.reshape(layer.n, g, cg, e, f, layer.r, layer.s)
+    cols = win.transpose(1, 0, 3, 4, 2, 5, 6)  # [g, n, e, f, cg, r, s]
+    return np.ascontiguousarray(cols).reshape(g, layer.n * e * f, cg * layer.r * layer.s)
