@@ -198,7 +198,7 @@ def _arch_from_dict(
     # Hardware fields are inherited; the identity (name, description) is not.
     merged_head = {"clock_hz": _table(base, "arch").get("clock_hz", 1e9), **head}
     merged_head.pop("base", None)
-    sections = {}
+    sections: dict[str, Any] = {}  # one of each Section subclass, by key
     for key, cls in _SECTIONS.items():
         table = {**_table(base, key), **_table(data, key)}
         allowed = set(cls.keys())
