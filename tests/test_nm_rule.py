@@ -134,6 +134,23 @@ def test_by_score_masks_keep_the_highest_of_each_group(rows, k, m, data):
     np.testing.assert_array_equal(got, want)
 
 
+def test_one_error_wording_from_the_pe_the_format_and_the_reference():
+    w = np.zeros((8, 3), bool)
+    w[0:2, :] = True
+    w[4:7, 1] = True  # column 1, rows 4..7: 3 non-zeros
+    core = "is not 2:4-conformant along K: group rows 4..7 of column 1 holds 3 non-zeros"
+    arch = with_overrides(load_arch("default"), {"pe.kind": "nm"})
+    errors = []
+    for call in (lambda: compute(GemmOperands(Gemm("fc", "fc", 2, 8, 3), None, w), arch),
+                 lambda: NM(2, 4).encode(w.astype(np.int8), name="W"),
+                 lambda: run_nm_reference(np.ones((2, 8)), w, "os", 2, 2, 2, 4)):
+        with pytest.raises(SparsesimError) as err:
+            call()
+        errors.append(err.value)
+    assert all(core in e.message and "tensor 'W'" in e.message for e in errors)
+    assert errors[0].layer == "fc" and errors[0].field == "W"
+
+
 # --- the parser --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("text", "want"), [("2:4", (2, 4)), (" 1 : 8 ", (1, 8)), ("4:4", (4, 4))])
@@ -149,6 +166,21 @@ def test_parse_nm_errors_name_the_field(text, needle):
     with pytest.raises(SparsesimError) as err:
         parse_nm(text, field="act_nm")
     assert needle in err.value.message and err.value.field == "act_nm"
+
+
+def test_every_nm_text_goes_through_the_one_parser(tmp_path, capsys):
+    with pytest.raises(SparsesimError, match="expected N:M such as 2:4, got 'x'"):
+        ActPrune.parse("nm:x")
+    topo = tmp_path / "t.csv"
+    topo.write_text("Layer, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, "
+                    "Num Filter, Strides, Sparsity,\nc1, 8, 8, 3, 3, 4, 8, 1, 2-4,\n")
+    with pytest.raises(SparsesimError) as err:
+        load_workload(str(topo))
+    assert err.value.layer == "c1" and err.value.field == "sparsity"
+    assert err.value.file and "expected N:M such as 2:4" in err.value.message
+    with pytest.raises(SystemExit):
+        cli_main(["run", "--weight-nm", "4:2", "-o", str(tmp_path / "x.csv")])
+    assert "must be N:M with 0 < N <= M, got 4:2" in capsys.readouterr().err
 
 
 # --- the keep-count rule -----------------------------------------------------------------------

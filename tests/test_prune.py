@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from sparsesim import simulate
 from sparsesim.arch.config import load_arch, with_overrides
-from sparsesim.pe.kinds import check_nm
+from sparsesim.rules.nm import check_conformant
 from sparsesim.errors import SparsesimError
 from sparsesim.workload.layers import Attention, Conv2d, Linear, MatMul
 from sparsesim.mapping.lower import gemm_operands
@@ -179,7 +179,7 @@ def test_nm_masks_are_conformant_in_every_group(layer, n, m, seed):
         assert (view[:, g0:g0 + m].sum(axis=1) == min(n, len(range(g0, min(k, g0 + m))))).all()
     for ops in gemm_operands(layer, LayerMasks({"w": keep})):  # what the nm PE checks
         for i in range(ops.gemm.count if ops.w is not None and ops.w.ndim == 3 else 1):
-            check_nm(ops.instance(i)[1], n, m, layer=layer.name)
+            check_conformant(ops.instance(i)[1], n, m, tensor="W", layer=layer.name)
 
 
 def test_nm_keeps_the_largest_of_each_group():

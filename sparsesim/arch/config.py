@@ -62,6 +62,7 @@ from typing import Any
 
 from sparsesim.errors import SparsesimError
 from sparsesim.names import DataflowName, Operand, PeKind, PeOperand, Sync, choices
+from sparsesim.rules.nm import check_ratio
 
 
 
@@ -138,8 +139,7 @@ class PeConfig:
                                      f"{choices(names)}", field=f"pe.{field}")
         _positive_int(self.n, "pe.n")
         _positive_int(self.m, "pe.m")
-        if self.n > self.m:
-            raise SparsesimError(f"N:M needs n <= m, got {self.n}:{self.m}", field="pe.n")
+        check_ratio((self.n, self.m), field="pe.n")
 
 
 CONV_HALOS = ("refetch", "line_buffer")

@@ -35,7 +35,8 @@ import numpy as np
 from sparsesim.errors import SparsesimError
 from sparsesim.workload.layers import Layer
 from sparsesim.mapping.lower import ConvView, Gemm, GemmOperands, Im2col, OperandKind
-from sparsesim.sparsity.masks import LayerMasks, exact_density_mask, nm_mask
+from sparsesim.rules.nm import check_ratio, conformant_mask
+from sparsesim.sparsity.masks import LayerMasks, exact_density_mask
 from sparsesim.units import ceil_div
 
 GRADIENT_STRUCTURES = ("unstructured", "row", "channel", "nm")
@@ -65,9 +66,7 @@ class GradientModel:
             raise SparsesimError(f"must be in (0, 1], got {self.density!r}",
                                  field="grad_density")
         if self.structure == "nm":
-            if self.nm is None or not 0 < self.nm[0] <= self.nm[1]:
-                raise SparsesimError(f"N:M gradient pruning needs N:M with 0 < N <= M, got "
-                                     f"{self.nm}", field="grad_nm")
+            check_ratio(self.nm, field="grad_nm")
             if self.density != 1:
                 raise SparsesimError("give grad_density or grad_nm, not both", field="grad_nm")
 
@@ -88,12 +87,13 @@ class GradientModel:
         shape = (gemm.count, gemm.m, gemm.n)
         if self.structure == "unstructured":
             return exact_density_mask(shape, self.density, rng)
-        if self.structure == "row":
-            return nm_mask(shape, _keep(gemm.n, self.density), gemm.n, (2,), rng)
+        if self.structure == "row":  # top-k of N is k:N
+            return conformant_mask(shape, _keep(gemm.n, self.density), gemm.n, (2,), rng=rng)
         if self.structure == "nm":
             assert self.nm is not None
-            return nm_mask(shape, *self.nm, (2,), rng)
-        channels = nm_mask((gemm.count, gemm.n), _keep(gemm.n, self.density), gemm.n, (1,), rng)
+            return conformant_mask(shape, *self.nm, (2,), rng=rng)
+        channels = conformant_mask((gemm.count, gemm.n), _keep(gemm.n, self.density), gemm.n,
+                                   (1,), rng=rng)
         return np.broadcast_to(channels[:, None, :], shape).copy()
 
 

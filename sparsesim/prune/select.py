@@ -17,7 +17,8 @@ matmul's ``[k, n]`` transposed — and pruned in units:
 A unit's score is the mean of its weights' scores (the L1 norm over the size for magnitude).
 Per tensor, ``round(sparsity · units)`` units go (``compare = "row"``: that many weights of
 every row); globally, the lowest units of all tensors go until ``round(sparsity · weights)``
-weights are pruned (exact for single weights, within one unit otherwise).
+weights are pruned (exact for single weights, within one unit otherwise). N:M keeps by
+score with :func:`sparsesim.rules.nm.conformant_mask`.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from sparsesim.workload.layers import Layer
 from sparsesim.prune.spec import PruneSpec
+from sparsesim.rules.nm import conformant_mask
+from sparsesim.workload.layers import Layer
 
 Entry = tuple[Layer, str, np.ndarray]
 
@@ -122,27 +124,6 @@ def _expand(pruned: np.ndarray, view_shape: tuple[int, int], spec: PruneSpec,
     return full[:rows, :k]
 
 
-def nm_keep(view: np.ndarray, n: int, m: int) -> np.ndarray:
-    """Keep the ``n`` highest of every ``m`` consecutive columns of each row (ties: lower
-    index pruned first); a last, shorter group keeps ``min(n, its length)``."""
-    rows, k = view.shape
-    keep = np.ones((rows, k), dtype=bool)
-    whole = k - k % m
-    if whole and n < m:
-        groups = view[:, :whole].reshape(rows, whole // m, m)
-        order = np.argsort(groups, axis=2, kind="stable")[:, :, : m - n]
-        sub = np.ones(groups.shape, dtype=bool)
-        np.put_along_axis(sub, order, False, axis=2)
-        keep[:, :whole] = sub.reshape(rows, whole)
-    rest = k - whole
-    if rest > n:
-        order = np.argsort(view[:, whole:], axis=1, kind="stable")[:, : rest - n]
-        sub = np.ones((rows, rest), dtype=bool)
-        np.put_along_axis(sub, order, False, axis=1)
-        keep[:, whole:] = sub
-    return keep
-
-
 def _row_keep(view: np.ndarray, amount: float) -> np.ndarray:
     rows, k = view.shape
     count = prune_count(amount, k)
@@ -169,8 +150,8 @@ def keep_masks(entries: Sequence[Entry], spec: PruneSpec,
         views.append(v)
     if spec.granularity == "nm":
         n, m = spec.nm
-        return [from_view(layer, tensor, nm_keep(v, n, m), s.shape)
-                for (layer, tensor, s), v in zip(entries, views)]
+        return [from_view(layer, tensor, conformant_mask(v.shape, n, m, (1,), scores=v),
+                          s.shape) for (layer, tensor, s), v in zip(entries, views)]
     if spec.compare == "row":
         return [from_view(layer, tensor, _row_keep(v, spec.sparsity), s.shape)
                 for (layer, tensor, s), v in zip(entries, views)]

@@ -15,7 +15,6 @@ masks do not depend on which other layers ran.
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass, field, replace
 
@@ -23,6 +22,7 @@ import numpy as np
 
 from sparsesim.errors import SparsesimError
 from sparsesim.names import OnlineKind
+from sparsesim.rules.nm import check_ratio, conformant_mask
 from sparsesim.workload.layers import Attention, Layer
 
 
@@ -142,10 +142,7 @@ class SparsityModel:
             raise SparsesimError("act_nm = (n, m) goes with act_prune = 'nm', and only with it",
                                  field="act_nm")
         if self.act_nm is not None:
-            n, m = self.act_nm
-            if not (isinstance(n, int) and isinstance(m, int) and 0 < n <= m):
-                raise SparsesimError(f"must be N:M with 0 < N <= M, got {self.act_nm}",
-                                     field="act_nm")
+            check_ratio(self.act_nm, field="act_nm")
             if self.act_density != 1:
                 raise SparsesimError("give act_density or act_nm, not both", field="act_nm")
         for name in ("weight_density", "act_density", "token_keep", "head_keep", "kv_keep"):
@@ -154,10 +151,7 @@ class SparsityModel:
             if getattr(self, name) == 0:
                 raise SparsesimError("must be positive: a layer keeps at least one", field=name)
         if self.weight_nm is not None:
-            n, m = self.weight_nm
-            if not (isinstance(n, int) and isinstance(m, int) and 0 < n <= m):
-                raise SparsesimError(f"must be N:M with 0 < N <= M, got {self.weight_nm}",
-                                     field="weight_nm")
+            check_ratio(self.weight_nm, field="weight_nm")
             if self.weight_density != 1:
                 raise SparsesimError("give weight_density or weight_nm, not both",
                                      field="weight_nm")
@@ -190,7 +184,7 @@ class SparsityModel:
         rng = np.random.default_rng([self.seed, index])
         if self.weight_nm is not None:
             n, m = self.weight_nm
-            weights = {name: nm_mask(shape, n, m, layer.reduction_axes(name), rng)
+            weights = {name: conformant_mask(shape, n, m, layer.reduction_axes(name), rng=rng)
                        for name, shape in layer.weight_shapes().items()}
         else:
             weights = {name: exact_density_mask(shape, self.weight_density, rng)
@@ -211,10 +205,11 @@ class SparsityModel:
         axis = layer.input_channel_axis % len(shape)
         if self.act_prune == "nm":
             assert self.act_nm is not None
-            return nm_mask(shape, *self.act_nm, (axis,), rng)
-        if self.act_prune == "topk":
+            return conformant_mask(shape, *self.act_nm, (axis,), rng=rng)
+        if self.act_prune == "topk":  # top-k of C is k:C along the channels
             channels = shape[axis]
-            return nm_mask(shape, max(1, round(d * channels)), channels, (axis,), rng)
+            return conformant_mask(shape, max(1, round(d * channels)), channels, (axis,),
+                                   rng=rng)
         if self.act_prune == "dynamic":
             return exact_density_mask(shape, d, rng)
         if self.act_channel_std > 0:
@@ -239,37 +234,3 @@ def exact_density_mask(shape: tuple[int, ...], density: float,
     flat = np.zeros(size, dtype=bool)
     flat[rng.choice(size, keep, replace=False)] = True
     return flat.reshape(shape)
-
-
-def nm_mask(shape: tuple[int, ...], n: int, m: int, k_axes: tuple[int, ...],
-            rng: np.random.Generator) -> np.ndarray:
-    """N:M mask: ``n`` random positions kept in every group of ``m`` consecutive k."""
-    other = [i for i in range(len(shape)) if i not in k_axes]
-    k = math.prod(shape[i] for i in k_axes)
-    cols = math.prod(shape[i] for i in other)
-    flat = np.zeros((cols, k), dtype=bool)
-    whole = k - k % m
-    for g0, size, width in ((0, whole, m), (whole, k % m, k % m)):  # whole groups, the rest
-        if size:
-            groups = size // width
-            flat[:, g0:g0 + size] = _choose(cols * groups, width, min(n, width), rng).reshape(
-                cols, size)
-    # [cols, K] back to the tensor's layout: other axes first, then the K axes.
-    perm_shape = [shape[i] for i in other] + [shape[i] for i in k_axes]
-    inverse = np.argsort(other + list(k_axes))
-    return flat.reshape(perm_shape).transpose(inverse)
-
-
-def _choose(groups: int, m: int, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``[groups, m]`` bool rows with exactly ``n`` random True each, uniformly over subsets."""
-    if n == m:
-        return np.ones((groups, m), dtype=bool)
-    if math.comb(m, n) <= 1 << 16:  # one draw per group from the table of all subsets
-        table = np.zeros((math.comb(m, n), m), dtype=bool)
-        for row, subset in enumerate(itertools.combinations(range(m), n)):
-            table[row, list(subset)] = True
-        return table[rng.integers(len(table), size=groups)]
-    keys = rng.random((groups, m))
-    out = np.zeros((groups, m), dtype=bool)
-    np.put_along_axis(out, np.argpartition(keys, n - 1, axis=1)[:, :n], True, axis=1)
-    return out
