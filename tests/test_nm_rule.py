@@ -218,3 +218,40 @@ def test_at_least_is_explicit():
     with pytest.raises(ValueError):
         keep_count(5, density=0.5, sparsity=0.5)
 
+
+def test_half_of_five_keeps_three_on_every_path():
+    """masks (statistical model), structure (front-end), dynamic (per input), the seeded
+    masks, top-k and unstructured pruning: half of 5 is 3 everywhere (2.5 removed → 2)."""
+    att = Attention("a", l=5, e=20, heads=5)
+    shaped = SparsityModel(token_keep=0.5, head_keep=0.5, kv_keep=0.5).shape(att)
+    assert (shaped.l, shaped.heads_kept, shaped.kv_len) == (3, 3, 1)  # kv: half of 3 → 1
+    shaped = SparsityModel(kv_keep=0.5).shape(att)
+    assert shaped.kv_len == 3
+
+    wl = Workload("w", (att,))
+    scores = {t: np.ones((20, 20)) for t in "qkvo"}
+    heads, _ = prune_heads(wl, {"a": scores}, 0.5)
+    kv, _ = prune_kv(wl, 0.5)
+    assert heads.layers[0].heads_kept == 3 and kv.layers[0].kv_len == 3
+    two = Workload("w", (att, replace(att, name="b")))
+    tokens, _ = prune_tokens(two, 0.5)  # dropped after the layer that scores them
+    ratio, _ = prune_tokens(two, 0.0, keep_ratios={"a": 0.5})
+    assert tokens.layers[0].l == 5 and tokens.layers[1].l == 3 and ratio.layers[1].l == 3
+
+    fc = Linear("fc", in_features=4, out_features=5, tokens=5)
+    [s_att, s_fc] = _shape_input([(att, None), (fc, None)],
+                                 {"a": {"token_keep": 0.5, "head_keep": 0.5},
+                                  "fc": {"channel_keep": 0.5}}, {}, np.random.default_rng(0))
+    assert (s_att.layer.l, s_att.layer.heads_kept) == (3, 3)
+    assert s_fc.layer.tokens == 3 and s_fc.layer.out_features == 3
+
+    rng = np.random.default_rng(0)
+    assert exact_density_mask((5,), 0.5, rng).sum() == 3
+    row = GradientModel(density=0.5, structure="row").draw(Gemm("l", "g", 4, 2, 5), 0)
+    assert (row.sum(axis=2) == 3).all()
+    topk = SparsityModel(act_density=0.5, act_prune="topk").masks(
+        Linear("fc", in_features=5, out_features=2, tokens=4), 1).inputs
+    assert (topk.sum(axis=1) == 3).all()
+    [keep] = keep_masks([(Linear("fc", 5, 1), "w", np.arange(5.0)[None])],
+                        PruneSpec(sparsity=0.5))
+    assert keep.sum() == 3

@@ -16,9 +16,10 @@ activation, and there is no weight update.
 
 Gradient pruning (structured data-gradient pruning) keeps a fraction of ``dO`` found at run
 time, on the output path of the GEMM that produces it; :class:`GradientModel` draws that
-mask, seeded per GEMM: ``unstructured`` (a threshold: exactly ``round(d·M·N)`` kept),
-``row`` (top-k of each row — a pixel's or token's channel vector), ``channel`` (whole
-output channels: the top ``round(d·N)`` by norm) or ``nm`` (N of every M along the channels).
+mask, seeded per GEMM: ``unstructured`` (a threshold: exactly ``keep_count(M·N, density=d)``
+kept), ``row`` (top-k of each row — a pixel's or token's channel vector), ``channel`` (whole
+output channels: the top ``keep_count(N, density=d)`` by norm) or ``nm`` (N of every M along
+the channels); top-k keeps at least one (:mod:`sparsesim.rules.keep`).
 
 A weight's N:M mask runs along K; in ``dA`` the transposed weights are N:M along N, which an
 N:M unit cannot use (transposable masks would be needed: Hubara et al., NeurIPS 2021), so the
@@ -35,6 +36,7 @@ import numpy as np
 from sparsesim.errors import SparsesimError
 from sparsesim.workload.layers import Layer
 from sparsesim.mapping.lower import ConvView, Gemm, GemmOperands, Im2col, OperandKind
+from sparsesim.rules.keep import keep_count
 from sparsesim.rules.nm import check_ratio, conformant_mask
 from sparsesim.sparsity.masks import LayerMasks, exact_density_mask
 from sparsesim.units import ceil_div
@@ -87,18 +89,14 @@ class GradientModel:
         shape = (gemm.count, gemm.m, gemm.n)
         if self.structure == "unstructured":
             return exact_density_mask(shape, self.density, rng)
-        if self.structure == "row":  # top-k of N is k:N
-            return conformant_mask(shape, _keep(gemm.n, self.density), gemm.n, (2,), rng=rng)
+        top_k = keep_count(gemm.n, density=self.density, at_least=1)  # top-k of N is k:N
+        if self.structure == "row":
+            return conformant_mask(shape, top_k, gemm.n, (2,), rng=rng)
         if self.structure == "nm":
             assert self.nm is not None
             return conformant_mask(shape, *self.nm, (2,), rng=rng)
-        channels = conformant_mask((gemm.count, gemm.n), _keep(gemm.n, self.density), gemm.n,
-                                   (1,), rng=rng)
+        channels = conformant_mask((gemm.count, gemm.n), top_k, gemm.n, (1,), rng=rng)
         return np.broadcast_to(channels[:, None, :], shape).copy()
-
-
-def _keep(total: int, density: float) -> int:
-    return max(1, round(density * total))
 
 
 @dataclass(frozen=True, slots=True)

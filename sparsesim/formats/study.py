@@ -24,6 +24,7 @@ import pandas as pd
 
 from sparsesim.formats.base import Format
 from sparsesim.formats.registry import as_format, make_format
+from sparsesim.rules.keep import keep_count
 from sparsesim.rules.nm import conformant_mask
 
 if TYPE_CHECKING:  # matplotlib is imported lazily, only to plot
@@ -109,9 +110,10 @@ def crossover_study(n_elements: int = 1_000_000, value_bits: Sequence[int] = (8,
     """Measure every format's size on seeded uniform random masks over a sparsity grid.
 
     The masks are nested (one random order of the elements, the first d*L of it non-zero),
-    so curves are smooth and every mask is uniform with exactly round(d*L) non-zeros. Values
-    are random non-zero int16; ``value_bits`` only changes what a value costs, so each tensor
-    is encoded once. ``verify`` checks every round trip. Columns: :data:`COLUMNS`.
+    so curves are smooth and every mask is uniform with exactly ``keep_count(L, sparsity=s)``
+    non-zeros (the nearest integer to d*L). Values are random non-zero int16; ``value_bits``
+    only changes what a value costs, so each tensor is encoded once. ``verify`` checks every
+    round trip. Columns: :data:`COLUMNS`.
     """
     shape = study_shape(n_elements)
     size = shape[0] * shape[1]
@@ -124,7 +126,7 @@ def crossover_study(n_elements: int = 1_000_000, value_bits: Sequence[int] = (8,
 
     rows: list[dict[str, Any]] = []
     for s in np.sort(grid):
-        nnz = int(round((1.0 - float(s)) * size))
+        nnz = keep_count(size, sparsity=float(s))
         flat = np.zeros(size, dtype=np.int16)
         flat[order[:nnz]] = values[order[:nnz]]
         x = flat.reshape(shape)

@@ -23,7 +23,8 @@ import numpy as np
 
 from sparsesim.errors import SparsesimError
 from sparsesim.names import OnlineKind, choices
-from sparsesim.prune.select import lowest, prune_count
+from sparsesim.prune.select import lowest
+from sparsesim.rules.keep import prune_count
 from sparsesim.rules.nm import check_ratio, conformant_mask, parse_nm
 
 
@@ -37,7 +38,7 @@ def threshold_mask(x: np.ndarray, threshold: float) -> np.ndarray:
 
 def dynamic_threshold_mask(x: np.ndarray, amount: float) -> np.ndarray:
     a = np.abs(np.asarray(x)).ravel()
-    return ~lowest(a, prune_count(amount, a.size)).reshape(np.shape(x))
+    return ~lowest(a, prune_count(a.size, amount)).reshape(np.shape(x))
 
 
 def _rows(x: np.ndarray, axis: int) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -51,7 +52,7 @@ def _back(mask2d: np.ndarray, moved_shape: tuple[int, ...], axis: int) -> np.nda
 
 def topk_mask(x: np.ndarray, amount: float, axis: int = -1) -> np.ndarray:
     rows, shape = _rows(x, axis)
-    count = prune_count(amount, rows.shape[1])
+    count = prune_count(rows.shape[1], amount)
     keep = np.ones(rows.shape, dtype=bool)
     if count:
         order = np.argsort(rows, axis=1, kind="stable")[:, :count]

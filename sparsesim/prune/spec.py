@@ -6,7 +6,8 @@ Counting conventions (the ones users know from ``torch.nn.utils.prune``):
   (``unstructured``), of its filters, input channels or k×k blocks, of an attention layer's
   heads, of its tokens, of its keys/values. The count removed is ``round(sparsity · n)`` with
   Python's ``round`` (half to even), exactly as ``torch.nn.utils.prune`` computes
-  ``nparams_toprune``; at least one unit is always kept.
+  ``nparams_toprune`` (:mod:`sparsesim.rules.keep`, the one count rule); at least one head,
+  token, key or channel is always kept.
 * A mask is ``True`` where the weight is *kept* (torch's ``weight_mask``: 1 keeps, 0 prunes).
 * ``nm = (n, m)`` keeps ``n`` of every ``m`` consecutive weights along the reduction axis K
   (the GEMM's K, ordered as the lowering orders it: conv ``(c, r, s)``); a last, shorter

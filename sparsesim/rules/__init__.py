@@ -1,4 +1,4 @@
-"""Counting rules every level shares: the N:M rule (:mod:`.nm`) and the keep-count rule (:mod:`.keep`).
+"""Counting rules every level shares: the N:M rule (:mod:`.nm`), the keep count (:mod:`.keep`).
 
 They sit below the workload and the arch (only :mod:`sparsesim.errors` and the kernels under
 them) because every level needs them: the SCALE-Sim topology reader parses an N:M column, the

@@ -7,7 +7,8 @@ s]``, linear ``[out, in]``, attention projections ``q [heads·d, e]``, ``k``/``v
 linear ``[tokens, in]``, attention ``[b, l, e]``, matmul ``[m, k]``. ``None`` means dense.
 
 :class:`SparsityModel` turns densities into masks when no trace is given: exactly
-``round(d·L)`` non-zero weights per tensor (what magnitude pruning of i.i.d. weights leaves),
+``keep_count(L, density=d)`` non-zero weights per tensor (:mod:`sparsesim.rules.keep`: the
+nearest integer to ``d·L``; what magnitude pruning of i.i.d. weights leaves),
 Bernoulli activations with an optional spread of per-channel densities, and keep ratios that
 shrink attention (tokens, heads, KV entries). Every draw is seeded per layer, so a layer's
 masks do not depend on which other layers ran.
@@ -22,6 +23,7 @@ import numpy as np
 
 from sparsesim.errors import SparsesimError
 from sparsesim.names import OnlineKind
+from sparsesim.rules.keep import keep_count
 from sparsesim.rules.nm import check_ratio, conformant_mask
 from sparsesim.workload.layers import Attention, Layer
 
@@ -110,15 +112,17 @@ class SparsityModel:
     mean ``act_density``), as real ReLU layers have dead and busy channels. The network's first
     input (an image, token embeddings) stays dense unless ``dense_first_input`` is false.
     ``token_keep``, ``head_keep`` and ``kv_keep`` shrink attention layers: fewer query tokens,
-    fewer heads, fewer keys/values (rounded up, at least one). ``weight_nm = (n, m)`` draws
+    fewer heads, fewer keys/values (:func:`~sparsesim.rules.keep.keep_count`, at least
+    one). ``weight_nm = (n, m)`` draws
     N:M weight masks instead: exactly ``n`` kept of every ``m`` along the reduction axis (a
     last, shorter group keeps ``min(n, its length)``).
 
     ``act_prune`` says how the activation zeros arise: ``none`` — they are there anyway (ReLU),
     free; otherwise they are found at run time by the online pruning unit, which costs cycles
     and energy (:mod:`sparsesim.pe.online`): ``threshold`` (Bernoulli, as ``none``), ``dynamic``
-    (a per-tensor threshold: exactly ``round(d·size)`` kept), ``topk`` (exactly
-    ``round(d·C)`` of each pixel's or token's ``C`` channels) or ``nm`` (``act_nm = (n, m)``
+    (a per-tensor threshold: exactly ``keep_count(size, density=d)`` kept), ``topk``
+    (exactly ``keep_count(C, density=d)``, at least one, of each pixel's or token's ``C``
+    channels) or ``nm`` (``act_nm = (n, m)``
     along the channels; the density is ``n/m``).
     """
 
@@ -172,12 +176,14 @@ class SparsityModel:
         if not isinstance(layer, Attention) or (
                 self.token_keep == self.head_keep == self.kv_keep == 1):
             return layer
-        tokens = _keep_count(layer.l, self.token_keep)
+        tokens = keep_count(layer.l, density=self.token_keep, at_least=1)
         kv_len = layer.kv_len
         if self.kv_keep != 1:  # KV entries are pruned among the (kept) keys
-            kv_len = _keep_count(tokens if kv_len is None else kv_len, self.kv_keep)
+            kv_len = keep_count(tokens if kv_len is None else kv_len, density=self.kv_keep,
+                                at_least=1)
         return replace(layer, l=tokens, kv_len=kv_len,
-                       heads_kept=_keep_count(layer.active_heads, self.head_keep))
+                       heads_kept=keep_count(layer.active_heads, density=self.head_keep,
+                                             at_least=1))
 
     def masks(self, layer: Layer, index: int) -> LayerMasks:
         """Masks of ``layer`` (already shaped), the ``index``-th layer of its network."""
@@ -208,8 +214,8 @@ class SparsityModel:
             return conformant_mask(shape, *self.act_nm, (axis,), rng=rng)
         if self.act_prune == "topk":  # top-k of C is k:C along the channels
             channels = shape[axis]
-            return conformant_mask(shape, max(1, round(d * channels)), channels, (axis,),
-                                   rng=rng)
+            return conformant_mask(shape, keep_count(channels, density=d, at_least=1),
+                                   channels, (axis,), rng=rng)
         if self.act_prune == "dynamic":
             return exact_density_mask(shape, d, rng)
         if self.act_channel_std > 0:
@@ -220,17 +226,14 @@ class SparsityModel:
         return bernoulli_inputs(layer, d, rng)
 
 
-def _keep_count(total: int, keep: float) -> int:
-    return max(1, math.ceil(total * keep - 1e-9))
-
-
 def exact_density_mask(shape: tuple[int, ...], density: float,
                        rng: np.random.Generator) -> np.ndarray:
-    """A mask with exactly ``round(density · size)`` non-zeros at random positions."""
+    """A mask with exactly ``keep_count(size, density=density)`` non-zeros at random
+    positions."""
     size = math.prod(shape)
     if density >= 1:
         return np.ones(shape, dtype=bool)
-    keep = round(density * size)
+    keep = keep_count(size, density=density)
     flat = np.zeros(size, dtype=bool)
     flat[rng.choice(size, keep, replace=False)] = True
     return flat.reshape(shape)
