@@ -10,7 +10,8 @@ from sparsesim.arch.config import load_arch, with_overrides
 from sparsesim.errors import SparsesimError
 from sparsesim.workload.layers import Attention, Conv2d, Linear
 from sparsesim.mapping.lower import gemm_operands, lower
-from sparsesim.sparsity.masks import LayerMasks, SparsityModel, check_masks, nm_mask
+from sparsesim.rules.nm import conformant_mask
+from sparsesim.sparsity.masks import LayerMasks, SparsityModel, check_masks
 from sparsesim.sparsity.trace import Trace, load_trace
 from sparsesim.workload.network import Workload
 
@@ -62,7 +63,7 @@ def test_nm_weight_masks_are_conformant():
     layer = Linear("fc", in_features=10, out_features=6)
     w = SparsityModel(weight_nm=(2, 4)).masks(layer, 1).weights["w"]
     assert (w[:, :8].reshape(6, 2, 4).sum(axis=2) == 2).all() and (w[:, 8:].sum(axis=1) == 2).all()
-    m = nm_mask((3, 2, 3, 3), 1, 8, (1, 2, 3), np.random.default_rng(0))
+    m = conformant_mask((3, 2, 3, 3), 1, 8, (1, 2, 3), rng=np.random.default_rng(0))
     assert (m.reshape(3, 18)[:, :16].reshape(3, 2, 8).sum(axis=2) == 1).all()
 
 
@@ -138,7 +139,7 @@ def test_bad_trace_files(tmp_path):
 
 def test_nm_masks_of_a_reduction_shorter_than_one_group():
     rng = np.random.default_rng(0)
-    mask = nm_mask((3, 5), 2, 4, (0,), rng)  # K = 3 < M = 4: one short group per column
+    mask = conformant_mask((3, 5), 2, 4, (0,), rng=rng)  # K = 3 < M = 4: one short group per column
     assert (mask.sum(axis=0) == 2).all()
-    mask = nm_mask((7, 5), 2, 4, (0,), rng)  # a whole group, then a short one of 3
+    mask = conformant_mask((7, 5), 2, 4, (0,), rng=rng)  # a whole group, then a short one of 3
     assert (mask[:4].sum(axis=0) == 2).all() and (mask[4:].sum(axis=0) == 2).all()

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from sparsesim import simulate
 from sparsesim.arch.config import load_arch, with_overrides
-from sparsesim.pe.kinds import check_nm
+from sparsesim.rules.keep import prune_count
+from sparsesim.rules.nm import check_conformant
 from sparsesim.errors import SparsesimError
 from sparsesim.workload.layers import Attention, Conv2d, Linear, MatMul
 from sparsesim.mapping.lower import gemm_operands
@@ -29,7 +30,6 @@ from sparsesim.prune import (
     keep_masks,
     lowest,
     nm_activation_mask,
-    prune_count,
     prune_heads,
     prune_kv,
     prune_tokens,
@@ -118,8 +118,8 @@ def test_data_criteria_without_statistics_name_what_is_missing():
 # --- rounding, ties, exact counts -------------------------------------------------------------
 
 def test_counts_round_like_torch_prune():
-    assert prune_count(0.25, 10) == 2 and prune_count(0.35, 10) == 4  # round half to even
-    assert prune_count(0.8, 7) == 6
+    assert prune_count(10, 0.25) == 2 and prune_count(10, 0.35) == 4  # round half to even
+    assert prune_count(7, 0.8) == 6
 
 
 def test_lowest_breaks_ties_by_position():
@@ -144,20 +144,20 @@ def test_achieved_sparsity_is_the_rounded_target(layer, sparsity, granularity, s
     view = keep.T if isinstance(layer, MatMul) else keep.reshape(keep.shape[0], -1)
     rows, k = view.shape
     if granularity == "unstructured":
-        assert (~keep).sum() == prune_count(sparsity, keep.size)
+        assert (~keep).sum() == prune_count(keep.size, sparsity)
     elif granularity == "filter":
-        assert (~view.any(axis=1)).sum() == prune_count(sparsity, rows)
+        assert (~view.any(axis=1)).sum() == prune_count(rows, sparsity)
         assert set(view.sum(axis=1)) <= {0, k}
     elif granularity == "channel":
         width = 9 if isinstance(layer, Conv2d) else 1
         per = view.reshape(rows, k // width, width)
-        assert (~per.any(axis=(0, 2))).sum() == prune_count(sparsity, k // width)
+        assert (~per.any(axis=(0, 2))).sum() == prune_count(k // width, sparsity)
     else:
         blocks = math.ceil(rows / 2) * math.ceil(k / 2)
         pad = np.zeros((math.ceil(rows / 2) * 2, math.ceil(k / 2) * 2), bool)
         pad[:rows, :k] = view
         gone = ~pad.reshape(pad.shape[0] // 2, 2, pad.shape[1] // 2, 2).any(axis=(1, 3))
-        assert gone.sum() == prune_count(sparsity, blocks)
+        assert gone.sum() == prune_count(blocks, sparsity)
 
 
 @given(shapes, st.floats(0, 0.99), st.integers(0, 2**16))
@@ -165,7 +165,7 @@ def test_row_comparison_prunes_every_row_equally(layer, sparsity, seed):
     w = synthetic_weights(Workload("t", (layer,)), seed=seed)[layer.name]["w"]
     [keep] = keep_masks([(layer, "w", np.abs(w))], PruneSpec(sparsity=sparsity, compare="row"))
     view = keep.T if isinstance(layer, MatMul) else keep.reshape(keep.shape[0], -1)
-    assert ((~view).sum(axis=1) == prune_count(sparsity, view.shape[1])).all()
+    assert ((~view).sum(axis=1) == prune_count(view.shape[1], sparsity)).all()
 
 
 @given(shapes, st.integers(1, 8), st.integers(1, 8), st.integers(0, 2**16))
@@ -179,7 +179,7 @@ def test_nm_masks_are_conformant_in_every_group(layer, n, m, seed):
         assert (view[:, g0:g0 + m].sum(axis=1) == min(n, len(range(g0, min(k, g0 + m))))).all()
     for ops in gemm_operands(layer, LayerMasks({"w": keep})):  # what the nm PE checks
         for i in range(ops.gemm.count if ops.w is not None and ops.w.ndim == 3 else 1):
-            check_nm(ops.instance(i)[1], n, m, layer=layer.name)
+            check_conformant(ops.instance(i)[1], n, m, tensor="W", layer=layer.name)
 
 
 def test_nm_keeps_the_largest_of_each_group():
@@ -212,7 +212,7 @@ def test_global_and_per_layer_scope_differ_as_they_should():
     assert glob.meta["weight_sparsity"] == pytest.approx(0.6, abs=1 / (64 * 1040))
     w = synthetic_weights(wl)
     thresh = np.sort(np.abs(np.concatenate([w["wide"]["w"].ravel(), w["narrow"]["w"].ravel()]))
-                     )[prune_count(0.6, 64 * 1040) - 1]
+                     )[prune_count(64 * 1040, 0.6) - 1]
     for name in ("wide", "narrow"):  # one threshold over both tensors
         kept = np.abs(w[name]["w"])[glob.masks[name].weights["w"]]
         assert kept.min() > thresh
@@ -223,7 +223,7 @@ def test_global_structured_scope_stays_within_one_unit():
     tr = prune_workload(wl, PruneSpec(granularity="filter", sparsity=0.3, scope="global"))
     biggest = max(math.prod(m.weights["w"].shape[1:]) for m in tr.masks.values())
     total = sum(m.weights["w"].size for m in tr.masks.values())
-    assert abs(tr.meta["weight_sparsity"] * total - prune_count(0.3, total)) <= biggest
+    assert abs(tr.meta["weight_sparsity"] * total - prune_count(total, 0.3)) <= biggest
 
 
 def test_spec_rejects_meaningless_combinations():
@@ -378,7 +378,7 @@ def test_imp_on_numpy_weights_prunes_a_fifth_of_the_remainder_each_round():
     keep = np.ones_like(w, bool)
     for target in imp_levels(4):
         [keep] = keep_masks([(layer, "w", np.abs(w))], PruneSpec(sparsity=target), [keep])
-        assert (~keep).sum() == prune_count(target, w.size)
+        assert (~keep).sum() == prune_count(w.size, target)
 
 
 # --- synthetic weights and the whole path --------------------------------------------------------

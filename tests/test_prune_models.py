@@ -17,7 +17,8 @@ torch = pytest.importorskip("torch")
 torch.set_num_threads(1)  # small GEMMs: one thread is as fast, and immune to a busy machine
 
 from sparsesim.arch.config import load_arch, with_overrides  # noqa: E402
-from sparsesim.pe.kinds import check_nm, compute  # noqa: E402
+from sparsesim.pe.kinds import compute  # noqa: E402
+from sparsesim.rules.nm import check_conformant  # noqa: E402
 from sparsesim.workload.layers import Attention, Linear  # noqa: E402
 from sparsesim.mapping.lower import gemm_operands  # noqa: E402
 from sparsesim.prune import ActPrune, PruneSpec  # noqa: E402
@@ -197,7 +198,7 @@ def test_smollm2_wanda_2_4_trace(smollm2, monkeypatch):
             continue
         for ops in gemm_operands(layers[name], masks):
             if ops.w is not None and ops.gemm.name not in ("qk", "pv"):
-                check_nm(ops.w, 2, 4, layer=name)
+                check_conformant(ops.w, 2, 4, tensor="W", layer=name)
     total, gap = compare(run)
     assert gap <= 1e-5 * total
     nm = with_overrides(load_arch("default"), {"pe.kind": "nm"})

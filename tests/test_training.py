@@ -96,9 +96,11 @@ def test_gradient_masks_keep_what_their_structure_says(m, n, count, density, str
         assert mask is None
         return
     assert mask.shape == (count, m, n)
-    keep = max(1, round(density * n))
+    # torch.nn.utils.prune's count: round(sparsity · total) removed, half to even; top-k keeps 1
+    keep = max(1, n - round((1 - density) * n))
     if structure == "unstructured":
-        assert mask.sum() == round(density * count * m * n)
+        total = count * m * n
+        assert mask.sum() == total - round((1 - density) * total)
     elif structure == "row":
         assert (mask.sum(axis=2) == keep).all()
     else:  # whole channels: every column all kept or all pruned

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sparsesim.arch.section import Section, positive_int
 from sparsesim.errors import SparsesimError
 from sparsesim.names import PeKind, PeOperand, Sync, choices
+from sparsesim.rules.nm import check_ratio
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,5 +36,4 @@ class PeConfig(Section):
                                      f"{choices(names)}", field=f"pe.{field}")
         positive_int(self.n, "pe.n")
         positive_int(self.m, "pe.m")
-        if self.n > self.m:
-            raise SparsesimError(f"N:M needs n <= m, got {self.n}:{self.m}", field="pe.n")
+        check_ratio((self.n, self.m), field="pe.n")

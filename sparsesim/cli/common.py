@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sparsesim.errors import SparsesimError
+from sparsesim.rules.nm import parse_nm
 
 DEFAULT_WORKLOAD = "resnet18"
 DEFAULT_ARCH = "default"
@@ -35,11 +36,11 @@ def overrides(pairs: Sequence[str]) -> dict[str, object]:
 
 
 def nm_ratio(text: str) -> tuple[int, int]:
-    """An argparse type: ``2:4`` → ``(2, 4)``."""
-    n, sep, m = text.partition(":")
-    if not sep or not n.strip().isdigit() or not m.strip().isdigit():
-        raise argparse.ArgumentTypeError(f"expected N:M such as 2:4, got {text!r}")
-    return int(n), int(m)
+    """An argparse type: ``2:4`` → ``(2, 4)`` (:func:`sparsesim.rules.nm.parse_nm`)."""
+    try:
+        return parse_nm(text)
+    except SparsesimError as err:
+        raise argparse.ArgumentTypeError(err.message) from None
 
 
 def print_frame(df, fmt: str) -> bool:  # type: ignore[no-untyped-def]

@@ -19,6 +19,9 @@ Three kinds, given per input and per layer as keep ratios (fractions in (0, 1]):
 * ``head_keep`` (attention): the fraction of heads computed for this input; cost: a top-k
   over the heads.
 
+A ratio becomes a count of channels, tokens or heads by
+:func:`sparsesim.rules.keep.keep_count`, at least one.
+
 A trace carries them in ``meta["dynamic"] = {"inputs": N, "layers": {name: {kind: [N
 ratios]}}, "consumers": {gated layer: the layer reading its output}, "batched": bool}``
 (``batched``: the trace's workload is the calibration batch — images ``n``, sequences
@@ -51,6 +54,7 @@ from sparsesim.errors import SparsesimError
 from sparsesim.mapping.lower import gemm_operands
 from sparsesim.names import RowKind
 from sparsesim.pe.online import OnlinePrune
+from sparsesim.rules.keep import keep_count
 from sparsesim.sparsity.masks import LayerMasks, SparsityModel
 from sparsesim.sparsity.trace import Trace
 from sparsesim.workload.layers import Attention, Layer, Linear
@@ -236,10 +240,6 @@ class DynamicModel:
                                  spread=self.spread, seed=self.seed, consumers=consumers)
 
 
-def _keep_count(total: int, ratio: float) -> int:
-    return max(1, min(total, round(ratio * total)))
-
-
 def _pick(total: int, count: int, rng: np.random.Generator) -> np.ndarray:
     """Which ``count`` of ``total`` channels/heads an input keeps (sorted indices)."""
     return np.sort(rng.choice(total, count, replace=False))
@@ -300,10 +300,10 @@ def _shape_input(layers: list[tuple[Layer, LayerMasks | None]],
             view[layer.input_channel_axis] = kept_channels.size
             inputs = base & kept_channels.reshape(view)
         if isinstance(layer, Attention):
-            before = _keep_count(layer.l, alive)
+            before = keep_count(layer.l, density=alive, at_least=1)
             alive = k.get("token_keep", alive)
-            tokens = _keep_count(layer.l, alive)
-            heads = _keep_count(layer.active_heads, k.get("head_keep", 1.0))
+            tokens = keep_count(layer.l, density=alive, at_least=1)
+            heads = keep_count(layer.active_heads, density=k.get("head_keep", 1.0), at_least=1)
             m = None if masks is None and inputs is None else LayerMasks(weights, inputs)
             attention, m = _attention(layer, m, tokens, heads)
             ranks = []
@@ -314,7 +314,7 @@ def _shape_input(layers: list[tuple[Layer, LayerMasks | None]],
             out.append(_Shaped(attention, m, ranks=tuple(ranks)))
             continue
         if isinstance(layer, Linear) and alive < 1:
-            tokens = _keep_count(layer.tokens, alive)
+            tokens = keep_count(layer.tokens, density=alive, at_least=1)
             layer = replace(layer, tokens=tokens)
             inputs = None if inputs is None else inputs[:tokens]
         keep = k.get("channel_keep")
@@ -324,7 +324,7 @@ def _shape_input(layers: list[tuple[Layer, LayerMasks | None]],
             continue
         total, c_in = layer.out_channels, layer.in_channels
         assert total is not None and c_in is not None  # DYNAMIC_KINDS: checked on reading
-        kept = _pick(total, _keep_count(total, keep), rng)
+        kept = _pick(total, keep_count(total, density=keep, at_least=1), rng)
         if "w" in weights:
             weights["w"] = np.ascontiguousarray(weights["w"][kept])
         shaped = layer.with_out_channels(kept.size)

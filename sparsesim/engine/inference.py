@@ -40,6 +40,7 @@ from sparsesim.memory import (
 )
 from sparsesim.names import RowKind
 from sparsesim.pe.online import OnlinePrune, online_cost
+from sparsesim.rules.nm import parse_nm
 from sparsesim.sparsity.trace import Trace
 from sparsesim.engine.training import ONLINE_KIND, Training, backward_operands, update_cost
 from sparsesim.workload.network import Workload
@@ -275,8 +276,8 @@ def act_prune(sparsity: SparsityModel | None, trace: Trace | None) -> OnlinePrun
         spec = trace.meta.get("act_prune")
         if not spec:
             return None
-        n, _, m = str(spec.get("nm", "2:4")).partition(":")
-        return OnlinePrune(str(spec["kind"]), (int(n), int(m)))
+        return OnlinePrune(str(spec["kind"]), parse_nm(spec.get("nm", "2:4"),
+                                                      field="meta.act_prune.nm"))
     if sparsity is None or sparsity.act_prune == "none":
         return None
     return OnlinePrune(sparsity.act_prune, sparsity.act_nm or (2, 4))

@@ -17,9 +17,10 @@ activation, and there is no weight update.
 
 Gradient pruning (structured data-gradient pruning) keeps a fraction of ``dO`` found at run
 time, on the output path of the GEMM that produces it; :class:`GradientModel` draws that
-mask, seeded per GEMM: ``unstructured`` (a threshold: exactly ``round(d·M·N)`` kept),
-``row`` (top-k of each row — a pixel's or token's channel vector), ``channel`` (whole
-output channels: the top ``round(d·N)`` by norm) or ``nm`` (N of every M along the channels).
+mask, seeded per GEMM: ``unstructured`` (a threshold: exactly ``keep_count(M·N, density=d)``
+kept), ``row`` (top-k of each row — a pixel's or token's channel vector), ``channel`` (whole
+output channels: the top ``keep_count(N, density=d)`` by norm) or ``nm`` (N of every M along
+the channels); top-k keeps at least one (:mod:`sparsesim.rules.keep`).
 
 A weight's N:M mask runs along K; in ``dA`` the transposed weights are N:M along N, which an
 N:M unit cannot use (transposable masks would be needed: Hubara et al., NeurIPS 2021), so the
@@ -37,7 +38,9 @@ from sparsesim.errors import SparsesimError
 from sparsesim.workload.layers import Layer
 from sparsesim.mapping.conv import ConvView, Im2col
 from sparsesim.mapping.gemm import Gemm, GemmOperands, OperandKind
-from sparsesim.sparsity.masks import LayerMasks, exact_density_mask, nm_mask
+from sparsesim.rules.keep import keep_count
+from sparsesim.rules.nm import check_ratio, conformant_mask
+from sparsesim.sparsity.masks import LayerMasks, exact_density_mask
 from sparsesim.units import ceil_div
 
 GRADIENT_STRUCTURES = ("unstructured", "row", "channel", "nm")
@@ -67,9 +70,7 @@ class GradientModel:
             raise SparsesimError(f"must be in (0, 1], got {self.density!r}",
                                  field="grad_density")
         if self.structure == "nm":
-            if self.nm is None or not 0 < self.nm[0] <= self.nm[1]:
-                raise SparsesimError(f"N:M gradient pruning needs N:M with 0 < N <= M, got "
-                                     f"{self.nm}", field="grad_nm")
+            check_ratio(self.nm, field="grad_nm")
             if self.density != 1:
                 raise SparsesimError("give grad_density or grad_nm, not both", field="grad_nm")
 
@@ -90,17 +91,14 @@ class GradientModel:
         shape = (gemm.count, gemm.m, gemm.n)
         if self.structure == "unstructured":
             return exact_density_mask(shape, self.density, rng)
+        top_k = keep_count(gemm.n, density=self.density, at_least=1)  # top-k of N is k:N
         if self.structure == "row":
-            return nm_mask(shape, _keep(gemm.n, self.density), gemm.n, (2,), rng)
+            return conformant_mask(shape, top_k, gemm.n, (2,), rng=rng)
         if self.structure == "nm":
             assert self.nm is not None
-            return nm_mask(shape, *self.nm, (2,), rng)
-        channels = nm_mask((gemm.count, gemm.n), _keep(gemm.n, self.density), gemm.n, (1,), rng)
+            return conformant_mask(shape, *self.nm, (2,), rng=rng)
+        channels = conformant_mask((gemm.count, gemm.n), top_k, gemm.n, (1,), rng=rng)
         return np.broadcast_to(channels[:, None, :], shape).copy()
-
-
-def _keep(total: int, density: float) -> int:
-    return max(1, round(density * total))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,8 @@
 """N:M storage: N slots in every group of M along the reduction axis, with in-group indices.
 
 Unlike the other formats it constrains the tensor: a group with more than N non-zeros is an
-error, so it is not one of :class:`~sparsesim.formats.auto.Auto`'s default candidates.
+error, so it is not one of :class:`~sparsesim.formats.auto.Auto`'s default candidates. The
+groups, the slot count K′ and the error are :mod:`sparsesim.rules.nm`'s.
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from sparsesim.errors import SparsesimError
 from sparsesim.formats.base import Encoded, Format, TileBits, _check_int, \
     _check_optional_width, _encoded, _fixed_or_needed, index_width
-from sparsesim.kernels.format_sizes import _nm_first_violation
+from sparsesim.rules.nm import compressed_k, first_violation
 
 if TYPE_CHECKING:
     from sparsesim.formats.tiles import TileStats
@@ -50,28 +50,13 @@ class NM(Format):
                                 self.name, name)
 
     def _slots(self, k: Any) -> Any:
-        """Slots per column for k rows (int or int64 array)."""
-        return (k // self.m) * self.n + np.minimum(self.n, k % self.m)
-
-    def _violation(self, name: str, group_row: int, n_rows: int, column: str,
-                   count: int, where: str = "") -> SparsesimError:
-        last = min(group_row + self.m, n_rows) - 1
-        return SparsesimError(
-            f"tensor {name!r} is not {self.n}:{self.m}-conformant along axis 0 (K): "
-            f"group rows {group_row}..{last}{column} holds {count} non-zeros, at most "
-            f"{self.n} allowed{where}", field="mask")
+        """Slots per column for k rows (int or int64 array): K′."""
+        return compressed_k(k, self.n, self.m)
 
     def _check(self, mask2: np.ndarray, shape: tuple[int, ...], name: str) -> None:
-        k, c = mask2.shape
-        groups = -(-k // self.m)
-        padded = np.zeros((groups * self.m, c), dtype=np.int64)
-        padded[:k] = mask2
-        counts = padded.reshape(groups, self.m, c).sum(axis=1)
-        bad = counts > self.n
-        if bad.any():
-            g, col = divmod(int(np.argmax(bad.ravel())), c)
-            raise self._violation(name, g * self.m, k, _column_text(col, shape),
-                                  int(counts[g, col]))
+        bad = first_violation(mask2, self.n, self.m)
+        if bad is not None:
+            raise bad.error(self.n, self.m, tensor=name, shape=shape, field="mask")
 
     def _encode(self, x: np.ndarray, value_bits: int, name: str) -> Encoded:
         x2 = x.reshape(x.shape[0], -1)
@@ -120,23 +105,10 @@ class NM(Format):
                 np.full_like(d, slots * self._index_width("tensor")))
 
     def tile_bits_from_stats(self, stats: TileStats, value_bits: int) -> TileBits:
-        out = np.empty(3, dtype=np.int64)
-        _nm_first_violation(stats.mask, stats.tile_rows, self.n, self.m, out)
-        if out[0] >= 0:
-            row, col, count = (int(v) for v in out)
-            tile = (row // stats.tile_rows, col // stats.tile_cols)
-            raise self._violation(stats.name, row, min(stats.mask.shape[0],
-                                  (row // stats.tile_rows + 1) * stats.tile_rows),
-                                  f" of column {col}", count, f" (tile {tile})")
+        bad = first_violation(stats.mask, self.n, self.m, tile_rows=stats.tile_rows)
+        if bad is not None:
+            tile = (bad.first // stats.tile_rows, bad.column // stats.tile_cols)
+            raise bad.error(self.n, self.m, tensor=stats.name, field="mask",
+                            context=f" (tile {tile})")
         slots = self._slots(stats.rows) * stats.cols
         return slots * value_bits, slots * self._index_width(stats.name)
-
-
-def _column_text(col: int, shape: tuple[int, ...]) -> str:
-    """How an N:M error names a column of an N-D tensor read as (shape[0], rest)."""
-    if len(shape) == 1:
-        return ""
-    if len(shape) == 2:
-        return f" of column {col}"
-    return f" of column {tuple(int(i) for i in np.unravel_index(col, shape[1:]))}"
-

@@ -24,6 +24,8 @@ import pandas as pd
 
 from sparsesim.formats.base import Format
 from sparsesim.formats.registry import as_format, make_format
+from sparsesim.rules.keep import keep_count
+from sparsesim.rules.nm import conformant_mask
 
 if TYPE_CHECKING:  # matplotlib is imported lazily, only to plot
     from matplotlib.figure import Figure
@@ -78,16 +80,6 @@ def _field_text(widths: dict[str, int]) -> str:
     return " ".join(f"{k}={v}" for k, v in widths.items())
 
 
-def _nm_mask(rng: np.random.Generator, shape: tuple[int, int], n: int, m: int) -> np.ndarray:
-    """Exactly min(n, group length) random non-zeros in every group of m rows, per column."""
-    k, cols = shape
-    groups = -(-k // m)
-    keys = rng.random((groups * m, cols))
-    keys[k:] = np.inf  # rows past the end are never picked
-    rank = np.argsort(np.argsort(keys.reshape(groups, m, cols), axis=1), axis=1)
-    return (rank < n).reshape(groups * m, cols)[:k]
-
-
 def _rows_for(fmt: Format, x: np.ndarray, mask_kind: str, value_bits: Sequence[int],
               verify: bool) -> list[dict[str, Any]]:
     enc = fmt.encode(x, value_bits=value_bits[0], name="study")
@@ -118,9 +110,10 @@ def crossover_study(n_elements: int = 1_000_000, value_bits: Sequence[int] = (8,
     """Measure every format's size on seeded uniform random masks over a sparsity grid.
 
     The masks are nested (one random order of the elements, the first d*L of it non-zero),
-    so curves are smooth and every mask is uniform with exactly round(d*L) non-zeros. Values
-    are random non-zero int16; ``value_bits`` only changes what a value costs, so each tensor
-    is encoded once. ``verify`` checks every round trip. Columns: :data:`COLUMNS`.
+    so curves are smooth and every mask is uniform with exactly ``keep_count(L, sparsity=s)``
+    non-zeros (the nearest integer to d*L). Values are random non-zero int16; ``value_bits``
+    only changes what a value costs, so each tensor is encoded once. ``verify`` checks every
+    round trip. Columns: :data:`COLUMNS`.
     """
     shape = study_shape(n_elements)
     size = shape[0] * shape[1]
@@ -133,14 +126,14 @@ def crossover_study(n_elements: int = 1_000_000, value_bits: Sequence[int] = (8,
 
     rows: list[dict[str, Any]] = []
     for s in np.sort(grid):
-        nnz = int(round((1.0 - float(s)) * size))
+        nnz = keep_count(size, sparsity=float(s))
         flat = np.zeros(size, dtype=np.int16)
         flat[order[:nnz]] = values[order[:nnz]]
         x = flat.reshape(shape)
         for fmt in fmts:
             rows.extend(_rows_for(fmt, x, "uniform", vbits, verify))
     for n, m in nm_points:
-        mask = _nm_mask(rng, shape, n, m)
+        mask = conformant_mask(shape, n, m, (0,), rng=rng)
         x = np.where(mask, values.reshape(shape), np.int16(0))
         rows.extend(_rows_for(make_format("nm", n=n, m=m), x, "n:m", vbits, verify))
     return pd.DataFrame(rows, columns=list(COLUMNS))

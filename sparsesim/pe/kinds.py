@@ -7,7 +7,8 @@ One registry, one rule each:
 * ``skip``: a fold takes its slowest synchronisation group's effectual steps plus the dense
   fill/drain; a step is effectual where the product's ``operand`` (A, W or both) is non-zero;
 * ``nm``: ``n`` multipliers per group of ``m`` weights along K: K becomes
-  ``floor(K/m)·n + min(n, K mod m)`` (SCALE-Sim's K′) wherever the dataflow maps K. Only a
+  ``floor(K/m)·n + min(n, K mod m)`` (SCALE-Sim's K′, :mod:`sparsesim.rules.nm`) wherever
+  the dataflow maps K; non-conformant weights are an error naming the layer and group. Only a
   weight operand carries static N:M metadata, so GEMMs of two activations (attention's
   ``QKᵀ`` and ``PV``) run uncompressed, and so do a training step's backward GEMMs whose
   transposed weights are not N:M along their K (:mod:`sparsesim.engine.training`).
@@ -26,11 +27,11 @@ import numpy as np
 
 from sparsesim.arch.config import Arch
 from sparsesim.arch.pe import PeConfig
-from sparsesim.errors import SparsesimError
 from sparsesim.kernels.skip import fold_steps
 from sparsesim.mapping.dataflows import Dataflow, FoldPlan, plan
 from sparsesim.mapping.gemm import GemmOperands, OperandKind
 from sparsesim.names import PeKind, check_complete
+from sparsesim.rules.nm import Violation, check_conformant, compressed_k, first_violation
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,56 +149,27 @@ def _skip(ops: GemmOperands, p: FoldPlan, arch: Arch) -> ComputeResult:
                          issued_macs=_issued(ops, arch.pe.operand), fold_cycles=tuple(per_fold))
 
 
-def nm_compressed_k(k: int, n: int, m: int) -> int:
-    """K after an N:M unit: ``floor(K/M)·N + min(N, K mod M)``."""
-    return (k // m) * n + min(n, k % m)
-
-
-def _nm_violation(w: np.ndarray, n: int, m: int) -> tuple[int, int, int] | None:
-    """The first (group, column, non-zeros) with more than ``n`` of ``m`` along K, if any."""
-    k, cols = w.shape
-    groups = -(-k // m)
-    padded = np.zeros((groups * m, cols), dtype=bool)
-    padded[:k] = w
-    counts = padded.reshape(groups, m, cols).sum(axis=1)
-    bad = np.argwhere(counts > n)
-    if not bad.size:
-        return None
-    grp, col = (int(x) for x in bad[0])
-    return grp, col, int(counts[grp, col])
-
-
-def check_nm(w: np.ndarray, n: int, m: int, *, layer: str, instance: int = 0) -> None:
-    """Every group of ``m`` consecutive k in every column holds at most ``n`` non-zeros."""
-    k = w.shape[0]
-    bad = _nm_violation(w, n, m)
-    if bad is not None:
-        grp, col, count = bad
-        where = f"instance {instance}, " if instance else ""
-        raise SparsesimError(
-            f"weights are not {n}:{m}-conformant: {where}column {col}, group {grp} "
-            f"(k {grp * m}..{min(k, grp * m + m) - 1}) has {count} non-zeros",
-            layer=layer, field="W")
-
-
 def _nm(ops: GemmOperands, p: FoldPlan, arch: Arch) -> ComputeResult:
     g, pe = ops.gemm, arch.pe
     if g.w_kind is not OperandKind.WEIGHT:
         return _dense(ops, p, arch)
     if g.phase != "forward" and (ops.w is None or any(
-            _nm_violation(w, pe.n, pe.m) is not None
+            first_violation(w, pe.n, pe.m) is not None
             for w in (ops.w if ops.w.ndim == 3 else [ops.w]))):
         return _dense(ops, p, arch)  # backward: Wᵀ is N:M along N; the unit runs it dense
-    if ops.w is None:
-        if pe.n < pe.m:
-            raise SparsesimError(
-                f"dense weights are not {pe.n}:{pe.m}-conformant (prune them, e.g. with a "
-                "trace or an N:M weight mask)", layer=g.layer, field="W")
+    if ops.w is None:  # dense weights: every group is full, the first one fails if any does
+        group = min(pe.m, g.k)
+        if group > pe.n:
+            raise Violation(group=0, first=0, last=group - 1, column=0, count=group).error(
+                pe.n, pe.m, tensor="W", layer=g.layer, field="W",
+                context=" (the weights are dense: prune them, e.g. with a trace or an N:M "
+                "weight mask)")
     else:
         for i in range(1 if ops.w.ndim == 2 else g.count):
-            check_nm(ops.w if ops.w.ndim == 2 else ops.w[i], pe.n, pe.m, layer=g.layer,
-                     instance=i)
-    compressed = replace(g, k=nm_compressed_k(g.k, pe.n, pe.m))
+            check_conformant(ops.w if ops.w.ndim == 2 else ops.w[i], pe.n, pe.m, tensor="W",
+                             layer=g.layer, field="W",
+                             context=f" (instance {i})" if i else "")
+    compressed = replace(g, k=compressed_k(g.k, pe.n, pe.m))
     pc = replace(p, gemm=compressed)  # the unit's plan: the same array on K′
     steps = g.count * pc.folds * pc.extents[2]
     return ComputeResult(pc, pc.compute_cycles, effectual_macs(ops), steps, float(steps),

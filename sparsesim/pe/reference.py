@@ -29,6 +29,7 @@ import numpy as np
 
 from sparsesim.mapping.dataflows import DATAFLOWS, Dataflow
 from sparsesim.names import DataflowName, Sync
+from sparsesim.rules.nm import check_conformant
 from sparsesim.units import ceil_div
 
 Token = tuple[float, int]  # (value, stream index t)
@@ -244,16 +245,18 @@ def run_nm_reference(a: np.ndarray, w: np.ndarray, dataflow: str, rows: int, col
     The weights are compressed to ``[K′, N]`` values plus per-slot k indices (non-zeros
     first, then unused positions of the group as padding); each PE fetches the activation its
     index names. The product is checked through the compressed form, and the timing is the
-    cycle-stepped array on the compressed reduction length K′.
+    cycle-stepped array on the compressed reduction length K′. Non-conformant weights are
+    :mod:`sparsesim.rules.nm`'s error; the slots are built here, group by group, so that the
+    rule's K′ is checked against them.
     """
+    check_conformant(w, n, m, tensor="W", field="W")
     k_len, n_cols = w.shape
     slots: list[list[int]] = [[] for _ in range(n_cols)]
     for col in range(n_cols):
         for g0 in range(0, k_len, m):
             group = list(range(g0, min(k_len, g0 + m)))
             nz = [k for k in group if w[k, col] != 0]
-            if len(nz) > n:
-                raise ValueError(f"column {col}, group {g0 // m} is not {n}:{m}-conformant")
+            assert len(nz) <= n, "checked above"
             pad = [k for k in group if w[k, col] == 0][: min(n, len(group)) - len(nz)]
             slots[col].extend(sorted(nz + pad))
     k_prime = len(slots[0]) if slots else 0

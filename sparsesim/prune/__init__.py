@@ -23,7 +23,7 @@ from sparsesim.prune.activations import (
 from sparsesim.prune.criteria import CRITERIA, LayerStats, score
 from sparsesim.prune.front import mask_bits, prune_workload, score_weights, weight_masks
 from sparsesim.prune.schedule import SCHEDULES, imp_levels, iterative_levels, one_shot, run_schedule
-from sparsesim.prune.select import achieved_sparsity, keep_masks, lowest, nm_keep, prune_count
+from sparsesim.prune.select import achieved_sparsity, keep_masks, lowest
 from sparsesim.prune.spec import (
     DYNAMIC_POLICIES,
     GRANULARITIES,
@@ -48,8 +48,8 @@ __all__ = [
     "PENALTIES", "PruneSpec",
     "Regularizer", "SCHEDULES", "SCOPES",
     "achieved_sparsity", "dynamic_threshold_mask", "imp_levels", "iterative_levels",
-    "keep_masks", "lowest", "mask_bits", "nm_activation_mask", "nm_keep", "nonzero",
-    "one_shot", "prune_count", "prune_heads", "prune_kv", "prune_tokens", "prune_workload",
+    "keep_masks", "lowest", "mask_bits", "nm_activation_mask", "nonzero",
+    "one_shot", "prune_heads", "prune_kv", "prune_tokens", "prune_workload",
     "run_schedule", "score", "score_weights", "sequential_consumers", "slim_channels",
     "slim_workload", "synthetic_weights", "threshold_mask", "topk_mask", "weight_masks",
 ]

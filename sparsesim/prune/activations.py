@@ -23,7 +23,9 @@ import numpy as np
 
 from sparsesim.errors import SparsesimError
 from sparsesim.names import OnlineKind, choices
-from sparsesim.prune.select import lowest, nm_keep, prune_count
+from sparsesim.prune.select import lowest
+from sparsesim.rules.keep import prune_count
+from sparsesim.rules.nm import check_ratio, conformant_mask, parse_nm
 
 
 def nonzero(x: np.ndarray) -> np.ndarray:
@@ -36,7 +38,7 @@ def threshold_mask(x: np.ndarray, threshold: float) -> np.ndarray:
 
 def dynamic_threshold_mask(x: np.ndarray, amount: float) -> np.ndarray:
     a = np.abs(np.asarray(x)).ravel()
-    return ~lowest(a, prune_count(amount, a.size)).reshape(np.shape(x))
+    return ~lowest(a, prune_count(a.size, amount)).reshape(np.shape(x))
 
 
 def _rows(x: np.ndarray, axis: int) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -50,7 +52,7 @@ def _back(mask2d: np.ndarray, moved_shape: tuple[int, ...], axis: int) -> np.nda
 
 def topk_mask(x: np.ndarray, amount: float, axis: int = -1) -> np.ndarray:
     rows, shape = _rows(x, axis)
-    count = prune_count(amount, rows.shape[1])
+    count = prune_count(rows.shape[1], amount)
     keep = np.ones(rows.shape, dtype=bool)
     if count:
         order = np.argsort(rows, axis=1, kind="stable")[:, :count]
@@ -60,7 +62,7 @@ def topk_mask(x: np.ndarray, amount: float, axis: int = -1) -> np.ndarray:
 
 def nm_activation_mask(x: np.ndarray, n: int, m: int, axis: int = -1) -> np.ndarray:
     rows, shape = _rows(x, axis)
-    return _back(nm_keep(rows, n, m), shape, axis)
+    return _back(conformant_mask(rows.shape, n, m, (1,), scores=rows), shape, axis)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,18 +84,15 @@ class ActPrune:
         if self.kind in ("dynamic", "topk") and not 0 <= self.value < 1:
             raise SparsesimError(f"amount must be in [0, 1), got {self.value}",
                                  field="act_prune")
-        n, m = self.nm
-        if not 0 < n <= m:
-            raise SparsesimError(f"must be N:M with 0 < N <= M, got {n}:{m}", field="act_prune")
+        check_ratio(self.nm, field="act_prune")
 
     @classmethod
     def parse(cls, text: str) -> ActPrune:
         """``"topk:0.5"``, ``"dynamic:0.3"``, ``"threshold:0.1"`` or ``"nm:2:4"``."""
         kind, _, rest = text.partition(":")
+        if kind == "nm":
+            return cls("nm", nm=parse_nm(rest, field="act_prune"))
         try:
-            if kind == "nm":
-                n, _, m = rest.partition(":")
-                return cls("nm", nm=(int(n), int(m)))
             return cls(kind, float(rest))
         except ValueError:
             raise SparsesimError(f"expected threshold:T, dynamic:A, topk:A or nm:N:M, got "

@@ -15,9 +15,11 @@ matmul's ``[k, n]`` transposed — and pruned in units:
 =================  ==========================================================================
 
 A unit's score is the mean of its weights' scores (the L1 norm over the size for magnitude).
-Per tensor, ``round(sparsity · units)`` units go (``compare = "row"``: that many weights of
-every row); globally, the lowest units of all tensors go until ``round(sparsity · weights)``
-weights are pruned (exact for single weights, within one unit otherwise).
+Per tensor, ``prune_count(units, sparsity)`` units go (``compare = "row"``: that many weights
+of every row); globally, the lowest units of all tensors go until ``prune_count(weights,
+sparsity)`` weights are pruned (exact for single weights, within one unit otherwise). The
+count is :mod:`sparsesim.rules.keep`'s, ``torch.nn.utils.prune``'s ``round(sparsity · n)``;
+N:M keeps by score with :func:`sparsesim.rules.nm.conformant_mask`.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from sparsesim.workload.layers import Layer
 from sparsesim.prune.spec import PruneSpec
+from sparsesim.rules.keep import prune_count
+from sparsesim.rules.nm import conformant_mask
+from sparsesim.workload.layers import Layer
 
 Entry = tuple[Layer, str, np.ndarray]
 
@@ -74,11 +78,6 @@ def lowest(scores: np.ndarray, count: int) -> np.ndarray:
     return out
 
 
-def prune_count(amount: float, n: int) -> int:
-    """``torch.nn.utils.prune``'s count: ``round(amount · n)`` (Python's half-to-even)."""
-    return int(round(amount * n))
-
-
 def _units(view: np.ndarray, spec: PruneSpec, layer: Layer) -> tuple[np.ndarray, np.ndarray]:
     """Per-unit mean scores (flat) and unit sizes (elements)."""
     rows, k = view.shape
@@ -122,30 +121,9 @@ def _expand(pruned: np.ndarray, view_shape: tuple[int, int], spec: PruneSpec,
     return full[:rows, :k]
 
 
-def nm_keep(view: np.ndarray, n: int, m: int) -> np.ndarray:
-    """Keep the ``n`` highest of every ``m`` consecutive columns of each row (ties: lower
-    index pruned first); a last, shorter group keeps ``min(n, its length)``."""
-    rows, k = view.shape
-    keep = np.ones((rows, k), dtype=bool)
-    whole = k - k % m
-    if whole and n < m:
-        groups = view[:, :whole].reshape(rows, whole // m, m)
-        order = np.argsort(groups, axis=2, kind="stable")[:, :, : m - n]
-        sub = np.ones(groups.shape, dtype=bool)
-        np.put_along_axis(sub, order, False, axis=2)
-        keep[:, :whole] = sub.reshape(rows, whole)
-    rest = k - whole
-    if rest > n:
-        order = np.argsort(view[:, whole:], axis=1, kind="stable")[:, : rest - n]
-        sub = np.ones((rows, rest), dtype=bool)
-        np.put_along_axis(sub, order, False, axis=1)
-        keep[:, whole:] = sub
-    return keep
-
-
 def _row_keep(view: np.ndarray, amount: float) -> np.ndarray:
     rows, k = view.shape
-    count = prune_count(amount, k)
+    count = prune_count(k, amount)
     keep = np.ones((rows, k), dtype=bool)
     if count:
         order = np.argsort(view, axis=1, kind="stable")[:, :count]
@@ -169,14 +147,14 @@ def keep_masks(entries: Sequence[Entry], spec: PruneSpec,
         views.append(v)
     if spec.granularity == "nm":
         n, m = spec.nm
-        return [from_view(layer, tensor, nm_keep(v, n, m), s.shape)
-                for (layer, tensor, s), v in zip(entries, views)]
+        return [from_view(layer, tensor, conformant_mask(v.shape, n, m, (1,), scores=v),
+                          s.shape) for (layer, tensor, s), v in zip(entries, views)]
     if spec.compare == "row":
         return [from_view(layer, tensor, _row_keep(v, spec.sparsity), s.shape)
                 for (layer, tensor, s), v in zip(entries, views)]
     units = [_units(v, spec, layer) for (layer, _, _), v in zip(entries, views)]
     if spec.scope == "layer":
-        pruned = [lowest(u, prune_count(spec.sparsity, u.size)) for u, _ in units]
+        pruned = [lowest(u, prune_count(u.size, spec.sparsity)) for u, _ in units]
     else:
         pruned = _global(units, spec)
     return [from_view(layer, tensor, ~_expand(p, v.shape, spec, layer), s.shape)
@@ -186,7 +164,7 @@ def keep_masks(entries: Sequence[Entry], spec: PruneSpec,
 def _global(units: list[tuple[np.ndarray, np.ndarray]], spec: PruneSpec) -> list[np.ndarray]:
     scores = np.concatenate([u for u, _ in units]) if units else np.zeros(0)
     sizes = np.concatenate([z for _, z in units]) if units else np.zeros(0, np.int64)
-    target = prune_count(spec.sparsity, int(sizes.sum()))
+    target = prune_count(int(sizes.sum()), spec.sparsity)
     if spec.granularity == "unstructured":
         flat = lowest(scores, target)
     else:

@@ -6,11 +6,13 @@ Counting conventions (the ones users know from ``torch.nn.utils.prune``):
   (``unstructured``), of its filters, input channels or k×k blocks, of an attention layer's
   heads, of its tokens, of its keys/values. The count removed is ``round(sparsity · n)`` with
   Python's ``round`` (half to even), exactly as ``torch.nn.utils.prune`` computes
-  ``nparams_toprune``; at least one unit is always kept.
+  ``nparams_toprune`` (:mod:`sparsesim.rules.keep`, the one count rule); at least one head,
+  token, key or channel is always kept.
 * A mask is ``True`` where the weight is *kept* (torch's ``weight_mask``: 1 keeps, 0 prunes).
 * ``nm = (n, m)`` keeps ``n`` of every ``m`` consecutive weights along the reduction axis K
   (the GEMM's K, ordered as the lowering orders it: conv ``(c, r, s)``); a last, shorter
-  group keeps ``min(n, its length)``. ``sparsity`` is ignored for ``nm``.
+  group keeps ``min(n, its length)`` (:mod:`sparsesim.rules.nm`). ``sparsity`` is ignored
+  for ``nm``.
 * Ties (equal scores) are broken by position: the lower flat index goes first.
 * With a :class:`Regularizer` the model is first trained with a sparsity-inducing penalty
   over the granularity's units (``sparsesim.prune.torch.regularize``); the units it zeroed are
@@ -25,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sparsesim.errors import SparsesimError
+from sparsesim.rules.nm import check_ratio
 
 #: Weight granularities keep the layer shapes and zero the pruned weights in the masks;
 #: shape granularities shrink the layers (the trace stores the reduced shapes).
@@ -108,9 +111,7 @@ class PruneSpec:
         s = self.sparsity
         if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0 <= s < 1:
             raise SparsesimError(f"must be in [0, 1), got {s!r}", field="sparsity")
-        n, m = self.nm
-        if not (isinstance(n, int) and isinstance(m, int) and 0 < n <= m):
-            raise SparsesimError(f"must be N:M with 0 < N <= M, got {n}:{m}", field="nm")
+        check_ratio(self.nm, field="nm")
         if isinstance(self.block, bool) or not isinstance(self.block, int) or self.block < 1:
             raise SparsesimError(f"must be a positive integer, got {self.block!r}",
                                  field="block")

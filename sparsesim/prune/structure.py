@@ -19,8 +19,8 @@ The trace stores layers *after* shape pruning, so these return a new :class:`Wor
   channels (a depthwise consumer loses the same channels and passes the cut on; a linear
   consumer after a flatten loses ``in_features / m`` features per channel).
 
-Counts follow ``torch.nn.utils.prune`` (``round(amount · n)`` removed); at least one head,
-token, key or channel is kept.
+Counts follow ``torch.nn.utils.prune`` (``round(amount · n)`` removed:
+:func:`sparsesim.rules.keep.keep_count`); at least one head, token, key or channel is kept.
 """
 
 from __future__ import annotations
@@ -31,13 +31,10 @@ from dataclasses import replace
 import numpy as np
 
 from sparsesim.errors import SparsesimError
+from sparsesim.prune.select import lowest
+from sparsesim.rules.keep import keep_count, prune_count
 from sparsesim.workload.layers import Attention, Conv2d, Layer, Linear
-from sparsesim.prune.select import prune_count
 from sparsesim.workload.network import Workload
-
-
-def _kept(n: int, amount: float) -> int:
-    return max(1, n - prune_count(amount, n))
 
 
 def head_scores(layer: Attention, scores: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -56,7 +53,7 @@ def head_scores(layer: Attention, scores: Mapping[str, np.ndarray]) -> np.ndarra
 def choose_heads(layer: Attention, head_score: np.ndarray, amount: float) -> np.ndarray:
     """Sorted indices of the heads kept (group-packed with grouped K/V)."""
     h = layer.active_heads
-    keep = _kept(h, amount)
+    keep = keep_count(h, sparsity=amount, at_least=1)
     order = np.lexsort((-np.arange(h), head_score))[::-1]  # best first; ties: lower index
     if layer.kv_heads is None:
         return np.sort(order[:keep])
@@ -119,9 +116,9 @@ def prune_tokens(workload: Workload, amount: float, *,
                 layer = replace(layer, l=t)
                 ratio = None if keep_ratios is None else keep_ratios.get(layer.name)
                 if ratio is not None:
-                    cur = max(1, min(t, int(round(ratio * t))))
+                    cur = keep_count(t, density=ratio, at_least=1)
                 elif token_layers is None or att_index in token_layers:
-                    cur = _kept(t, amount)
+                    cur = keep_count(t, sparsity=amount, at_least=1)
                 info[layer.name] = {"tokens": t, "tokens_kept": t if cur is None else cur}
         elif isinstance(layer, Linear) and stream is not None and cur is not None:
             if layer.tokens == stream[0] * stream[1]:
@@ -143,7 +140,7 @@ def prune_kv(workload: Workload, amount: float, *, skip: Sequence[str] = ()
     info: dict[str, dict] = {}
     for layer in workload.layers:
         if isinstance(layer, Attention) and not any(fnmatch(layer.name, p) for p in skip):
-            kv = _kept(layer.keys, amount)
+            kv = keep_count(layer.keys, sparsity=amount, at_least=1)
             causal = layer.causal and kv >= layer.l
             info[layer.name] = {"kv": layer.keys, "kv_kept": kv}
             layer = replace(layer, kv_len=kv, causal=causal)
@@ -187,10 +184,8 @@ def slim_channels(gammas: Mapping[str, np.ndarray], *, amount: float | None = No
     names = list(gammas)
     mags = [np.abs(np.asarray(gammas[n], dtype=np.float64)).ravel() for n in names]
     if threshold is None:
-        from sparsesim.prune.select import lowest
-
         flat = np.concatenate(mags)
-        cut = lowest(flat, prune_count(float(amount), flat.size))  # type: ignore[arg-type]
+        cut = lowest(flat, prune_count(flat.size, float(amount)))  # type: ignore[arg-type]
         bounds = np.cumsum([0] + [m.size for m in mags])
         pruned = [cut[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
     else:

@@ -7,7 +7,8 @@ s]``, linear ``[out, in]``, attention projections ``q [heads·d, e]``, ``k``/``v
 linear ``[tokens, in]``, attention ``[b, l, e]``, matmul ``[m, k]``. ``None`` means dense.
 
 :class:`SparsityModel` turns densities into masks when no trace is given: exactly
-``round(d·L)`` non-zero weights per tensor (what magnitude pruning of i.i.d. weights leaves),
+``keep_count(L, density=d)`` non-zero weights per tensor (:mod:`sparsesim.rules.keep`: the
+nearest integer to ``d·L``; what magnitude pruning of i.i.d. weights leaves),
 Bernoulli activations with an optional spread of per-channel densities, and keep ratios that
 shrink attention (tokens, heads, KV entries). Every draw is seeded per layer, so a layer's
 masks do not depend on which other layers ran.
@@ -15,7 +16,6 @@ masks do not depend on which other layers ran.
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass, field, replace
 
@@ -23,6 +23,8 @@ import numpy as np
 
 from sparsesim.errors import SparsesimError
 from sparsesim.names import OnlineKind
+from sparsesim.rules.keep import keep_count
+from sparsesim.rules.nm import check_ratio, conformant_mask
 from sparsesim.workload.layers import Attention, Layer
 
 
@@ -110,15 +112,17 @@ class SparsityModel:
     mean ``act_density``), as real ReLU layers have dead and busy channels. The network's first
     input (an image, token embeddings) stays dense unless ``dense_first_input`` is false.
     ``token_keep``, ``head_keep`` and ``kv_keep`` shrink attention layers: fewer query tokens,
-    fewer heads, fewer keys/values (rounded up, at least one). ``weight_nm = (n, m)`` draws
+    fewer heads, fewer keys/values (:func:`~sparsesim.rules.keep.keep_count`, at least
+    one). ``weight_nm = (n, m)`` draws
     N:M weight masks instead: exactly ``n`` kept of every ``m`` along the reduction axis (a
     last, shorter group keeps ``min(n, its length)``).
 
     ``act_prune`` says how the activation zeros arise: ``none`` — they are there anyway (ReLU),
     free; otherwise they are found at run time by the online pruning unit, which costs cycles
     and energy (:mod:`sparsesim.pe.online`): ``threshold`` (Bernoulli, as ``none``), ``dynamic``
-    (a per-tensor threshold: exactly ``round(d·size)`` kept), ``topk`` (exactly
-    ``round(d·C)`` of each pixel's or token's ``C`` channels) or ``nm`` (``act_nm = (n, m)``
+    (a per-tensor threshold: exactly ``keep_count(size, density=d)`` kept), ``topk``
+    (exactly ``keep_count(C, density=d)``, at least one, of each pixel's or token's ``C``
+    channels) or ``nm`` (``act_nm = (n, m)``
     along the channels; the density is ``n/m``).
     """
 
@@ -142,10 +146,7 @@ class SparsityModel:
             raise SparsesimError("act_nm = (n, m) goes with act_prune = 'nm', and only with it",
                                  field="act_nm")
         if self.act_nm is not None:
-            n, m = self.act_nm
-            if not (isinstance(n, int) and isinstance(m, int) and 0 < n <= m):
-                raise SparsesimError(f"must be N:M with 0 < N <= M, got {self.act_nm}",
-                                     field="act_nm")
+            check_ratio(self.act_nm, field="act_nm")
             if self.act_density != 1:
                 raise SparsesimError("give act_density or act_nm, not both", field="act_nm")
         for name in ("weight_density", "act_density", "token_keep", "head_keep", "kv_keep"):
@@ -154,10 +155,7 @@ class SparsityModel:
             if getattr(self, name) == 0:
                 raise SparsesimError("must be positive: a layer keeps at least one", field=name)
         if self.weight_nm is not None:
-            n, m = self.weight_nm
-            if not (isinstance(n, int) and isinstance(m, int) and 0 < n <= m):
-                raise SparsesimError(f"must be N:M with 0 < N <= M, got {self.weight_nm}",
-                                     field="weight_nm")
+            check_ratio(self.weight_nm, field="weight_nm")
             if self.weight_density != 1:
                 raise SparsesimError("give weight_density or weight_nm, not both",
                                      field="weight_nm")
@@ -178,19 +176,21 @@ class SparsityModel:
         if not isinstance(layer, Attention) or (
                 self.token_keep == self.head_keep == self.kv_keep == 1):
             return layer
-        tokens = _keep_count(layer.l, self.token_keep)
+        tokens = keep_count(layer.l, density=self.token_keep, at_least=1)
         kv_len = layer.kv_len
         if self.kv_keep != 1:  # KV entries are pruned among the (kept) keys
-            kv_len = _keep_count(tokens if kv_len is None else kv_len, self.kv_keep)
+            kv_len = keep_count(tokens if kv_len is None else kv_len, density=self.kv_keep,
+                                at_least=1)
         return replace(layer, l=tokens, kv_len=kv_len,
-                       heads_kept=_keep_count(layer.active_heads, self.head_keep))
+                       heads_kept=keep_count(layer.active_heads, density=self.head_keep,
+                                             at_least=1))
 
     def masks(self, layer: Layer, index: int) -> LayerMasks:
         """Masks of ``layer`` (already shaped), the ``index``-th layer of its network."""
         rng = np.random.default_rng([self.seed, index])
         if self.weight_nm is not None:
             n, m = self.weight_nm
-            weights = {name: nm_mask(shape, n, m, layer.reduction_axes(name), rng)
+            weights = {name: conformant_mask(shape, n, m, layer.reduction_axes(name), rng=rng)
                        for name, shape in layer.weight_shapes().items()}
         else:
             weights = {name: exact_density_mask(shape, self.weight_density, rng)
@@ -211,10 +211,11 @@ class SparsityModel:
         axis = layer.input_channel_axis % len(shape)
         if self.act_prune == "nm":
             assert self.act_nm is not None
-            return nm_mask(shape, *self.act_nm, (axis,), rng)
-        if self.act_prune == "topk":
+            return conformant_mask(shape, *self.act_nm, (axis,), rng=rng)
+        if self.act_prune == "topk":  # top-k of C is k:C along the channels
             channels = shape[axis]
-            return nm_mask(shape, max(1, round(d * channels)), channels, (axis,), rng)
+            return conformant_mask(shape, keep_count(channels, density=d, at_least=1),
+                                   channels, (axis,), rng=rng)
         if self.act_prune == "dynamic":
             return exact_density_mask(shape, d, rng)
         if self.act_channel_std > 0:
@@ -225,51 +226,14 @@ class SparsityModel:
         return bernoulli_inputs(layer, d, rng)
 
 
-def _keep_count(total: int, keep: float) -> int:
-    return max(1, math.ceil(total * keep - 1e-9))
-
-
 def exact_density_mask(shape: tuple[int, ...], density: float,
                        rng: np.random.Generator) -> np.ndarray:
-    """A mask with exactly ``round(density · size)`` non-zeros at random positions."""
+    """A mask with exactly ``keep_count(size, density=density)`` non-zeros at random
+    positions."""
     size = math.prod(shape)
     if density >= 1:
         return np.ones(shape, dtype=bool)
-    keep = round(density * size)
+    keep = keep_count(size, density=density)
     flat = np.zeros(size, dtype=bool)
     flat[rng.choice(size, keep, replace=False)] = True
     return flat.reshape(shape)
-
-
-def nm_mask(shape: tuple[int, ...], n: int, m: int, k_axes: tuple[int, ...],
-            rng: np.random.Generator) -> np.ndarray:
-    """N:M mask: ``n`` random positions kept in every group of ``m`` consecutive k."""
-    other = [i for i in range(len(shape)) if i not in k_axes]
-    k = math.prod(shape[i] for i in k_axes)
-    cols = math.prod(shape[i] for i in other)
-    flat = np.zeros((cols, k), dtype=bool)
-    whole = k - k % m
-    for g0, size, width in ((0, whole, m), (whole, k % m, k % m)):  # whole groups, the rest
-        if size:
-            groups = size // width
-            flat[:, g0:g0 + size] = _choose(cols * groups, width, min(n, width), rng).reshape(
-                cols, size)
-    # [cols, K] back to the tensor's layout: other axes first, then the K axes.
-    perm_shape = [shape[i] for i in other] + [shape[i] for i in k_axes]
-    inverse = np.argsort(other + list(k_axes))
-    return flat.reshape(perm_shape).transpose(inverse)
-
-
-def _choose(groups: int, m: int, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``[groups, m]`` bool rows with exactly ``n`` random True each, uniformly over subsets."""
-    if n == m:
-        return np.ones((groups, m), dtype=bool)
-    if math.comb(m, n) <= 1 << 16:  # one draw per group from the table of all subsets
-        table = np.zeros((math.comb(m, n), m), dtype=bool)
-        for row, subset in enumerate(itertools.combinations(range(m), n)):
-            table[row, list(subset)] = True
-        return table[rng.integers(len(table), size=groups)]
-    keys = rng.random((groups, m))
-    out = np.zeros((groups, m), dtype=bool)
-    np.put_along_axis(out, np.argpartition(keys, n - 1, axis=1)[:, :n], True, axis=1)
-    return out

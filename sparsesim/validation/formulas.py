@@ -2,13 +2,13 @@
 
 Not by calling the package's own formulas: each layer's MACs and storage, the lowered GEMMs'
 MACs summed per layer, and every format's size from its definition, against what the package
-reports (a format's ``bits()`` and the bit count of its real encoder). :func:`clog2` and
-:func:`nm_conformant_mask` are shared with the N:M bounds (``nm``).
+reports (a format's ``bits()`` and the bit count of its real encoder). :func:`clog2` is
+shared with the N:M bounds (``nm``); the N:M test masks are
+:func:`sparsesim.rules.nm.conformant_mask`'s.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable
 
@@ -17,6 +17,7 @@ import numpy as np
 from sparsesim.api import simulate
 from sparsesim.arch.config import load_arch
 from sparsesim.formats import parse_format
+from sparsesim.rules.nm import conformant_mask
 from sparsesim.sparsity.masks import exact_density_mask
 from sparsesim.validation.registry import (
     SOURCES,
@@ -174,23 +175,6 @@ def _rle_bits(mask: np.ndarray, value_bits: int, run_bits: int) -> int:
     return entries * (value_bits + run_bits)
 
 
-def nm_conformant_mask(shape: tuple[int, int], n: int, m: int, keep: int,
-                       rng: np.random.Generator) -> np.ndarray:
-    """``keep`` (<= n) random non-zeros in every group of m along axis 0; a last, short group
-    keeps min(keep, its length). Each group draws one of the patterns uniformly."""
-    k, cols = shape
-    full, rest = divmod(k, m)
-    parts = []
-    for size, count in ((m, full), (rest, 1 if rest else 0)):
-        if count:
-            table = np.array([[i in chosen for i in range(size)] for chosen in
-                              itertools.combinations(range(size), min(keep, size))],
-                             dtype=bool)
-            pick = table[rng.integers(len(table), size=(count, cols))]  # (groups, cols, size)
-            parts.append(pick.transpose(0, 2, 1).reshape(count * size, cols))
-    return np.concatenate(parts)
-
-
 def _format_closed(spec: str, mask: np.ndarray, n: int) -> int:
     """Bits of each format from its definition (DESIGN.md §3 Formats)."""
     rows, cols = mask.shape
@@ -229,7 +213,7 @@ def _formulas_formats(ctx: Context) -> list[Check]:
         fmt = parse_format(spec)
         cases: list[tuple[str, np.ndarray]]
         if spec.startswith("nm"):
-            cases = [(f"{keep} of 4 kept", nm_conformant_mask(shape, 2, 4, keep, rng))
+            cases = [(f"{keep} of 4 kept", conformant_mask(shape, keep, 4, (0,), rng=rng))
                      for keep in (2, 1, 0)]
         else:
             cases = [(pct(p) + " sparse", exact_density_mask(shape, 1 - p, rng))

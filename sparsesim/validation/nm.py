@@ -20,7 +20,8 @@ from sparsesim.arch.config import Arch, load_arch, with_overrides
 from sparsesim.results import SimResult
 from sparsesim.sparsity.masks import LayerMasks
 from sparsesim.sparsity.trace import Trace
-from sparsesim.validation.formulas import clog2, nm_conformant_mask
+from sparsesim.rules.nm import conformant_mask
+from sparsesim.validation.formulas import clog2
 from sparsesim.validation.registry import (
     SOURCES,
     Check,
@@ -89,8 +90,8 @@ def _nm_pairs(ctx: Context, shapes: Sequence[tuple[int, int, int]], key: str
         return ctx.cache[key]
     wl = _matmul_workload(shapes, key)
     rng = np.random.default_rng(4)
-    trace = Trace(wl, {x.name: LayerMasks(weights={"w": nm_conformant_mask(
-        (x.k, x.n), 2, 4, 2, rng)}) for x in wl.layers if isinstance(x, MatMul)})
+    trace = Trace(wl, {x.name: LayerMasks(weights={"w": conformant_mask(
+        (x.k, x.n), 2, 4, (0,), rng=rng)}) for x in wl.layers if isinstance(x, MatMul)})
     rows = []
     for df in ("os", "ws", "is"):
         base = ideal_memory(with_overrides(load_arch("default"), {"array.dataflow": df}))
@@ -174,7 +175,7 @@ def _knee_sweep(ctx: Context) -> pd.DataFrame:
     ms = KNEE_M_FAST if ctx.fast else KNEE_M_FULL
     wl = _matmul_workload([(m, KNEE_K, KNEE_N) for m in ms], "knee")
     # one 2:4 weight matrix for every M (the same layer at a growing number of tokens)
-    w = nm_conformant_mask((KNEE_K, KNEE_N), 2, 4, 2, np.random.default_rng(5))
+    w = conformant_mask((KNEE_K, KNEE_N), 2, 4, (0,), rng=np.random.default_rng(5))
     trace = Trace(wl, {x.name: LayerMasks(weights={"w": w}) for x in wl.layers})
     dense = simulate(wl, _knee_arch("dense")).rows
     nm = _static(trace, _knee_arch("nm")).rows

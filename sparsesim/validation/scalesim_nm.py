@@ -12,14 +12,14 @@ import numpy as np
 import pandas as pd
 
 from sparsesim.formats import parse_format, tile_bits
-from sparsesim.sparsity.masks import nm_mask
+from sparsesim.rules.nm import compressed_k, conformant_mask, parse_nm
 from sparsesim.validation.registry import SOURCES, Check, Context, exact_row, register
 from sparsesim.validation.scalesim import cycle_rows, missing_oracle, scalesim_comparison
 
 
 def _nm_meta_bits(k: int, n_cols: int, count: int, n: int, m: int) -> int:
     """Metadata bits of a whole ``count × [k, n_cols]`` N:M weight in our ``nm`` format."""
-    mask = nm_mask((k, n_cols), n, m, (0,), np.random.default_rng(0))
+    mask = conformant_mask((k, n_cols), n, m, (0,), rng=np.random.default_rng(0))
     _, meta = tile_bits(mask, k, n_cols, parse_format(f"nm:n={n},m={m}"), 8)
     return count * int(meta.sum())
 
@@ -31,13 +31,13 @@ def nm_comparison(oracle: pd.DataFrame) -> pd.DataFrame:
                   & ~oracle["optimized_mapping"].astype(bool)]
     out = []
     for nm, rows in part.groupby("nm", sort=False):
-        n, m = (int(x) for x in str(nm).split(":"))
+        n, m = parse_nm(nm)
         comp = scalesim_comparison(rows.drop(columns=["source"]), nm=(n, m))
         meta = rows.groupby(["name", "rows", "cols", "dataflow"])[
             "filter_metadata_storage"].sum().rename("w_meta_theirs").reset_index()
         comp = comp.merge(meta, on=["name", "rows", "cols", "dataflow"])
         comp.insert(0, "nm", nm)
-        comp["k_kept"] = (comp["k"] // m) * n + np.minimum(n, comp["k"] % m)
+        comp["k_kept"] = compressed_k(comp["k"].to_numpy(), n, m)
         comp["w_meta_bits_stored"] = [_nm_meta_bits(k, cols, count, n, m) for k, cols, count
                                       in zip(comp["k"], comp["n"], comp["count"])]
         out.append(comp)

@@ -46,6 +46,9 @@ from typing import Any
 
 import pandas as pd
 
+from sparsesim.errors import SparsesimError
+from sparsesim.rules.nm import parse_nm
+
 __all__ = ["CONV_KEYS", "ENV_PYTHON", "GEMM_KEYS", "run_scalesim", "scalesim_python",
            "write_topology"]
 
@@ -183,10 +186,11 @@ def write_topology(layers: Sequence[Mapping[str, Any]], path: Path, *, gemm: boo
                 raise ValueError(f"layer {fields[0]!r}: filter {fh}x{fw} larger than ifmap {ih}x{iw}")
         nm = layer.get("nm")
         if nm is not None:
-            n_str, _, m_str = str(nm).partition(":")
-            if not (n_str.strip().isdigit() and m_str.strip().isdigit()):
-                raise ValueError(f"layer {fields[0]!r}: nm={nm!r} must be 'N:M'")
-            fields.append(f"{int(n_str)}:{int(m_str)}")
+            try:
+                n, m = parse_nm(nm)
+            except SparsesimError as err:
+                raise err.located(layer=fields[0]) from None
+            fields.append(f"{n}:{m}")
         lines.append(", ".join(fields) + ",")
     path.write_text("\n".join(lines) + "\n")
 

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from sparsesim.errors import SparsesimError
+from sparsesim.rules.nm import parse_nm
 from sparsesim.workload.layers import LAYER_TYPES, Conv2d, Layer, MatMul, layer_fields
 
 BLOCK_KEYS = frozenset({"name", "op", "repeat", "body"})
@@ -263,11 +264,10 @@ def _trim(row: list[str]) -> list[str]:
 
 def _check_nm_column(cell: str, *, file: str, layer: str) -> None:
     """SCALE-Sim's optional N:M column; only dense (N = M) is a dense workload."""
-    parts = cell.split(":")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise SparsesimError(f"expected an N:M ratio, got {cell!r}", file=file, layer=layer,
-                             field="sparsity")
-    n, m = (int(p) for p in parts)
+    try:
+        n, m = parse_nm(cell, field="sparsity")
+    except SparsesimError as err:
+        raise err.located(file=file, layer=layer) from None
     if n != m:
         raise SparsesimError(
             f"N:M weight sparsity {cell} needs the `nm` PE kind; load the dense topology "

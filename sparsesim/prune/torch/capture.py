@@ -53,6 +53,7 @@ from sparsesim.prune.front import Masks, prune_workload, score_weights, weight_m
 from sparsesim.prune.schedule import imp_levels, iterative_levels
 from sparsesim.prune.spec import WEIGHT_GRANULARITIES, DynamicSpec, PruneSpec
 from sparsesim.prune.synthetic import Weights
+from sparsesim.rules.keep import keep_count
 from sparsesim.sparsity.trace import Trace
 from sparsesim.workload.network import Workload
 
@@ -484,7 +485,8 @@ class TorchNet:
                 assert spec.token_threshold is not None
                 alive = gates.keep_above(score, alive, spec.token_threshold)
             else:
-                alive = gates.keep_top(score, alive, max(1, round(fractions[i] * l)))
+                alive = gates.keep_top(score, alive,
+                                       keep_count(l, density=fractions[i], at_least=1))
             state["alive"] = alive
             for n in names:  # the tokens pruned here are gone for the layers after
                 if hasattr(self.bound[n].module, "key_keep"):
