@@ -173,3 +173,35 @@ def test_dense_reference_still_matches_after_sparse_changes():
     for df in DATAFLOWS:
         ref = run_reference(a, w, df, 2, 3)
         assert ref.cycles == plan(Gemm("l", "g", 3, 4, 2), df, 2, 3).compute_cycles
+
+
+@given(sparse_gemm(), st.sampled_from(DATAFLOWS), st.sampled_from(OPERANDS), st.integers(1, 3))
+def test_gating_gates_exactly_the_products_whose_operand_is_zero(case, dataflow, operand, count):
+    """Brute force over every product (i, k, j): a gating PE keeps a full MAC unless the
+    operand it gates on (A, W, or either for both) is zero; timing stays dense."""
+    a, w, rows, cols = case
+    ops = GemmOperands(Gemm("l", "g", *a.shape, w.shape[1], count=count), a != 0, w != 0)
+    gate = compute(ops, arch(rows, cols, dataflow, kind="gate", operand=operand))
+    za, zw = (a == 0)[:, :, None], (w == 0)[None, :, :]  # product (i, k, j)
+    shape = (a.shape[0], a.shape[1], w.shape[1])
+    gated = {"A": np.broadcast_to(za, shape), "W": np.broadcast_to(zw, shape),
+             "both": za | zw}[operand]
+    assert gate.gated_macs == count * int(gated.sum())
+    assert gate.issued_macs + gate.gated_macs == ops.gemm.dense_macs
+    assert gate.compute_cycles == plan(ops.gemm, dataflow, rows, cols).compute_cycles
+
+
+def test_gating_on_one_operand_spends_between_dense_and_both():
+    """A sparse activation and a sparse weight: gating on A alone gates fewer products than
+    gating on either, so it spends more MAC energy (the row's energy column moves)."""
+    from sparsesim import simulate
+    from sparsesim.sparsity.masks import SparsityModel
+    from sparsesim.workload.layers import Linear
+    from sparsesim.workload.network import Workload
+
+    wl = Workload("t", (Linear("fc", in_features=64, out_features=32, tokens=16),))
+    model = SparsityModel(weight_density=0.5, act_density=0.5, dense_first_input=False)
+    energy = {op: simulate(wl, arch(8, 8, "os", kind="gate", operand=op), sparsity=model)
+              .df["energy_pj"].sum() for op in OPERANDS}
+    dense = simulate(wl, arch(8, 8, "os"), sparsity=model).df["energy_pj"].sum()
+    assert energy["both"] < energy["A"] < dense and energy["both"] < energy["W"] < dense

@@ -3,7 +3,9 @@
 One registry, one rule each:
 
 * ``dense`` and ``gate``: every step issues — dense fold cycles (``gate`` differs in energy:
-  products with a zero operand are clock-gated);
+  a product whose ``operand`` is zero is clock-gated — ``A``: a zero activation, as
+  Eyeriss gates on the activation alone; ``W``: a zero weight; ``both``: either — and the
+  other products are full MACs);
 * ``skip``: a fold takes its slowest synchronisation group's effectual steps plus the dense
   fill/drain; a step is effectual where the product's ``operand`` (A, W or both) is non-zero;
 * ``nm``: ``n`` multipliers per group of ``m`` weights along K: K becomes
@@ -74,14 +76,15 @@ def _dense(ops: GemmOperands, p: FoldPlan, arch: Arch) -> ComputeResult:
 
 
 def _gate(ops: GemmOperands, p: FoldPlan, arch: Arch) -> ComputeResult:
-    """Dense timing; the products with a zero operand are clock-gated."""
+    """Dense timing; the products whose ``operand`` (A, W or both) is zero are clock-gated."""
     c = _dense(ops, p, arch)
-    return replace(c, issued_macs=c.effectual_macs,
-                   gated_macs=ops.gemm.dense_macs - c.effectual_macs)
+    issued = _issued(ops, arch.pe.operand)
+    return replace(c, issued_macs=issued, gated_macs=ops.gemm.dense_macs - issued)
 
 
 def _issued(ops: GemmOperands, operand: str) -> int:
-    """Products a skipping PE multiplies: those whose ``operand`` is non-zero."""
+    """Products a skipping or gating PE multiplies: those whose ``operand`` is non-zero
+    (``both``: both are, the effectual MACs; ``A``: the activation is, whatever the weight)."""
     if operand == "both":
         return effectual_macs(ops)
     g = ops.gemm
@@ -91,6 +94,7 @@ def _issued(ops: GemmOperands, operand: str) -> int:
 
 
 _AXES = {"A": ("m", "k"), "W": ("k", "n")}
+_GATED = {"A": "A", "W": "W", "both": "A or W"}
 
 
 def _oriented(masks: dict[str, np.ndarray], first: str, second: str) -> np.ndarray | None:
@@ -186,7 +190,8 @@ class PeKindSpec:
 
 PE_KINDS: Mapping[PeKind, PeKindSpec] = MappingProxyType({
     PeKind.DENSE: PeKindSpec(_dense, lambda pe: "dense PEs"),
-    PeKind.GATE: PeKindSpec(_gate, lambda pe: f"gating PEs ({pe.operand})"),
+    PeKind.GATE: PeKindSpec(_gate, lambda pe: f"gating PEs (products with a zero "
+                                              f"{_GATED[pe.operand]} gated)"),
     PeKind.SKIP: PeKindSpec(_skip, lambda pe: f"skipping PEs ({pe.operand} zeros, {pe.sync} sync)"),
     PeKind.NM: PeKindSpec(_nm, lambda pe: f"{pe.n}:{pe.m} PEs"),
 })
