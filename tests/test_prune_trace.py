@@ -173,3 +173,23 @@ def test_cli_prune_errors_are_one_line(tmp_path):
                                str(tmp_path / "x.npz")], capture_output=True, text=True)
         assert proc.returncode == 2, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and field in proc.stderr
+
+
+def test_cli_prune_refuses_what_a_method_would_ignore(tmp_path, capsys):
+    """--sparsity with N:M or IMP would be ignored, --act-prune with the default --sparsity
+    would prune the weights too, shape granularities need attention: one line each, exit 2,
+    and no trace written."""
+    out = tmp_path / "x.npz"
+    for args, words in (
+            (["--granularity", "nm", "--sparsity", "0.7"], "give --nm"),
+            (["--model", "digits", "--schedule", "imp", "--sparsity", "0.7"], "--steps"),
+            (["--model", "digits", "--act-prune", "topk:0.5"], "--sparsity 0"),
+            (["-w", "resnet18", "--granularity", "head"], "resnet18 has none"),
+            (["-w", "resnet18", "--granularity", "kv"], "resnet18 has none")):
+        assert main(["prune", *args, "-o", str(out)]) == 2, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0], (args, err)
+    assert not out.exists()
+    # the same flags where they mean something still run
+    assert main(["prune", "-w", "bert_base_seq128", "--granularity", "kv", "--sparsity", "0.5",
+                 "-o", str(out)]) == 0

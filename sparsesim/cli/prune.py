@@ -12,6 +12,9 @@ from sparsesim.errors import SparsesimError
 from sparsesim.units import fmt_si
 from sparsesim.workload.network import load_workload
 
+DEFAULT_SPARSITY = 0.5
+"""``--sparsity`` when it is not given and the method uses it."""
+
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The ``prune`` subcommand and its flags."""
@@ -32,9 +35,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument("--granularity", default="unstructured",
                         choices=("unstructured", "nm", "filter", "channel", "block", "head",
                                  "token", "kv"), help="what goes together (default: %(default)s)")
-    parser.add_argument("--sparsity", type=float, default=0.5, metavar="S",
-                        help="fraction removed, rounded as torch.nn.utils.prune does "
-                             "(default: %(default)s)")
+    parser.add_argument("--sparsity", type=float, metavar="S",
+                        help="fraction removed, rounded as torch.nn.utils.prune does (default "
+                             f"{DEFAULT_SPARSITY}; not with --granularity nm, which removes "
+                             "1 - N/M, nor --schedule imp, whose rounds set it; required with "
+                             "--act-prune: 0 prunes activations only)")
     parser.add_argument("--nm", type=nm_ratio, metavar="N:M",
                         help="N kept of every M along the reduction axis (with --granularity nm; "
                              "default 2:4)")
@@ -86,9 +91,10 @@ def run(args: argparse.Namespace) -> int:
     from sparsesim.prune.spec import DynamicSpec
 
     slimming = args.method == "slimming"
+    sparsity = _sparsity(args)
     spec = PruneSpec(
         criterion="magnitude" if slimming else args.method, granularity=args.granularity,
-        sparsity=args.sparsity, nm=args.nm or (2, 4), block=args.block, scope=args.scope,
+        sparsity=sparsity, nm=args.nm or (2, 4), block=args.block, scope=args.scope,
         compare=args.compare, skip=tuple(args.skip), distribution=args.distribution,
         token_layers=None if args.token_layers is None else tuple(args.token_layers),
         seed=args.seed, regularizer=None if args.lam is None else Regularizer(args.lam))
@@ -106,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
             if args.model != "digits":
                 raise SparsesimError("network slimming trains the model: only --model digits",
                                      field="--method")
-            pruned = pipelines.run_digits_slimming(args.sparsity, seed=args.seed, dynamic=dynamic)
+            pruned = pipelines.run_digits_slimming(sparsity, seed=args.seed, dynamic=dynamic)
         elif args.model == "digits":
             pruned = pipelines.run_digits(spec, schedule=args.schedule, steps=args.steps,
                                           act_prune=act, seed=args.seed, dynamic=dynamic)
@@ -160,3 +166,21 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {out}: {fmt_si(size, 'B')} (masks {fmt_si(mask_bits(trace) / 8, 'B')} "
           "bit-packed)", file=sys.stderr)
     return 0
+
+
+def _sparsity(args: argparse.Namespace) -> float:
+    """``--sparsity``, refused where the method would ignore it, required where its default
+    would prune what the user did not ask for (weights, beside activation pruning)."""
+    given: float | None = args.sparsity
+    if given is not None and args.granularity == "nm":
+        raise SparsesimError("N:M pruning removes 1 - N/M of the weights by construction: give "
+                             "--nm, not --sparsity", field="--sparsity")
+    if given is not None and args.schedule == "imp":
+        raise SparsesimError(f"IMP prunes a fifth of the remaining weights per round: its "
+                             f"sparsity is set by --steps ({args.steps} rounds), not --sparsity",
+                             field="--sparsity")
+    if given is None and args.act_prune is not None:
+        raise SparsesimError("--act-prune also prunes the weights unless told otherwise: give "
+                             "--sparsity 0 to prune activations only, or the weight sparsity",
+                             field="--sparsity")
+    return DEFAULT_SPARSITY if given is None else given

@@ -25,7 +25,7 @@ from sparsesim.workload.layers import Attention, Layer
 from sparsesim.sparsity.masks import ActivationModel, LayerMasks
 from sparsesim.prune.criteria import LayerStats, score
 from sparsesim.prune.select import keep_masks
-from sparsesim.prune.spec import WEIGHT_GRANULARITIES, PruneSpec
+from sparsesim.prune.spec import SHAPE_GRANULARITIES, WEIGHT_GRANULARITIES, PruneSpec
 from sparsesim.prune.structure import prune_heads, prune_kv, prune_tokens
 from sparsesim.prune.synthetic import Weights, synthetic_weights
 from sparsesim.sparsity.trace import Trace
@@ -90,15 +90,17 @@ def prune_workload(
     layers_meta: dict[str, dict[str, Any]] = {}
     masks: Masks = {}
     shaped = workload
+    if spec.granularity in SHAPE_GRANULARITIES and not any(
+            isinstance(layer, Attention) for layer in workload.layers):
+        raise SparsesimError(f"{spec.granularity} pruning needs attention layers; "
+                             f"{workload.name} has none", file=workload.file,
+                             field="granularity")
     if spec.granularity in WEIGHT_GRANULARITIES:
         scores = score_weights(workload, spec, weights, stats)
         masks = weight_masks(workload, spec, scores, prior)
     elif spec.granularity == "head":
         att = replace(workload, layers=tuple(
             layer for layer in workload.layers if isinstance(layer, Attention)))
-        if not att.layers:
-            raise SparsesimError("head pruning needs attention layers", file=workload.file,
-                                 field="granularity")
         scores = score_weights(att, spec, weights, stats)
         shaped, layers_meta = prune_heads(workload, scores, spec.sparsity, skip=spec.skip)
     elif spec.granularity == "token":
