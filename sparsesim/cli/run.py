@@ -15,7 +15,7 @@ from sparsesim.engine.dynamic import synthetic_dynamic
 from sparsesim.engine.training import GRADIENT_STRUCTURES, OPTIMIZERS, GradientModel, Training
 from sparsesim.errors import SparsesimError
 from sparsesim.sparsity.masks import ACT_PRUNE_KINDS, SparsityModel
-from sparsesim.sparsity.trace import load_trace
+from sparsesim.sparsity.trace import load_trace, trace_accuracy
 from sparsesim.workload.network import load_workload
 
 
@@ -137,8 +137,16 @@ def run(args: argparse.Namespace) -> int:
                                     spread=args.dyn_spread, seed=args.seed)
     result = simulate(args.workload or DEFAULT_WORKLOAD, arch, sparsity=sparsity,
                       trace=trace, training=_training(args), dynamic=dynamic)
+    accuracy = trace_accuracy(result.trace_meta)
+    line = None if accuracy is None else (
+        f"accuracy of the pruned model ({accuracy.metric.replace('_', ' ')}"
+        f"{', ' + accuracy.stage if accuracy.stage else ''}): {accuracy.value:.4f}")
     if not print_frame(result.df, args.format):
         print(result.table())
+        if line is not None:
+            print(line)
+    elif line is not None:  # stdout is the frame: the accuracy goes beside it
+        print(line, file=sys.stderr)
     if args.out is not None:
         write_frame(result.df, args.out)
         print(f"wrote {len(result.df)} rows to {args.out}", file=sys.stderr)

@@ -14,7 +14,9 @@ ignore it and simulate dense activations, hence the new version; version-1 files
 By convention (``sparsesim.prune``) ``meta`` holds ``method`` (criterion, granularity,
 schedule and their parameters), ``seed``, ``accuracy`` (one row per measured sparsity level)
 and ``layers`` (per layer: achieved sparsity, kept tokens / heads / KV entries, measured
-activation density).
+activation density). An accuracy row is ``{"metric", "sparsity", "accuracy" or "value",
+"stage"}``; the last row is the model the trace describes (:func:`trace_accuracy`), the
+earlier ones the dense model and a schedule's intermediate levels.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import zipfile
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -121,6 +124,28 @@ class Trace:
         arrays["manifest"] = np.frombuffer(json.dumps(manifest).encode(), dtype=np.uint8)
         with open(path, "wb") as handle:
             np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class TraceAccuracy:
+    """The accuracy measured on the model a trace describes (its last accuracy row)."""
+
+    metric: str  # e.g. "test_accuracy", "perplexity_calibration_text"
+    value: float
+    stage: str = ""
+
+
+def trace_accuracy(meta: Mapping[str, Any]) -> TraceAccuracy | None:
+    """The accuracy of the pruned model in a trace's ``meta``, or ``None`` if none measured."""
+    rows = meta.get("accuracy") or []
+    if not rows:
+        return None
+    last = rows[-1]
+    value = last.get("accuracy", last.get("value"))
+    if value is None:
+        return None
+    return TraceAccuracy(str(last.get("metric", "test_accuracy")), float(value),
+                         str(last.get("stage", "")))
 
 
 def load_trace(path: str | Path) -> Trace:

@@ -63,7 +63,7 @@ from sparsesim.engine.inference import draw_trace
 from sparsesim.errors import SparsesimError
 from sparsesim.sparsity.masks import SparsityModel
 from sparsesim.report import ENERGY_COLUMNS
-from sparsesim.sparsity.trace import Trace, load_trace
+from sparsesim.sparsity.trace import Trace, load_trace, trace_accuracy
 from sparsesim.engine.training import GradientModel, Training
 from sparsesim.workload.network import Workload, load_workload
 
@@ -226,7 +226,7 @@ def build_point(params: Mapping[str, Any]) -> Point:
 RESULT_COLUMNS = ("network", "layers", "dense_macs", "effectual_macs", "cycles",
                   "compute_cycles", "stall_cycles", "utilization", "seconds", "dram_read_bytes",
                   "dram_write_bytes", "energy_pj", *ENERGY_COLUMNS, "cycles_p50", "cycles_p99",
-                  "inputs", "accuracy")
+                  "inputs", "accuracy", "accuracy_metric")
 
 
 def run_point(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -248,9 +248,9 @@ def run_point(params: Mapping[str, Any]) -> dict[str, Any]:
         totals = result.totals
         row.update({"network": result.workload.name, "layers": len(result.layers)})
         row.update({k: _plain(totals[k]) for k in RESULT_COLUMNS if k in totals})
-        meta = result.trace_meta
-        if "accuracy" in meta:
-            row["accuracy"] = meta["accuracy"]
+        accuracy = trace_accuracy(result.trace_meta)
+        if accuracy is not None:  # the pruned model's, a number beside its metric's name
+            row.update(accuracy=accuracy.value, accuracy_metric=accuracy.metric)
         row.update(status="ok", error="")
     except SparsesimError as err:
         row.update(status="error", error=str(err))
