@@ -218,3 +218,22 @@ def test_slim_sequential_keeps_the_chosen_weights():
     torch.testing.assert_close(slim.conv2.weight, model.conv2.weight[:, [1, 3]])
     cols = torch.cat([torch.arange(16), 5 * 16 + torch.arange(16)])
     torch.testing.assert_close(slim.fc.weight, model.fc.weight[:, cols])
+
+
+def test_the_pruned_models_accuracy_is_printed_by_run_and_a_number_in_sweeps(oneshot, tmp_path,
+                                                                              capsys):
+    """The accuracy the digits run measured on its pruned model (the trace's last row) is what
+    ``run --trace`` prints under the table and what a sweep point's ``accuracy`` holds."""
+    from sparsesim.cli import main
+    from sparsesim.sweep import run_point
+
+    path = tmp_path / "digits.npz"
+    oneshot.trace.save(path)
+    last = oneshot.trace.meta["accuracy"][-1]
+    assert main(["run", "--trace", str(path)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1] == f"accuracy of the pruned model (test accuracy, oneshot): " \
+                      f"{last['accuracy']:.4f}"
+    row = run_point({"trace": str(path)})  # the trace's own layers run
+    assert row["status"] == "ok", row["error"]
+    assert row["accuracy"] == last["accuracy"] and row["accuracy_metric"] == "test_accuracy"

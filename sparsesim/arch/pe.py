@@ -15,10 +15,11 @@ class PeConfig(Section):
     """What a PE does with zeros (DESIGN.md §3).
 
     ``kind``: ``dense`` computes everything; ``gate`` clock-gates products whose ``operand``
-    (``A``, ``W`` or ``both``: either) is zero (dense cycles, less MAC energy); ``skip`` issues only effectual steps — products whose
-    ``operand`` (``A``, ``W`` or ``both``) is non-zero — with PEs synchronised per ``sync``
-    group (``pe``, ``row``, ``col`` or the whole ``wavefront`` of a fold); ``nm`` has ``n``
-    multipliers per group of ``m`` weights along K (weights must be N:M-conformant).
+    (``A``, ``W`` or ``both``: either) is zero (dense cycles, less MAC energy); ``skip``
+    issues only effectual steps — products whose ``operand`` (``A``, ``W`` or ``both``) is
+    non-zero — with PEs synchronised per ``sync`` group (``pe``, ``row``, ``col`` or the whole
+    ``wavefront`` of a fold); ``nm`` has ``n`` multipliers per group of ``m`` weights along K
+    (weights must be N:M-conformant).
     """
 
     kind: str = "dense"

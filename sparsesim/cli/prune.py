@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sparsesim.cli.common import DEFAULT_WORKLOAD, nm_ratio
 from sparsesim.errors import SparsesimError
+from sparsesim.sparsity.trace import accuracy_rows
 from sparsesim.units import fmt_si
 from sparsesim.workload.network import load_workload
 
@@ -152,11 +153,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{trace.workload.name}: {len(trace.workload.layers)} layers, "
           f"{meta.get('method', {}).get('criterion', args.method)} "
           f"{args.granularity}, weight sparsity {meta.get('weight_sparsity', 0.0):.4f}")
-    for row in meta.get("accuracy", []):
-        value = row.get("accuracy", row.get("value"))
-        label = row.get("metric", "test accuracy")
-        print(f"  {row.get('stage', '')} sparsity {row.get('sparsity', 0.0):.3f}: "
-              f"{label} {value:.4f}")
+    for row in accuracy_rows(meta):
+        print(f"  {row.stage} sparsity {row.sparsity:.3f}: {row.label} {row.value:.4f}")
     for kind in ("token_keep", "head_keep", "channel_keep"):  # per input: mean over layers
         per = [r[kind] for r in meta.get("dynamic", {}).get("layers", {}).values() if kind in r]
         if per:

@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
                       trace=trace, training=_training(args), dynamic=dynamic)
     accuracy = trace_accuracy(result.trace_meta)
     line = None if accuracy is None else (
-        f"accuracy of the pruned model ({accuracy.metric.replace('_', ' ')}"
+        f"accuracy of the pruned model ({accuracy.label}"
         f"{', ' + accuracy.stage if accuracy.stage else ''}): {accuracy.value:.4f}")
     if not print_frame(result.df, args.format):
         print(result.table())

@@ -26,8 +26,8 @@ import math
 import zipfile
 import zlib
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -128,24 +128,34 @@ class Trace:
 
 @dataclass(frozen=True, slots=True)
 class TraceAccuracy:
-    """The accuracy measured on the model a trace describes (its last accuracy row)."""
+    """One accuracy row of a trace's ``meta``: a metric measured at one sparsity level."""
 
     metric: str  # e.g. "test_accuracy", "perplexity_calibration_text"
     value: float
+    sparsity: float = 0.0
     stage: str = ""
+
+    @property
+    def label(self) -> str:
+        """The metric as words ("test accuracy")."""
+        return self.metric.replace("_", " ")
+
+
+def accuracy_rows(meta: Mapping[str, Any]) -> tuple[TraceAccuracy, ...]:
+    """Every accuracy row of a trace's ``meta``, in order (the dense model first, if measured)."""
+    rows = []
+    for row in meta.get("accuracy") or []:
+        value = row.get("accuracy", row.get("value"))
+        if value is not None:
+            rows.append(TraceAccuracy(str(row.get("metric", "test_accuracy")), float(value),
+                                      float(row.get("sparsity", 0.0)), str(row.get("stage", ""))))
+    return tuple(rows)
 
 
 def trace_accuracy(meta: Mapping[str, Any]) -> TraceAccuracy | None:
-    """The accuracy of the pruned model in a trace's ``meta``, or ``None`` if none measured."""
-    rows = meta.get("accuracy") or []
-    if not rows:
-        return None
-    last = rows[-1]
-    value = last.get("accuracy", last.get("value"))
-    if value is None:
-        return None
-    return TraceAccuracy(str(last.get("metric", "test_accuracy")), float(value),
-                         str(last.get("stage", "")))
+    """The accuracy of the pruned model in a trace's ``meta`` (its last row), or ``None``."""
+    rows = accuracy_rows(meta)
+    return rows[-1] if rows else None
 
 
 def load_trace(path: str | Path) -> Trace:
