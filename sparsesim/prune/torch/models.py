@@ -33,7 +33,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -41,6 +41,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparsesim.errors import SparsesimError
+
+_Pair = tuple[int, int]
 
 # --- attention, the protocol torch_front reads ---------------------------------------------
 
@@ -198,8 +200,11 @@ def slim_sequential(model: nn.Sequential, kept: dict[str, np.ndarray]) -> nn.Seq
                 w = w[:, carry]
             keep_out = torch.as_tensor(kept[name]) if name in kept else torch.arange(w.shape[0])
             w = w[keep_out]
-            new = nn.Conv2d(w.shape[1], w.shape[0], mod.kernel_size,  # type: ignore[arg-type]
-                            mod.stride, mod.padding, bias=mod.bias is not None)  # type: ignore[arg-type]
+            # nn.Conv2d stores these as pairs (or a padding mode string); its stubs say
+            # tuple[int, ...], and without torch installed they are Any: a cast fits both
+            new = nn.Conv2d(w.shape[1], w.shape[0], cast(_Pair, mod.kernel_size),
+                            cast(_Pair, mod.stride), cast("str | _Pair", mod.padding),
+                            bias=mod.bias is not None)
             new.weight.data.copy_(w)
             if mod.bias is not None and new.bias is not None:
                 new.bias.data.copy_(mod.bias.detach()[keep_out])
