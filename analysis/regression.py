@@ -300,10 +300,10 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "manifest.json").write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     print(f"{len(results)} cases in {time.perf_counter() - start:.0f} s → {args.out}",
           file=sys.stderr)
-    if args.update:
+    expected = None if args.check is None else json.loads(args.check.read_text())
+    if args.update:  # after reading --check: the two may be the same file
         args.update.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
-    if args.check:
-        expected = json.loads(args.check.read_text())
+    if expected is not None:
         differ = [n for n in legacy if expected.get(n) != legacy[n]]
         missing = [n for n in expected if n not in legacy and not args.only]
         for n in differ:
