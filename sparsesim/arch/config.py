@@ -68,6 +68,7 @@ from sparsesim.arch.online import OnlineConfig
 from sparsesim.arch.pe import PeConfig
 from sparsesim.arch.section import Section
 from sparsesim.errors import SparsesimError
+from sparsesim.files import read_toml
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,13 +137,8 @@ def load_arch(spec: str | Path = "default") -> Arch:
     """A preset by name, or an arch TOML file by path."""
     path = Path(spec)
     if path.suffix.lower() == ".toml" or path.exists():
-        if not path.is_file():
-            raise SparsesimError("no such arch file", file=str(path))
         file = str(path)
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as err:
-            raise SparsesimError(f"malformed TOML: {err}", file=file) from None
+        data = read_toml(path, what="arch file")
         return arch_from_dict(_relative_to(data, path.parent), file=file)
     name = str(spec)
     # The default preset is complete by itself; every other file builds on a base.

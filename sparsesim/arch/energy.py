@@ -33,7 +33,6 @@ file it names) may set any of them. What a run's actions cost: :mod:`sparsesim.e
 from __future__ import annotations
 
 import math
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -41,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from sparsesim.arch.section import Section, number
 from sparsesim.errors import SparsesimError
+from sparsesim.files import read_toml
 
 if TYPE_CHECKING:
     from sparsesim.arch.config import Arch
@@ -153,12 +153,7 @@ def load_energy_table(path: str | Path, base: EnergyTable | None = None) -> Ener
     """``base`` (the 45 nm defaults) with the entries of a TOML file replaced."""
     p = Path(path)
     file = str(p)
-    if not p.is_file():
-        raise SparsesimError("no such energy table file", file=file, field="energy.table")
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as err:
-        raise SparsesimError(f"malformed TOML: {err}", file=file) from None
+    data = read_toml(p, field="energy.table", what="energy table file")
     return _table_from_mapping(data, base or EnergyTable(), file=file)
 
 

@@ -4,7 +4,7 @@ A sweep spec is TOML::
 
     [sweep]
     name = "r18-sparsity"
-    out = "r18_sparsity.csv"          # where rows go (relative to the spec file)
+    out = "r18_sparsity.csv"          # where rows go (inside the spec file's folder)
 
     [base]                            # fixed for every point
     workload = "resnet18"
@@ -33,6 +33,11 @@ every parameter as a column, the whole-network totals, its status (``ok`` or ``e
 the message) and a ``point_id`` hashed from its parameters. Re-running the same spec skips the
 points already in the file; a line cut short by a kill is dropped when the file is read back.
 Points run in worker processes (``local``) or on a dask.distributed cluster (``dask``).
+
+Safety: a spec's ``out`` stays inside its folder (``--out`` on the command line writes
+elsewhere); the results file is locked while a sweep writes it (a second sweep on it is
+refused) and checked before any byte of it changes; local workers exit when the main process
+dies; a failed point's message is one line.
 """
 
 from __future__ import annotations
@@ -46,7 +51,6 @@ import math
 import os
 import sys
 import time
-import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, fields
@@ -61,6 +65,7 @@ from sparsesim.api import simulate
 from sparsesim.engine.dynamic import DynamicModel
 from sparsesim.engine.inference import draw_trace
 from sparsesim.errors import SparsesimError
+from sparsesim.files import read_text, read_toml
 from sparsesim.sparsity.masks import SparsityModel
 from sparsesim.report import ENERGY_COLUMNS
 from sparsesim.sparsity.trace import Trace, load_trace, trace_accuracy
@@ -98,29 +103,26 @@ def point_id(params: Mapping[str, Any]) -> str:
 def load_spec(path: str | Path) -> SweepSpec:
     """Read and validate a sweep spec; every point is checked before anything runs."""
     file = str(path)
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as err:
-        raise SparsesimError(f"cannot read: {err.strerror}", file=file) from None
-    except tomllib.TOMLDecodeError as err:
-        raise SparsesimError(f"malformed TOML: {err}", file=file) from None
+    data = read_toml(path, what="sweep spec")
     return spec_from_dict(data, file=file, root=Path(path).parent)
 
 
 def spec_from_dict(data: Mapping[str, Any], *, file: str | None = None,
                    root: Path | None = None) -> SweepSpec:
+    """The spec of parsed TOML; ``root`` is the folder its ``out`` is relative to (and
+    confined to: a spec file cannot make a sweep write elsewhere)."""
     for key in data:
         if key not in ("sweep", "base", "grid", "point"):
             raise SparsesimError("unknown table; expected sweep, base, grid, point", file=file,
                                  field=key)
-    head = dict(data.get("sweep", {}))
+    head, base, grid = (_table(data, key, file) for key in ("sweep", "base", "grid"))
     for key in head:
         if key not in ("name", "out"):
             raise SparsesimError("unknown key; expected name, out", file=file,
                                  field=f"sweep.{key}")
-    base = dict(data.get("base", {}))
-    grid = dict(data.get("grid", {}))
-    explicit = list(data.get("point", []))
+    explicit = data.get("point", [])
+    if not isinstance(explicit, list) or not all(isinstance(p, dict) for p in explicit):
+        raise SparsesimError("[[point]] must be an array of tables", file=file, field="point")
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise SparsesimError("a grid entry must be a non-empty list", file=file,
@@ -144,10 +146,34 @@ def spec_from_dict(data: Mapping[str, Any], *, file: str | None = None,
             raise SparsesimError(f"point {i + 1} {_short(p)}: {err.message}", file=file,
                                  layer=err.layer, field=err.field) from None
     params = tuple(dict.fromkeys(["workload", "arch", *names]))
+    name = head.get("name", Path(file).stem if file else "sweep")
+    if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+        raise SparsesimError(f"must be a plain name (no folders), got {name!r}", file=file,
+                             field="sweep.name")
     out = head.get("out")
-    out_path = None if out is None else (root or Path(".")) / str(out)
-    return SweepSpec(str(head.get("name", Path(file).stem if file else "sweep")),
-                     tuple(points), out_path, file, params)
+    out_path = None if out is None else _confined(out, root or Path("."), file)
+    return SweepSpec(name, tuple(points), out_path, file, params)
+
+
+def _table(data: Mapping[str, Any], key: str, file: str | None) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise SparsesimError(f"[{key}] must be a table, got {type(value).__name__}", file=file,
+                             field=key)
+    return dict(value)
+
+
+def _confined(out: Any, root: Path, file: str | None) -> Path:
+    """``out`` resolved inside ``root``: an absolute path or one climbing out is refused
+    (``--out`` on the command line is the way to write elsewhere)."""
+    if not isinstance(out, str) or not out:
+        raise SparsesimError(f"must be a file name, got {out!r}", file=file, field="sweep.out")
+    path = Path(out)
+    inside = (root / path).resolve()
+    if path.is_absolute() or not inside.is_relative_to(root.resolve()):
+        raise SparsesimError(f"{out!r} is outside the spec's folder; give --out to write "
+                             "elsewhere", file=file, field="sweep.out")
+    return root / path
 
 
 def _short(params: Mapping[str, Any]) -> str:
@@ -253,11 +279,16 @@ def run_point(params: Mapping[str, Any]) -> dict[str, Any]:
             row.update(accuracy=accuracy.value, accuracy_metric=accuracy.metric)
         row.update(status="ok", error="")
     except SparsesimError as err:
-        row.update(status="error", error=str(err))
-    except Exception as err:
-        row.update(status="error", error=f"{type(err).__name__}: {err}")
+        row.update(status="error", error=_one_line(str(err)))
+    except Exception as err:  # a bug, not the point's fault: say so, in one line
+        row.update(status="error",
+                   error=_one_line(f"internal error ({type(err).__name__}): {err}"))
     row["elapsed_s"] = round(time.perf_counter() - start, 6)
     return row
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _plain(value: Any) -> Any:
@@ -271,39 +302,71 @@ def read_results(path: Path) -> pd.DataFrame:
     """Finished rows of a results file; a last line cut short by a kill is ignored."""
     if not path.exists():
         return pd.DataFrame()
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, what="results CSV", limit=MAX_RESULTS_BYTES)
     if text and not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]  # drop the partial line
     if not text.strip():
         return pd.DataFrame()
-    return pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""])
+    try:
+        return pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise SparsesimError(f"malformed results CSV: {str(err).strip()}",
+                             file=str(path)) from None
+
+
+#: A results file is a row per point (~1 kB): 1 GiB is a million points, far beyond a sweep.
+MAX_RESULTS_BYTES = 2**30
 
 
 class _Appender:
-    """Appends complete CSV lines, flushed and fsynced one at a time (single writer)."""
+    """The results file, locked for one writer, appended one complete CSV line at a time.
+
+    Opening locks the file (``flock``; a second sweep on it is refused, and the lock ends with
+    the process however it ends), then checks the header *before* changing any byte: a file
+    with other columns is refused untouched. Only then is a last line cut short by a kill
+    dropped. Each row is flushed and fsynced as it is written.
+    """
 
     def __init__(self, path: Path, columns: Sequence[str]) -> None:
         self.columns = list(columns)
+        _writable_file(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        exists = path.exists() and path.stat().st_size > 0
-        if exists:
-            self._repair(path)
-            header = path.read_text(encoding="utf-8").split("\n", 1)[0]
-            existing = next(csv.reader([header]))
-            if existing != self.columns:
-                raise SparsesimError(
-                    f"results file has other columns ({', '.join(existing)}); use another "
-                    "--out or the same spec", file=str(path), field="columns")
-        self.handle: TextIO = open(path, "a", encoding="utf-8", newline="")
-        if not exists:
-            self._write(self.columns)
+        self.handle: TextIO = open(path, "a+", encoding="utf-8", newline="")
+        try:
+            self._lock(path)
+            self.handle.seek(0)
+            header = self.handle.readline()
+            if header:
+                existing = next(csv.reader([header]))
+                if existing != self.columns:
+                    raise SparsesimError(
+                        f"results file has other columns ({', '.join(existing)}); use another "
+                        "--out or the same spec", file=str(path), field="columns")
+                self._repair()
+            else:
+                self._write(self.columns)
+        except BaseException:
+            self.handle.close()
+            raise
 
-    @staticmethod
-    def _repair(path: Path) -> None:
-        text = path.read_text(encoding="utf-8")
+    def _lock(self, path: Path) -> None:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock, as before
+            return
+        try:
+            fcntl.flock(self.handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise SparsesimError("another sweep is writing this results file; wait for it "
+                                 "or give another --out", file=str(path)) from None
+
+    def _repair(self) -> None:
+        """Drop a last line cut short by a kill (the file already passed the header check)."""
+        self.handle.seek(0)
+        text = self.handle.read()
         if text and not text.endswith("\n"):
-            with open(path, "r+", encoding="utf-8") as handle:
-                handle.truncate(len(text[: text.rfind("\n") + 1].encode()))
+            self.handle.truncate(len(text[: text.rfind("\n") + 1].encode()))
+        self.handle.seek(0, os.SEEK_END)
 
     def _write(self, values: Sequence[Any]) -> None:
         buf = io.StringIO()
@@ -319,6 +382,19 @@ class _Appender:
         self.handle.close()
 
 
+def _writable_file(path: Path) -> None:
+    """A results path must be a regular file or not exist yet, in a folder (not under a file)."""
+    if path.exists() and not path.is_file():
+        what = "a folder" if path.is_dir() else "not a regular file"
+        raise SparsesimError(f"the results path is {what}", file=str(path), field="--out")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise SparsesimError(f"{parent} is a file, not a folder", file=str(path),
+                                     field="--out")
+            break
+
+
 # --- executors --------------------------------------------------------------------------------
 
 
@@ -328,10 +404,24 @@ def _local(points: Sequence[dict[str, Any]], *, workers: int,
         for p in points:
             yield run_point(p)
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=_watch_parent,
+                             initargs=(os.getpid(),)) as pool:
         futures = [pool.submit(run_point, p) for p in points]
         for future in as_completed(futures):
             yield future.result()
+
+
+def _watch_parent(parent: int) -> None:
+    """In a worker: exit when the sweep's main process is gone (killed, not only stopped
+    cleanly), instead of running orphaned points whose rows nobody writes."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="sparsesim-watch-parent").start()
 
 
 def _dask(points: Sequence[dict[str, Any]], *, workers: int,
@@ -421,26 +511,29 @@ def run_sweep(spec: SweepSpec, *, out: Path | None = None, executor: str = "loca
               ) -> SweepSummary:
     """Run the points not yet in ``out``, appending each row as it finishes."""
     path = out or spec.out or Path(f"{spec.name}.csv")
+    if workers is not None and (isinstance(workers, bool) or workers < 1):
+        raise SparsesimError(f"must be a positive number of workers, got {workers}",
+                             field="--workers")
     if executor not in EXECUTORS:
         raise SparsesimError(f"unknown executor {executor!r}; expected "
                              f"{', '.join(EXECUTORS)}", field="--executor")
-    done = read_results(path)
-    finished: set[str] = set()
-    if not done.empty and "point_id" in done:
-        keep = done if not retry_failed else done[done["status"] == "ok"]
-        finished = set(keep["point_id"].astype(str))
-    todo = [p for p in spec.points if point_id(p) not in finished]
-    # Points sharing a workload and sparsity model run back to back, so workers reuse masks.
-    todo.sort(key=lambda p: json.dumps({k: v for k, v in p.items()
-                                        if k == "workload" or k.startswith("sparsity.")},
-                                       sort_keys=True, default=str))
     columns = [*spec.params, *RESULT_COLUMNS, *STATUS_COLUMNS]
-    appender = _Appender(path, columns)
-    start = time.perf_counter()
-    bar = Progress(len(todo)) if progress is True else (progress or None)
-    failed = 0
-    by_id = {point_id(p): p for p in todo}
+    appender = _Appender(path, columns)  # locked and checked before anything is read or run
     try:
+        done = read_results(path)
+        finished: set[str] = set()
+        if not done.empty and "point_id" in done:
+            keep = done if not retry_failed else done[done["status"] == "ok"]
+            finished = set(keep["point_id"].astype(str))
+        todo = [p for p in spec.points if point_id(p) not in finished]
+        # Points sharing a workload and sparsity model run back to back: workers reuse masks.
+        todo.sort(key=lambda p: json.dumps({k: v for k, v in p.items()
+                                            if k == "workload" or k.startswith("sparsity.")},
+                                           sort_keys=True, default=str))
+        start = time.perf_counter()
+        bar = Progress(len(todo)) if progress is True else (progress or None)
+        failed = 0
+        by_id = {point_id(p): p for p in todo}
         workers_n = workers if workers is not None else (os.cpu_count() or 1)
         for row in EXECUTORS[executor](todo, workers=workers_n, scheduler=scheduler):
             params = by_id[row["point_id"]]

@@ -32,7 +32,7 @@ single-channel convolutions) so that its files give its numbers.
 from __future__ import annotations
 
 import csv
-import tomllib
+import io
 from collections.abc import Iterable, Mapping
 from dataclasses import MISSING, dataclass, fields
 from importlib import resources
@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from sparsesim.errors import SparsesimError
+from sparsesim.files import parse_toml, read_text, read_toml, regular_file
 from sparsesim.rules.nm import parse_nm
 from sparsesim.workload.layers import LAYER_TYPES, Conv2d, Layer, MatMul, layer_fields
 
@@ -93,11 +94,10 @@ def load_workload(spec: str | Path) -> Workload:
     """A built-in workload by name, or a ``.toml`` / SCALE-Sim ``.csv`` file by path."""
     path = Path(spec)
     if path.suffix.lower() in (".toml", ".csv") or path.exists():
-        if not path.is_file():
-            raise SparsesimError("no such workload file", file=str(path))
+        regular_file(path, what="workload file")
         if path.suffix.lower() == ".csv":
             return load_scalesim_csv(path)
-        return _parse_toml(path.read_text(encoding="utf-8"), str(path))
+        return workload_from_dict(read_toml(path, what="workload file"), file=str(path))
     name = str(spec)
     if name not in builtin_workloads():
         raise SparsesimError(
@@ -109,11 +109,7 @@ def load_workload(spec: str | Path) -> Workload:
 
 
 def _parse_toml(text: str, file: str) -> Workload:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise SparsesimError(f"malformed TOML: {err}", file=file) from None
-    return workload_from_dict(data, file=file)
+    return workload_from_dict(parse_toml(text, file=file), file=file)
 
 
 def workload_from_dict(data: Mapping[str, Any], *, file: str | None = None) -> Workload:
@@ -211,11 +207,11 @@ _GEMM_COLUMNS = ("m", "n", "k")
 def load_scalesim_csv(path: str | Path) -> Workload:
     """A SCALE-Sim v3 topology file, conv form or GEMM form (told apart by the header)."""
     file = str(path)
+    text = read_text(path, what="SCALE-Sim topology file")
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            rows = [[cell.strip() for cell in row] for row in csv.reader(handle)]
-    except (OSError, UnicodeDecodeError) as err:
-        raise SparsesimError(f"cannot read: {err}", file=file) from None
+        rows = [[cell.strip() for cell in row] for row in csv.reader(io.StringIO(text))]
+    except csv.Error as err:
+        raise SparsesimError(f"malformed CSV: {err}", file=file) from None
     rows = [_trim(row) for row in rows]
     rows = [row for row in rows if row]
     if not rows:
