@@ -30,7 +30,8 @@ class PeKind(StrEnum):
 
 
 class PeOperand(StrEnum):
-    """Whose zeros a gating or skipping PE acts on."""
+    """Whose zeros a gating or skipping PE acts on (``pe.operand``), and whose N:M metadata an
+    N:M unit compresses K by (``pe.nm_operand``)."""
 
     A = "A"
     W = "W"

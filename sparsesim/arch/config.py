@@ -24,8 +24,9 @@ of the preset named by ``[arch] base`` (the ``default`` preset unless given)::
     kind = "skip"             # dense | gate | skip | nm
     operand = "both"          # skip: whose zeros are skipped: A | W | both
     sync = "row"              # skip: pe | row | col | wavefront
-    n = 2                     # nm: n multipliers per group of m weights along K
+    n = 2                     # nm: n multipliers per group of m elements along K
     m = 4
+    nm_operand = "W"          # nm: whose N:M compresses K: W | A | both (joint)
 
     [memory]                  # DRAM → SRAM (A, W, O buffers, double-buffered) → array
     ideal = false             # true: memory never stalls (the SCALE-Sim comparisons)

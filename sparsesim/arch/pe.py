@@ -18,8 +18,12 @@ class PeConfig(Section):
     (``A``, ``W`` or ``both``: either) is zero (dense cycles, less MAC energy); ``skip``
     issues only effectual steps — products whose ``operand`` (``A``, ``W`` or ``both``) is
     non-zero — with PEs synchronised per ``sync`` group (``pe``, ``row``, ``col`` or the whole
-    ``wavefront`` of a fold); ``nm`` has ``n`` multipliers per group of ``m`` weights along K
-    (weights must be N:M-conformant).
+    ``wavefront`` of a fold); ``nm`` has ``n`` multipliers per group of ``m`` elements along K
+    of the operand(s) ``nm_operand`` names — ``W`` (the weights, which must be
+    N:M-conformant), ``A`` (the activations, pruned N:M along K online or in a trace) or
+    ``both`` (joint: the weights' slots, gated where the activation's metadata has no match;
+    :mod:`sparsesim.pe.kinds`). ``nm_operand`` is a field of the ``nm`` kind only: another
+    kind with a value other than the default ``W`` is refused.
     """
 
     kind: str = "dense"
@@ -27,14 +31,19 @@ class PeConfig(Section):
     sync: str = "pe"
     n: int = 2
     m: int = 4
+    nm_operand: str = "W"
 
     def __post_init__(self) -> None:
         for field, value, names in (("kind", self.kind, PeKind),
                                     ("operand", self.operand, PeOperand),
-                                    ("sync", self.sync, Sync)):
+                                    ("sync", self.sync, Sync),
+                                    ("nm_operand", self.nm_operand, PeOperand)):
             if value not in tuple(names):
                 raise SparsesimError(f"unknown {field} {value!r}; expected one of "
                                      f"{choices(names)}", field=f"pe.{field}")
+        if self.nm_operand != PeOperand.W and self.kind != PeKind.NM:
+            raise SparsesimError(f"nm_operand {self.nm_operand!r} is for kind 'nm' only, not "
+                                 f"kind {self.kind!r}", field="pe.nm_operand")
         positive_int(self.n, "pe.n")
         positive_int(self.m, "pe.m")
         check_ratio((self.n, self.m), field="pe.n")

@@ -19,8 +19,9 @@ import numpy as np
 
 from sparsesim.arch.config import Arch
 from sparsesim.arch.energy import EnergyTable, energy_table
-from sparsesim.pe.kinds import ComputeResult, compute
+from sparsesim.pe.kinds import ComputeResult, compute, nm_reads_activations
 from sparsesim.energy import ENERGY_COMPONENTS, ActionCounts, energy_breakdown
+from sparsesim.errors import SparsesimError
 from sparsesim.workload.layers import Layer
 from sparsesim.mapping.dataflows import FoldPlan, plan
 from sparsesim.mapping.gemm import GemmOperands
@@ -303,6 +304,12 @@ def run_layers(name: str, layers: list[tuple[Layer, LayerMasks | None]], arch: A
     """:func:`run` on layers already shaped and masked (``name``: the network's); ``act``
     says how the online unit finds the activation zeros (``None``: they are free)."""
     table = table or energy_table(arch)  # may read an override file: once, not per GEMM
+    if nm_reads_activations(arch.pe) and all(m is None or m.inputs is None for _, m in layers):
+        raise SparsesimError(  # else the option would be accepted and change nothing
+            f"nm_operand {arch.pe.nm_operand!r} compresses K by the activations' N:M, but no "
+            f"layer's input is pruned: prune them N:M along K (act_prune = nm, act_nm = N:M; "
+            f"the network's first input stays dense unless dense_first_input is false) or "
+            f"give a trace with activation masks", field="pe.nm_operand")
     rows: list[GemmResult] = []
     forward: list[list[GemmOperands]] = []
     for layer, masks in layers:

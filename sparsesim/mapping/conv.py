@@ -46,6 +46,22 @@ class Im2col:
             within = np.arange(k0 // window, (k1 - 1) // window + 1)
         return np.arange(conv.groups)[:, None] * cg + within[None, :]
 
+    def nm_hint(self, m: int) -> str:
+        """Why an input pruned N:M along its channels may not be N:M along this GEMM's K.
+
+        K runs over ``(c/groups, r, s)`` with ``s`` fastest, so a group of ``m`` consecutive k
+        is ``m`` taps of one channel (neighbouring input pixels) unless the kernel is 1×1;
+        channel groups are K's groups only for a 1×1 kernel whose ``c/groups`` is a multiple
+        of ``m`` (or one group). Other convs need masks N:M along the im2col rows themselves,
+        which no per-tensor pruning gives: the error says so instead of guessing."""
+        conv = self.layer
+        cg = conv.c // conv.groups
+        if conv.r * conv.s == 1 and (conv.groups == 1 or cg % m == 0):
+            return ""
+        return (f" (a conv's A is the im2col of its input, K running over (c/groups, r, s) = "
+                f"({cg}, {conv.r}, {conv.s}): activations N:M along their channels are N:M "
+                f"along K only under a 1×1 kernel with c/groups a multiple of {m})")
+
 
 @lru_cache(maxsize=1 << 14)
 def _touched(conv: Conv2d, m0: int, m1: int) -> tuple[tuple[int, np.ndarray], ...]:

@@ -8,12 +8,52 @@ One registry, one rule each:
   other products are full MACs);
 * ``skip``: a fold takes its slowest synchronisation group's effectual steps plus the dense
   fill/drain; a step is effectual where the product's ``operand`` (A, W or both) is non-zero;
-* ``nm``: ``n`` multipliers per group of ``m`` weights along K: K becomes
-  ``floor(K/m)·n + min(n, K mod m)`` (SCALE-Sim's K′, :mod:`sparsesim.rules.nm`) wherever
-  the dataflow maps K; non-conformant weights are an error naming the layer and group. Only a
-  weight operand carries static N:M metadata, so GEMMs of two activations (attention's
-  ``QKᵀ`` and ``PV``) run uncompressed, and so do a training step's backward GEMMs whose
-  transposed weights are not N:M along their K (:mod:`sparsesim.engine.training`).
+* ``nm``: ``n`` multipliers per group of ``m`` elements along K: K becomes
+  ``K′ = floor(K/m)·n + min(n, K mod m)`` (SCALE-Sim's K′, :mod:`sparsesim.rules.nm`)
+  wherever the dataflow maps K (the stream for ``os``, the rows for ``ws``/``is``), on the
+  operand(s) ``pe.nm_operand`` names (below). A named operand that is not N:M-conformant along
+  K is an error naming the layer and group; a GEMM where no named operand carries N:M
+  metadata runs uncompressed.
+
+N:M operands (``pe.nm_operand``):
+
+* ``W`` (default): the weights' static metadata. Only a weight operand has it, so GEMMs of
+  two activations (attention's ``QKᵀ`` and ``PV``) run uncompressed, and so do a training
+  step's backward GEMMs whose transposed weights are not N:M along their K
+  (:mod:`sparsesim.engine.training`). Each PE's weight slot names one of the ``m``
+  activations of its group (a 2-bit index for 2:4 selecting through an ``m``:1 mux, as the
+  A100 sparse tensor core does, Mishra et al., arXiv 2104.08378), so the activation side
+  delivers whole groups; every slot is a full MAC, padding slots included (no zero detection).
+* ``A``: the activations' metadata, produced at run time by the online unit
+  (``act_prune = nm``: its selection cost keeps its own rows, :mod:`sparsesim.pe.online`) or
+  given in a trace — N:M activations as JointNF prunes them (adaptive N:M on weights and input
+  activations, 2024). The mirror image of ``W``: the activation row's slot index selects the
+  weight of its group; every slot is a full MAC. Only an A operand with a mask carries
+  metadata: GEMMs whose A nothing pruned (the network's first input, the O projection's
+  input) run uncompressed, and so do attention's score GEMMs ``QKᵀ`` and ``PV`` (both
+  operands activations the online unit does not prune; a causal P is structure, not N:M
+  pruning); a run where no layer input is pruned is refused
+  (:func:`~sparsesim.engine.inference.run_layers`). A convolution's A is the im2col of its
+  input, K over ``(c/groups, r, s)``: channel-N:M activations are N:M along K only under a 1×1
+  kernel (:meth:`~sparsesim.mapping.conv.Im2col.nm_hint`); anything else is the N:M error.
+* ``both`` (joint): **the weight's slots set the cycles**; the activation's metadata is
+  intersected with them. Both operands stream compressed (``n`` values + indices per group);
+  a PE compares its weight slot's in-group index with the activation group's kept indices
+  (or reads the activation's ``m``-bit group bitmap at that index): on a match, with a kept
+  weight, it selects that activation (an ``n``:1 mux) and does a full MAC; otherwise an
+  operand is zero and the MAC is clock-gated. So issued MACs are the effectual products and
+  the other slots gated. Why the weight side: its indices are static, so the compressed
+  weight layout and the fold plan are fixed offline and the run-time metadata is only
+  looked up, never re-laid; and with the unit's one ``n:m`` both sides' K′ are the same
+  number, so cycles do not depend on the choice. Why not fewer cycles: the intersection
+  holds 0..n matches per group, different for every output (i, j) a PE computes; condensing to it
+  (what the Dual-side Sparse Tensor Core does with bitmaps and an outer product, Wang et
+  al., ISCA 2021) makes the streams variable-length — the ``skip`` kind with its sync
+  groups, not a lockstep N:M array. A GEMM where only one operand carries metadata (an
+  activation as W; an A nothing pruned) runs as that operand's mode.
+
+The N:M operand sets compute only: the bytes moved are the storage formats' (``format_a``,
+``format_w``, e.g. ``nm``), as for every PE kind.
 
 Effectual MACs are the products with both operands non-zero — ``Σ_k nnz(A[:, k])·nnz(W[k, :])``
 — whatever the PE kind: the work the network really needs.
@@ -32,8 +72,8 @@ from sparsesim.arch.pe import PeConfig
 from sparsesim.kernels.skip import fold_steps
 from sparsesim.mapping.dataflows import Dataflow, FoldPlan, plan
 from sparsesim.mapping.gemm import GemmOperands, OperandKind
-from sparsesim.names import PeKind, check_complete
-from sparsesim.rules.nm import Violation, check_conformant, compressed_k, first_violation
+from sparsesim.names import PeKind, PeOperand, check_complete
+from sparsesim.rules.nm import Violation, compressed_k, first_violation
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +135,7 @@ def _issued(ops: GemmOperands, operand: str) -> int:
 
 _AXES = {"A": ("m", "k"), "W": ("k", "n")}
 _GATED = {"A": "A", "W": "W", "both": "A or W"}
+_NM_TITLE = {"A": "activations", "W": "weights", "both": "weights × activations"}
 
 
 def _oriented(masks: dict[str, np.ndarray], first: str, second: str) -> np.ndarray | None:
@@ -153,31 +194,87 @@ def _skip(ops: GemmOperands, p: FoldPlan, arch: Arch) -> ComputeResult:
                          issued_macs=_issued(ops, arch.pe.operand), fold_cycles=tuple(per_fold))
 
 
-def _nm(ops: GemmOperands, p: FoldPlan, arch: Arch) -> ComputeResult:
-    g, pe = ops.gemm, arch.pe
+def _conformant(mask: np.ndarray, k_axis: int, ops: GemmOperands, pe: PeConfig, tensor: str,
+                hint: str = "") -> bool:
+    """Whether every instance of ``mask`` is ``pe.n:pe.m``-conformant along K (its
+    ``k_axis``). A forward GEMM's violation is the N:M error; a backward GEMM's (a transposed
+    operand, N:M along another axis) returns False: the unit runs it uncompressed."""
+    g = ops.gemm
+    for i, x in enumerate([mask] if mask.ndim == 2 else mask):
+        bad = first_violation(x, pe.n, pe.m, k_axis=k_axis)
+        if bad is None:
+            continue
+        if g.phase != "forward":
+            return False
+        shape = x.shape if k_axis == 0 else x.shape[::-1]
+        raise bad.error(pe.n, pe.m, tensor=tensor, shape=shape, layer=g.layer, field=tensor,
+                        context=(f" (instance {i})" if i else "") + hint)
+    return True
+
+
+def _w_slots(ops: GemmOperands, pe: PeConfig) -> bool:
+    """Whether the weights give the unit its slots: a weight operand's static N:M metadata.
+    An activation as W (``QKᵀ``, ``PV``, a weight gradient's ``dO``) has none."""
+    g = ops.gemm
     if g.w_kind is not OperandKind.WEIGHT:
+        return False
+    if ops.w is not None:
+        return _conformant(ops.w, 0, ops, pe, "W")
+    if g.phase != "forward":
+        return False  # backward: a dense Wᵀ; the unit runs it uncompressed
+    group = min(pe.m, g.k)  # dense weights: every group is full, the first fails if any does
+    if group > pe.n:
+        raise Violation(group=0, first=0, last=group - 1, column=0, count=group).error(
+            pe.n, pe.m, tensor="W", layer=g.layer, field="W",
+            context=" (the weights are dense: prune them, e.g. with a trace or an N:M "
+            "weight mask)")
+    return True
+
+
+def _a_slots(ops: GemmOperands, pe: PeConfig) -> bool:
+    """Whether the activations give the unit its slots: their N:M metadata, found at run time
+    by the online unit (``act_prune = nm``) or given in a trace. An A operand without a mask
+    was pruned by nothing and has none (the network's first input, the O projection's
+    input), and attention's score GEMMs (both operands activations: Q, and P whose causal
+    mask is structure, not N:M pruning) are not the online unit's: those run uncompressed."""
+    if ops.a is None or ops.gemm.w_kind is not OperandKind.WEIGHT:
+        return False
+    view = ops.view
+    hint = ""
+    if view is not None and view.operand == "A" and not view.transposed:
+        hint = view.im2col.nm_hint(pe.m)
+    return _conformant(ops.a, 1, ops, pe, "A",
+                       hint or " (A is M×K: the column is a token or output pixel; prune the "
+                       "activations N:M along K, e.g. act_prune = nm)")
+
+
+# Per nm_operand, the operands whose N:M metadata sets the unit's slots.
+_NM_SIDES: Mapping[PeOperand, tuple[Callable[[GemmOperands, PeConfig], bool], ...]] = \
+    MappingProxyType({PeOperand.W: (_w_slots,), PeOperand.A: (_a_slots,),
+                      PeOperand.BOTH: (_w_slots, _a_slots)})
+check_complete(_NM_SIDES, PeOperand, "N:M operand")
+
+
+def nm_reads_activations(pe: PeConfig) -> bool:
+    """Whether an N:M unit set as ``pe`` compresses K by the activations' N:M metadata."""
+    return PeKind(pe.kind) is PeKind.NM and _a_slots in _NM_SIDES[PeOperand(pe.nm_operand)]
+
+
+def _nm(ops: GemmOperands, p: FoldPlan, arch: Arch) -> ComputeResult:
+    """K → K′ where the named operand(s) carry N:M metadata; with both, the slots where the two
+    index sets do not match (either operand zero) are clock-gated."""
+    g, pe = ops.gemm, arch.pe
+    sides = sum(side(ops, pe) for side in _NM_SIDES[PeOperand(pe.nm_operand)])  # all checked
+    if not sides:
         return _dense(ops, p, arch)
-    if g.phase != "forward" and (ops.w is None or any(
-            first_violation(w, pe.n, pe.m) is not None
-            for w in (ops.w if ops.w.ndim == 3 else [ops.w]))):
-        return _dense(ops, p, arch)  # backward: Wᵀ is N:M along N; the unit runs it dense
-    if ops.w is None:  # dense weights: every group is full, the first one fails if any does
-        group = min(pe.m, g.k)
-        if group > pe.n:
-            raise Violation(group=0, first=0, last=group - 1, column=0, count=group).error(
-                pe.n, pe.m, tensor="W", layer=g.layer, field="W",
-                context=" (the weights are dense: prune them, e.g. with a trace or an N:M "
-                "weight mask)")
-    else:
-        for i in range(1 if ops.w.ndim == 2 else g.count):
-            check_conformant(ops.w if ops.w.ndim == 2 else ops.w[i], pe.n, pe.m, tensor="W",
-                             layer=g.layer, field="W",
-                             context=f" (instance {i})" if i else "")
     compressed = replace(g, k=compressed_k(g.k, pe.n, pe.m))
     pc = replace(p, gemm=compressed)  # the unit's plan: the same array on K′
     steps = g.count * pc.folds * pc.extents[2]
-    return ComputeResult(pc, pc.compute_cycles, effectual_macs(ops), steps, float(steps),
-                         issued_macs=compressed.dense_macs)
+    slots = compressed.dense_macs
+    effectual = effectual_macs(ops)
+    issued = effectual if sides == 2 else slots  # joint: only index matches are full MACs
+    return ComputeResult(pc, pc.compute_cycles, effectual, steps, float(steps),
+                         issued_macs=issued, gated_macs=slots - issued)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +290,7 @@ PE_KINDS: Mapping[PeKind, PeKindSpec] = MappingProxyType({
     PeKind.GATE: PeKindSpec(_gate, lambda pe: f"gating PEs (products with a zero "
                                               f"{_GATED[pe.operand]} gated)"),
     PeKind.SKIP: PeKindSpec(_skip, lambda pe: f"skipping PEs ({pe.operand} zeros, {pe.sync} sync)"),
-    PeKind.NM: PeKindSpec(_nm, lambda pe: f"{pe.n}:{pe.m} PEs"),
+    PeKind.NM: PeKindSpec(_nm, lambda pe: f"{pe.n}:{pe.m} PEs (N:M {_NM_TITLE[pe.nm_operand]})"),
 })
 check_complete(PE_KINDS, PeKind, "PE kind")
 

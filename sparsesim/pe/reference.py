@@ -37,10 +37,14 @@ Token = tuple[float, int]  # (value, stream index t)
 
 @dataclass(frozen=True, slots=True)
 class ReferenceRun:
-    """Outcome of a cycle-stepped run: the computed output and the cycles of every fold."""
+    """Outcome of a cycle-stepped run: the computed output and the cycles of every fold;
+    an N:M run also counts its products: ``issued_macs`` multiplied at full energy,
+    ``gated_macs`` clock-gated (``None``: not counted by this model)."""
 
     output: np.ndarray
     fold_cycles: tuple[int, ...]
+    issued_macs: int | None = None
+    gated_macs: int | None = None
 
     @property
     def cycles(self) -> int:
@@ -238,32 +242,63 @@ def run_skip_reference(a: np.ndarray, w: np.ndarray, dataflow: str, rows: int, c
     return ReferenceRun(out, tuple(fold_cycles))
 
 
-def run_nm_reference(a: np.ndarray, w: np.ndarray, dataflow: str, rows: int, cols: int,
-                     n: int, m: int) -> ReferenceRun:
-    """An N:M unit: each column keeps ``n`` slots per group of ``m`` weights, with indices.
-
-    The weights are compressed to ``[K′, N]`` values plus per-slot k indices (non-zeros
-    first, then unused positions of the group as padding); each PE fetches the activation its
-    index names. The product is checked through the compressed form, and the timing is the
-    cycle-stepped array on the compressed reduction length K′. Non-conformant weights are
-    :mod:`sparsesim.rules.nm`'s error; the slots are built here, group by group, so that the
-    rule's K′ is checked against them.
-    """
-    check_conformant(w, n, m, tensor="W", field="W")
-    k_len, n_cols = w.shape
+def _slots(x: np.ndarray, n: int, m: int) -> list[list[int]]:
+    """Per column of ``x`` (K along axis 0), its N:M slots' k indices: in each group of
+    ``m`` rows the non-zeros, then unused positions as padding, ``min(n, group)`` in all."""
+    k_len, n_cols = x.shape
     slots: list[list[int]] = [[] for _ in range(n_cols)]
     for col in range(n_cols):
         for g0 in range(0, k_len, m):
             group = list(range(g0, min(k_len, g0 + m)))
-            nz = [k for k in group if w[k, col] != 0]
-            assert len(nz) <= n, "checked above"
-            pad = [k for k in group if w[k, col] == 0][: min(n, len(group)) - len(nz)]
+            nz = [k for k in group if x[k, col] != 0]
+            assert len(nz) <= n, "checked by the caller"
+            pad = [k for k in group if x[k, col] == 0][: min(n, len(group)) - len(nz)]
             slots[col].extend(sorted(nz + pad))
-    k_prime = len(slots[0]) if slots else 0
-    out = np.zeros((a.shape[0], n_cols))
-    for col in range(n_cols):
-        for k in slots[col]:
-            out[:, col] += a[:, k] * w[k, col]
-    timing = run_reference(np.ones((a.shape[0], k_prime)), np.ones((k_prime, n_cols)), dataflow,
+    return slots
+
+
+def run_nm_reference(a: np.ndarray, w: np.ndarray, dataflow: str, rows: int, cols: int,
+                     n: int, m: int, operand: str = "W") -> ReferenceRun:
+    """An N:M unit: ``n`` slots (a value and its k index) per group of ``m`` along K.
+
+    ``operand`` says whose slots stream: ``W`` — each weight column is compressed to its
+    slots (non-zeros first, then unused positions of the group as padding) and each PE
+    fetches the activation its slot's index names; ``A`` — each activation row is, and each
+    PE fetches the weight its slot names; ``both`` — the weights' slots stream, and each PE
+    compares its slot's index with the activation group's slots: a match of two non-zeros is
+    a full MAC, anything else is gated. Every slot of ``W`` or ``A`` is a full MAC (padding
+    multiplies a zero). The product is checked through the compressed form, and the timing
+    is the cycle-stepped array on the compressed reduction length K′. A non-conformant
+    operand is :mod:`sparsesim.rules.nm`'s error; the slots are built here, group by group,
+    so that the rule's K′ is checked against them.
+    """
+    rows_a, n_cols = a.shape[0], w.shape[1]
+    if operand in ("W", "both"):
+        check_conformant(w, n, m, tensor="W", field="W")
+    if operand in ("A", "both"):
+        check_conformant(a, n, m, tensor="A", field="A", k_axis=1)
+    out = np.zeros((rows_a, n_cols))
+    issued = gated = 0
+    if operand == "A":
+        a_slots = _slots(a.T, n, m)
+        k_prime = len(a_slots[0]) if a_slots else 0
+        for row in range(rows_a):
+            for k in a_slots[row]:
+                out[row, :] += a[row, k] * w[k, :]
+                issued += n_cols
+    else:
+        w_slots = _slots(w, n, m)
+        k_prime = len(w_slots[0]) if w_slots else 0
+        a_sets = [set(s) for s in _slots(a.T, n, m)] if operand == "both" else None
+        for col in range(n_cols):
+            for k in w_slots[col]:
+                for row in range(rows_a):
+                    if a_sets is not None and not (k in a_sets[row] and a[row, k] != 0
+                                                   and w[k, col] != 0):
+                        gated += 1  # no index match, or a padding slot on either side
+                        continue
+                    out[row, col] += a[row, k] * w[k, col]
+                    issued += 1
+    timing = run_reference(np.ones((rows_a, k_prime)), np.ones((k_prime, n_cols)), dataflow,
                            rows, cols)
-    return ReferenceRun(out, timing.fold_cycles)
+    return ReferenceRun(out, timing.fold_cycles, issued, gated)
