@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from sparsesim import simulate
 from sparsesim.arch.config import load_arch, with_overrides
 from sparsesim.errors import SparsesimError
-from sparsesim.mapping.lower import gemm_operands, kv_per_instance, lower, stack_query_rows
+from sparsesim.mapping.lower import gemm_operands, lower, stack_query_rows
 from sparsesim.pe.kinds import compute
 from sparsesim.workload.decode import decode_steps
 from sparsesim.workload.layers import Attention, Linear
@@ -83,29 +83,13 @@ def test_stacked_lowering_covers_every_head_once(b, l, hd, kv_heads, group, kv, 
                 assert (rows[:, i, :] == visible).all()
 
 
-def test_per_head_masks_stack_by_group_brute_force():
-    b, l, heads, g, x = 2, 3, 6, 3, 5
-    att = Attention("a", b=b, l=l, e=heads * 4, heads=heads, kv_heads=heads // g, kv_len=x,
-                    heads_kept=5)  # one whole group (heads 0-2), a partial one (3, 4)
-    rng = np.random.default_rng(0)
-    per_head = rng.random((b * 5, l, x)) < 0.5           # [b · kept heads, l, X]
-    full, partial = stack_query_rows(per_head, att)
-    assert full.shape == (b * 1, g * l, x) and partial.shape == (b * 2, l, x)
-    for bi in range(b):
-        for j in range(g):
-            for i in range(l):
-                assert (full[bi, j * l + i] == per_head[bi * 5 + j, i]).all()
-        for j in range(2):
-            assert (partial[bi * 2 + j] == per_head[bi * 5 + 3 + j]).all()
-    per_kv = rng.random((b * 2, 4, x)) < 0.5              # [b · K/V heads in use, X, Y]
-    kfull, kpartial = kv_per_instance(per_kv, att)
-    assert kfull.shape == (b, 4, x) and kpartial.shape == (b * 2, 4, x)
-    for bi in range(b):
-        assert (kfull[bi] == per_kv[bi * 2]).all()
-        for j in range(2):  # both heads of the partial group read K/V head 1
-            assert (kpartial[bi * 2 + j] == per_kv[bi * 2 + 1]).all()
-    shared = np.ones((l, x), dtype=bool)
-    assert [m.shape for m in stack_query_rows(shared, att)] == [(g * l, x), (l, x)]
+def test_a_shared_query_mask_repeats_once_per_stacked_head():
+    att = Attention("a", l=3, e=24, heads=6, kv_heads=2, kv_len=5, heads_kept=5)
+    mask = np.random.default_rng(0).random((3, 5)) < 0.5
+    full, partial = stack_query_rows(mask, att)   # a group of 3 stacked, then 2 heads alone
+    assert full.shape == (9, 5) and (full.reshape(3, 3, 5) == mask).all()
+    assert (partial == mask).all()
+    assert stack_query_rows(None, att) == [None, None]
 
 
 def test_causal_effectual_macs_unchanged_by_stacking():
