@@ -70,8 +70,9 @@ def test_attention_decode_and_gqa():
     assert gqa.dense_macs == 2 * 576 * 576 + 2 * 576 * 192 + 2 * 100 * 576
     shapes = {g.name: (g.m, g.k, g.n, g.count) for g in lower(gqa)}
     assert shapes["k"] == (1, 576, 192, 1)
-    assert shapes["qk"] == (1, 64, 100, 9)
-    assert shapes["pv"] == (1, 100, 64, 9)
+    # The 3 query heads of each K/V head are stacked: one score GEMM per K/V head.
+    assert shapes["qk"] == (3, 64, 100, 3)
+    assert shapes["pv"] == (3, 100, 64, 3)
     # Cached K/V (kv_len − l entries of e_kv each, for K and V) count as inputs.
     assert gqa.storage(8, 8, 8).input_bits == 8 * (576 + 2 * 99 * 192)
 

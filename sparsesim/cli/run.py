@@ -37,6 +37,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument("--set", action="append", default=[], metavar="TABLE.FIELD=VALUE",
                         help="override an arch field, e.g. --set pe.kind=skip --set pe.sync=row "
                              "--set array.rows=64 (repeatable)")
+    parser.add_argument("--decode-tokens", type=int, metavar="T",
+                        help="a decode workload (attention with one new token) run for T "
+                             "generated tokens, the KV length growing by one per token; layers "
+                             "are named step0., step1., ... (in place of the workload's [network] "
+                             "decode_tokens)")
     parser.add_argument("-t", "--trace", type=Path, metavar="PATH",
                         help="a pruned trace (.npz): its layers and real masks replace the "
                              "workload's")
@@ -116,8 +121,14 @@ def run(args: argparse.Namespace) -> int:
     if args.trace is not None and sparsity is not None:
         raise SparsesimError("a trace carries its own masks: drop the density options",
                              field="--trace")
+    if args.trace is not None and args.decode_tokens is not None:
+        raise SparsesimError("a trace carries its own layers: unroll the decode steps before "
+                             "pruning, or drop --decode-tokens", field="--decode-tokens")
     trace = None
-    if args.trace is not None:
+    if args.trace is None:
+        workload = load_workload(args.workload or DEFAULT_WORKLOAD,
+                                 decode_tokens=args.decode_tokens)
+    else:
         trace = load_trace(args.trace)
         if args.workload is not None:  # both given: the trace must be of that workload
             given = load_workload(args.workload)
@@ -125,18 +136,17 @@ def run(args: argparse.Namespace) -> int:
                 raise SparsesimError(f"the trace is of network {trace.workload.name!r}, not "
                                      f"{given.name!r}", file=str(args.trace), field="network")
             trace.check_workload(given)
+        workload = trace.workload  # simulate() takes the trace's layers
     dynamic = None
     if args.dynamic is not None:
         if trace is not None and "dynamic" in trace.meta:
             raise SparsesimError("the trace carries its own per-input ratios: drop --dynamic",
                                  field="--dynamic")
-        base = trace.workload if trace is not None else load_workload(
-            args.workload or DEFAULT_WORKLOAD)
-        dynamic = synthetic_dynamic(base, inputs=args.dynamic, channel_keep=args.channel_keep,
+        dynamic = synthetic_dynamic(workload, inputs=args.dynamic, channel_keep=args.channel_keep,
                                     token_keep=args.dyn_token_keep, head_keep=args.dyn_head_keep,
                                     spread=args.dyn_spread, seed=args.seed)
-    result = simulate(args.workload or DEFAULT_WORKLOAD, arch, sparsity=sparsity,
-                      trace=trace, training=_training(args), dynamic=dynamic)
+    result = simulate(workload, arch, sparsity=sparsity, trace=trace, training=_training(args),
+                      dynamic=dynamic)
     accuracy = trace_accuracy(result.trace_meta)
     line = None if accuracy is None else (
         f"accuracy of the pruned model ({accuracy.label}"

@@ -320,12 +320,14 @@ class Linear:
 
 @dataclass(frozen=True, slots=True)
 class Attention:
-    """Multi-head attention: Q/K/V/O projections plus per-head ``QKᵀ`` and ``PV``.
+    """Multi-head attention: Q/K/V/O projections plus the score GEMMs ``QKᵀ`` and ``PV``.
 
     ``l`` is the number of query tokens processed now, ``kv_len`` the number of keys and
     values attended (defaults to ``l``; for a decode step ``l = 1`` and ``kv_len`` is the
     context length, of which ``kv_len − l`` come from the KV cache). ``kv_heads < heads`` is
-    grouped-query attention (smaller K/V projections). ``causal`` records a causal mask: the
+    grouped-query attention (smaller K/V projections; the ``group_size`` query heads of a
+    group share one K/V head, and the lowering stacks them into one score GEMM per K/V head,
+    :mod:`sparsesim.mapping.lower`); ``kv_heads = 1`` is multi-query. ``causal`` records a causal mask: the
     dense array still computes the full score matrix, so it does not change the dense MACs;
     the masked probabilities are zeros that sparse PE kinds may skip in ``PV``.
     ``heads_kept`` is what head pruning leaves: the Q/K/V/O projections and score GEMMs shrink
@@ -381,12 +383,14 @@ class Attention:
         return self.heads if self.heads_kept is None else self.heads_kept
 
     @property
+    def group_size(self) -> int:
+        """Query heads per K/V head, ``heads / kv_heads`` (1: multi-head; ``heads``: MQA)."""
+        return 1 if self.kv_heads is None else self.heads // self.kv_heads
+
+    @property
     def active_kv_heads(self) -> int:
-        """K/V heads still used: each serves ``heads / kv_heads`` query heads."""
-        if self.kv_heads is None:
-            return self.active_heads
-        group = self.heads // self.kv_heads
-        return -(-self.active_heads // group)
+        """K/V heads still used: each serves ``group_size`` query heads (kept group-packed)."""
+        return -(-self.active_heads // self.group_size)
 
     @property
     def inner(self) -> int:

@@ -5,6 +5,8 @@ TOML schema (``workloads/*.toml`` are the examples)::
     [network]
     name = "resnet18"
     source = "He et al., CVPR 2016; torchvision resnet18"   # where the shapes come from
+    decode_tokens = 16  # optional, decode workloads only: unroll T generated tokens
+                        # (sparsesim.workload.decode)
 
     [defaults]          # optional: a value for every layer whose kind has that field
     n = 1
@@ -42,10 +44,11 @@ from typing import Any
 from sparsesim.errors import SparsesimError
 from sparsesim.files import parse_toml, read_text, read_toml, regular_file
 from sparsesim.rules.nm import parse_nm
+from sparsesim.workload.decode import decode_steps
 from sparsesim.workload.layers import LAYER_TYPES, Conv2d, Layer, MatMul, layer_fields
 
 BLOCK_KEYS = frozenset({"name", "op", "repeat", "body"})
-NETWORK_KEYS = frozenset({"name", "source", "description"})
+NETWORK_KEYS = frozenset({"name", "source", "description", "decode_tokens"})
 TOP_KEYS = frozenset({"network", "defaults", "layer"})
 
 
@@ -90,14 +93,22 @@ def builtin_workloads() -> list[str]:
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
 
 
-def load_workload(spec: str | Path) -> Workload:
-    """A built-in workload by name, or a ``.toml`` / SCALE-Sim ``.csv`` file by path."""
+def load_workload(spec: str | Path, *, decode_tokens: int | None = None) -> Workload:
+    """A built-in workload by name, or a ``.toml`` / SCALE-Sim ``.csv`` file by path.
+
+    ``decode_tokens`` unrolls a decode workload over that many generated tokens
+    (:func:`sparsesim.workload.decode.decode_steps`), in place of its TOML's
+    ``[network] decode_tokens``."""
     path = Path(spec)
     if path.suffix.lower() in (".toml", ".csv") or path.exists():
         regular_file(path, what="workload file")
         if path.suffix.lower() == ".csv":
-            return load_scalesim_csv(path)
-        return workload_from_dict(read_toml(path, what="workload file"), file=str(path))
+            csv_workload = load_scalesim_csv(path)
+            if decode_tokens is None:
+                return csv_workload
+            return decode_steps(csv_workload, decode_tokens)
+        return workload_from_dict(read_toml(path, what="workload file"), file=str(path),
+                                  decode_tokens=decode_tokens)
     name = str(spec)
     if name not in builtin_workloads():
         raise SparsesimError(
@@ -105,15 +116,20 @@ def load_workload(spec: str | Path) -> Workload:
             "or give a path to a .toml or SCALE-Sim .csv file", field="workload",
         )
     text = (resources.files("sparsesim.workload.builtin") / f"{name}.toml").read_text(encoding="utf-8")
-    return _parse_toml(text, f"{name}.toml")
+    return _parse_toml(text, f"{name}.toml", decode_tokens)
 
 
-def _parse_toml(text: str, file: str) -> Workload:
-    return workload_from_dict(parse_toml(text, file=file), file=file)
+def _parse_toml(text: str, file: str, decode_tokens: int | None = None) -> Workload:
+    return workload_from_dict(parse_toml(text, file=file), file=file,
+                              decode_tokens=decode_tokens)
 
 
-def workload_from_dict(data: Mapping[str, Any], *, file: str | None = None) -> Workload:
-    """Build a workload from parsed TOML; every error names the file, layer and field."""
+def workload_from_dict(data: Mapping[str, Any], *, file: str | None = None,
+                       decode_tokens: int | None = None) -> Workload:
+    """Build a workload from parsed TOML; every error names the file, layer and field.
+
+    ``decode_tokens`` (else ``[network] decode_tokens``, if given) unrolls a decode workload
+    over that many generated tokens."""
     _reject_unknown(data, TOP_KEYS, file=file, layer=None)
     network = data.get("network", {})
     if not isinstance(network, Mapping) or "name" not in network:
@@ -132,12 +148,17 @@ def workload_from_dict(data: Mapping[str, Any], *, file: str | None = None) -> W
         raise SparsesimError("needs at least one [[layer]]", file=file, field="layer")
     try:
         layers = tuple(_expand(entries, defaults, prefix="", file=file))
-        return Workload(
+        workload = Workload(
             name=str(network["name"]), layers=layers, source=str(network.get("source", "")),
             file=file,
         )
     except SparsesimError as err:
         raise err.located(file=file) from None
+    if decode_tokens is not None:
+        return decode_steps(workload, decode_tokens)
+    if "decode_tokens" in network:
+        return decode_steps(workload, network["decode_tokens"], field="network.decode_tokens")
+    return workload
 
 
 def _expand(
