@@ -143,7 +143,7 @@ def _simulate_memory(ops: GemmOperands, memory_plan: FoldPlan, c: ComputeResult,
         a_mask, w_mask = ops.masks(i)
         schedule = fold_schedule(memory_plan, arch, a_mask, w_mask,
                                  compute_cycles=_memory_fold_cycles(memory_plan, c, i),
-                                 view=ops.view, group=i)
+                                 o_mask=ops.o_mask(i), view=ops.view, group=i)
         results.append(simulate_gemm(schedule, arch.memory))
     return _sum_memory(results, ops.gemm.count if shared else 1)
 

@@ -17,6 +17,7 @@ masks do not depend on which other layers ran.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -30,10 +31,13 @@ from sparsesim.workload.layers import Attention, Layer
 
 @dataclass(frozen=True)
 class LayerMasks:
-    """Non-zero patterns (bool arrays) of one layer's weights and input activations."""
+    """Non-zero patterns (bool arrays) of one layer's weights, input activations and internal
+    activations (``activations``, keyed by :class:`~sparsesim.names.AttnOperand`, shapes
+    :meth:`~sparsesim.workload.layers.Attention.activation_shapes`; a missing one is dense)."""
 
     weights: dict[str, np.ndarray] = field(default_factory=dict)
     inputs: np.ndarray | None = None
+    activations: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 def check_masks(layer: Layer, masks: LayerMasks, *, file: str | None = None) -> None:
@@ -51,6 +55,17 @@ def check_masks(layer: Layer, masks: LayerMasks, *, file: str | None = None) -> 
         raise SparsesimError(f"mask shape {masks.inputs.shape} does not match the layer: "
                              f"expected {layer.input_shape}", file=file, layer=layer.name,
                              field="inputs")
+    internal = layer.activation_shapes()
+    for name, mask in masks.activations.items():
+        if name not in internal:
+            raise SparsesimError(
+                f"no internal activation {name!r}; a {layer.op} layer has "
+                f"{', '.join(internal) if internal else 'none'}", file=file, layer=layer.name,
+                field=f"activations.{name}")
+        if mask.dtype != np.bool_ or mask.shape != internal[name]:
+            raise SparsesimError(f"mask {mask.dtype} {mask.shape} does not match the layer: "
+                                 f"expected bool {internal[name]}", file=file,
+                                 layer=layer.name, field=f"activations.{name}")
 
 
 @dataclass(frozen=True, slots=True)

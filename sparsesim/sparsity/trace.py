@@ -11,6 +11,13 @@ Version 2 adds, per layer, an optional ``act_model`` (an :class:`ActivationModel
 per-channel densities and seed) in place of a measured input mask: the mask is drawn from it
 when the trace is built or loaded, the same for the same seed. A version-1 reader would
 ignore it and simulate dense activations, hence the new version; version-1 files still load.
+
+Version 3 adds attention's internal activation masks (queries, keys, values, probabilities
+and the O projection's input, :class:`~sparsesim.names.AttnOperand`), one bit-packed member
+``"{layer index}/act/{name}"`` each, listed under the layer's ``masks.activations`` with its
+shape (:meth:`~sparsesim.workload.layers.Attention.activation_shapes`). A version-2 reader
+would drop them and simulate dense internals, hence the version; version-1 and -2 files still
+load, with dense internals (all they described).
 By convention (``sparsesim.prune``) ``meta`` holds ``method`` (criterion, granularity,
 schedule and their parameters), ``seed``, ``accuracy`` (one row per measured sparsity level)
 and ``layers`` (per layer: achieved sparsity, kept tokens / heads / KV entries, measured
@@ -38,8 +45,8 @@ from sparsesim.sparsity.masks import ActivationModel, LayerMasks, check_masks
 from sparsesim.workload.network import Workload
 
 FORMAT = "sparsesim-trace"
-VERSION = 2
-READABLE_VERSIONS = (1, 2)
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 
 
 @dataclass(frozen=True)
@@ -72,7 +79,8 @@ class Trace:
                                          "not both", file=file, layer=layer.name,
                                          field="act_model")
                 try:
-                    masks[layer.name] = LayerMasks(have.weights, model.draw(layer))
+                    masks[layer.name] = LayerMasks(have.weights, model.draw(layer),
+                                                   have.activations)
                 except SparsesimError as err:
                     raise err.located(file=file, layer=layer.name) from None
             if layer.name in masks:
@@ -112,6 +120,11 @@ class Trace:
                     arrays[f"{i}/w/{k}"] = np.packbits(v.astype(bool, copy=False).ravel())
                 if measured is not None:
                     arrays[f"{i}/in"] = np.packbits(measured.astype(bool, copy=False).ravel())
+                if masks.activations:  # left out when empty: the manifest of older traces
+                    entry["masks"]["activations"] = {k: list(v.shape)
+                                                     for k, v in masks.activations.items()}
+                for k, v in masks.activations.items():
+                    arrays[f"{i}/act/{k}"] = np.packbits(v.astype(bool, copy=False).ravel())
             if model is not None:
                 entry["act_model"] = {
                     "density": model.density, "seed": model.seed,
@@ -212,7 +225,13 @@ def load_trace(path: str | Path) -> Trace:
             inputs = None
             if shapes.get("inputs") is not None:
                 inputs = _unpack(arrays, f"{i}/in", shapes["inputs"], file, name, "inputs")
-            masks[name] = LayerMasks(weights, inputs)
+            internal = shapes.get("activations") or {}
+            if not isinstance(internal, dict):
+                raise SparsesimError("expected {name: shape}", file=file, layer=name,
+                                     field="masks.activations")
+            activations = {k: _unpack(arrays, f"{i}/act/{k}", s, file, name,
+                                      f"activations.{k}") for k, s in internal.items()}
+            masks[name] = LayerMasks(weights, inputs, activations)
     network = manifest.get("network", {})
     try:
         workload = Workload(str(network.get("name", Path(file).stem)), tuple(layers),
