@@ -280,3 +280,177 @@ def test_activation_w_uses_the_activation_format():
     w = {t: conformant_mask(s, 2, 4, (1,), rng=np.random.default_rng(0))
          for t, s in att.weight_shapes().items()}
     run_layers("n", [(att, LayerMasks(w))], nm)
+
+
+# --- the seeded sparse-attention model ------------------------------------------------------
+
+from sparsesim import simulate  # noqa: E402
+from sparsesim.cli import main as cli_main  # noqa: E402
+from sparsesim.engine.inference import run as run_workload  # noqa: E402
+from sparsesim.sparsity.masks import SparsityModel  # noqa: E402
+
+
+def att_workload(causal=True, l=12, heads=2, d=4):
+    return Workload("w", (Linear("fc", heads * d, heads * d, tokens=l),
+                          Attention("att", l=l, e=heads * d, heads=heads, causal=causal)))
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_seeded_top_k_closed_form(causal):
+    l, heads, d, k = 12, 2, 4, 5
+    wl = att_workload(causal, l, heads, d)
+    rows = by_name(run_workload(wl, default(**{"memory.ideal": True}),
+                                sparsity=SparsityModel(attn_top_k=k, seed=3)))
+    visible = [i + 1 if causal else l for i in range(l)]
+    assert rows["pv"].effectual_macs == heads * d * sum(min(k, v) for v in visible)
+    # the online unit's top-k over every query row of P, after QK^T
+    names = [r.gemm for r in run_workload(wl, default(), sparsity=SparsityModel(attn_top_k=k))]
+    assert names[names.index("qk") + 1] == "online_topk_p"
+    assert rows["online_topk_p"].elements == heads * l * l
+
+
+def test_seeded_density_keeps_visible_keys_only():
+    att = Attention("att", b=2, l=40, e=16, heads=4, causal=True)
+    p = SparsityModel(attn_density=0.3, seed=1).internal_masks(att, 0)["p"]
+    visible = np.tril(np.ones((40, 40), bool))
+    assert not p[..., ~visible].any()
+    assert p[..., visible].mean() == pytest.approx(0.3, abs=0.03)  # 6,560 Bernoulli draws
+    # its own seed stream: weights and inputs are those of the model without it
+    plain = SparsityModel(weight_density=0.5, act_density=0.5, seed=1)
+    both = replace(plain, attn_density=0.3)
+    a, b = plain.masks(att, 1), both.masks(att, 1)
+    np.testing.assert_array_equal(a.weights["q"], b.weights["q"])
+    np.testing.assert_array_equal(a.inputs, b.inputs)
+
+
+def test_sparse_attention_options_that_change_nothing_are_refused():
+    with pytest.raises(SparsesimError, match="no attention layer"):
+        run_workload(Workload("mlp", (Linear("fc", 4, 4),)), default(),
+                     sparsity=SparsityModel(attn_top_k=2))
+    with pytest.raises(SparsesimError, match="keeps every key"):
+        run_workload(att_workload(l=12), default(), sparsity=SparsityModel(attn_top_k=12))
+    for bad in ({"attn_top_k": 0}, {"attn_top_k": True}, {"attn_top_k": 2.0},
+                {"attn_density": 0.0}, {"attn_density": 1.5},
+                {"attn_density": 0.5, "attn_top_k": 3}):
+        with pytest.raises(SparsesimError):
+            SparsityModel(**bad)
+
+
+def test_prune_trace_equals_direct_run(tmp_path, capsys):
+    spec = tmp_path / "w.toml"
+    spec.write_text('[network]\nname = "tiny_attn"\n[[layer]]\nname = "fc"\nop = "linear"\n'
+                    'in_features = 16\nout_features = 16\ntokens = 24\n[[layer]]\n'
+                    'name = "att"\nop = "attention"\nl = 24\ne = 16\nheads = 2\ncausal = true\n')
+    out = tmp_path / "t.npz"
+    assert cli_main(["prune", "-w", str(spec), "--attn-top-k", "4", "--sparsity", "0.5",
+                     "--seed", "2", "-o", str(out)]) == 0
+    trace = load_trace(out)
+    assert trace.meta["attn_prune"] == {"kind": "topk", "k": 4}
+    p = trace.masks["att"].activations["p"]
+    assert (p.sum(axis=-1) == np.minimum(4, np.arange(1, 25))).all()
+    arch = default(**{"pe.kind": "skip"})
+    via_trace = simulate(trace=trace, arch=arch).df
+    direct = simulate(load_trace(out).workload, arch, sparsity=SparsityModel(
+        attn_top_k=4, seed=2)).df
+    pv = lambda df: int(df[df.gemm == "pv"].effectual_macs.sum())  # noqa: E731
+    assert pv(via_trace) == pv(direct) == 2 * 8 * int(np.minimum(4, np.arange(1, 25)).sum())
+    assert "online_topk_p" in set(via_trace.gemm)
+    # the CLI flags reach the model, and are refused where they would change nothing
+    assert cli_main(["run", "-w", str(spec), "--attn-top-k", "4", "--format", "csv"]) == 0
+    assert cli_main(["run", "-w", "resnet18", "--attn-top-k", "4"]) == 2
+    assert "no attention layer" in capsys.readouterr().err
+
+
+def test_sweep_fields_reach_the_model():
+    from sparsesim.sweep import build_point
+    point = build_point({"workload": "minilm_l6_seq128", "sparsity.attn_top_k": 16,
+                         "sparsity.attn_density": 1.0})
+    assert point.sparsity == SparsityModel(attn_top_k=16)
+    with pytest.raises(SparsesimError):
+        build_point({"sparsity.attn_top_k": True})
+
+
+# --- the torch front-end: trace masks are the hooks' tensors --------------------------------
+
+def _sparse_attention_net(top_k=None):
+    torch = pytest.importorskip("torch")
+    from torch import nn
+    import torch.nn.functional as F
+
+    from sparsesim.prune.torch import models as M
+    from sparsesim.prune.torch.capture import TorchNet
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = nn.Linear(6, 16)
+            self.attn = M.SelfAttention(16, 4, kv_heads=2, causal=True)
+
+        def forward(self, x):
+            return self.attn(F.relu(self.proj(x)))  # ReLU zeros reach Q, K, V
+
+    torch.manual_seed(0)
+    net = TorchNet(Net(), torch.randn(3, 10, 6))
+    if top_k is not None:
+        net.set_attention_top_k(top_k)
+    return torch, net
+
+
+def _hooked(torch, net):
+    seen = {}
+    mod = net.model.attn
+    h1 = mod.taps.register_forward_hook(
+        lambda m, args, out: seen.update(zip("qkpv", (a.detach().clone() for a in args))))
+    h2 = mod.o.register_forward_pre_hook(lambda m, args: seen.update(o_in=args[0].clone()))
+    with torch.no_grad():
+        net.model(net.inputs)
+    h1.remove()
+    h2.remove()
+    return seen
+
+
+@pytest.mark.parametrize("top_k", [None, 3])
+def test_trace_masks_equal_hooks_on_the_real_tensors(top_k):
+    from sparsesim.prune import PruneSpec
+    torch, net = _sparse_attention_net(top_k)
+    net.prune(PruneSpec("magnitude", sparsity=0.8))
+    trace = net.trace()
+    seen = _hooked(torch, net)  # independent hooks, same model, same inputs
+    att = trace.workload.layers[1]
+    shapes = att.activation_shapes()
+    got = trace.masks["attn"].activations
+    expected = {"q": seen["q"] != 0, "k": seen["k"][:, ::2] != 0, "v": seen["v"][:, ::2] != 0,
+                "p": seen["p"] != 0, "o_in": seen["o_in"] != 0}
+    # the model repeats each K/V head for its 2 query heads: the copies are the same
+    assert torch.equal(seen["k"][:, ::2], seen["k"][:, 1::2])
+    for name, mask in expected.items():
+        have = got.get(name, np.ones(shapes[name], bool))  # absent: all ones, dense
+        np.testing.assert_array_equal(have, mask.numpy().reshape(shapes[name]), err_msg=name)
+    assert "p" in got  # the causal zeros at least
+    assert any(not expected[x].all() for x in "qkv")  # the case is not trivially dense
+    if top_k is not None:
+        assert trace.meta["attn_prune"] == {"kind": "topk", "k": 3}
+        assert (got["p"].sum(axis=-1) == np.minimum(3, np.arange(1, 11))).all()
+    # and the simulator's effectual MACs equal those counted on the real tensors, score
+    # GEMMs included (QK^T: the causal scores only)
+    df = simulate(trace=trace, arch="default").df
+    gemms = df[df["count"] > 0]
+    simulated = {(r.layer, r.gemm): int(r.effectual_macs) for r in gemms.itertuples()}
+    assert net.effectual_macs() == simulated
+
+
+def test_top_k_attention_changes_the_model_output():
+    torch, net = _sparse_attention_net()
+    with torch.no_grad():
+        full = net.model(net.inputs)
+    net.set_attention_top_k(2)
+    with torch.no_grad():
+        top = net.model(net.inputs)
+    assert not torch.allclose(full, top)
+    net.set_attention_top_k(None)
+    with torch.no_grad():
+        assert torch.equal(net.model(net.inputs), full)
+    from sparsesim.prune import PruneSpec
+    net.set_attention_top_k(2)
+    with pytest.raises(SparsesimError, match="top-k attention"):
+        net.trace(PruneSpec("magnitude", granularity="head", sparsity=0.5))

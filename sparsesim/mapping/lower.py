@@ -131,12 +131,6 @@ def _lower_attention(layer: Attention) -> list[Gemm]:
 # --- operand masks of the lowered GEMMs ---------------------------------------------------------
 
 
-def _causal_probabilities(layer: Attention) -> np.ndarray:
-    """``P[i, j]`` is non-zero iff query i (position kv − l + i) may see key j."""
-    queries = np.arange(layer.l)[:, None] + (layer.keys - layer.l)
-    return np.arange(layer.keys)[None, :] <= queries
-
-
 def _conv_operands(layer: Conv2d, gemms: list[Gemm], m: LayerMasks) -> list[GemmOperands]:
     [g] = gemms
     a = None if m.inputs is None else im2col_matrix(m.inputs, layer)
@@ -204,7 +198,7 @@ def _attention_operands(layer: Attention, gemms: list[Gemm], m: LayerMasks
     t = {name: (None if name not in wt else wt[name].T) for name in ("q", "k", "v", "o")}
     o_in = act.get("o_in")
     o_in = None if o_in is None else o_in.reshape(layer.b * layer.l, layer.inner)
-    causal = _causal_probabilities(layer) if layer.causal else None
+    causal = layer.causal_mask()
     ops: dict[str, GemmOperands] = {}
     by_name = {g.name: g for g in gemms}
     for name, a, w in (("q", x, t["q"]), ("k", x, t["k"]), ("v", x, t["v"]),

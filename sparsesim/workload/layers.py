@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import ClassVar, Protocol, Union
 
+import numpy as np
+
 from sparsesim.errors import SparsesimError
 
 
@@ -444,6 +446,14 @@ class Attention:
 
     def reduction_axes(self, tensor: str) -> tuple[int, ...]:
         return (1,)
+
+    def causal_mask(self) -> np.ndarray | None:
+        """``[l, kv]``: query i (position kv − l + i) may see key j iff j ≤ kv − l + i; the
+        same for every (batch, head). ``None`` without a causal mask."""
+        if not self.causal:
+            return None
+        queries = np.arange(self.l)[:, None] + (self.keys - self.l)
+        return np.arange(self.keys)[None, :] <= queries
 
     def activation_shapes(self) -> dict[str, tuple[int, ...]]:
         """Its internal activations (:class:`~sparsesim.names.AttnOperand`), kept heads only:

