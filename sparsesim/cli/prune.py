@@ -129,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         except ImportError as err:
             raise SparsesimError(f"--model needs PyTorch: pip install 'sparsesim[torch]' "
                                  f"({err})", field="--model") from None
+        pipelines.check_granularity(args.model, args.granularity)
         if slimming:
             if args.model != "digits":
                 raise SparsesimError("network slimming trains the model: only --model digits",
@@ -183,7 +184,8 @@ def run(args: argparse.Namespace) -> int:
           f"{meta.get('method', {}).get('criterion', args.method)} "
           f"{args.granularity}, weight sparsity {meta.get('weight_sparsity', 0.0):.4f}")
     for row in accuracy_rows(meta):
-        print(f"  {row.stage} sparsity {row.sparsity:.3f}: {row.label} {row.value:.4f}")
+        print(f"  {row.stage} sparsity {row.sparsity:.3f}: {row.label} {row.value:.4f} "
+              f"(includes {row.includes_text})")
     for kind in ("token_keep", "head_keep", "channel_keep"):  # per input: mean over layers
         per = [r[kind] for r in meta.get("dynamic", {}).get("layers", {}).values() if kind in r]
         if per:

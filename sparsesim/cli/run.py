@@ -16,6 +16,7 @@ from sparsesim.engine.training import GRADIENT_STRUCTURES, OPTIMIZERS, GradientM
 from sparsesim.errors import SparsesimError
 from sparsesim.sparsity.masks import ACT_PRUNE_KINDS, SparsityModel
 from sparsesim.sparsity.trace import load_trace, trace_accuracy
+from sparsesim.units import fmt_si
 from sparsesim.workload.network import load_workload
 
 
@@ -155,9 +156,14 @@ def run(args: argparse.Namespace) -> int:
     result = simulate(workload, arch, sparsity=sparsity, trace=trace, training=_training(args),
                       dynamic=dynamic)
     accuracy = trace_accuracy(result.trace_meta)
-    line = None if accuracy is None else (
-        f"accuracy of the pruned model ({accuracy.label}"
-        f"{', ' + accuracy.stage if accuracy.stage else ''}): {accuracy.value:.4f}")
+    line = None
+    if accuracy is not None:  # beside the hardware numbers it goes with
+        t = result.totals
+        line = (f"accuracy of the pruned model ({accuracy.label}"
+                f"{', ' + accuracy.stage if accuracy.stage else ''}): {accuracy.value:.4f} "
+                f"at {t['cycles']:,.0f} cycles, {fmt_si(t['energy_pj'] * 1e-12, 'J')}"
+                f"{' (mean per input)' if 'inputs' in t else ''}; includes "
+                f"{accuracy.includes_text}")
     if not print_frame(result.df, args.format):
         print(result.table())
         if line is not None:

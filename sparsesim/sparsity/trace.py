@@ -22,8 +22,11 @@ By convention (``sparsesim.prune``) ``meta`` holds ``method`` (criterion, granul
 schedule and their parameters), ``seed``, ``accuracy`` (one row per measured sparsity level)
 and ``layers`` (per layer: achieved sparsity, kept tokens / heads / KV entries, measured
 activation density). An accuracy row is ``{"metric", "sparsity", "accuracy" or "value",
-"stage"}``; the last row is the model the trace describes (:func:`trace_accuracy`), the
-earlier ones the dense model and a schedule's intermediate levels.
+"stage", "includes"}``; the last row is the model the trace describes (:func:`trace_accuracy`), the
+earlier ones the dense model and a schedule's intermediate levels. ``includes`` lists the
+prunings the number was measured with (``sparsesim.prune.torch.applied.Applied.includes``:
+``weights:<granularity>``, ``removed:slimming``, ``heads``, ``tokens``, ``kv``,
+``act_prune:<kind>``, ``dynamic:<kind>``); ``[]`` is the dense model.
 """
 
 from __future__ import annotations
@@ -143,15 +146,24 @@ class Trace:
 class TraceAccuracy:
     """One accuracy row of a trace's ``meta``: a metric measured at one sparsity level."""
 
-    metric: str  # e.g. "test_accuracy", "perplexity_calibration_text"
+    metric: str  # e.g. "test_accuracy", "perplexity_heldout_text"
     value: float
     sparsity: float = 0.0
     stage: str = ""
+    includes: tuple[str, ...] | None = None  # the prunings it includes; None: not recorded
 
     @property
     def label(self) -> str:
         """The metric as words ("test accuracy")."""
         return self.metric.replace("_", " ")
+
+    @property
+    def includes_text(self) -> str:
+        """What the number includes, as printed: "weights:unstructured, act_prune:topk",
+        "no pruning (dense)", or "prunings not recorded" (a trace from before they were)."""
+        if self.includes is None:
+            return "prunings not recorded"
+        return ", ".join(self.includes) if self.includes else "no pruning (dense)"
 
 
 def accuracy_rows(meta: Mapping[str, Any]) -> tuple[TraceAccuracy, ...]:
@@ -160,8 +172,10 @@ def accuracy_rows(meta: Mapping[str, Any]) -> tuple[TraceAccuracy, ...]:
     for row in meta.get("accuracy") or []:
         value = row.get("accuracy", row.get("value"))
         if value is not None:
+            inc = row.get("includes")
             rows.append(TraceAccuracy(str(row.get("metric", "test_accuracy")), float(value),
-                                      float(row.get("sparsity", 0.0)), str(row.get("stage", ""))))
+                                      float(row.get("sparsity", 0.0)), str(row.get("stage", "")),
+                                      None if inc is None else tuple(str(i) for i in inc)))
     return tuple(rows)
 
 

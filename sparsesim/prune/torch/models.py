@@ -24,7 +24,8 @@ so hooks see the score operands, a ``key_keep`` attribute through which dynamic 
 pruning removes tokens from the attention of the layers after the one that pruned them, and
 a ``top_k`` attribute (top-k attention: each query's other scores are masked before softmax).
 Calibration inputs are local: crops of scikit-learn's two sample photographs, and the
-public-domain text in ``_calibration.py``.
+public-domain text in ``calibration.py``; evaluation inputs are disjoint from them: crops of
+the photographs' other halves (:data:`IMAGE_HALVES`) and the text in ``heldout.py``.
 """
 
 from __future__ import annotations
@@ -342,12 +343,24 @@ def load_efficientnet_lite0() -> EfficientNetLite0:
     return model.eval()
 
 
-def sample_images(n: int = 8, seed: int = 0) -> torch.Tensor:
+#: Column ranges of each sample photograph (640 wide): calibration crops come from the left
+#: half, held-out crops from the right half, so the two sets share no pixel.
+IMAGE_HALVES = {"calibration": (0, 320), "heldout": (320, 640)}
+
+
+def sample_images(n: int = 8, seed: int = 0, part: str | None = None) -> torch.Tensor:
     """``n`` 224×224 crops of scikit-learn's two sample photographs, normalised as the
-    TF Lite models were trained (``(x − 127) / 128``)."""
+    TF Lite models were trained (``(x − 127) / 128``). ``part`` (a key of
+    :data:`IMAGE_HALVES`) restricts the crops to that half of each photograph."""
     from sklearn.datasets import load_sample_images
 
     images = load_sample_images().images
+    if part is not None:
+        if part not in IMAGE_HALVES:
+            raise SparsesimError(f"unknown part {part!r}; expected one of "
+                                 f"{', '.join(IMAGE_HALVES)}", field="part")
+        lo, hi = IMAGE_HALVES[part]
+        images = [img[:, lo:hi] for img in images]
     rng = np.random.default_rng(seed)
     crops = []
     for i in range(n):
@@ -595,5 +608,12 @@ def smollm2_tokens(tokenizer: Any, text: str, length: int, count: int) -> torch.
 
 def calibration_text() -> str:
     from sparsesim.prune.torch.calibration import TEXT
+
+    return TEXT
+
+
+def heldout_text() -> str:
+    """Evaluation text disjoint from :func:`calibration_text` (``heldout.py``)."""
+    from sparsesim.prune.torch.heldout import TEXT
 
     return TEXT
