@@ -173,11 +173,7 @@ def _run(net: TorchNet, applied: Applied, x: torch.Tensor, call: Call, *,
         p, v = xs[2].detach().double(), xs[3].detach().double()
         b, l = p.shape[0], p.shape[-1]  # noqa: E741 - sequence length
         alive = state.get("alive", torch.ones(b, l, dtype=torch.bool))
-        if alive.shape != (b, l):
-            raise SparsesimError(f"token pruning follows one sequence of {alive.shape[1]} "
-                                 f"tokens through the attention layers, not {l}", layer=n,
-                                 field="tokens")
-        p = gates.renormalised(p, alive)
+        p = gates.renormalised(p, alive, layer=n, field="tokens")
         if received is not None:
             received[n] = gates.received(p, alive, causal=causal[n])
         h = p.shape[1]

@@ -509,11 +509,7 @@ class TorchNet:
             p, v = xs[2].detach().double(), xs[3].detach().double()
             b, l = p.shape[0], p.shape[-1]  # noqa: E741 - sequence length
             alive = state.setdefault("alive", torch.ones(b, l, dtype=torch.bool))
-            if alive.shape != (b, l):
-                raise SparsesimError(f"token pruning follows one sequence of {alive.shape[1]} "
-                                     f"tokens through the attention layers, not {l}",
-                                     layer=name, field="dynamic")
-            p = gates.renormalised(p, alive)
+            p = gates.renormalised(p, alive, layer=name, field="dynamic")
             kinds = out.setdefault(name, {})
             if tokens and i > 0:
                 kinds["token_keep"] = alive.double().mean(dim=-1).tolist()

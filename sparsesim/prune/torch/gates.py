@@ -41,9 +41,17 @@ from sparsesim.workload.layers import Layer
 # --- tokens and heads ------------------------------------------------------------------------
 
 
-def renormalised(p: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
+def renormalised(p: torch.Tensor, alive: torch.Tensor, *, layer: str | None = None,
+                 field: str | None = None) -> torch.Tensor:
     """Attention probabilities ``p`` [b, h, l, l] over the ``alive`` [b, l] keys only (what
-    the model computes once the pruned tokens are gone; unchanged if it already masked them)."""
+    the model computes once the pruned tokens are gone; unchanged if it already masked them).
+    Token pruning follows one sequence through every layer: an ``alive`` of another length is
+    refused, naming ``layer`` and ``field``."""
+    b, l = p.shape[0], p.shape[-1]  # noqa: E741 - sequence length
+    if alive.shape != (b, l):
+        raise SparsesimError(f"token pruning follows one sequence of {alive.shape[1]} "
+                             f"tokens through the attention layers, not {l}", layer=layer,
+                             field=field)
     a = alive.to(p.dtype)[:, None, None, :]
     kept = p * a
     return kept / kept.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(p.dtype).tiny)
