@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sparsesim.errors import SparsesimError
+from sparsesim.files import output_file
 from sparsesim.rules.nm import parse_nm
 
 DEFAULT_WORKLOAD = "resnet18"
@@ -54,6 +55,7 @@ def print_frame(df, fmt: str) -> bool:  # type: ignore[no-untyped-def]
 
 def write_frame(df, path: Path) -> None:  # type: ignore[no-untyped-def]
     """Write ``df`` as CSV at ``path`` (folders made); a failure is a user error."""
+    output_file(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         df.to_csv(path, index=False)

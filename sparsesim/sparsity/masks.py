@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from sparsesim.checks import MAX_SEED, real, whole
 from sparsesim.errors import SparsesimError
 from sparsesim.names import OnlineKind
 from sparsesim.rules.keep import keep_count
@@ -71,6 +72,7 @@ class ActivationModel:
         if self.channel_densities is not None:
             for d in self.channel_densities:
                 _unit_interval(d, "channel_densities")
+        whole(self.seed, "seed", high=MAX_SEED)
 
     def draw(self, layer: Layer) -> np.ndarray:
         """The input mask of ``layer`` (shape :func:`input_shape`), seeded by ``seed``."""
@@ -159,7 +161,11 @@ class SparsityModel:
             if self.weight_density != 1:
                 raise SparsesimError("give weight_density or weight_nm, not both",
                                      field="weight_nm")
-        d, s = self.act_density, self.act_channel_std
+        if not isinstance(self.dense_first_input, bool):
+            raise SparsesimError(f"must be true or false, got {self.dense_first_input!r}",
+                                 field="dense_first_input")
+        whole(self.seed, "seed", high=MAX_SEED)
+        d, s = self.act_density, real(self.act_channel_std, "act_channel_std", low=0)
         if s < 0 or (s > 0 and s * s >= d * (1 - d)):
             raise SparsesimError(
                 f"must be in [0, sqrt(d(1-d))) = [0, {math.sqrt(d * (1 - d)):.3g}) for a Beta "
