@@ -9,8 +9,8 @@ from pathlib import Path
 
 from sparsesim.api import simulate
 from sparsesim.arch.config import load_arch, with_overrides
-from sparsesim.cli.common import (DEFAULT_ARCH, DEFAULT_WORKLOAD, nm_ratio, overrides,
-                                  print_frame, write_frame)
+from sparsesim.cli.common import (DEFAULT_ARCH, DEFAULT_WORKLOAD, add_attention_args, nm_ratio,
+                                  overrides, print_frame, write_frame)
 from sparsesim.cli.flags import FRACTION, KEEP, SEED, SPREAD, count
 from sparsesim.engine.dynamic import MAX_INPUTS, DynamicModel
 from sparsesim.engine.training import GRADIENT_STRUCTURES, OPTIMIZERS, GradientModel, Training
@@ -18,6 +18,7 @@ from sparsesim.errors import SparsesimError
 from sparsesim.files import output_file
 from sparsesim.sparsity.masks import ACT_PRUNE_KINDS, SparsityModel
 from sparsesim.sparsity.trace import load_trace, trace_accuracy
+from sparsesim.units import fmt_si
 from sparsesim.workload.layers import Attention
 from sparsesim.workload.network import Workload, load_workload
 
@@ -73,6 +74,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                          "(per pixel/token), nm (with --act-nm) (default: %(default)s)")
     sp.add_argument("--act-nm", type=nm_ratio, metavar="N:M",
                     help="N:M activation pruning along the channels (with --act-prune nm)")
+    add_attention_args(sp)
     sp.add_argument("--seed", type=SEED, default=0, help="seed of the masks (default: 0)")
     tr = parser.add_argument_group(
         "training step", "simulate forward + backward (input and weight gradients) + update")
@@ -155,9 +157,14 @@ def run(args: argparse.Namespace) -> int:
     result = simulate(workload, arch, sparsity=sparsity, trace=trace, training=_training(args),
                       dynamic=dynamic)
     accuracy = trace_accuracy(result.trace_meta)
-    line = None if accuracy is None else (
-        f"accuracy of the pruned model ({accuracy.label}"
-        f"{', ' + accuracy.stage if accuracy.stage else ''}): {accuracy.value:.4f}")
+    line = None
+    if accuracy is not None:  # beside the hardware numbers it goes with
+        t = result.totals
+        line = (f"accuracy of the pruned model ({accuracy.label}"
+                f"{', ' + accuracy.stage if accuracy.stage else ''}): {accuracy.value:.4f} "
+                f"at {t['cycles']:,.0f} cycles, {fmt_si(t['energy_pj'] * 1e-12, 'J')}"
+                f"{' (mean per input)' if 'inputs' in t else ''}; includes "
+                f"{accuracy.includes_text}")
     if not print_frame(result.df, args.format):
         print(result.table())
         if line is not None:
@@ -175,7 +182,8 @@ def _sparsity(args: argparse.Namespace) -> SparsityModel | None:
         weight_density=args.weight_density, weight_nm=args.weight_nm,
         act_density=args.act_density, act_channel_std=args.act_channel_std,
         token_keep=args.token_keep, head_keep=args.head_keep, kv_keep=args.kv_keep,
-        act_prune=args.act_prune, act_nm=args.act_nm, seed=args.seed)
+        act_prune=args.act_prune, act_nm=args.act_nm, attn_density=args.attn_density,
+        attn_top_k=args.attn_top_k, seed=args.seed)
     return None if model.is_dense else model
 
 

@@ -11,12 +11,22 @@ Version 2 adds, per layer, an optional ``act_model`` (an :class:`ActivationModel
 per-channel densities and seed) in place of a measured input mask: the mask is drawn from it
 when the trace is built or loaded, the same for the same seed. A version-1 reader would
 ignore it and simulate dense activations, hence the new version; version-1 files still load.
+
+Version 3 adds attention's internal activation masks (queries, keys, values, probabilities
+and the O projection's input, :class:`~sparsesim.names.AttnOperand`), one bit-packed member
+``"{layer index}/act/{name}"`` each, listed under the layer's ``masks.activations`` with its
+shape (:meth:`~sparsesim.workload.layers.Attention.activation_shapes`). A version-2 reader
+would drop them and simulate dense internals, hence the version; version-1 and -2 files still
+load, with dense internals (all they described).
 By convention (``sparsesim.prune``) ``meta`` holds ``method`` (criterion, granularity,
 schedule and their parameters), ``seed``, ``accuracy`` (one row per measured sparsity level)
 and ``layers`` (per layer: achieved sparsity, kept tokens / heads / KV entries, measured
 activation density). An accuracy row is ``{"metric", "sparsity", "accuracy" or "value",
-"stage"}``; the last row is the model the trace describes (:func:`trace_accuracy`), the
-earlier ones the dense model and a schedule's intermediate levels.
+"stage", "includes"}``; the last row is the model the trace describes (:func:`trace_accuracy`), the
+earlier ones the dense model and a schedule's intermediate levels. ``includes`` lists the
+prunings the number was measured with (``sparsesim.prune.torch.applied.Applied.includes``:
+``weights:<granularity>``, ``removed:slimming``, ``heads``, ``tokens``, ``kv``,
+``act_prune:<kind>``, ``dynamic:<kind>``); ``[]`` is the dense model.
 """
 
 from __future__ import annotations
@@ -34,13 +44,14 @@ import numpy as np
 
 from sparsesim.errors import SparsesimError
 from sparsesim.files import regular_file
+from sparsesim.names import AttnOperand
 from sparsesim.workload.layers import LAYER_TYPES, Layer
 from sparsesim.sparsity.masks import ActivationModel, LayerMasks, check_masks
 from sparsesim.workload.network import Workload
 
 FORMAT = "sparsesim-trace"
-VERSION = 2
-READABLE_VERSIONS = (1, 2)
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 
 
 @dataclass(frozen=True)
@@ -73,7 +84,8 @@ class Trace:
                                          "not both", file=file, layer=layer.name,
                                          field="act_model")
                 try:
-                    masks[layer.name] = LayerMasks(have.weights, model.draw(layer))
+                    masks[layer.name] = LayerMasks(have.weights, model.draw(layer),
+                                                   have.activations)
                 except SparsesimError as err:
                     raise err.located(file=file, layer=layer.name) from None
             if layer.name in masks:
@@ -113,6 +125,11 @@ class Trace:
                     arrays[f"{i}/w/{k}"] = np.packbits(v.astype(bool, copy=False).ravel())
                 if measured is not None:
                     arrays[f"{i}/in"] = np.packbits(measured.astype(bool, copy=False).ravel())
+                if masks.activations:  # left out when empty: the manifest of older traces
+                    entry["masks"]["activations"] = {k: list(v.shape)
+                                                     for k, v in masks.activations.items()}
+                for k, v in masks.activations.items():
+                    arrays[f"{i}/act/{k}"] = np.packbits(v.astype(bool, copy=False).ravel())
             if model is not None:
                 entry["act_model"] = {
                     "density": model.density, "seed": model.seed,
@@ -131,15 +148,24 @@ class Trace:
 class TraceAccuracy:
     """One accuracy row of a trace's ``meta``: a metric measured at one sparsity level."""
 
-    metric: str  # e.g. "test_accuracy", "perplexity_calibration_text"
+    metric: str  # e.g. "test_accuracy", "perplexity_heldout_text"
     value: float
     sparsity: float = 0.0
     stage: str = ""
+    includes: tuple[str, ...] | None = None  # the prunings it includes; None: not recorded
 
     @property
     def label(self) -> str:
         """The metric as words ("test accuracy")."""
         return self.metric.replace("_", " ")
+
+    @property
+    def includes_text(self) -> str:
+        """What the number includes, as printed: "weights:unstructured, act_prune:topk",
+        "no pruning (dense)", or "prunings not recorded" (a trace from before they were)."""
+        if self.includes is None:
+            return "prunings not recorded"
+        return ", ".join(self.includes) if self.includes else "no pruning (dense)"
 
 
 def accuracy_rows(meta: Mapping[str, Any]) -> tuple[TraceAccuracy, ...]:
@@ -148,8 +174,10 @@ def accuracy_rows(meta: Mapping[str, Any]) -> tuple[TraceAccuracy, ...]:
     for row in meta.get("accuracy") or []:
         value = row.get("accuracy", row.get("value"))
         if value is not None:
+            inc = row.get("includes")
             rows.append(TraceAccuracy(str(row.get("metric", "test_accuracy")), float(value),
-                                      float(row.get("sparsity", 0.0)), str(row.get("stage", ""))))
+                                      float(row.get("sparsity", 0.0)), str(row.get("stage", "")),
+                                      None if inc is None else tuple(str(i) for i in inc)))
     return tuple(rows)
 
 
@@ -213,7 +241,9 @@ def _read(archive: zipfile.ZipFile, file: str) -> Trace:
     if manifest.get("format") != FORMAT:
         raise SparsesimError(f"not a sparsesim trace: format {manifest.get('format')!r}",
                              file=file, field="format")
-    if manifest.get("version") not in READABLE_VERSIONS:
+    version = manifest.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or (
+            version not in READABLE_VERSIONS):
         raise SparsesimError(f"trace version {manifest.get('version')!r}; this sparsesim reads "
                              f"versions {', '.join(map(str, READABLE_VERSIONS))}", file=file,
                              field="version")
@@ -223,7 +253,7 @@ def _read(archive: zipfile.ZipFile, file: str) -> Trace:
                                  file=file, field=key)
     layers: list[Layer] = []
     wanted: dict[str, tuple[list[int], str, str]] = {}  # member → (shape, layer, field)
-    shapes_of: dict[str, tuple[int, dict[str, Any], Any]] = {}
+    shapes_of: dict[str, tuple[int, dict[str, Any], Any, dict[str, Any]]] = {}
     act_models: dict[str, ActivationModel] = {}
     entries = manifest.get("layers")
     if not isinstance(entries, list) or not entries:
@@ -248,12 +278,14 @@ def _read(archive: zipfile.ZipFile, file: str) -> Trace:
         except SparsesimError as err:
             raise err.located(file=file) from None
         if shapes is not None:
-            weights, inputs = _mask_shapes(shapes, file, name)
+            weights, inputs, internal = _mask_shapes(shapes, file, name)
             for k, shape in weights.items():
                 wanted[f"{i}/w/{k}"] = (shape, name, f"weights.{k}")
             if inputs is not None:
                 wanted[f"{i}/in"] = (inputs, name, "inputs")
-            shapes_of[name] = (i, weights, inputs)
+            for k, shape in internal.items():
+                wanted[f"{i}/act/{k}"] = (shape, name, f"activations.{k}")
+            shapes_of[name] = (i, weights, inputs, internal)
     unused = sorted(set(members) - set(wanted) - {"manifest"})
     if unused:
         raise SparsesimError(f"member {unused[0]!r} is named by no layer of the manifest",
@@ -263,12 +295,14 @@ def _read(archive: zipfile.ZipFile, file: str) -> Trace:
         raise SparsesimError(f"the manifest's masks hold {total:,} elements, more than "
                              f"{MAX_TRACE_ELEMENTS:,} (2 GiB unpacked)", file=file, field="masks")
     masks: dict[str, LayerMasks] = {}
-    for name, (i, weights, inputs) in shapes_of.items():
+    for name, (i, weights, inputs, internal) in shapes_of.items():
         unpacked = {k: _unpack(archive, members, f"{i}/w/{k}", s, file, name, f"weights.{k}")
                     for k, s in weights.items()}
         measured = None if inputs is None else _unpack(archive, members, f"{i}/in", inputs,
                                                        file, name, "inputs")
-        masks[name] = LayerMasks(unpacked, measured)
+        activations = {k: _unpack(archive, members, f"{i}/act/{k}", s, file, name,
+                                  f"activations.{k}") for k, s in internal.items()}
+        masks[name] = LayerMasks(unpacked, measured, activations)
     network = manifest.get("network", {})
     try:
         workload = Workload(str(network.get("name", Path(file).stem)), tuple(layers),
@@ -279,11 +313,13 @@ def _read(archive: zipfile.ZipFile, file: str) -> Trace:
 
 
 def _mask_shapes(shapes: Any, file: str, layer: str
-                 ) -> tuple[dict[str, list[int]], list[int] | None]:
-    """A layer's ``masks`` entry: ``{"weights": {tensor: shape}, "inputs": shape or null}``."""
-    if not isinstance(shapes, dict) or not set(shapes) <= {"weights", "inputs"}:
-        raise SparsesimError("expected {weights: {tensor: shape}, inputs: shape or null}",
-                             file=file, layer=layer, field="masks")
+                 ) -> tuple[dict[str, list[int]], list[int] | None, dict[str, list[int]]]:
+    """A layer's ``masks`` entry: ``{"weights": {tensor: shape}, "inputs": shape or null,
+    "activations": {operand: shape}}`` (``activations``: version 3, attention only)."""
+    if not isinstance(shapes, dict) or not set(shapes) <= {"weights", "inputs", "activations"}:
+        raise SparsesimError("expected {weights: {tensor: shape}, inputs: shape or null, "
+                             "activations: {operand: shape}}", file=file, layer=layer,
+                             field="masks")
     weights = shapes.get("weights", {})
     if not isinstance(weights, dict):
         raise SparsesimError("expected {tensor: shape}", file=file, layer=layer,
@@ -293,7 +329,17 @@ def _mask_shapes(shapes: Any, file: str, layer: str
     inputs = shapes.get("inputs")
     if inputs is not None:
         _check_shape(inputs, file, layer, "inputs")
-    return weights, inputs
+    internal = shapes.get("activations") or {}
+    if not isinstance(internal, dict):
+        raise SparsesimError("expected {operand: shape}", file=file, layer=layer,
+                             field="masks.activations")
+    for k, shape in internal.items():
+        if k not in set(AttnOperand):
+            raise SparsesimError(f"no internal activation {k!r}; expected one of "
+                                 f"{', '.join(AttnOperand)}", file=file, layer=layer,
+                                 field=f"activations.{k}")
+        _check_shape(shape, file, layer, f"activations.{k}")
+    return weights, inputs, internal
 
 
 def _check_shape(shape: Any, file: str, layer: str, field: str) -> None:
