@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sparsesim.cli.common import DEFAULT_WORKLOAD, nm_ratio
 from sparsesim.errors import SparsesimError
-from sparsesim.sparsity.trace import accuracy_rows
+from sparsesim.sparsity.trace import accuracy_rows, compaction_text
 from sparsesim.units import fmt_si
 from sparsesim.workload.network import load_workload
 
@@ -194,14 +194,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"{trace.workload.name}: {len(trace.workload.layers)} layers, "
           f"{meta.get('method', {}).get('criterion', args.method)} "
           f"{args.granularity}, weight sparsity {meta.get('weight_sparsity', 0.0):.4f}")
-    comp = meta.get("compaction")
-    if comp is not None and comp.get("compacted"):
-        print(f"  compacted {comp['layers_compacted']} layers ({comp['graph']} graph): "
-              f"{comp.get('filters_removed', 0)} filters, {comp.get('inputs_removed', 0)} "
-              f"input channels, {comp.get('channels_removed', 0)} depthwise channels removed; "
-              f"{comp['folded_channels']} constant channels folded into biases")
-    elif comp is not None:
-        print("  shape kept (--keep-shape): pruned units are zeros in the masks")
+    comp = compaction_text(meta)
+    if comp is not None:
+        print(f"  {comp}")
     for row in accuracy_rows(meta):
         print(f"  {row.stage} sparsity {row.sparsity:.3f}: {row.label} {row.value:.4f} "
               f"(includes {row.includes_text})")

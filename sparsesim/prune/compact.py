@@ -18,7 +18,7 @@ Towards Any Structural Pruning", CVPR 2023):
   unpruned path is not constant: "kept: add with an unpruned path").
 * **Never removed** (the group is pinned): at a network output, at the network input, across
   an attention layer or a matmul (activation × activation; head pruning is their structured
-  cut), across a channel-mixing op (layer norm), at a grouped conv that is not depthwise
+  cut; an attention's own pruned projection rows stay masked, and the meta says so), across a channel-mixing op (layer norm), at a grouped conv that is not depthwise
   (only whole groups could go; not modelled, so its channels stay), across an edge the graph
   does not know (``Workload.graph is None``: every edge is unknown).
 * **Reader-local drops.** A plain reader that drops an input channel reads fewer channels
@@ -207,12 +207,25 @@ def compact(workload: Workload, masks: Mapping[str, Mapping[str, np.ndarray]]) -
             del new_masks[name]["w"]  # nothing pruned is left in the compacted tensor
         if name in new_masks and not new_masks[name]:
             del new_masks[name]
+        if r == OPAQUE:  # pruned rows / columns of attention's projections stay, masked
+            views = [m.reshape(m.shape[0], -1) for m in masks.get(name, {}).values()]
+            rows = sum(int((~v.any(axis=1)).sum()) + int((~v.any(axis=0)).sum())
+                       for v in views)
+            if rows:
+                kept_reasons.setdefault(name, Counter())[
+                    f"inside {layer.op}: not cut by filter/channel pruning "
+                    "(head pruning is its structured cut)"] += rows
         if name in kept_reasons:
             entry["pruned_kept"] = dict(sorted(kept_reasons[name].items()))
         if name in folds:
             entry["folded"] = folds[name]
         for key in ("filters_removed", "inputs_removed", "channels_removed"):
             totals[key] += entry.get(key, 0)
+        if r == PLAIN:  # what there was to remove, for the share removed
+            totals["filters_total"] += layer.out_channels or 0
+            totals["inputs_total"] += layer.in_channels or 0
+        elif r == DEPTHWISE:
+            totals["channels_total"] += layer.in_channels or 0
         if entry:
             info[name] = entry
         layers.append(new)
@@ -222,6 +235,7 @@ def compact(workload: Workload, masks: Mapping[str, Mapping[str, np.ndarray]]) -
             k in e for k in ("filters_removed", "inputs_removed", "channels_removed"))),
         **dict(totals),
         "folded_channels": sum(f["channels"] for f in folds.values()),
+        "folded_inexact_layers": sum(1 for f in folds.values() if not f["exact"]),
     }
     if graph is None:
         summary["note"] = ("the workload's edges are unknown: only input channels a layer "

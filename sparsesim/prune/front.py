@@ -123,6 +123,13 @@ def prune_workload(
                 assert isinstance(layer, Attention)
                 stored[name] = masks[name] = head_masks(layer, entry["kept_heads"])
                 entry["compacted"] = False
+        else:  # heads are cut inside each attention layer: no edge to follow
+            total = sum(e["heads"] for e in layers_meta.values())
+            kept = sum(e["heads_kept"] for e in layers_meta.values())
+            compaction = {"compacted": True, "graph": "within attention layers",
+                          "layers_compacted": sum(
+                              1 for e in layers_meta.values() if e["heads_kept"] < e["heads"]),
+                          "heads_removed": total - kept, "heads_total": total}
     elif spec.granularity == "token":
         shaped, layers_meta = prune_tokens(workload, spec.sparsity,
                                            token_layers=spec.token_layers,

@@ -185,6 +185,43 @@ def trace_accuracy(meta: Mapping[str, Any]) -> TraceAccuracy | None:
     return rows[-1] if rows else None
 
 
+#: what ``meta["compaction"]`` counts: (key prefix, what it is), ``{key}_removed`` of
+#: ``{key}_total`` (``sparsesim.prune.compact``, head pruning in ``sparsesim.prune.front``)
+_REMOVED = (("filters", "filters"), ("inputs", "input channels"),
+            ("channels", "depthwise channels"), ("heads", "heads"))
+
+
+def compaction_text(meta: Mapping[str, Any]) -> str | None:
+    """One line on what structured pruning removed from the shapes (``meta["compaction"]``):
+    "compacted: 54 layers (declared graph), removed 4,540 of 27,560 filters (16.5 %), ...";
+    "not compacted: ..." when the shapes were kept; ``None`` when the trace says nothing."""
+    comp = meta.get("compaction")
+    if not isinstance(comp, Mapping):
+        return None
+    if not comp.get("compacted"):
+        return f"not compacted: {comp.get('note', 'shapes kept, pruned units masked')}"
+    parts = []
+    for key, what in _REMOVED:
+        gone, total = int(comp.get(f"{key}_removed", 0)), comp.get(f"{key}_total")
+        if total:
+            parts.append(f"{gone:,} of {int(total):,} {what} ({100 * gone / int(total):.1f} %)")
+        elif gone:
+            parts.append(f"{gone:,} {what}")
+    graph = str(comp.get("graph", "?"))
+    where = f"{graph} graph" if graph in ("declared", "unknown") else graph
+    line = (f"compacted: {comp.get('layers_compacted', 0)} layers ({where}), removed "
+            f"{', '.join(parts) or 'nothing'}")
+    folded = int(comp.get("folded_channels", 0))
+    if folded:
+        inexact = int(comp.get("folded_inexact_layers", 0))
+        line += (f"; {folded:,} constant input channels folded into biases ("
+                 + (f"approximate at padded borders in {inexact} layers)" if inexact
+                    else "exact)"))
+    if comp.get("note"):
+        line += f"; {comp['note']}"
+    return line
+
+
 def load_trace(path: str | Path) -> Trace:
     """Read a trace file; a malformed one is one error naming the file, layer and field."""
     file = str(path)
