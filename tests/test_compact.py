@@ -126,8 +126,9 @@ def test_depthwise_chain_loses_what_its_expand_loses() -> None:
     d = c.workload.layer("d")
     assert isinstance(d, Conv2d) and d.groups == 13
     assert c.layers["d"]["channels_removed"] == 3
-    # p reads the constant through a padded depthwise conv: folded, approximate at borders
-    assert c.layers["p"]["folded"] == {"from": "d", "channels": 3, "exact": False}
+    # p reads the constant through a padded depthwise conv: not constant at the borders,
+    # so it folds as a bias map
+    assert c.layers["p"]["folded"] == {"from": "d", "channels": 3, "bias": "map"}
     assert "e" not in c.masks  # what is left of e is all kept
 
 
@@ -142,8 +143,8 @@ def test_add_keeps_a_channel_unless_both_paths_remove_it() -> None:
     # the kept pruned filters stay as zero rows: p keeps 3 of its 7 rows, a keeps 6
     assert np.flatnonzero(~c.masks["p"]["w"].reshape(7, -1).any(1)).tolist() == [3]
     assert np.flatnonzero(~c.masks["a"]["w"].reshape(7, -1).any(1)).tolist() == [5]
-    assert c.layers["e"]["folded"] == {"from": "a", "channels": 1, "exact": True}
-    assert c.layers["fc"]["folded"] == {"from": "add", "channels": 1, "exact": True}
+    assert c.layers["e"]["folded"] == {"from": "a", "channels": 1, "bias": "scalar"}
+    assert c.layers["fc"]["folded"] == {"from": "add", "channels": 1, "bias": "scalar"}
 
 
 def test_network_output_never_shrinks_and_unknown_graph_removes_nothing() -> None:
@@ -280,7 +281,7 @@ def test_transformer_ffn_compacts_residual_stream_does_not() -> None:
     assert set(meta["pruned_kept"]) <= {"channel-mixing layernorm",
                                         "add with an attention or matmul output"}
     assert meta["folded"] == {"from": "encoder.0.intermediate", "channels": 1536,
-                              "exact": True}
+                              "bias": "scalar"}
 
 
 def test_head_keep_shape_masks_the_same_heads() -> None:

@@ -19,11 +19,12 @@ def test_line_from_a_hand_written_meta() -> None:
     meta = {"compaction": {"compacted": True, "graph": "declared", "layers_compacted": 3,
                            "filters_removed": 10, "filters_total": 40, "inputs_removed": 5,
                            "inputs_total": 20, "channels_removed": 0, "channels_total": 8,
-                           "folded_channels": 5, "folded_inexact_layers": 1}}
+                           "folded_channels": 5, "folded_map_layers": 1}}
     assert compaction_text(meta) == (
         "compacted: 3 layers (declared graph), removed 10 of 40 filters (25.0 %), 5 of 20 "
         "input channels (25.0 %), 0 of 8 depthwise channels (0.0 %); 5 constant input "
-        "channels folded into biases (approximate at padded borders in 1 layers)")
+        "channels folded into biases (exact; per-pixel bias maps in 1 layers, where padding "
+        "meets them)")
     assert compaction_text({}) is None
     assert compaction_text({"compaction": {"compacted": False, "note": "kept"}}) \
         == "not compacted: kept"

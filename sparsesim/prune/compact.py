@@ -15,22 +15,28 @@ Towards Any Structural Pruning", CVPR 2023):
   drops the channel (its weights there are all pruned) or reads a constant there. A tensor is
   constant in channel ``j`` when its producer's filter ``j`` is pruned, a depthwise conv's
   filter or input is, or — for an add or mul — *every* joined path is (an add with one
-  unpruned path is not constant: "kept: add with an unpruned path").
+  unpruned path is not constant: "kept: add with an unpruned path"). A mul is also zero
+  where *one* path is exactly zero (a dead filter without bias or batch-norm), as in SwiGLU's
+  ``act(gate) · up``: the activations between are taken to map 0 to 0 (SiLU, GELU, ReLU do;
+  a sigmoid gate would not, and must not be written as a mul of the raw projections).
 * **Never removed** (the group is pinned): at a network output, at the network input, across
   an attention layer or a matmul (activation × activation; head pruning is their structured
-  cut; an attention's own pruned projection rows stay masked, and the meta says so), across a channel-mixing op (layer norm), at a grouped conv that is not depthwise
-  (only whole groups could go; not modelled, so its channels stay), across an edge the graph
-  does not know (``Workload.graph is None``: every edge is unknown).
+  cut; an attention's own pruned projection rows stay masked, and the meta says so), across
+  a channel-mixing op (layer norm), at a grouped conv that is not depthwise (only whole
+  groups could go; not modelled, so its channels stay), across an edge the graph does not
+  know (``Workload.graph is None``: every edge is unknown).
 * **Reader-local drops.** A plain reader that drops an input channel reads fewer channels
   (its ``c`` or ``in_features`` shrinks) even when the group stays — exact, its weights there
   are zero; the producer keeps computing the channel for its other readers.
-* **Constants folded.** A reader that reads a removed constant channel gets it as bias: each
-  output ``o`` adds ``Σ_taps W[o, j, ·] · const_j``. Exact for linear layers, 1×1 convs and
-  unpadded convs; for a padded k×k conv it is exact at interior pixels, and border pixels
-  (whose window covers padding, which is zero, not the constant) get the interior value — an
-  error of ``const_j`` times the taps on the padding. A constant passed through a padded
-  depthwise conv is constant only away from the borders, the same approximation. The trace
-  meta states each fold and whether it is exact; the bias add costs no MACs here.
+* **Constants folded.** A removed channel that a reader reads is input-independent (a dead
+  filter's bias through batch-norm and rectifier); the reader gets its contribution as bias,
+  which costs no MACs: a scalar per output ``o``, ``Σ_taps W[o, j, ·] · const_j``, where that
+  is exact (linear layers, 1×1 convs, unpadded convs reading a constant), else a bias *map*
+  per output pixel, ``conv(map_j, W[:, j])`` — a padded k×k conv's border windows cover
+  padding (zero, not the constant), and a constant passed through a padded depthwise conv is
+  constant only away from the borders. Either way the fold is exact; the trace meta says per
+  reader which (``"bias": "scalar" | "map"``). The bias map's storage (``M × E × F`` values,
+  or one per border position class) is not modelled.
 
 Pruned filters and channels that stay keep their zeros in the masks (a skipping PE still
 skips them); the trace meta says, per layer, how many were removed and why the others stayed.
@@ -87,19 +93,22 @@ def dropped_inputs(layer: Layer, mask: np.ndarray | None) -> np.ndarray:
 
 
 def exact_fold(layer: Layer) -> bool:
-    """A constant input channel folds exactly into this reader's bias: no padding can differ
-    from it (a linear layer, a 1×1 conv, an unpadded conv)."""
+    """A constant input channel folds into a scalar bias of this reader exactly: no padding
+    can differ from it (a linear layer, a 1×1 conv, an unpadded conv); else a bias map."""
     return layer.k_per_channel == 1 or getattr(layer, "padding", 0) == 0
 
 
 @dataclass(frozen=True)
 class Compaction:
     """The compacted workload and masks; ``kept_inputs`` (layer → kept input-unit indices)
-    for the layers whose inputs shrank, to cut their measured activation masks alike."""
+    for the layers whose inputs shrank, to cut their measured activation masks alike;
+    ``kept_outputs`` (layer → kept filter indices) for the layers whose filters went, to cut
+    a real model alike (``sparsesim.prune.torch.compact``)."""
 
     workload: Workload
     masks: Masks
     kept_inputs: dict[str, np.ndarray] = field(default_factory=dict)
+    kept_outputs: dict[str, np.ndarray] = field(default_factory=dict)
     layers: dict[str, dict[str, Any]] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
 
@@ -167,6 +176,7 @@ def compact(workload: Workload, masks: Mapping[str, Mapping[str, np.ndarray]]) -
     layers: list[Layer] = []
     new_masks: Masks = {k: dict(v) for k, v in masks.items()}
     kept_inputs: dict[str, np.ndarray] = {}
+    kept_outputs: dict[str, np.ndarray] = {}
     info: dict[str, dict[str, Any]] = {}
     totals = Counter[str]()
     for layer in workload.layers:
@@ -187,6 +197,7 @@ def compact(workload: Workload, masks: Mapping[str, Mapping[str, np.ndarray]]) -
                 keep_in[int(np.argmax(~removed_in))] = True
             if not keep_out.all():
                 new = new.with_out_channels(int(keep_out.sum()))
+                kept_outputs[name] = np.flatnonzero(keep_out)
                 entry["filters_removed"] = int((~keep_out).sum())
             if not keep_in.all():
                 new, _ = new.with_in_channels(keep_in.size, int(keep_in.sum()))
@@ -199,7 +210,7 @@ def compact(workload: Workload, masks: Mapping[str, Mapping[str, np.ndarray]]) -
             keep = ~removed[name]
             new, _ = layer.with_in_channels(keep.size, int(keep.sum()))
             entry["channels_removed"] = int((~keep).sum())
-            kept_inputs[name] = np.flatnonzero(keep)
+            kept_inputs[name] = kept_outputs[name] = np.flatnonzero(keep)
             w = wmask[name]
             if w is not None:
                 new_masks[name]["w"] = np.ascontiguousarray(w[keep])
@@ -235,14 +246,14 @@ def compact(workload: Workload, masks: Mapping[str, Mapping[str, np.ndarray]]) -
             k in e for k in ("filters_removed", "inputs_removed", "channels_removed"))),
         **dict(totals),
         "folded_channels": sum(f["channels"] for f in folds.values()),
-        "folded_inexact_layers": sum(1 for f in folds.values() if not f["exact"]),
+        "folded_map_layers": sum(1 for f in folds.values() if f["bias"] == "map"),
     }
     if graph is None:
         summary["note"] = ("the workload's edges are unknown: only input channels a layer "
                            "itself no longer reads are removed; pruned filters keep their "
                            "shape (masked)")
-    return Compaction(replace(workload, layers=tuple(layers)), new_masks, kept_inputs, info,
-                      summary)
+    return Compaction(replace(workload, layers=tuple(layers)), new_masks, kept_inputs,
+                      kept_outputs, info, summary)
 
 
 def _groups(graph: Graph, by_name: Mapping[str, Layer], roles: Mapping[str, str],
@@ -253,7 +264,8 @@ def _groups(graph: Graph, by_name: Mapping[str, Layer], roles: Mapping[str, str]
     slots = _Slots()
     nodes = {n.name: n for n in graph.nodes}
     const: dict[str, np.ndarray] = {}
-    approx: dict[str, np.ndarray] = {}  # constant only away from padded borders
+    zero: dict[str, np.ndarray] = {}  # constant and exactly zero (no bias, no norm after it)
+    approx: dict[str, np.ndarray] = {}  # input-independent, constant only away from borders
     live: dict[int, str] = {}  # slot → why a reader needs its value
     reads: list[tuple[str, str, int]] = []  # (reader, tensor, channel) read as a constant
     for node in graph.nodes:
@@ -264,6 +276,7 @@ def _groups(graph: Graph, by_name: Mapping[str, Layer], roles: Mapping[str, str]
             if r != OPAQUE:
                 slots.add(node.name, layer.out_channels or 0)
                 const[node.name] = dead[node.name].copy()
+                zero[node.name] = dead[node.name] & ~_offset(layer)
                 approx[node.name] = np.zeros(slots.width[node.name], dtype=bool)
             if src not in slots.width:
                 if r == DEPTHWISE:
@@ -282,6 +295,7 @@ def _groups(graph: Graph, by_name: Mapping[str, Layer], roles: Mapping[str, str]
                 slots.union(node.name, src)
                 through = const[src] & ~dead[node.name]
                 const[node.name] |= const[src]
+                zero[node.name] = (dead[node.name] | zero[src]) & ~_offset(layer)
                 approx[node.name] = approx[src] | (through & ~exact_fold(layer))
             else:
                 span = layer.channel_span(slots.width[src])
@@ -306,6 +320,7 @@ def _groups(graph: Graph, by_name: Mapping[str, Layer], roles: Mapping[str, str]
                 continue
             slots.add(node.name, sum(slots.width[s] for s in ins))
             const[node.name] = np.concatenate([const[s] for s in ins])
+            zero[node.name] = np.concatenate([zero[s] for s in ins])
             approx[node.name] = np.concatenate([approx[s] for s in ins])
             off = 0
             for s in ins:
@@ -318,13 +333,20 @@ def _groups(graph: Graph, by_name: Mapping[str, Layer], roles: Mapping[str, str]
         slots.add(node.name, width)
         if node.op in ELEMENTWISE:
             const[node.name] = np.logical_and.reduce([const[s] for s in known])
+            zero[node.name] = np.logical_and.reduce([zero[s] for s in known])
             approx[node.name] = np.logical_or.reduce([approx[s] for s in known])
+            if node.op == "mul" and len(known) == len(ins):  # 0 · x = 0: one zero path will do
+                any_zero = np.logical_or.reduce([zero[s] for s in known])
+                const[node.name] |= any_zero
+                zero[node.name] |= any_zero
+                approx[node.name] &= ~any_zero
             for s in known:
                 slots.union(node.name, s)
             if len(known) < len(ins):
                 slots.pin_all(node.name, f"{node.op} with an attention or matmul output")
         else:  # channel mixing: nothing passes through
             const[node.name] = np.zeros(width, dtype=bool)
+            zero[node.name] = np.zeros(width, dtype=bool)
             approx[node.name] = np.zeros(width, dtype=bool)
             slots.pin_all(known[0], f"channel-mixing {node.op}")
             slots.pin_all(node.name, f"channel-mixing {node.op}")
@@ -358,12 +380,18 @@ def _groups(graph: Graph, by_name: Mapping[str, Layer], roles: Mapping[str, str]
             kept_reasons.setdefault(name, Counter())["unknown edge"] += int(d.sum())
     for reader, tensor, j in reads:
         if removed[tensor][j]:
-            f = folds.setdefault(reader, {"from": tensor, "channels": 0,
-                                          "exact": exact_fold(by_name[reader])})
+            f = folds.setdefault(reader, {"from": tensor, "channels": 0, "bias": "scalar"
+                                          if exact_fold(by_name[reader]) else "map"})
             f["channels"] += 1
             if approx[tensor][j]:
-                f["exact"] = False
+                f["bias"] = "map"
     return removed
+
+
+def _offset(layer: Layer) -> bool:
+    """The layer adds something to every output (a bias, or batch-norm's β): a dead filter
+    then writes a constant, not zero."""
+    return bool(getattr(layer, "bias", False) or getattr(layer, "norm", False))
 
 
 def _removed(slots: _Slots, reason: Mapping[int, str | None]) -> dict[str, np.ndarray]:

@@ -25,8 +25,11 @@ activation density). An accuracy row is ``{"metric", "sparsity", "accuracy" or "
 "stage", "includes"}``; the last row is the model the trace describes (:func:`trace_accuracy`), the
 earlier ones the dense model and a schedule's intermediate levels. ``includes`` lists the
 prunings the number was measured with (``sparsesim.prune.torch.applied.Applied.includes``:
-``weights:<granularity>``, ``removed:slimming``, ``heads``, ``tokens``, ``kv``,
-``act_prune:<kind>``, ``dynamic:<kind>``); ``[]`` is the dense model.
+``weights:<granularity>``, ``removed:slimming``, ``removed:compaction``, ``heads``,
+``tokens``, ``kv``, ``act_prune:<kind>``, ``dynamic:<kind>``); ``[]`` is the dense model.
+``compaction`` (``sparsesim.prune.compact``) counts what structured pruning removed from the
+shapes (``{filters,inputs,channels,heads}_removed`` of ``_total``, folds), or says why the
+shapes were kept (``compacted: false`` and a ``note``); :func:`compaction_text` prints it.
 """
 
 from __future__ import annotations
@@ -213,10 +216,10 @@ def compaction_text(meta: Mapping[str, Any]) -> str | None:
             f"{', '.join(parts) or 'nothing'}")
     folded = int(comp.get("folded_channels", 0))
     if folded:
-        inexact = int(comp.get("folded_inexact_layers", 0))
-        line += (f"; {folded:,} constant input channels folded into biases ("
-                 + (f"approximate at padded borders in {inexact} layers)" if inexact
-                    else "exact)"))
+        maps = int(comp.get("folded_map_layers", 0))
+        line += (f"; {folded:,} constant input channels folded into biases (exact"
+                 + (f"; per-pixel bias maps in {maps} layers, where padding meets them)"
+                    if maps else ")"))
     if comp.get("note"):
         line += f"; {comp['note']}"
     return line
