@@ -11,7 +11,7 @@ from sparsesim.cli.common import DEFAULT_WORKLOAD, add_attention_args, nm_ratio
 from sparsesim.cli.flags import FRACTION, SEED, count, real
 from sparsesim.errors import SparsesimError
 from sparsesim.files import output_file
-from sparsesim.sparsity.trace import accuracy_rows
+from sparsesim.sparsity.trace import accuracy_rows, compaction_text
 from sparsesim.units import fmt_si
 from sparsesim.workload.network import load_workload
 
@@ -48,6 +48,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                              "default 2:4)")
     parser.add_argument("--block", type=count(1), default=4, metavar="K",
                         help="k×k block size (default: %(default)s)")
+    parser.add_argument("--keep-shape", action="store_true",
+                        help="filter, channel, block, head: keep the masked, uncompacted shapes "
+                             "(hardware that cannot compact); default: what is pruned leaves "
+                             "the shapes along the workload's graph")
     parser.add_argument("--scope", choices=("layer", "global"), default="layer",
                         help="rank per weight tensor or over all of them (default: %(default)s)")
     parser.add_argument("--compare", choices=("tensor", "row"), default="tensor",
@@ -95,14 +99,21 @@ def run(args: argparse.Namespace) -> int:
     from sparsesim.prune.spec import DynamicSpec
 
     output_file(args.out, what="trace")  # before the pruning, not after it
+    from sparsesim.prune.spec import COMPACTING
+
     slimming = args.method == "slimming"
     sparsity = _sparsity(args)
+    if args.keep_shape and (slimming or args.granularity not in COMPACTING):
+        raise SparsesimError(f"{'slimming' if slimming else args.granularity} pruning has no "
+                             f"compacted shape to keep: --keep-shape is for "
+                             f"{', '.join(COMPACTING)}", field="--keep-shape")
     spec = PruneSpec(
         criterion="magnitude" if slimming else args.method, granularity=args.granularity,
         sparsity=sparsity, nm=args.nm or (2, 4), block=args.block, scope=args.scope,
         compare=args.compare, skip=tuple(args.skip), distribution=args.distribution,
         token_layers=None if args.token_layers is None else tuple(args.token_layers),
-        seed=args.seed, regularizer=None if args.lam is None else Regularizer(args.lam))
+        seed=args.seed, regularizer=None if args.lam is None else Regularizer(args.lam),
+        compact=not args.keep_shape)
     if args.nm is not None and args.granularity != "nm":
         raise SparsesimError("--nm is for --granularity nm", field="--nm")
     act = None if args.act_prune is None else ActPrune.parse(args.act_prune)
@@ -179,6 +190,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"{trace.workload.name}: {len(trace.workload.layers)} layers, "
           f"{meta.get('method', {}).get('criterion', args.method)} "
           f"{args.granularity}, weight sparsity {meta.get('weight_sparsity', 0.0):.4f}")
+    comp = compaction_text(meta)
+    if comp is not None:
+        print(f"  {comp}")
     for row in accuracy_rows(meta):
         print(f"  {row.stage} sparsity {row.sparsity:.3f}: {row.label} {row.value:.4f} "
               f"(includes {row.includes_text})")

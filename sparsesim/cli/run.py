@@ -17,7 +17,7 @@ from sparsesim.engine.training import GRADIENT_STRUCTURES, OPTIMIZERS, GradientM
 from sparsesim.errors import SparsesimError
 from sparsesim.files import output_file
 from sparsesim.sparsity.masks import ACT_PRUNE_KINDS, SparsityModel
-from sparsesim.sparsity.trace import load_trace, trace_accuracy
+from sparsesim.sparsity.trace import compaction_text, load_trace, trace_accuracy
 from sparsesim.units import fmt_si
 from sparsesim.workload.layers import Attention
 from sparsesim.workload.network import Workload, load_workload
@@ -157,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
     result = simulate(workload, arch, sparsity=sparsity, trace=trace, training=_training(args),
                       dynamic=dynamic)
     accuracy = trace_accuracy(result.trace_meta)
+    compaction = compaction_text(result.trace_meta)  # what the shapes already lost
+    notes = [] if compaction is None else [compaction]
     line = None
     if accuracy is not None:  # beside the hardware numbers it goes with
         t = result.totals
@@ -165,12 +167,15 @@ def run(args: argparse.Namespace) -> int:
                 f"at {t['cycles']:,.0f} cycles, {fmt_si(t['energy_pj'] * 1e-12, 'J')}"
                 f"{' (mean per input)' if 'inputs' in t else ''}; includes "
                 f"{accuracy.includes_text}")
+    if line is not None:
+        notes.append(line)
     if not print_frame(result.df, args.format):
         print(result.table())
-        if line is not None:
-            print(line)
-    elif line is not None:  # stdout is the frame: the accuracy goes beside it
-        print(line, file=sys.stderr)
+        for note in notes:
+            print(note)
+    else:  # stdout is the frame: what goes with it goes beside it
+        for note in notes:
+            print(note, file=sys.stderr)
     if args.out is not None:
         write_frame(result.df, args.out)
         print(f"wrote {len(result.df)} rows to {args.out}", file=sys.stderr)

@@ -90,6 +90,23 @@ def prune_heads(workload: Workload, scores: Mapping[str, Mapping[str, np.ndarray
     return replace(workload, layers=tuple(layers)), info
 
 
+def head_masks(layer: Attention, kept: Sequence[int]) -> dict[str, np.ndarray]:
+    """Keep-masks of the uncompacted layer for the ``kept`` query heads (``--keep-shape``):
+    Q rows and O columns of the other heads are zero, and the K/V rows of K/V heads no kept
+    query head uses. The shapes stay; the score GEMMs of the pruned heads still run dense."""
+    d, group = layer.head_dim, layer.group_size
+    shapes = layer.weight_shapes()
+    q = np.zeros(layer.active_heads, dtype=bool)
+    q[list(kept)] = True
+    kv = np.zeros(layer.active_kv_heads, dtype=bool)
+    kv[[i // group for i in kept]] = True
+    rows_q, rows_kv = np.repeat(q, d), np.repeat(kv, d)
+    return {"q": np.broadcast_to(rows_q[:, None], shapes["q"]).copy(),
+            "k": np.broadcast_to(rows_kv[:, None], shapes["k"]).copy(),
+            "v": np.broadcast_to(rows_kv[:, None], shapes["v"]).copy(),
+            "o": np.broadcast_to(rows_q[None, :], shapes["o"]).copy()}
+
+
 def prune_tokens(workload: Workload, amount: float, *,
                  token_layers: Sequence[int] | None = None,
                  keep_ratios: Mapping[str, float] | None = None

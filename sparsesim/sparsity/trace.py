@@ -25,8 +25,11 @@ activation density). An accuracy row is ``{"metric", "sparsity", "accuracy" or "
 "stage", "includes"}``; the last row is the model the trace describes (:func:`trace_accuracy`), the
 earlier ones the dense model and a schedule's intermediate levels. ``includes`` lists the
 prunings the number was measured with (``sparsesim.prune.torch.applied.Applied.includes``:
-``weights:<granularity>``, ``removed:slimming``, ``heads``, ``tokens``, ``kv``,
-``act_prune:<kind>``, ``dynamic:<kind>``); ``[]`` is the dense model.
+``weights:<granularity>``, ``removed:slimming``, ``removed:compaction``, ``heads``,
+``tokens``, ``kv``, ``act_prune:<kind>``, ``dynamic:<kind>``); ``[]`` is the dense model.
+``compaction`` (``sparsesim.prune.compact``) counts what structured pruning removed from the
+shapes (``{filters,inputs,channels,heads}_removed`` of ``_total``, folds), or says why the
+shapes were kept (``compacted: false`` and a ``note``); :func:`compaction_text` prints it.
 """
 
 from __future__ import annotations
@@ -194,6 +197,43 @@ MAX_MANIFEST_BYTES = 64 * 2**20
 #: 2^31 is 2 GiB — above any shipped network's masks (an LLM block's are ~10^8).
 MAX_TRACE_ELEMENTS = 2**31
 _NPY_MAGIC = b"\x93NUMPY"
+
+
+#: what ``meta["compaction"]`` counts: (key prefix, what it is), ``{key}_removed`` of
+#: ``{key}_total`` (``sparsesim.prune.compact``, head pruning in ``sparsesim.prune.front``)
+_REMOVED = (("filters", "filters"), ("inputs", "input channels"),
+            ("channels", "depthwise channels"), ("heads", "heads"))
+
+
+def compaction_text(meta: Mapping[str, Any]) -> str | None:
+    """One line on what structured pruning removed from the shapes (``meta["compaction"]``):
+    "compacted: 54 layers (declared graph), removed 4,540 of 27,560 filters (16.5 %), ...";
+    "not compacted: ..." when the shapes were kept; ``None`` when the trace says nothing."""
+    comp = meta.get("compaction")
+    if not isinstance(comp, Mapping):
+        return None
+    if not comp.get("compacted"):
+        return f"not compacted: {comp.get('note', 'shapes kept, pruned units masked')}"
+    parts = []
+    for key, what in _REMOVED:
+        gone, total = int(comp.get(f"{key}_removed", 0)), comp.get(f"{key}_total")
+        if total:
+            parts.append(f"{gone:,} of {int(total):,} {what} ({100 * gone / int(total):.1f} %)")
+        elif gone:
+            parts.append(f"{gone:,} {what}")
+    graph = str(comp.get("graph", "?"))
+    where = f"{graph} graph" if graph in ("declared", "unknown") else graph
+    line = (f"compacted: {comp.get('layers_compacted', 0)} layers ({where}), removed "
+            f"{', '.join(parts) or 'nothing'}")
+    folded = int(comp.get("folded_channels", 0))
+    if folded:
+        maps = int(comp.get("folded_map_layers", 0))
+        line += (f"; {folded:,} constant input channels folded into biases (exact"
+                 + (f"; per-pixel bias maps in {maps} layers, where padding meets them)"
+                    if maps else ")"))
+    if comp.get("note"):
+        line += f"; {comp['note']}"
+    return line
 
 
 def load_trace(path: str | Path) -> Trace:

@@ -88,6 +88,7 @@ class LayerShape(Protocol):
     def cuts_outputs(self) -> bool: ...
     def with_out_channels(self, keep: int) -> Layer: ...
     def with_in_channels(self, channels: int, keep: int) -> tuple[Layer, bool]: ...
+    def channel_span(self, channels: int) -> int | None: ...
 
 
 def _no_cut(layer: Layer, what: str) -> SparsesimError:
@@ -238,6 +239,11 @@ class Conv2d:
             return replace(self, c=keep, m=keep, groups=keep), True
         raise _no_cut(self, "inputs (grouped)")
 
+    def channel_span(self, channels: int) -> int | None:
+        """Input channels each of a producer's ``channels`` is (1), or ``None`` when the
+        counts differ (the edge is not the one declared)."""
+        return 1 if channels == self.c else None
+
 
 @dataclass(frozen=True, slots=True)
 class Linear:
@@ -327,6 +333,12 @@ class Linear:
         if self.in_features % channels:
             raise _no_cut(self, "inputs (not a whole number per channel)")
         return replace(self, in_features=self.in_features // channels * keep), False
+
+    def channel_span(self, channels: int) -> int | None:
+        """Input features each producer channel feeds: 1, or ``in / channels`` after a
+        flatten (PyTorch's ``(c, h, w)`` order: channel ``j`` is features ``[j·k, (j+1)·k)``);
+        ``None`` when ``channels`` does not divide ``in_features``."""
+        return None if self.in_features % channels else self.in_features // channels
 
 
 @dataclass(frozen=True, slots=True)
@@ -498,6 +510,9 @@ class Attention:
     def with_in_channels(self, channels: int, keep: int) -> tuple[Attention, bool]:
         raise _no_cut(self, "inputs")
 
+    def channel_span(self, channels: int) -> None:
+        return None  # its inputs are not channels a producer's cut removes
+
 
 @dataclass(frozen=True, slots=True)
 class MatMul:
@@ -580,6 +595,9 @@ class MatMul:
 
     def with_in_channels(self, channels: int, keep: int) -> tuple[MatMul, bool]:
         raise _no_cut(self, "inputs")
+
+    def channel_span(self, channels: int) -> None:
+        return None  # its inputs are not channels a producer's cut removes
 
 
 Layer = Union[Conv2d, Linear, Attention, MatMul]

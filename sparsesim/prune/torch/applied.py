@@ -1,8 +1,8 @@
 """The evaluated model carries every pruning its trace records, so its accuracy is the pruned
 network's, not the dense one's.
 
-Weight masks (every weight granularity) and removed channels (slimming) are in the model
-itself. The rest acts in the forward, through hooks on a :class:`TorchNet`'s modules:
+Weight masks (every weight granularity) and removed channels (slimming; structured pruning
+compacted along a chain, ``sparsesim.prune.torch.compact``) are in the model itself. The rest acts in the forward, through hooks on a :class:`TorchNet`'s modules:
 
 * ``heads`` — a pruned head's output is zeroed before the O projection (what removing the
   head from Q, K, V, QKᵀ, PV and O computes); the heads kept are the trace's ``kept_heads``.
@@ -55,7 +55,7 @@ class Applied:
 
     ``weights``: the weight granularity already applied as masks (``None``: no weight
     pruning, e.g. sparsity 0); ``removed``: structure cut out of the model itself
-    (``"slimming"``); ``heads``, ``tokens``, ``kv``: per attention layer, the kept query-head
+    (``"slimming"``, ``"compaction"``); ``heads``, ``tokens``, ``kv``: per attention layer, the kept query-head
     indices, the tokens alive after it, the keys kept.
     """
 
