@@ -96,11 +96,9 @@ def run(args: argparse.Namespace) -> int:
     import os
 
     from sparsesim.prune import ActPrune, PruneSpec, Regularizer, mask_bits, prune_workload
-    from sparsesim.prune.spec import DynamicSpec
+    from sparsesim.prune.spec import COMPACTING, DynamicSpec
 
     output_file(args.out, what="trace")  # before the pruning, not after it
-    from sparsesim.prune.spec import COMPACTING
-
     slimming = args.method == "slimming"
     sparsity = _sparsity(args)
     if args.keep_shape and (slimming or args.granularity not in COMPACTING):
