@@ -26,7 +26,7 @@ activation density). An accuracy row is ``{"metric", "sparsity", "accuracy" or "
 earlier ones the dense model and a schedule's intermediate levels. ``includes`` lists the
 prunings the number was measured with (``sparsesim.prune.torch.applied.Applied.includes``:
 ``weights:<granularity>``, ``removed:slimming``, ``heads``, ``tokens``, ``kv``,
-``act_prune:<kind>``, ``dynamic:<kind>``); ``[]`` is the dense model.
+``act_prune:<kind>``, ``attn_prune:<kind>``, ``dynamic:<kind>``); ``[]`` is the dense model.
 """
 
 from __future__ import annotations
