@@ -26,10 +26,11 @@ activation density). An accuracy row is ``{"metric", "sparsity", "accuracy" or "
 earlier ones the dense model and a schedule's intermediate levels. ``includes`` lists the
 prunings the number was measured with (``sparsesim.prune.torch.applied.Applied.includes``:
 ``weights:<granularity>``, ``removed:slimming``, ``removed:compaction``, ``heads``,
-``tokens``, ``kv``, ``act_prune:<kind>``, ``dynamic:<kind>``); ``[]`` is the dense model.
-``compaction`` (``sparsesim.prune.compact``) counts what structured pruning removed from the
-shapes (``{filters,inputs,channels,heads}_removed`` of ``_total``, folds), or says why the
-shapes were kept (``compacted: false`` and a ``note``); :func:`compaction_text` prints it.
+``tokens``, ``kv``, ``act_prune:<kind>``, ``attn_prune:<kind>``, ``dynamic:<kind>``); ``[]`` is
+the dense model. ``compaction`` (``sparsesim.prune.compact``) counts what structured pruning
+removed from the shapes (``{filters,inputs,channels,heads}_removed`` of ``_total``, folds), or
+says why the shapes were kept (``compacted: false`` and a ``note``); :func:`compaction_text`
+prints it.
 """
 
 from __future__ import annotations

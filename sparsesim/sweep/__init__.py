@@ -21,7 +21,8 @@ A sweep spec is TOML::
     "sparsity.weight_nm" = [2, 4]     # or "2:4"
 
 Keys: ``workload``, ``arch``, ``trace``; ``TABLE.FIELD`` of the arch (``array.rows``,
-``pe.kind``, ...); ``sparsity.FIELD`` of :class:`~sparsesim.sparsity.masks.SparsityModel`;
+``pe.kind``, ...); ``sparsity.FIELD`` of :class:`~sparsesim.sparsity.masks.SparsityModel`
+(not with ``trace``, whose layers and masks are already pruned: refused, as ``run`` does);
 ``training.FIELD`` (a training step: ``optimizer``, ``state_bits``, and ``grad_density``,
 ``grad_structure``, ``grad_nm`` of the gradient model); ``dynamic.FIELD`` (seeded per-input
 pruning, :class:`~sparsesim.engine.dynamic.DynamicModel`: ``inputs``, ``channel_keep``,
@@ -265,8 +266,13 @@ def build_point(params: Mapping[str, Any]) -> Point:
             as_format(arch.memory.format_spec(op))
         except SparsesimError as err:
             raise SparsesimError(err.message, field=f"memory.format_{op}") from None
+    sparsity = groups["sparsity"]
+    if sparsity and params.get("trace") is not None:  # else silently ignored: the trace's
+        # layers are already shaped (heads, tokens, KV) and masked (Q, K, V, P, O input)
+        raise SparsesimError("a trace carries its own layers and masks (heads, tokens, KV "
+                             "entries, attention internals): drop the sparsity fields",
+                             field=f"sparsity.{sorted(sparsity)[0]}")
     with _group("sparsity"):
-        sparsity = groups["sparsity"]
         model = SparsityModel(**sparsity) if sparsity else None
     training = None
     with _group("training"):
