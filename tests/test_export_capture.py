@@ -312,3 +312,55 @@ def test_hf_models_fully_captured(family):
         for x in pv:
             density = trace.meta["layers"][x.name]["act_density"]
             assert density == pytest.approx((l + 1) / (2 * l))
+
+
+class Mixed(nn.Module):
+    """A module called twice (tied weights), bmm, einsum (no handler), a linear whose weight
+    is an activation, padding='same', and a per-axis stride (refused)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 6)
+        self.c = nn.Conv2d(2, 2, 3, padding="same")
+        self.c2 = nn.Conv2d(2, 2, 3, stride=(2, 1))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        a = self.fc(self.fc(x))
+        b = torch.bmm(a, a.transpose(1, 2))
+        e = torch.einsum("bij,bjk->bik", a, a)
+        f = F.linear(x, a[0])
+        return a.sum() + b.sum() + self.c(y).sum() + e.sum() + f.sum() + self.c2(y).sum()
+
+
+def test_mixed_ops_layers_and_the_uncaptured_list():
+    x, y = torch.randn(2, 6, 6), torch.randn(1, 2, 5, 5)
+    einsum, strided = 2 * 6 * 6 * 6, 2 * 2 * 9 * 2 * 3  # output 2×3 pixels
+    cap = capture(Mixed(), (x, y), allow_uncaptured=0.25)
+    assert cap.workload.layers == (
+        Linear("fc.linear", 6, 6, tokens=12, bias=True),
+        Linear("fc.linear_1", 6, 6, tokens=12, bias=True),
+        MatMul("model.bmm", m=6, k=6, n=6, weights_operand=False, count=2),
+        MatMul("model.linear_2", m=12, k=6, n=6, weights_operand=False),
+        Conv2d("c", c=2, h=5, w=5, m=2, r=3, s=3, padding=1, bias=True))
+    # both calls of fc read the same (effective) weights: one mask, two layers
+    w = cap.weights()
+    assert np.array_equal(w["fc.linear"]["w"], w["fc.linear_1"]["w"])
+    cov = cap.coverage
+    assert cov.total_macs - cov.captured_macs == einsum + strided
+    assert [(u.module, u.op, u.macs) for u in cov.uncaptured] == [
+        ("", "aten.einsum.default", einsum), ("c2", "aten.conv2d.default", strided)]
+    assert "per-axis stride [2, 1]" in cov.uncaptured[1].reason
+
+
+class Conv1dPadded(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = nn.Conv1d(4, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c(x)
+
+
+def test_padded_conv1d_is_refused_by_name():
+    with pytest.raises(SparsesimError, match="padded 1-D convolution"):
+        capture(Conv1dPadded(), (torch.randn(1, 4, 8),))
