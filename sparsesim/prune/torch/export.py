@@ -420,7 +420,7 @@ class _Run(torch.fx.Interpreter):
         self.by_node: dict[str, list[Site]] = {}
         for s in graph.sites:
             self.by_node.setdefault(s.node, []).append(s)
-        self.out, self.masks, self.count, self.want_norms = out, masks or {}, count, norms
+        self.out, self.masks, self.count, self.want_norms = out, masks, count, norms
 
     def run_node(self, n: torch.fx.Node) -> Any:
         if n.op != "call_function":
@@ -432,7 +432,7 @@ class _Run(torch.fx.Interpreter):
         if sites:
             v = _bind(n.target, args, kwargs)
             for s in sites:
-                mask = self.masks.get(s.layer.name, {}).get("w")
+                mask = (self.masks or {}).get(s.layer.name, {}).get("w")
                 if s.w is not None and mask is not None:
                     w = v[s.w.arg]
                     v[s.w.arg] = w * s.w.back(torch.as_tensor(mask, dtype=w.dtype))
@@ -457,7 +457,7 @@ class _Run(torch.fx.Interpreter):
         self.out.inputs[name] = (a != 0).numpy()
         if s.b is not None:
             self.out.b[name] = (s.b(v, cache) != 0).numpy()
-        if s.w is not None:
+        if s.w is not None and self.masks is None:  # a pruned pass: the masks say
             self.out.weights[name] = {"w": s.w.to(v[s.w.arg]).detach().float().numpy().copy()}
         if self.want_norms:
             self.out.norms[name] = _sq_norms(layer, a)
@@ -536,8 +536,10 @@ class Captured:
         for layer in self.workload.layers:
             name = layer.name
             w: dict[str, np.ndarray] = {}
-            if name in measured.weights:
-                nz = measured.weights[name]["w"] != 0
+            if name in weights:  # the effective weights' zeros, and the pruning's
+                nz = weights[name]["w"] != 0
+                if chosen is not None and name in chosen:
+                    nz &= chosen[name]["w"]
                 kept, total = kept + int(nz.sum()), total + nz.size
                 per_layer.setdefault(name, {})["weight_sparsity"] = 1 - float(nz.mean())
                 if not nz.all():
