@@ -248,15 +248,17 @@ def test_weight_left_conv1d_and_hf_conv1d():
 def test_batched_matmul_protocol_and_trace_round_trip(tmp_path):
     layer = MatMul("s", m=3, k=4, n=5, weights_operand=False, count=6)
     assert layer.dense_macs == 6 * 3 * 4 * 5 == sum(g.dense_macs for g in lower(layer))
-    assert layer.input_shape == (6, 3, 4) and layer.activation_shapes() == {"b": (6, 4, 5)}
+    assert layer.input_shape == (6, 3, 4) and layer.activation_shapes() == {"b": (6, 4, 5),
+                                                                    "o": (6, 3, 5)}
     rng = np.random.default_rng(1)
     a, b = rng.random((6, 3, 4)) < 0.5, rng.random((6, 4, 5)) < 0.3
-    trace = Trace(Workload("w", (layer,)), {"s": LayerMasks({}, a, {"b": b})})
+    o = rng.random((6, 3, 5)) < 0.5
+    trace = Trace(Workload("w", (layer,)), {"s": LayerMasks({}, a, {"b": b, "o": o})})
     trace.save(tmp_path / "t.npz")
     back = load_trace(tmp_path / "t.npz")
     assert np.array_equal(back.masks["s"].activations["b"], b)
     [ops] = gemm_operands(layer, back.masks["s"])
-    assert effectual_macs(ops) == int(sum((a[i].astype(int) @ b[i].astype(int)).sum()
+    assert effectual_macs(ops) == int(sum(((a[i].astype(int) @ b[i].astype(int)) * o[i]).sum()
                                           for i in range(6)))
     with pytest.raises(SparsesimError, match="count"):
         MatMul("x", m=1, k=1, n=1, count=2)
@@ -312,6 +314,10 @@ def test_hf_models_fully_captured(family):
         for x in pv:
             density = trace.meta["layers"][x.name]["act_density"]
             assert density == pytest.approx((l + 1) / (2 * l))
+        qk = [x for x in mm if x not in pv]
+        for x in qk:  # and QKᵀ's future scores are not needed: its output mask
+            ops = trace.masks[x.name].activations["o"]
+            assert ops.mean() == pytest.approx((l + 1) / (2 * l))
 
 
 class Mixed(nn.Module):
@@ -364,3 +370,17 @@ class Conv1dPadded(nn.Module):
 def test_padded_conv1d_is_refused_by_name():
     with pytest.raises(SparsesimError, match="padded 1-D convolution"):
         capture(Conv1dPadded(), (torch.randn(1, 4, 8),))
+
+
+def test_causal_sdpa_scores_not_needed_are_not_effectual(hand):
+    model, x, cap = hand
+    trace = cap.trace()
+    sq = next(x for x in cap.workload.layers if x.name.endswith(".qk"))
+    causal = np.tril(np.ones((L, L), bool))
+    assert np.array_equal(trace.masks[sq.name].activations["o"],
+                          np.broadcast_to(causal, (B * HEADS, L, L)))
+    s = {k: (v != 0).double() for k, v in model.saved.items()}
+    needed = (s["q"] @ s["k"].transpose(-1, -2)) * torch.as_tensor(causal, dtype=torch.float64)
+    [ops] = gemm_operands(sq, trace.masks[sq.name])
+    assert effectual_macs(ops) == int(needed.sum())
+    assert sq.dense_macs == B * HEADS * L * D * L  # a dense array computes every score

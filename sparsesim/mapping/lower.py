@@ -150,7 +150,7 @@ def _linear_operands(layer: Linear, gemms: list[Gemm], m: LayerMasks) -> list[Ge
 def _matmul_operands(layer: MatMul, gemms: list[Gemm], m: LayerMasks) -> list[GemmOperands]:
     [g] = gemms  # B: the weight mask, or an activation B's measured mask
     b = m.weights.get("w") if layer.weights_operand else m.activations.get("b")
-    return [GemmOperands(g, m.inputs, b)]
+    return [GemmOperands(g, m.inputs, b, o=m.activations.get("o"))]
 
 
 def instance_heads(layer: Attention, group: ScoreGroup) -> list[tuple[int, int, range]]:

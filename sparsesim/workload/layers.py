@@ -507,7 +507,8 @@ class MatMul:
     ``weights_operand`` says whether B is stored weights (then ``count`` is 1: a batch of
     weight matrices is not a layer this protocol holds) or an activation, whose non-zero
     pattern is the internal activation ``b`` (``[k, n]``, or ``[count, k, n]`` batched), as
-    A's is the input (``[m, k]`` or ``[count, m, k]``).
+    A's is the input (``[m, k]`` or ``[count, m, k]``). The internal ``o`` marks the outputs
+    the network needs (see :meth:`activation_shapes`).
     """
 
     name: str
@@ -560,8 +561,12 @@ class MatMul:
         return (0,)
 
     def activation_shapes(self) -> dict[str, tuple[int, ...]]:
-        """An activation B (``b``: ``[k, n]`` or ``[count, k, n]``); none for stored weights."""
-        return {} if self.weights_operand else {"b": self._batched(self.k, self.n)}
+        """An activation B (``b``: ``[k, n]`` or ``[count, k, n]``; none for stored weights)
+        and the outputs the network needs (``o``: ``[m, n]`` or ``[count, m, n]``; e.g. a
+        causal ``QKᵀ``, whose future scores softmax discards: their products are not
+        effectual, :attr:`~sparsesim.mapping.gemm.GemmOperands.o`)."""
+        out = {"o": self._batched(self.m, self.n)}
+        return out if self.weights_operand else {"b": self._batched(self.k, self.n), **out}
 
     @property
     def input_shape(self) -> tuple[int, ...]:

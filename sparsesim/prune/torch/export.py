@@ -18,9 +18,10 @@ code calls them). :func:`capture` walks it node by node:
   B operand is an activation with a measured mask. ``scaled_dot_product_attention`` becomes its
   two score GEMMs ``qk`` and ``pv`` (``count = batch · query heads``; GQA keys and values
   repeated per query head, as the kernel broadcasts them); ``P`` is recomputed from Q, K, the
-  mask and the scale to measure its zeros (the causal mask's among them). A
-  causal ``qk`` is counted dense (a dense array computes every score; there is no output mask
-  on a plain MatMul yet). 1-D and 2-D convolutions become
+  mask and the scale to measure its zeros (the causal mask's among them). The scores the
+  causal mask or ``attn_mask`` discards are ``qk``'s output mask ``o`` (known before the
+  scores, so a skipping PE need not compute them; a dense array computes them all, and the
+  dense MACs count them), as :class:`~sparsesim.workload.layers.Attention` does for causal. 1-D and 2-D convolutions become
   :class:`~sparsesim.workload.layers.Conv2d` (1-D as height 1) when the layer protocol holds
   them: one stride and one symmetric zero padding for both axes, no dilation, not transposed.
   3-D and transposed convolutions, dilation, per-axis stride or padding, a padded 1-D conv and
@@ -106,6 +107,7 @@ class Site:
     a: Callable[[Values, dict[str, Any]], torch.Tensor]
     w: WeightRef | None = None
     b: Callable[[Values, dict[str, Any]], torch.Tensor] | None = None
+    o: Callable[[Values, dict[str, Any]], torch.Tensor | None] | None = None  # needed outputs
 
 
 class Refusal(Exception):
@@ -245,6 +247,22 @@ def _conv(name: str, node: torch.fx.Node, v: Values, static: Callable[[Any], boo
     return [Site(layer, node.name, lambda vv, cc: vv["input"].reshape(shape), ref)]
 
 
+def needed_scores(v: Values) -> torch.Tensor | None:
+    """The scores SDPA's softmax keeps (``[..., l, s]`` bool): the causal mask AND a boolean
+    ``attn_mask`` (or a float one's finite entries); ``None`` when every score is needed.
+    Known before the scores are computed, so ``QKᵀ`` need not compute the others."""
+    q, k = v["query"], v["key"]
+    l, s = q.shape[-2], k.shape[-2]  # noqa: E741 - sequence lengths
+    keep = None
+    if v.get("is_causal"):
+        keep = torch.ones(l, s, dtype=torch.bool).tril()
+    mask = v.get("attn_mask")
+    if mask is not None:
+        m = mask if mask.dtype == torch.bool else torch.isfinite(mask) | (mask > 0)
+        keep = m if keep is None else keep & m
+    return keep
+
+
 def probabilities(v: Values) -> torch.Tensor:
     """SDPA's attention probabilities ``softmax(q·kᵀ·scale + mask)`` (GQA keys repeated per
     query head), as the kernel computes them; their zeros are PV's A-operand zeros."""
@@ -292,8 +310,12 @@ def _sdpa(name: str, node: torch.fx.Node, v: Values, static: Callable[[Any], boo
 
     qk = MatMul(f"{name}.qk", m=l, k=e, n=s, weights_operand=False, count=count)
     pv = MatMul(f"{name}.pv", m=l, k=s, n=ev, weights_operand=False, count=count)
+    def o_of(vv: Values, cache: dict[str, Any]) -> torch.Tensor | None:
+        keep = needed_scores(vv)
+        return None if keep is None else keep.expand(*batch, l, s).reshape(*lead, l, s)
+
     return [Site(qk, node.name, lambda vv, c: vv["query"].reshape(*lead, l, e), None,
-                 lambda vv, c: _t(kv(vv["key"]))),
+                 lambda vv, c: _t(kv(vv["key"])), o_of),
             Site(pv, node.name, p_of, None, lambda vv, c: kv(vv["value"]))]
 
 
@@ -394,7 +416,7 @@ class Measured:
     """One pass over the calibration inputs (numpy, per layer name)."""
 
     inputs: dict[str, np.ndarray] = field(default_factory=dict)
-    b: dict[str, np.ndarray] = field(default_factory=dict)
+    internal: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # b, o
     weights: Weights = field(default_factory=dict)
     norms: dict[str, np.ndarray] = field(default_factory=dict)
     node_macs: dict[str, int] = field(default_factory=dict)  # counted, per graph node
@@ -456,7 +478,10 @@ class _Run(torch.fx.Interpreter):
         a = s.a(v, cache)
         self.out.inputs[name] = (a != 0).numpy()
         if s.b is not None:
-            self.out.b[name] = (s.b(v, cache) != 0).numpy()
+            self.out.internal.setdefault(name, {})["b"] = (s.b(v, cache) != 0).numpy()
+        o = None if s.o is None else s.o(v, cache)
+        if o is not None:
+            self.out.internal.setdefault(name, {})["o"] = o.numpy().copy()
         if s.w is not None and self.masks is None:  # a pruned pass: the masks say
             self.out.weights[name] = {"w": s.w.to(v[s.w.arg]).detach().float().numpy().copy()}
         if self.want_norms:
@@ -550,11 +575,10 @@ class Captured:
             padded = isinstance(layer, Conv2d) and layer.padding > 0
             x = None if x is None or (x.all() and not padded) else x
             act = {}
-            b = measured.b.get(name)
-            if b is not None:
-                per_layer.setdefault(name, {})["b_density"] = float(b.mean())
-                if not b.all():
-                    act["b"] = b
+            for key, mask in measured.internal.get(name, {}).items():
+                per_layer.setdefault(name, {})[f"{key}_density"] = float(mask.mean())
+                if not mask.all():
+                    act[key] = mask
             if w or x is not None or act:
                 layer_masks[name] = LayerMasks(w, x, act)
         info = {"method": {} if spec is None else spec.as_dict(),
