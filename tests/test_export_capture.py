@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
@@ -384,3 +385,20 @@ def test_causal_sdpa_scores_not_needed_are_not_effectual(hand):
     [ops] = gemm_operands(sq, trace.masks[sq.name])
     assert effectual_macs(ops) == int(needed.sum())
     assert sq.dense_macs == B * HEADS * L * D * L  # a dense array computes every score
+
+
+class Mm(nn.Module):
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(a, b)
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.lists(st.integers(1, 3), min_size=0, max_size=2), st.booleans(),
+       st.integers(1, 4), st.integers(1, 4), st.integers(1, 4))
+def test_broadcast_matmul_macs_equal_pytorchs_count(batch, broadcast_b, m, k, n):
+    a = torch.randn(*batch, m, k)
+    b = torch.randn(*([1] * len(batch) if broadcast_b else batch), k, n)
+    cap = capture(Mm(), (a, b))
+    [layer] = cap.workload.layers
+    assert isinstance(layer, MatMul) and not layer.weights_operand
+    assert layer.dense_macs == math.prod(batch) * m * k * n == cap.coverage.total_macs
