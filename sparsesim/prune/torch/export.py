@@ -202,16 +202,15 @@ def _pairs(x: Any, dims: int, what: str) -> list[int]:
 
 def _conv(name: str, node: torch.fx.Node, v: Values, static: Callable[[Any], bool],
           transposed: bool) -> list[Site]:
-    op = str(node.target)
     sx, sw = _shape(v["input"]), _shape(v["weight"])
     dims = len(sw) - 2
     if transposed:
-        raise Refusal(f"{op}: a transposed convolution is not a layer sparsesim holds yet")
+        raise Refusal("a transposed convolution is not a layer sparsesim holds yet")
     if dims not in (1, 2):
-        raise Refusal(f"{op}: a {dims}-D convolution is not a layer sparsesim holds yet "
+        raise Refusal(f"a {dims}-D convolution is not a layer sparsesim holds yet "
                       "(Conv2d holds 1-D and 2-D)")
     if not static(v["weight"]):
-        raise Refusal(f"{op}: a convolution whose kernel is an activation is not modelled")
+        raise Refusal("a convolution whose kernel is an activation is not modelled")
     stride = _pairs(v.get("stride", 1), dims, "stride")
     dilation = _pairs(v.get("dilation", 1), dims, "dilation")
     groups = int(v.get("groups", 1))
@@ -221,18 +220,18 @@ def _conv(name: str, node: torch.fx.Node, v: Values, static: Callable[[Any], boo
         if pad == "valid":
             pad = [0] * dims
         elif any((d * (r - 1)) % 2 for d, r in zip(dilation, kernel)):
-            raise Refusal(f"{op}: padding='same' with an even kernel {kernel} pads one side "
+            raise Refusal(f"padding='same' with an even kernel {kernel} pads one side "
                           "more than the other; Conv2d pads symmetrically")
         else:
             pad = [d * (r - 1) // 2 for d, r in zip(dilation, kernel)]
     padding = _pairs(pad, dims, "padding")
     if any(d != 1 for d in dilation):
-        raise Refusal(f"{op}: dilation {dilation} is not modelled (Conv2d has no dilation)")
+        raise Refusal(f"dilation {dilation} is not modelled (Conv2d has no dilation)")
     if len(set(stride)) != 1 or len(set(padding)) != 1:
-        raise Refusal(f"{op}: per-axis stride {stride} / padding {padding} is not modelled "
+        raise Refusal(f"per-axis stride {stride} / padding {padding} is not modelled "
                       "(Conv2d has one stride and one padding for both axes)")
     if dims == 1 and padding[0]:
-        raise Refusal(f"{op}: a padded 1-D convolution (padding {padding[0]}) is not modelled "
+        raise Refusal(f"a padded 1-D convolution (padding {padding[0]}) is not modelled "
                       "(as Conv2d of height 1 the padding would pad the height too)")
     batched = len(sx) == dims + 2
     n = sx[0] if batched else 1
