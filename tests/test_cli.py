@@ -170,7 +170,7 @@ def test_every_subcommand_has_add_parser_and_run():
     for command in COMMANDS:
         assert callable(command.add_parser) and command.__doc__
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    assert list(sub.choices) == ["run", "sweep", "plot", "formats", "prune", "validate", "archs",
-                                 "workloads"]
+    assert list(sub.choices) == ["run", "sweep", "plot", "formats", "prune", "import",
+                                 "validate", "archs", "workloads"]
     for name, parser in sub.choices.items():
         assert callable(parser.get_default("func")), name

@@ -11,12 +11,43 @@ from sparsesim.cli.common import DEFAULT_WORKLOAD, add_attention_args, nm_ratio
 from sparsesim.cli.flags import FRACTION, SEED, count, real
 from sparsesim.errors import SparsesimError
 from sparsesim.files import output_file
-from sparsesim.sparsity.trace import accuracy_rows, compaction_text
+from sparsesim.prune.spec import is_model_factory
+from sparsesim.sparsity.trace import Trace, accuracy_rows, compaction_text
 from sparsesim.units import fmt_si
 from sparsesim.workload.network import load_workload
 
 DEFAULT_SPARSITY = 0.5
 """``--sparsity`` when it is not given and the method uses it."""
+
+SHIPPED = ("digits", "efficientnet_lite0", "minilm", "smollm2")
+"""The real models ``--model`` names (anything else is ``FILE.py:FACTORY``)."""
+
+
+def model_source(value: str) -> str:
+    """A shipped model's name or ``FILE.py:FACTORY`` (argparse type)."""
+    if value in SHIPPED or is_model_factory(value):
+        return value
+    raise argparse.ArgumentTypeError(f"{value!r} is neither one of {', '.join(SHIPPED)} nor "
+                                     "FILE.py:FACTORY")
+
+
+def add_allow_uncaptured(parser: argparse.ArgumentParser) -> None:
+    """``--allow-uncaptured``: the parity gate's allowance for a user's model."""
+    parser.add_argument("--allow-uncaptured", type=float, default=0.0, metavar="FRACTION",
+                        help="FILE.py:FACTORY models: accept a capture missing up to this "
+                             "fraction of the MACs PyTorch counts (default %(default)s: every "
+                             "GEMM captured, or an error listing the ops missed)")
+
+
+def user_model_trace(model: str, spec: object, allow: float) -> Trace:
+    """The trace of a user's model (``spec`` None: as it is)."""
+    try:
+        from sparsesim.prune.torch.factory import user_trace
+    except ImportError as err:
+        raise SparsesimError(f"--model needs PyTorch: pip install 'sparsesim[torch]' ({err})",
+                             field="--model") from None
+    trace: Trace = user_trace(model, spec, allow_uncaptured=allow)
+    return trace
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,8 +60,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     src = parser.add_mutually_exclusive_group()
     src.add_argument("-w", "--workload", default=DEFAULT_WORKLOAD, metavar="NAME|PATH",
                      help="workload pruned on synthetic weights (default: %(default)s)")
-    src.add_argument("--model", choices=("digits", "efficientnet_lite0", "minilm", "smollm2"),
-                     help="a real model with real weights and measured activations")
+    src.add_argument("--model", type=model_source, metavar="NAME|FILE.py:FACTORY",
+                     help="a real model with real weights and measured activations: one of "
+                          f"{', '.join(SHIPPED)}, or your own, FILE.py:FACTORY (a function "
+                          "returning (model, example_inputs) or (model, args, kwargs); "
+                          "captured by torch.export, every GEMM node a layer)")
+    add_allow_uncaptured(parser)
     parser.add_argument("--method", default="magnitude",
                         choices=("magnitude", "random", "taylor", "fisher", "wanda", "slimming"),
                         help="criterion (default: %(default)s); taylor, fisher and wanda need "
@@ -123,7 +158,13 @@ def run(args: argparse.Namespace) -> int:
     if attention.sparse_attention and dynamic is not None:
         raise SparsesimError("per-input ratios with masked attention probabilities are not "
                              "modelled: drop one", field="--attn-top-k")
-    if args.model is not None:
+    if args.allow_uncaptured and (args.model is None or args.model in SHIPPED):
+        raise SparsesimError("the parity gate's allowance is for a FILE.py:FACTORY model",
+                             field="--allow-uncaptured")
+    if args.model is not None and args.model not in SHIPPED:
+        _user_options(args, act, dynamic)
+        trace = user_model_trace(args.model, spec, args.allow_uncaptured)
+    elif args.model is not None:
         if args.attn_density != 1:
             raise SparsesimError("a real model's probabilities are pruned by their top-k: use "
                                  "--attn-top-k (--attn-density is the seeded model)",
@@ -188,6 +229,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{trace.workload.name}: {len(trace.workload.layers)} layers, "
           f"{meta.get('method', {}).get('criterion', args.method)} "
           f"{args.granularity}, weight sparsity {meta.get('weight_sparsity', 0.0):.4f}")
+    print_capture(meta)
     comp = compaction_text(meta)
     if comp is not None:
         print(f"  {comp}")
@@ -203,6 +245,39 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {out}: {fmt_si(size, 'B')} (masks {fmt_si(mask_bits(trace) / 8, 'B')} "
           "bit-packed)", file=sys.stderr)
     return 0
+
+
+def print_capture(meta: dict[str, object]) -> None:
+    """The parity gate's verdict of a captured model, and what it missed."""
+    cap = meta.get("capture")
+    if not isinstance(cap, dict):
+        return
+    print(f"  captured {cap['captured_macs']:,} of {cap['total_macs']:,} MACs PyTorch counts "
+          f"(coverage {cap['coverage']:.4f})")
+    for u in cap.get("uncaptured", []):
+        print(f"  uncaptured: {u['module'] or 'model'} ({u['op']}, node {u['node']}): "
+              f"{u['macs']:,} MACs, {u['reason']}")
+
+
+def _user_options(args: argparse.Namespace, act: object, dynamic: object) -> None:
+    """Refuse what a captured user model does not do yet (each option by its flag)."""
+    refused = {
+        "--method": args.method == "slimming",
+        "--granularity": args.granularity in ("head", "token", "kv"),
+        "--schedule": args.schedule != "oneshot",
+        "--lambda": args.lam is not None,
+        "--act-prune": act is not None,
+        "--dynamic": dynamic is not None,
+        "--attn-top-k": args.attn_top_k is not None,
+        "--attn-density": args.attn_density != 1,
+        "--act-density": args.act_density != 1,
+    }
+    for flag, bad in refused.items():
+        if bad:
+            raise SparsesimError(f"not available for a FILE.py:FACTORY model yet (it has no "
+                                 "training data, attention layers with heads, or gates): "
+                                 "weight criteria magnitude, random, wanda on unstructured, "
+                                 "nm, filter, channel or block", field=flag)
 
 
 def _sparsity(args: argparse.Namespace) -> float:

@@ -79,7 +79,8 @@ def _lower_linear(layer: Linear) -> list[Gemm]:
 
 def _lower_matmul(layer: MatMul) -> list[Gemm]:
     kind = OperandKind.WEIGHT if layer.weights_operand else OperandKind.ACTIVATION
-    return [Gemm(layer.name, "matmul", m=layer.m, k=layer.k, n=layer.n, w_kind=kind)]
+    return [Gemm(layer.name, "matmul", m=layer.m, k=layer.k, n=layer.n, count=layer.count,
+                 w_kind=kind)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,8 +151,9 @@ def _linear_operands(layer: Linear, gemms: list[Gemm], m: LayerMasks) -> list[Ge
 
 
 def _matmul_operands(layer: MatMul, gemms: list[Gemm], m: LayerMasks) -> list[GemmOperands]:
-    [g] = gemms
-    return [GemmOperands(g, m.inputs, m.weights.get("w"))]
+    [g] = gemms  # B: the weight mask, or an activation B's measured mask
+    b = m.weights.get("w") if layer.weights_operand else m.activations.get("b")
+    return [GemmOperands(g, m.inputs, b, o=m.activations.get("o"))]
 
 
 def instance_heads(layer: Attention, group: ScoreGroup) -> list[tuple[int, int, range]]:

@@ -269,3 +269,10 @@ def _one_of(value: str, allowed: tuple[str, ...], field: str) -> None:
     if value not in allowed:
         raise SparsesimError(f"unknown {field} {value!r}; expected one of {', '.join(allowed)}",
                              field=field)
+
+
+def is_model_factory(value: str) -> bool:
+    """``path/to/file.py:function``: the form a user's own model takes (``--model``), told
+    from a shipped model's name without importing PyTorch."""
+    path, sep, func = value.rpartition(":")
+    return bool(sep and func and path.endswith(".py"))
