@@ -94,7 +94,8 @@ def energy_breakdown(actions: ActionCounts, table: EnergyTable, arch: Arch) -> d
             out[f"sram_{op}_write"] = writes * table.sram_write_per_bit(half) if writes else 0.0
         except SparsesimError as err:
             raise err.located(field=f"memory.sram_kib_{op}") from None
-    out["dram"] = (actions.dram_read_bits + actions.dram_write_bits) * table.dram_pj_per_bit
+    out["dram"] = (actions.dram_read_bits * table.dram_read_pj_per_bit
+                   + actions.dram_write_bits * table.dram_write_pj_per_bit)
     out["decode"] = actions.decoded_elements * table.decode_pj_per_element
     out["online"] = actions.comparisons * table.compare(p.o_bits)
     return {k: _q(out[k]) for k in ENERGY_COMPONENTS}

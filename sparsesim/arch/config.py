@@ -30,6 +30,8 @@ of the preset named by ``[arch] base`` (the ``default`` preset unless given)::
 
     [memory]                  # DRAM → SRAM (A, W, O buffers, double-buffered) → array
     ideal = false             # true: memory never stalls (the SCALE-Sim comparisons)
+    dram = "custom"           # or ddr4 | lpddr4 | lpddr5 | hbm2 (sparsesim.arch.dram): its
+                              # GB/s at clock_hz and its pJ/bit, then no dram_bytes_per_cycle
     dram_bytes_per_cycle = 16.0
     dram_latency_cycles = 100
     burst_bytes = 64          # transfers are whole bursts
@@ -48,7 +50,7 @@ of the preset named by ``[arch] base`` (the ``default`` preset unless given)::
 
     [energy]                  # per-action energies in pJ over the 45 nm default table
     table = "my_energy.toml"  # optional file of overrides (relative to this file)
-    dram_pj_per_bit = 20.0    # any field of sparsesim.arch.energy.EnergyTable
+    dram_read_pj_per_bit = 20.0   # any field of sparsesim.arch.energy.EnergyTable
 
 A table left out is the base preset's.
 """
@@ -57,12 +59,13 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from sparsesim.arch.array import ArrayConfig, PrecisionConfig
+from sparsesim.arch.dram import CUSTOM, dram_tech
 from sparsesim.arch.energy import EnergyConfig
 from sparsesim.arch.memory import MemoryConfig
 from sparsesim.arch.online import OnlineConfig
@@ -92,6 +95,10 @@ class Arch:
         ):
             raise SparsesimError(f"must be a positive number, got {self.clock_hz!r}",
                                  field="arch.clock_hz")
+        tech = dram_tech(self.memory.dram)
+        if tech is not None:  # the technology's bandwidth, at this arch's clock
+            object.__setattr__(self, "memory", replace(
+                self.memory, dram_bytes_per_cycle=tech.bytes_per_cycle(self.clock_hz)))
 
     def to_dict(self) -> dict[str, Any]:
         """The TOML-shaped dict this arch round-trips through."""
@@ -206,6 +213,12 @@ def _arch_from_dict(
                     field=f"{key}.{field}",
                 )
         sections[key] = cls.from_table(table)
+    given = _table(data, "memory")
+    if sections["memory"].dram != CUSTOM and "dram_bytes_per_cycle" in given:
+        raise SparsesimError(
+            f"dram = {sections['memory'].dram!r} sets the bandwidth (its GB/s at clock_hz): "
+            f"drop dram_bytes_per_cycle, or set dram = 'custom'",
+            field="memory.dram_bytes_per_cycle")
     return Arch(
         name=str(merged_head.get("name", Path(file).stem if file else "arch")),
         clock_hz=merged_head.get("clock_hz", 1e9),
@@ -230,4 +243,7 @@ def with_overrides(arch: Arch, overrides: Mapping[str, Any]) -> Arch:
             raise SparsesimError(f"expected TABLE.FIELD with TABLE one of {', '.join(data)}",
                                  field=key)
         data[table][name] = value
+    if data["memory"].get("dram", CUSTOM) != CUSTOM and \
+            "memory.dram_bytes_per_cycle" not in overrides:
+        data["memory"].pop("dram_bytes_per_cycle", None)  # a technology's is derived
     return arch_from_dict(data, file=f"{arch.name} with overrides")
