@@ -2,7 +2,7 @@
 
 An arch TOML has one table per concern, each read by its own frozen config — ``[array]`` and
 ``[precision]`` (:mod:`.array`), ``[pe]`` (:mod:`.pe`), ``[memory]`` (:mod:`.memory`),
-``[online]`` (:mod:`.online`), ``[energy]`` (:mod:`.energy`). A field left out takes the value
+``[online]`` (:mod:`.online`), ``[energy]`` (:mod:`.energy`), ``[area]`` (:mod:`.area`). A field left out takes the value
 of the preset named by ``[arch] base`` (the ``default`` preset unless given)::
 
     [arch]
@@ -48,6 +48,11 @@ of the preset named by ``[arch] base`` (the ``default`` preset unless given)::
     lanes = 32                # elements compared per cycle (threshold, N:M)
     sorter_width = 32         # top-k: width of the bitonic sorting network (a power of 2)
 
+    [area]                    # silicon area and leakage (sparsesim.arch.area)
+    node_nm = 45              # areas scaled by (node_nm / 45)²
+    table = "my_area.toml"    # optional file of overrides of the 45 nm area table
+    flop_um2 = 5.0            # any field of sparsesim.arch.area.AreaTable
+
     [energy]                  # per-action energies in pJ over the 45 nm default table
     table = "my_energy.toml"  # optional file of overrides (relative to this file)
     dram_read_pj_per_bit = 20.0   # any field of sparsesim.arch.energy.EnergyTable
@@ -64,6 +69,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from sparsesim.arch.area import AreaConfig
 from sparsesim.arch.array import ArrayConfig, PrecisionConfig
 from sparsesim.arch.dram import CUSTOM, dram_tech
 from sparsesim.arch.energy import EnergyConfig
@@ -87,6 +93,7 @@ class Arch:
     memory: MemoryConfig = MemoryConfig()
     energy: EnergyConfig = EnergyConfig()
     online: OnlineConfig = OnlineConfig()
+    area: AreaConfig = AreaConfig()
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -111,6 +118,7 @@ class Arch:
             "memory": self.memory.to_table(),
             "online": self.online.to_table(),
             "energy": self.energy.to_table(),
+            "area": self.area.to_table(),
         }
 
 
@@ -121,6 +129,7 @@ _SECTIONS: dict[str, type[Section]] = {
     "memory": MemoryConfig,
     "energy": EnergyConfig,
     "online": OnlineConfig,
+    "area": AreaConfig,
 }
 _ARCH_KEYS = frozenset({"name", "base", "clock_hz", "description"})
 
@@ -156,12 +165,14 @@ def load_arch(spec: str | Path = "default") -> Arch:
 
 
 def _relative_to(data: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """``data`` with a relative ``energy.table`` path made relative to the arch file's folder."""
-    energy = data.get("energy")
-    if isinstance(energy, Mapping) and isinstance(energy.get("table"), str):
-        table = energy["table"]
-        if table and not Path(table).is_absolute():
-            return {**data, "energy": {**energy, "table": str(folder / table)}}
+    """``data`` with relative ``energy.table`` and ``area.table`` paths made relative to the
+    arch file's folder."""
+    for key in ("energy", "area"):
+        section = data.get(key)
+        if isinstance(section, Mapping) and isinstance(section.get("table"), str):
+            table = section["table"]
+            if table and not Path(table).is_absolute():
+                data = {**data, key: {**section, "table": str(folder / table)}}
     return data
 
 
