@@ -173,3 +173,15 @@ def test_static_energy_per_row_and_power():
     assert r.area_mm2 == pytest.approx(area_breakdown(r.arch).total_mm2)
     assert list(r.area_df["component"]) == list(AREA_COMPONENTS)
     assert "mm² at 45 nm" in r.table() and "peak" in r.table()
+
+
+def test_archs_lists_area_and_leakage():
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-m", "sparsesim.cli", "archs"], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("default "))
+    b = area_breakdown(load_arch("default"))
+    assert f"{b.total_mm2:.3g} (45 nm)" in line and "custom" in line
+    assert "area mm²" in proc.stdout and "leakage" in proc.stdout

@@ -31,11 +31,12 @@ Sources of the 45 nm defaults (what an accelerator is built from):
   detectors and clock gates, skip-PE operand queues, metadata decoders, the online pruning
   unit's comparators and sorting network.
 
-**Other nodes**: ``[area] node_nm`` scales every area by ``(node_nm / 45)²`` (ideal
-geometric scaling: area goes with the square of the feature size; real logic and SRAM
-density improved less, e.g. 45→28 nm about 0.45–0.5× rather than 0.39×, so treat other
-nodes as optimistic). Leakage stays at its 45 nm density per mm² (so it scales with area);
-the energy table is not scaled (it is 45 nm unless overridden).
+**Other nodes**: ``[area] node_nm`` scales every area by ``(node_nm / 45)²`` — ideal
+(constant-field) scaling, where every dimension shrinks with the feature size and area with
+its square (Dennard et al., IEEE JSSC 1974). Real logic and SRAM density improved less than
+that from node to node, so areas at smaller nodes are optimistic. Leakage keeps its 45 nm
+density per mm² (so it scales with the area); the energy table is not scaled (it is 45 nm
+unless overridden).
 
 The table's entries are :data:`AREA_TABLE_KEYS`; an arch's ``[area]`` table (or a table
 file it names) may set any of them. What an arch's parts add up to: :mod:`sparsesim.area`.
