@@ -82,14 +82,14 @@ def test_presets_carry_realistic_memory():
 def test_memory_and_energy_tables_round_trip(tmp_path):
     arch = arch_from_dict({"memory": {"ideal": True, "format_w": "nm:n=2,m=4",
                                       "sram_kib_o": 8},
-                           "energy": {"dram_pj_per_bit": 20.0, "table": "/x/e.toml"}})
+                           "energy": {"dram_read_pj_per_bit": 20.0, "table": "/x/e.toml"}})
     assert arch.memory.ideal and arch.memory.format_spec("W") == "nm:n=2,m=4"
     assert arch.memory.sram_bytes("o") == 8 * 1024
-    assert arch.energy.overrides == (("dram_pj_per_bit", 20.0),)
+    assert arch.energy.overrides == (("dram_read_pj_per_bit", 20.0),)
     assert arch_from_dict(arch.to_dict()) == arch
     assert "mac_pj" not in arch.to_dict()["energy"]  # TOML has no null
     changed = with_overrides(arch, {"memory.ideal": False, "energy.mac_pj": 0.3})
-    assert dict(changed.energy.overrides) == {"mac_pj": 0.3, "dram_pj_per_bit": 20.0}
+    assert dict(changed.energy.overrides) == {"mac_pj": 0.3, "dram_read_pj_per_bit": 20.0}
     # inherited from the base preset, overridden per field
     tpu = arch_from_dict({"arch": {"base": "tpu_like"}, "memory": {"sram_kib_w": 128}})
     assert tpu.memory.sram_kib_w == 128 and tpu.memory.dram_bytes_per_cycle == 48.0
@@ -120,7 +120,7 @@ def test_relative_energy_table_is_resolved_against_the_arch_file(tmp_path):
         ({"memory": {"format_w": ""}}, "memory.format_w"),
         ({"memory": {"decode_cycles_per_element": math.inf}}, "memory.decode_cycles_per_element"),
         ({"memory": {"sram_kib": 64}}, "memory.sram_kib"),
-        ({"energy": {"dram_pj_per_bit": -1}}, "energy.dram_pj_per_bit"),
+        ({"energy": {"dram_read_pj_per_bit": -1}}, "energy.dram_read_pj_per_bit"),
         ({"energy": {"table": 3}}, "energy.table"),
         ({"energy": {"mac_energy": 1.0}}, "energy.mac_energy"),
     ],
