@@ -209,7 +209,7 @@ def _expand(
             for i in range(repeat):
                 yield from _expand(body, defaults, prefix=f"{full}.{i}.", file=file)
             continue
-        if op not in LAYER_TYPES:
+        if not isinstance(op, str) or op not in LAYER_TYPES:
             raise SparsesimError(
                 f"unknown op {op!r}; expected one of {', '.join([*LAYER_TYPES, 'block'])}",
                 layer=full, field="op",
