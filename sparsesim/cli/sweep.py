@@ -26,7 +26,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         epilog=_spec_help())
     parser.add_argument("spec", type=Path, help="the sweep spec (.toml)")
     parser.add_argument("-o", "--out", type=Path, metavar="PATH",
-                        help="results CSV (default: [sweep] out, else NAME.csv)")
+                        help="results CSV (default: [sweep] out, else NAME.csv, in the spec's "
+                             "folder)")
     parser.add_argument("--executor", choices=("local", "dask"), default="local",
                         help="worker processes here, or a dask.distributed cluster "
                              "(default: %(default)s)")
@@ -48,7 +49,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 _EXAMPLE = """\
 a sweep spec:
   [sweep]
-  name = "r18-sparsity"             # results go to NAME.csv unless out or -o says
+  name = "r18-sparsity"             # results go to NAME.csv beside the spec unless out or -o
   out = "r18_sparsity.csv"          # a file inside the spec's folder
   [base]                            # fixed for every point
   workload = "resnet18"

@@ -4,7 +4,8 @@ A sweep spec is TOML::
 
     [sweep]
     name = "r18-sparsity"
-    out = "r18_sparsity.csv"          # where rows go (inside the spec file's folder)
+    out = "r18_sparsity.csv"          # where rows go (inside the spec file's folder;
+                                      # without it NAME.csv there)
 
     [base]                            # fixed for every point
     workload = "resnet18"
@@ -170,7 +171,10 @@ def spec_from_dict(data: Mapping[str, Any], *, file: str | None = None,
         raise SparsesimError(f"must be a plain name (no folders), got {name!r}", file=file,
                              field="sweep.name")
     out = head.get("out")
-    out_path = None if out is None else _confined(out, root or Path("."), file)
+    if out is None and root is not None:  # beside the spec, as a spec's out is: not the cwd
+        out_path: Path | None = root / f"{name}.csv"
+    else:
+        out_path = None if out is None else _confined(out, root or Path("."), file)
     return SweepSpec(name, tuple(points), out_path, file, params)
 
 

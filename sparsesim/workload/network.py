@@ -247,7 +247,7 @@ def _expand(
             _reject_unknown(entry, JOIN_KEYS, file=file, layer=full)
             builder.add(full, op, entry, scope=scope, block_input=block_input)
             continue
-        if op not in LAYER_TYPES:
+        if not isinstance(op, str) or op not in LAYER_TYPES:
             raise SparsesimError(
                 f"unknown op {op!r}; expected one of "
                 f"{', '.join([*LAYER_TYPES, 'block', *GRAPH_OPS])}",
