@@ -147,13 +147,15 @@ def test_a_stalled_run_costs_more_energy():
     slow = simulate(NET, default(**{"memory.dram_bytes_per_cycle": 1.0}))
     f, s = fast.totals, slow.totals
     assert s["stall_cycles"] > f["stall_cycles"] and s["seconds"] > f["seconds"]
-    dynamic = [c for c in ENERGY_COLUMNS if c != "energy_static_pj"]
-    for c in dynamic:  # the same actions: the same dynamic energy
-        assert s[c] == f[c], c
+    # The same MACs: the same MAC and register energy. (SRAM and DRAM energies may differ:
+    # the tiling takes the fastest candidate chunk, which depends on the bandwidth,
+    # sparsesim.memory.tiling.)
+    for c in ("energy_mac_pj", "energy_register_pj"):
+        assert s[c] == f[c] > 0, c
     leak = area_breakdown(fast.arch).leakage_w
     for r in (f, s):
         assert r["energy_static_pj"] == pytest.approx(leak * r["seconds"] * 1e12, rel=1e-6)
-    assert s["energy_pj"] - f["energy_pj"] == pytest.approx(
+    assert s["energy_static_pj"] - f["energy_static_pj"] == pytest.approx(
         leak * (s["seconds"] - f["seconds"]) * 1e12, rel=1e-6)
     assert s["energy_pj"] > f["energy_pj"]
 
