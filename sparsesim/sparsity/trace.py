@@ -48,7 +48,6 @@ import numpy as np
 
 from sparsesim.errors import SparsesimError
 from sparsesim.files import regular_file
-from sparsesim.names import AttnOperand
 from sparsesim.workload.layers import LAYER_TYPES, Layer
 from sparsesim.sparsity.masks import ActivationModel, LayerMasks, check_masks
 from sparsesim.workload.network import Workload
@@ -319,7 +318,8 @@ def _read(archive: zipfile.ZipFile, file: str) -> Trace:
         except SparsesimError as err:
             raise err.located(file=file) from None
         if shapes is not None:
-            weights, inputs, internal = _mask_shapes(shapes, file, name)
+            weights, inputs, internal = _mask_shapes(shapes, file, name,
+                                                     tuple(layers[-1].activation_shapes()))
             for k, shape in weights.items():
                 wanted[f"{i}/w/{k}"] = (shape, name, f"weights.{k}")
             if inputs is not None:
@@ -353,10 +353,11 @@ def _read(archive: zipfile.ZipFile, file: str) -> Trace:
         raise err.located(file=file) from None
 
 
-def _mask_shapes(shapes: Any, file: str, layer: str
+def _mask_shapes(shapes: Any, file: str, layer: str, internal_names: tuple[str, ...]
                  ) -> tuple[dict[str, list[int]], list[int] | None, dict[str, list[int]]]:
     """A layer's ``masks`` entry: ``{"weights": {tensor: shape}, "inputs": shape or null,
-    "activations": {operand: shape}}`` (``activations``: version 3, attention only)."""
+    "activations": {operand: shape}}`` (``activations``: version 3, the internal activations
+    the layer has, ``internal_names``: attention's q, k, v, p, o_in; a MatMul's b, o)."""
     if not isinstance(shapes, dict) or not set(shapes) <= {"weights", "inputs", "activations"}:
         raise SparsesimError("expected {weights: {tensor: shape}, inputs: shape or null, "
                              "activations: {operand: shape}}", file=file, layer=layer,
@@ -375,10 +376,11 @@ def _mask_shapes(shapes: Any, file: str, layer: str
         raise SparsesimError("expected {operand: shape}", file=file, layer=layer,
                              field="masks.activations")
     for k, shape in internal.items():
-        if k not in set(AttnOperand):
-            raise SparsesimError(f"no internal activation {k!r}; expected one of "
-                                 f"{', '.join(AttnOperand)}", file=file, layer=layer,
-                                 field=f"activations.{k}")
+        if k not in internal_names:
+            raise SparsesimError(f"no internal activation {k!r}; expected "
+                                 + (f"one of {', '.join(internal_names)}" if internal_names
+                                    else "none (this layer has none)"), file=file,
+                                 layer=layer, field=f"activations.{k}")
         _check_shape(shape, file, layer, f"activations.{k}")
     return weights, inputs, internal
 
