@@ -7,11 +7,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from sparsesim.api import simulate
 from sparsesim.arch.config import load_arch, with_overrides
 from sparsesim.cli.common import (DEFAULT_ARCH, DEFAULT_WORKLOAD, nm_ratio, overrides,
                                   print_frame, write_frame)
-from sparsesim.engine.dynamic import synthetic_dynamic
 from sparsesim.engine.training import GRADIENT_STRUCTURES, OPTIMIZERS, GradientModel, Training
 from sparsesim.errors import SparsesimError
 from sparsesim.sparsity.masks import ACT_PRUNE_KINDS, SparsityModel
@@ -122,6 +120,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run(args: argparse.Namespace) -> int:
     """Simulate once and print (and optionally write) the rows."""
+    # the simulator (pandas, Numba, simpy) is imported when a run starts, not for --help
+    from sparsesim.api import simulate
+    from sparsesim.engine.dynamic import synthetic_dynamic
+
     arch = load_arch(args.arch)
     if args.set:
         arch = with_overrides(arch, overrides(args.set))
