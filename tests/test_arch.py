@@ -95,7 +95,7 @@ def test_memory_and_energy_tables_round_trip(tmp_path):
     assert tpu.memory.sram_kib_w == 128 and tpu.memory.dram_bytes_per_cycle == 48.0
     # unlimited figures for studies: inf in TOML
     path = tmp_path / "inf.toml"
-    path.write_text("[memory]\ndram_bytes_per_cycle = inf\nsram_kib_a = inf\n")
+    path.write_text("[memory]\ndram_bytes_per_cycle = inf\n")
     assert math.isinf(load_arch(path).memory.dram_bytes_per_cycle)
 
 
@@ -129,3 +129,23 @@ def test_bad_memory_and_energy_fields(data, field):
     with pytest.raises(SparsesimError) as err:
         arch_from_dict(data, file="x.toml")
     assert err.value.field == field and err.value.file == "x.toml"
+
+
+def test_set_arch_base_is_refused_not_ignored():
+    """``--set arch.base=tpu_like`` used to exit 0 with the default preset's numbers: the base
+    only fills a file's gaps, and an arch being overridden has none left."""
+    with pytest.raises(SparsesimError, match="the base preset is the arch itself") as err:
+        with_overrides(load_arch("default"), {"arch.base": "tpu_like"})
+    assert err.value.field == "arch.base"
+
+
+@pytest.mark.parametrize("over, field", [
+    ({"arch.clock_hz": math.inf}, "arch.clock_hz"),      # every time would be 0 s
+    ({"arch.clock_hz": math.nan}, "arch.clock_hz"),
+    ({"memory.sram_kib_a": math.inf}, "memory.sram_kib_a"),  # no energy per bit
+    ({"memory.sram_kib_o": math.inf}, "memory.sram_kib_o"),
+])
+def test_non_finite_sizes_and_clocks_are_refused_when_the_arch_is_built(over, field):
+    with pytest.raises(SparsesimError) as err:
+        with_overrides(load_arch("default"), over)
+    assert err.value.field == field

@@ -118,7 +118,7 @@ def test_sparse_run_from_the_command_line(tmp_path):
 
 
 def test_sparse_option_errors_are_one_line():
-    for args, needle in ((["--weight-density", "1.5"], "weight_density"),
+    for args, needle in ((["--weight-density", "1.5"], "--weight-density"),
                          (["--set", "pe.kind=warp"], "pe.kind"),
                          (["--set", "pe.kind=nm", "-w", "bert_base_seq128"], "2:4-conformant"),
                          (["--set", "nope"], "--set")):

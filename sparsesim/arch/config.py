@@ -55,6 +55,7 @@ A table left out is the base preset's.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -88,10 +89,17 @@ class Arch:
 
     def __post_init__(self) -> None:
         if isinstance(self.clock_hz, bool) or not isinstance(self.clock_hz, (int, float)) or not (
-            self.clock_hz > 0
-        ):
-            raise SparsesimError(f"must be a positive number, got {self.clock_hz!r}",
-                                 field="arch.clock_hz")
+            0 < self.clock_hz < math.inf
+        ):  # inf would make every time 0 s
+            raise SparsesimError(f"must be a finite, positive number (Hz), got "
+                                 f"{self.clock_hz!r}", field="arch.clock_hz")
+        for op in ("a", "w", "o"):
+            # The memory model alone runs unbounded buffers (timing studies); a whole arch
+            # also prices SRAM accesses, and energy per bit of an infinite SRAM is undefined.
+            if math.isinf(self.memory.sram_bytes(op)):
+                raise SparsesimError("an unbounded SRAM has no energy per bit: give a finite "
+                                     "size (a large one, e.g. 1e9, never limits the tiling)",
+                                     field=f"memory.sram_kib_{op}")
 
     def to_dict(self) -> dict[str, Any]:
         """The TOML-shaped dict this arch round-trips through."""
@@ -226,6 +234,10 @@ def with_overrides(arch: Arch, overrides: Mapping[str, Any]) -> Arch:
     data = arch.to_dict()
     for key, value in overrides.items():
         table, _, name = key.partition(".")
+        if key.strip() == "arch.base":  # a base fills a file's gaps; an arch has none left
+            raise SparsesimError("the base preset is the arch itself (--arch, or a sweep "
+                                 "point's arch key: a preset or a file whose [arch] base names "
+                                 "it), not an override", field="arch.base")
         if not name or table not in data:
             raise SparsesimError(f"expected TABLE.FIELD with TABLE one of {', '.join(data)}",
                                  field=key)

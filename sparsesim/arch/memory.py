@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sparsesim.arch.section import Section, number, positive_int
+from sparsesim.arch.section import MAX_COUNT, Section, number, positive_int
 from sparsesim.errors import SparsesimError
 from sparsesim.names import Operand
 
@@ -18,7 +18,9 @@ class MemoryConfig(Section):
     ``ideal`` memory never stalls: cycles are the compute cycles (traffic is still counted).
     Otherwise one DRAM channel moves ``dram_bytes_per_cycle`` (``inf`` allowed: unlimited)
     after ``dram_latency_cycles``, in whole bursts of ``burst_bytes``. ``sram_kib_{a,w,o}``
-    is each operand buffer's *total* capacity in KiB (``inf`` allowed); it is double-buffered,
+    is each operand buffer's *total* capacity in KiB (``inf`` allowed here, for timing studies
+    of the memory model alone; a whole :class:`~sparsesim.arch.config.Arch` refuses it, as it
+    prices SRAM accesses by size); it is double-buffered,
     two halves of half that size, so one tile may be at most half of it. ``format_{a,w,o}``
     is the operand's storage format in DRAM and SRAM (a spec :func:`sparsesim.formats.
     parse_format` reads; checked when memory is simulated, so this module does not import
@@ -53,8 +55,9 @@ class MemoryConfig(Section):
         number(self.dram_bytes_per_cycle, "memory.dram_bytes_per_cycle", positive=True,
                finite=False)
         if (isinstance(self.dram_latency_cycles, bool)
-                or not isinstance(self.dram_latency_cycles, int) or self.dram_latency_cycles < 0):
-            raise SparsesimError(f"must be a non-negative integer, got "
+                or not isinstance(self.dram_latency_cycles, int)
+                or not 0 <= self.dram_latency_cycles <= MAX_COUNT):
+            raise SparsesimError(f"must be a non-negative integer of at most {MAX_COUNT:,}, got "
                                  f"{self.dram_latency_cycles!r}",
                                  field="memory.dram_latency_cycles")
         positive_int(self.burst_bytes, "memory.burst_bytes")

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 from sparsesim.cli import catalog, formats, plot, prune, run, sweep, validate
 from sparsesim.cli.common import DEFAULT_ARCH, DEFAULT_WORKLOAD
+from sparsesim.cli.flags import Parser
 from sparsesim.cli.plot import PLOT_KINDS
 from sparsesim.errors import SparsesimError
 
@@ -25,7 +26,7 @@ COMMANDS = (run, sweep, plot, formats, prune, validate, catalog)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="sparsesim",
         description="Simulate pruned DNNs on sparse systolic accelerators: cycles, MACs, "
                     "utilization per layer and in total.",

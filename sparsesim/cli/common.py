@@ -9,7 +9,9 @@ import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
+from sparsesim.cli.flags import KEEP, count
 from sparsesim.errors import SparsesimError
+from sparsesim.files import output_file
 from sparsesim.rules.nm import parse_nm
 
 DEFAULT_WORKLOAD = "resnet18"
@@ -43,6 +45,20 @@ def nm_ratio(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(err.message) from None
 
 
+def add_attention_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--attn-density`` / ``--attn-top-k`` (sparse attention probabilities), as ``run`` and
+    ``prune`` both take them: one definition, one type check (a density in (0, 1], a whole
+    number of keys >= 1)."""
+    parser.add_argument("--attn-density", type=KEEP, default=1.0, metavar="D",
+                        help="sparse attention: fraction of the probabilities each query keeps "
+                             "(seeded Bernoulli among the keys it may see; the online unit's "
+                             "threshold finds them) (default: %(default)s)")
+    parser.add_argument("--attn-top-k", type=count(1), metavar="K",
+                        help="top-k attention: K keys kept per query row (seeded positions, "
+                             "or the K largest probabilities of a real model in `prune "
+                             "--model`; the online unit's top-k finds them)")
+
+
 def print_frame(df, fmt: str) -> bool:  # type: ignore[no-untyped-def]
     """Print ``df`` as CSV or JSON records if ``fmt`` asks for it; False for ``table``."""
     if fmt == "csv":
@@ -54,6 +70,7 @@ def print_frame(df, fmt: str) -> bool:  # type: ignore[no-untyped-def]
 
 def write_frame(df, path: Path) -> None:  # type: ignore[no-untyped-def]
     """Write ``df`` as CSV at ``path`` (folders made); a failure is a user error."""
+    output_file(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         df.to_csv(path, index=False)

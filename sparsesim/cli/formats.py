@@ -8,7 +8,14 @@ import sys
 from pathlib import Path
 
 from sparsesim.cli.common import write_frame
+from sparsesim.cli.flags import SEED, count
 from sparsesim.errors import SparsesimError
+from sparsesim.files import output_file
+
+
+#: Largest study tensor: each sparsity level encodes a mask of this many elements in every
+#: format, so 16 M elements is already minutes; the crossovers settle by ~1 M (the default).
+MAX_ELEMENTS = 16_000_000
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -18,11 +25,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         description="Encode random masks from 0 to 99.99 %% sparsity in every format with the "
                     "real encoders, and print bits per element, where each format starts to "
                     "win, and the closed-form crossovers beside the measured ones.")
-    parser.add_argument("--elements", type=int, default=1_000_000, metavar="N",
+    parser.add_argument("--elements", type=count(1, MAX_ELEMENTS), default=1_000_000, metavar="N",
                         help="tensor size (default: %(default)s)")
-    parser.add_argument("--bits", type=int, nargs="+", default=[8, 16], metavar="B",
+    parser.add_argument("--bits", type=count(1, 64), nargs="+", default=[8, 16], metavar="B",
                         help="value widths in bits (default: 8 16)")
-    parser.add_argument("--seed", type=int, default=0, help="mask seed (default: 0)")
+    parser.add_argument("--seed", type=SEED, default=0, help="mask seed (default: 0)")
     parser.add_argument("-o", "--out", type=Path, metavar="PATH",
                         help="also write the tidy measurements as CSV")
     parser.add_argument("--plot", type=Path, metavar="PATH",
@@ -34,6 +41,9 @@ def run(args: argparse.Namespace) -> int:
     """Run the study, print its table; optionally write its rows and figure."""
     from sparsesim.formats.study import crossover_study, plot_crossover, render_table
 
+    for path, field in ((args.out, "--out"), (args.plot, "--plot")):
+        if path is not None:
+            output_file(path, field=field)
     df = crossover_study(n_elements=args.elements, value_bits=tuple(args.bits), seed=args.seed)
     print(render_table(df))
     if args.out is not None:

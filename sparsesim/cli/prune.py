@@ -7,8 +7,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from sparsesim.cli.common import DEFAULT_WORKLOAD, nm_ratio
+from sparsesim.cli.common import DEFAULT_WORKLOAD, add_attention_args, nm_ratio
+from sparsesim.cli.flags import FRACTION, SEED, count, real
 from sparsesim.errors import SparsesimError
+from sparsesim.files import output_file
 from sparsesim.sparsity.trace import accuracy_rows
 from sparsesim.units import fmt_si
 from sparsesim.workload.network import load_workload
@@ -36,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument("--granularity", default="unstructured",
                         choices=("unstructured", "nm", "filter", "channel", "block", "head",
                                  "token", "kv"), help="what goes together (default: %(default)s)")
-    parser.add_argument("--sparsity", type=float, metavar="S",
+    parser.add_argument("--sparsity", type=real(0, 1, high_open=True), metavar="S",
                         help="fraction removed, rounded as torch.nn.utils.prune does (default "
                              f"{DEFAULT_SPARSITY}; not with --granularity nm, which removes "
                              "1 - N/M, nor --schedule imp, whose rounds set it; required with "
@@ -44,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument("--nm", type=nm_ratio, metavar="N:M",
                         help="N kept of every M along the reduction axis (with --granularity nm; "
                              "default 2:4)")
-    parser.add_argument("--block", type=int, default=4, metavar="K",
+    parser.add_argument("--block", type=count(1), default=4, metavar="K",
                         help="k×k block size (default: %(default)s)")
     parser.add_argument("--scope", choices=("layer", "global"), default="layer",
                         help="rank per weight tensor or over all of them (default: %(default)s)")
@@ -52,14 +54,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                         help="row: each output row prunes the same fraction (Wanda's rule)")
     parser.add_argument("--skip", action="append", default=[], metavar="PATTERN",
                         help="layer names (fnmatch) left dense (repeatable)")
-    parser.add_argument("--token-layers", type=int, nargs="+", metavar="I",
+    parser.add_argument("--token-layers", type=count(0), nargs="+", metavar="I",
                         help="token pruning: attention-layer indices that drop tokens "
                              "(default: all)")
     parser.add_argument("--schedule", choices=("oneshot", "iterative", "imp"), default="oneshot",
                         help="iterative fine-tuning or IMP with rewinding: --model digits")
-    parser.add_argument("--steps", type=int, default=3, metavar="N",
+    parser.add_argument("--steps", type=count(1), default=3, metavar="N",
                         help="levels of an iterative schedule / IMP rounds (default: %(default)s)")
-    parser.add_argument("--lambda", dest="lam", type=float, metavar="L",
+    parser.add_argument("--lambda", dest="lam", type=real(0), metavar="L",
                         help="train with L1 (unstructured) or group lasso (filter, channel) of "
                              "weight L, prune the zeros, cut to --sparsity if short: --model "
                              "digits")
@@ -73,20 +75,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                              "control: F of the tokens alive at the last layer, every input), "
                              "heads:T (skip heads whose output norm is < T x the mean), "
                              "channels:T (conv channels above T x the largest)")
-    parser.add_argument("--act-density", type=float, default=1.0, metavar="D",
+    parser.add_argument("--act-density", type=FRACTION, default=1.0, metavar="D",
                         help="synthetic: activation-density model of every layer but the first "
                              "(default: %(default)s)")
-    parser.add_argument("--attn-density", type=float, default=1.0, metavar="D",
-                        help="synthetic: sparse attention, fraction of the probabilities each "
-                             "query keeps (seeded Bernoulli among the keys it may see) "
-                             "(default: %(default)s)")
-    parser.add_argument("--attn-top-k", type=int, metavar="K",
-                        help="top-k attention: K keys kept per query row — the K largest "
-                             "probabilities of a real model (--model minilm or smollm2, its "
-                             "accuracy measured with them), or seeded positions")
+    add_attention_args(parser)
     parser.add_argument("--distribution", choices=("normal", "uniform", "laplace"),
                         default="normal", help="synthetic weight law (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    parser.add_argument("--seed", type=SEED, default=0, help="seed (default: 0)")
     parser.add_argument("-o", "--out", type=Path, required=True, metavar="PATH",
                         help="the trace file to write (.npz)")
     parser.set_defaults(func=run)
@@ -99,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from sparsesim.prune import ActPrune, PruneSpec, Regularizer, mask_bits, prune_workload
     from sparsesim.prune.spec import DynamicSpec
 
+    output_file(args.out, what="trace")  # before the pruning, not after it
     slimming = args.method == "slimming"
     sparsity = _sparsity(args)
     spec = PruneSpec(

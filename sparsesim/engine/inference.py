@@ -37,9 +37,8 @@ from sparsesim.memory import (
     MemoryResult,
     OperandTraffic,
     actions,
-    fold_schedule,
-    simulate_gemm,
 )
+from sparsesim.memory.tiling import simulate_tiled
 from sparsesim.names import OnlineKind, RowKind
 from sparsesim.pe.online import OnlinePrune, online_cost
 from sparsesim.rules.nm import parse_nm
@@ -143,10 +142,9 @@ def _simulate_memory(ops: GemmOperands, memory_plan: FoldPlan, c: ComputeResult,
     results = []
     for i in range(instances):
         a_mask, w_mask = ops.masks(i)
-        schedule = fold_schedule(memory_plan, arch, a_mask, w_mask,
-                                 compute_cycles=_memory_fold_cycles(memory_plan, c, i),
-                                 o_mask=ops.o_mask(i), view=ops.view, group=i)
-        results.append(simulate_gemm(schedule, arch.memory))
+        results.append(simulate_tiled(memory_plan, arch, a_mask, w_mask,
+                                      compute_cycles=_memory_fold_cycles(memory_plan, c, i),
+                                      o_mask=ops.o_mask(i), view=ops.view, group=i))
     return _sum_memory(results, ops.gemm.count if shared else 1)
 
 

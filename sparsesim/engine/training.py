@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sparsesim.checks import MAX_SEED, real, whole
 from sparsesim.errors import SparsesimError
 from sparsesim.workload.layers import Layer
 from sparsesim.mapping.conv import ConvView, Im2col
@@ -66,13 +67,15 @@ class GradientModel:
         if self.structure not in GRADIENT_STRUCTURES:
             raise SparsesimError(f"unknown gradient structure {self.structure!r}; expected one "
                                  f"of {', '.join(GRADIENT_STRUCTURES)}", field="grad_structure")
-        if isinstance(self.density, bool) or not 0 < self.density <= 1:
-            raise SparsesimError(f"must be in (0, 1], got {self.density!r}",
-                                 field="grad_density")
+        real(self.density, "grad_density", low=0, high=1, low_open=True)
         if self.structure == "nm":
             check_ratio(self.nm, field="grad_nm")
             if self.density != 1:
                 raise SparsesimError("give grad_density or grad_nm, not both", field="grad_nm")
+        elif self.nm is not None:
+            raise SparsesimError(f"an N:M ratio goes with grad_structure 'nm', not "
+                                 f"{self.structure!r}", field="grad_nm")
+        whole(self.seed, "seed", high=MAX_SEED)
 
     @property
     def is_dense(self) -> bool:

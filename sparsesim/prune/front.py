@@ -23,6 +23,7 @@ import numpy as np
 from sparsesim.errors import SparsesimError
 from sparsesim.workload.layers import Attention, Layer
 from sparsesim.engine.inference import attn_prune_meta, check_sparse_attention
+from sparsesim.engine.size import SizeLimits, check_elements
 from sparsesim.sparsity.masks import ActivationModel, LayerMasks, SparsityModel
 from sparsesim.prune.criteria import LayerStats, score
 from sparsesim.prune.select import keep_masks
@@ -75,6 +76,11 @@ def weight_masks(workload: Workload, spec: PruneSpec, scores: Masks,
     return out
 
 
+#: Synthetic weights are float32 and pruning scores them (a few copies): 2^29 elements (2 GiB)
+#: per tensor, above every built-in (VGG-16's fc6: 1.0e8).
+PRUNE_LIMITS = SizeLimits(elements=2**29)
+
+
 def prune_workload(
     workload: Workload, spec: PruneSpec, *, weights: Weights | None = None,
     stats: Mapping[str, LayerStats] | None = None, prior: Masks | None = None,
@@ -85,7 +91,9 @@ def prune_workload(
 ) -> Trace:
     """Prune ``workload`` as ``spec`` says and return the trace (not yet saved)."""
     source = "given weights"
-    if weights is None:
+    if weights is None:  # float32 weights of every layer: refuse what cannot be held
+        check_elements(list(workload.layers), file=workload.file, limits=PRUNE_LIMITS,
+                       per_element="float32 synthetic weights, 4 bytes each")
         weights = synthetic_weights(workload, distribution=spec.distribution, seed=spec.seed)
         source = f"synthetic {spec.distribution} weights (Kaiming scale), seed {spec.seed}"
     layers_meta: dict[str, dict[str, Any]] = {}

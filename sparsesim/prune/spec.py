@@ -122,8 +122,13 @@ class PruneSpec:
                                        or self.granularity in SHAPE_GRANULARITIES):
             raise SparsesimError(f"{self.granularity} pruning compares locally (per group, row "
                                  "or layer): use scope 'layer'", field="scope")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise SparsesimError(f"must be an integer, got {self.seed!r}", field="seed")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise SparsesimError(f"must be a non-negative integer, got {self.seed!r}",
+                                 field="seed")
+        if self.token_layers is not None and self.granularity != "token":
+            raise SparsesimError(f"token_layers choose where token pruning drops tokens; "
+                                 f"granularity {self.granularity!r} would ignore them",
+                                 field="token_layers")
         if self.regularizer is not None:
             if not isinstance(self.regularizer, Regularizer):
                 raise SparsesimError(f"must be a Regularizer, got {self.regularizer!r}",

@@ -128,6 +128,11 @@ def prune_tokens(workload: Workload, amount: float, *,
     if stream is None:
         raise SparsesimError("token pruning needs a self-attention layer (kv_len unset)",
                              file=workload.file, field="granularity")
+    beyond = sorted(i for i in token_layers or () if not 0 <= i <= att_index)
+    if beyond:  # an index that names no layer would prune nothing: refused, not ignored
+        raise SparsesimError(f"attention-layer index {beyond[0]} out of range: the token stream "
+                             f"has {att_index + 1} attention layers (0 to {att_index})",
+                             file=workload.file, field="token_layers")
     return replace(workload, layers=tuple(layers)), info
 
 

@@ -18,7 +18,7 @@ A sweep spec is TOML::
 
     [[point]]                         # and/or explicit points (merged over [base])
     "pe.kind" = "nm"
-    "sparsity.weight_nm" = [2, 4]
+    "sparsity.weight_nm" = [2, 4]     # or "2:4"
 
 Keys: ``workload``, ``arch``, ``trace``; ``TABLE.FIELD`` of the arch (``array.rows``,
 ``pe.kind``, ...); ``sparsity.FIELD`` of :class:`~sparsesim.sparsity.masks.SparsityModel`;
@@ -53,6 +53,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
@@ -65,9 +66,11 @@ from sparsesim.api import simulate
 from sparsesim.engine.dynamic import DynamicModel
 from sparsesim.engine.inference import draw_trace
 from sparsesim.errors import SparsesimError
-from sparsesim.files import read_text, read_toml
+from sparsesim.files import output_file, read_text, read_toml, regular_file
+from sparsesim.formats.registry import as_format
 from sparsesim.sparsity.masks import SparsityModel
 from sparsesim.report import ENERGY_COLUMNS
+from sparsesim.rules.nm import parse_nm
 from sparsesim.sparsity.trace import Trace, load_trace, trace_accuracy
 from sparsesim.engine.training import GradientModel, Training
 from sparsesim.workload.network import Workload, load_workload
@@ -92,6 +95,21 @@ class SweepSpec:
     def __post_init__(self) -> None:
         if not self.points:
             raise SparsesimError("the sweep has no points", file=self.file, field="grid")
+
+
+def spec_keys() -> dict[str, tuple[str, ...]]:
+    """Every key a point may set, by group (the ``sweep --help`` text is made from this)."""
+    arch = Arch().to_dict()
+    keys: dict[str, tuple[str, ...]] = {"": tuple(sorted(TOP_KEYS))}
+    for table, entries in arch.items():
+        names = sorted(set(entries) - {"name", "description"} if table == "arch" else entries)
+        if table == "energy":
+            from sparsesim.arch.energy import ENERGY_TABLE_KEYS
+            names = ["table", *ENERGY_TABLE_KEYS]
+        keys[table] = tuple(names)
+    keys.update(sparsity=tuple(sorted(SPARSITY_FIELDS)), training=tuple(sorted(TRAINING_FIELDS)),
+                dynamic=tuple(sorted(DYNAMIC_FIELDS)))
+    return keys
 
 
 def point_id(params: Mapping[str, Any]) -> str:
@@ -224,6 +242,8 @@ def build_point(params: Mapping[str, Any]) -> Point:
             if name not in _GROUPS[table]:
                 raise SparsesimError(f"unknown {table} field; expected one of "
                                      f"{', '.join(sorted(_GROUPS[table]))}", field=key)
+            if name.endswith("_nm") and isinstance(value, str):  # "2:4" as the CLI writes it
+                value = parse_nm(value, field=key)
             groups[table][name] = tuple(value) if isinstance(value, list) else value
         elif name:
             overrides[key] = value
@@ -231,22 +251,50 @@ def build_point(params: Mapping[str, Any]) -> Point:
             raise SparsesimError("unknown parameter; expected workload, arch, trace, "
                                  "TABLE.FIELD, sparsity.FIELD, training.FIELD or "
                                  "dynamic.FIELD", field=key)
+    for key in ("workload", "arch", "trace"):
+        if key in params and not isinstance(params[key], str):
+            raise SparsesimError(f"must be a name or a path, got {params[key]!r}", field=key)
+    workload = str(params.get("workload", "resnet18"))
+    if "trace" not in params:
+        _workload(workload)  # an unknown workload fails now, not in every point
     arch = _arch(str(params.get("arch", "default")))
     if overrides:
         arch = with_overrides(arch, overrides)
-    sparsity = groups["sparsity"]
-    model = SparsityModel(**sparsity) if sparsity else None
+    for op in ("a", "w", "o"):
+        try:
+            as_format(arch.memory.format_spec(op))
+        except SparsesimError as err:
+            raise SparsesimError(err.message, field=f"memory.format_{op}") from None
+    with _group("sparsity"):
+        sparsity = groups["sparsity"]
+        model = SparsityModel(**sparsity) if sparsity else None
     training = None
-    if groups["training"]:
-        t = dict(groups["training"])
-        grads = GradientModel(density=t.pop("grad_density", 1.0),
-                              structure=t.pop("grad_structure", "unstructured"),
-                              nm=t.pop("grad_nm", None))
-        training = Training(grads, **t)
+    with _group("training"):
+        if groups["training"]:
+            t = dict(groups["training"])
+            grads = GradientModel(density=t.pop("grad_density", 1.0),
+                                  structure=t.pop("grad_structure", "unstructured"),
+                                  nm=t.pop("grad_nm", None))
+            training = Training(grads, **t)
+    with _group("dynamic"):
+        dynamic = DynamicModel(**groups["dynamic"]) if groups["dynamic"] else None
     trace = params.get("trace")
-    return Point(str(params.get("workload", "resnet18")), arch, model,
-                 None if trace is None else str(trace), training,
-                 DynamicModel(**groups["dynamic"]) if groups["dynamic"] else None)
+    if trace is not None:
+        regular_file(trace, field="trace", what="trace file")
+    return Point(workload, arch, model, None if trace is None else str(trace), training,
+                 dynamic)
+
+
+@contextmanager
+def _group(name: str) -> Iterator[None]:
+    """Errors of a model's fields named as a point names them: ``sparsity.seed``."""
+    try:
+        yield
+    except SparsesimError as err:
+        field = err.field or name
+        if not field.startswith(f"{name}."):
+            field = f"{name}.{field}"
+        raise SparsesimError(err.message, layer=err.layer, field=field) from None
 
 
 RESULT_COLUMNS = ("network", "layers", "dense_macs", "effectual_macs", "cycles",
@@ -386,15 +434,7 @@ class _Appender:
 
 def _writable_file(path: Path) -> None:
     """A results path must be a regular file or not exist yet, in a folder (not under a file)."""
-    if path.exists() and not path.is_file():
-        what = "a folder" if path.is_dir() else "not a regular file"
-        raise SparsesimError(f"the results path is {what}", file=str(path), field="--out")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise SparsesimError(f"{parent} is a file, not a folder", file=str(path),
-                                     field="--out")
-            break
+    output_file(path, what="results")
 
 
 # --- executors --------------------------------------------------------------------------------

@@ -47,6 +47,9 @@ from sparsesim.rules.nm import parse_nm
 from sparsesim.workload.decode import decode_steps
 from sparsesim.workload.layers import LAYER_TYPES, Conv2d, Layer, MatMul, layer_fields
 
+#: Most layers a workload may expand to (blocks repeated): ~2 ms of simulation each, so 10⁵ is
+#: minutes, and hundreds of times the largest built-in (a few hundred layers).
+MAX_LAYERS = 100_000
 BLOCK_KEYS = frozenset({"name", "op", "repeat", "body"})
 NETWORK_KEYS = frozenset({"name", "source", "description", "decode_tokens"})
 TOP_KEYS = frozenset({"network", "defaults", "layer"})
@@ -146,6 +149,11 @@ def workload_from_dict(data: Mapping[str, Any], *, file: str | None = None,
     entries = data.get("layer")
     if not isinstance(entries, list) or not entries:
         raise SparsesimError("needs at least one [[layer]]", file=file, field="layer")
+    count = _count(entries)
+    if count > MAX_LAYERS:
+        raise SparsesimError(f"the blocks expand to {count:,} layers, more than {MAX_LAYERS:,} "
+                             "(each is simulated: hours): lower a block's repeat", file=file,
+                             field="repeat")
     try:
         layers = tuple(_expand(entries, defaults, prefix="", file=file))
         workload = Workload(
@@ -159,6 +167,22 @@ def workload_from_dict(data: Mapping[str, Any], *, file: str | None = None,
     if "decode_tokens" in network:
         return decode_steps(workload, network["decode_tokens"], field="network.decode_tokens")
     return workload
+
+
+def _count(entries: Any) -> int:
+    """How many layers ``entries`` expand to, blocks repeated, without building them (a bad
+    entry counts 1: :func:`_expand` names it)."""
+    total = 0
+    for entry in entries if isinstance(entries, list) else ():
+        if isinstance(entry, Mapping) and entry.get("op") == "block":
+            repeat, body = entry.get("repeat", 1), entry.get("body")
+            if isinstance(repeat, int) and not isinstance(repeat, bool) and repeat > 0:
+                total += repeat * _count(body)
+                if total > MAX_LAYERS:
+                    return total
+                continue
+        total += 1
+    return total
 
 
 def _expand(
