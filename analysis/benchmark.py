@@ -25,6 +25,12 @@ Figures (medians of repeated warm runs, seconds):
   sparsity, 50 % ReLU-like activation density, output gradients pruned to 50 % (top-k per
   pixel, priced in the online unit), skip/both PEs, bitmap weights (target ≤ 3 s), on
   pre-drawn masks.
+* ``memo``: identical GEMMs simulated once (issue 20 item 3), full machine on the default
+  arch, dense: Llama-2-7B's 32 blocks at prefill 2048 (the block workload repeated with
+  ``repeat``), BERT-base seq 512 and ResNet-50; CPU seconds (median of 3) with and without
+  the memo, its hits and misses, and the rows' equality.
+* ``startup``: CPU and wall seconds (median of 3) of ``sparsesim --help`` and of a cold
+  ``sparsesim run`` (default workload), each a fresh interpreter (issue 20 item 5).
 * ``formats_tile_sizes_resnet50``: per-tile encoded sizes of all ResNet-50 weights in every
   format on a 32×32 os tiling (from ``analysis/bench_formats.py``).
 """
@@ -163,6 +169,78 @@ def bench_training(repeats: int) -> dict[str, Any]:
             "phases": by_phase, "target_median_s": 3.0}
 
 
+def cpu_timed(fn: Callable[[], Any], repeats: int) -> dict[str, float]:
+    """Median and min CPU seconds (this process) of ``repeats`` calls (no warm-up: the
+    calls here are seconds long, and the first run's compile is in the other figures)."""
+    samples = []
+    for _ in range(repeats):
+        t0 = time.process_time()
+        fn()
+        samples.append(time.process_time() - t0)
+    return {"median_cpu_s": statistics.median(samples), "min_cpu_s": min(samples),
+            "repeats": repeats}
+
+
+def llama2_7b_prefill_32() -> Any:
+    """Llama-2-7B's 32 decoder blocks at prefill 2048: the built-in block's layers as the
+    body of a ``repeat = 32`` block (layers ``layers.0.self_attn`` …)."""
+    import tomllib
+    from importlib import resources
+
+    from sparsesim.workload.network import workload_from_dict
+
+    text = (resources.files("sparsesim.workload.builtin") / "llama2_7b_block_prefill.toml"
+            ).read_text()
+    data = tomllib.loads(text)
+    data["network"]["name"] = "llama2_7b_prefill_32"
+    data["layer"] = [{"name": "layers", "op": "block", "repeat": 32, "body": data["layer"]}]
+    return workload_from_dict(data, file="llama2_7b_prefill_32")
+
+
+def bench_memo(repeats: int = 3) -> dict[str, Any]:
+    """Dense networks with repeated GEMMs, with and without the memo (the same rows)."""
+    from sparsesim.engine.memo import GemmMemo
+
+    arch = load_arch("default")
+    out: dict[str, Any] = {}
+    for name, wl in (("llama2_7b_32_blocks_prefill_dense", llama2_7b_prefill_32()),
+                     ("bert_base_seq512_dense", load_workload("bert_base_seq512")),
+                     ("resnet50_dense", load_workload("resnet50"))):
+        memo = GemmMemo()
+        rows = run(wl, arch, memo=memo)
+        plain = run(wl, arch)
+        on = cpu_timed(lambda: run(wl, arch, memo=GemmMemo()), repeats)
+        off = cpu_timed(lambda: run(wl, arch), repeats)
+        out[name] = {"memo": on, "no_memo": off,
+                     "speedup_median": off["median_cpu_s"] / on["median_cpu_s"],
+                     "gemms": len(rows), "hits": memo.hits, "misses": memo.misses,
+                     "identical_rows": rows == plain, "cycles": sum(r.cycles for r in rows),
+                     "events_simulated": sum(r.events for r in plain)}
+    return out
+
+
+def bench_startup(repeats: int = 3) -> dict[str, Any]:
+    """``sparsesim --help`` and a cold ``sparsesim run``, each in a fresh interpreter."""
+    import resource
+    import subprocess
+
+    def one(argv: list[str]) -> dict[str, float]:
+        cpu, wall = [], []
+        for _ in range(repeats):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "sparsesim.cli", *argv], check=True,
+                           stdout=subprocess.DEVNULL, cwd=ROOT,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)})
+            wall.append(time.perf_counter() - t0)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+        return {"median_cpu_s": statistics.median(cpu), "median_wall_s": statistics.median(wall),
+                "repeats": repeats}
+
+    return {"help": one(["--help"]), "run_default": one(["run"])}
+
+
 def bench_scalesim(repeats: int, python: str) -> dict[str, Any]:
     import tempfile
 
@@ -195,12 +273,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--no-scalesim", action="store_true", help="skip the SCALE-Sim figure")
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--only", choices=("training",),
+    parser.add_argument("--only", choices=("training", "memo", "startup"),
                         help="re-measure one figure and keep the others in the file")
     args = parser.parse_args(argv)
 
     figures: dict[str, Any] = json.loads(args.out.read_text())["figures"] if args.out.exists() \
         else {}
+    if args.only in ("memo", "startup"):
+        figures[args.only] = bench_memo() if args.only == "memo" else bench_startup()
+        print(f"{args.only}:", json.dumps(figures[args.only]))
+        return _write(args.out, figures)
     figures["training_resnet18"] = bench_training(max(3, args.repeats // 3))
     print("training ResNet-18:", json.dumps({k: figures["training_resnet18"][k]
                                              for k in ("median_s", "events_per_s")}))
@@ -219,6 +301,10 @@ def main(argv: list[str] | None = None) -> int:
     print("BERT-512 2:4:", json.dumps(figures["sparse_bert512_nm24_os32"]["compute_model_only"]))
     figures["machine"] = bench_machine(args.repeats)
     print("machine:", json.dumps({k: v["median_s"] for k, v in figures["machine"].items()}))
+    figures["memo"] = bench_memo()
+    print("memo:", json.dumps({k: v["speedup_median"] for k, v in figures["memo"].items()}))
+    figures["startup"] = bench_startup()
+    print("startup:", json.dumps(figures["startup"]))
     try:
         from analysis.bench_formats import bench_tile_sizes
     except ImportError:

@@ -13,6 +13,7 @@ from typing import overload
 from sparsesim.arch.config import Arch, load_arch
 from sparsesim.engine.dynamic import DynamicInputs, run_dynamic
 from sparsesim.engine.inference import run
+from sparsesim.engine.memo import GemmMemo
 from sparsesim.engine.size import check_size
 from sparsesim.engine.training import Training
 from sparsesim.errors import SparsesimError
@@ -26,17 +27,17 @@ from sparsesim.workload.network import Workload, load_workload
 def simulate(workload: Workload | str | Path = ..., arch: Arch | str | Path = ..., *,
              sparsity: SparsityModel | None = ..., trace: None = ...,
              training: Training | None = ..., dynamic: None = ...,
-             dynamic_seed: int = ...) -> SimResult: ...
+             dynamic_seed: int = ..., memo: bool = ...) -> SimResult: ...
 @overload
 def simulate(workload: Workload | str | Path = ..., arch: Arch | str | Path = ..., *,
              sparsity: SparsityModel | None = ..., trace: Trace | str | Path | None = ...,
              training: Training | None = ..., dynamic: DynamicInputs,
-             dynamic_seed: int = ...) -> DynamicResult: ...
+             dynamic_seed: int = ..., memo: bool = ...) -> DynamicResult: ...
 @overload
 def simulate(workload: Workload | str | Path = ..., arch: Arch | str | Path = ..., *,
              sparsity: SparsityModel | None = ..., trace: Trace | str | Path | None = ...,
              training: Training | None = ..., dynamic: DynamicInputs | None = ...,
-             dynamic_seed: int = ...) -> SimResult | DynamicResult: ...
+             dynamic_seed: int = ..., memo: bool = ...) -> SimResult | DynamicResult: ...
 
 
 def simulate(workload: Workload | str | Path = "resnet18",
@@ -45,7 +46,8 @@ def simulate(workload: Workload | str | Path = "resnet18",
              trace: Trace | str | Path | None = None,
              training: Training | None = None,
              dynamic: DynamicInputs | None = None,
-             dynamic_seed: int = 0) -> SimResult | DynamicResult:
+             dynamic_seed: int = 0,
+             memo: bool = True) -> SimResult | DynamicResult:
     """Run a workload (object, built-in name or file) on an arch (object, preset or file).
 
     Masks come from ``trace`` (a :class:`Trace` or its file; its layers replace the
@@ -53,7 +55,9 @@ def simulate(workload: Workload | str | Path = "resnet18",
     ``training`` simulates a whole training step (forward, backward, weight update).
     ``dynamic`` (or a trace whose ``meta`` carries it) runs one input at a time, each with
     its own keep ratios; which channels and heads an input keeps is drawn with
-    ``dynamic_seed``.
+    ``dynamic_seed``. ``memo`` simulates identical GEMMs (repeated blocks, equal layers)
+    once in this call (:mod:`sparsesim.engine.memo`); ``False`` simulates every one — the
+    same result, for checking it.
     """
     ar = arch if isinstance(arch, Arch) else load_arch(arch)
     file = str(trace) if isinstance(trace, (str, Path)) else None
@@ -75,11 +79,14 @@ def simulate(workload: Workload | str | Path = "resnet18",
         dynamic = DynamicInputs.from_meta(meta["dynamic"], wl, file=file)
     elif dynamic is not None and tr is None:
         DynamicInputs.from_meta(dynamic.as_meta(), wl)  # the same checks as from a trace
+    if not isinstance(memo, bool):
+        raise SparsesimError(f"must be true or false, got {memo!r}", field="memo")
+    cache = GemmMemo() if memo else None
     if dynamic is None:
         size_of(1 if training is None else 3)  # forward; + input and weight gradients
         if training is not None and tr is not None:
             check_training_trace(tr, file)
-        rows = run(wl, ar, sparsity=sparsity, trace=tr, training=training)
+        rows = run(wl, ar, sparsity=sparsity, trace=tr, training=training, memo=cache)
         return SimResult(wl, ar, tuple(rows), meta)
     if training is not None:
         raise SparsesimError("a training step with dynamic (per-input) pruning is not "
@@ -89,7 +96,8 @@ def simulate(workload: Workload | str | Path = "resnet18",
     if sparsity is not None and sparsity.act_prune != "none":  # the online unit runs per input
         n, m = sparsity.act_nm or (2, 4)
         meta["act_prune"] = {"kind": sparsity.act_prune, "nm": f"{n}:{m}"}
-    out = run_dynamic(wl, ar, dynamic, sparsity=sparsity, trace=tr, seed=dynamic_seed)
+    out = run_dynamic(wl, ar, dynamic, sparsity=sparsity, trace=tr, seed=dynamic_seed,
+                      memo=cache)
     return DynamicResult.of(wl, ar, out, meta)
 
 

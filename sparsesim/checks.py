@@ -53,3 +53,7 @@ def whole(value: Any, field: str, *, low: int = 0, high: int | None = None) -> i
 
 #: Seeds are numpy seeds: non-negative integers (64 bits keeps them in a C long).
 MAX_SEED = 2**63 - 1
+
+#: Most inputs of one dynamic run: each input is a simulation of its own, and the p99 of a few
+#: thousand is already settled; more is a typo (``--dynamic 1000000000``), not a study.
+MAX_INPUTS = 10_000

@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sparsesim.api import simulate
 from sparsesim.arch.config import load_arch, with_overrides
 from sparsesim.cli.common import (DEFAULT_ARCH, DEFAULT_WORKLOAD, add_attention_args, nm_ratio,
                                   overrides, print_frame, write_frame)
 from sparsesim.cli.flags import FRACTION, KEEP, SEED, SPREAD, count
-from sparsesim.engine.dynamic import MAX_INPUTS, DynamicModel
+from sparsesim.checks import MAX_INPUTS
 from sparsesim.engine.training import GRADIENT_STRUCTURES, OPTIMIZERS, GradientModel, Training
 from sparsesim.errors import SparsesimError
 from sparsesim.files import output_file
@@ -21,6 +21,9 @@ from sparsesim.sparsity.trace import compaction_text, load_trace, trace_accuracy
 from sparsesim.units import fmt_si
 from sparsesim.workload.layers import Attention
 from sparsesim.workload.network import Workload, load_workload
+
+if TYPE_CHECKING:
+    from sparsesim.engine.dynamic import DynamicModel
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -120,6 +123,9 @@ def run(args: argparse.Namespace) -> int:
     """Simulate once and print (and optionally write) the rows."""
     if args.out is not None:
         output_file(args.out)  # before the run, not after it
+    # the simulator (pandas, Numba, simpy) is imported when a run starts, not for --help
+    from sparsesim.api import simulate
+
     arch = load_arch(args.arch)
     if args.set:
         arch = with_overrides(arch, overrides(args.set))
@@ -213,6 +219,8 @@ _DYNAMIC_FLAGS = {"--channel-keep": "channel_keep", "--dyn-token-keep": "dyn_tok
 
 
 def _dynamic(args: argparse.Namespace) -> DynamicModel:
+    from sparsesim.engine.dynamic import DynamicModel
+
     given = {"channel_keep": args.channel_keep, "token_keep": args.dyn_token_keep,
              "head_keep": args.dyn_head_keep, "spread": args.dyn_spread}
     return DynamicModel(inputs=args.dynamic, seed=args.seed,

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from sparsesim.cli.common import print_frame, print_rows
 from sparsesim.cli.flags import count
-from sparsesim.sweep import spec_keys
 from sparsesim.units import fmt_si
 
 
@@ -22,8 +21,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         description="Run every point of a sweep spec (TOML: [sweep], [base], [grid], "
                     "[[point]]) in parallel. Each finished point is appended to the results "
                     "CSV at once; re-running skips finished points, so a killed sweep loses "
-                    "nothing. Exit status 1 if any point failed.",
-        epilog=_spec_help())
+                    "nothing. Exit status 1 if any point failed.")
+    plain = parser.format_help
+
+    def format_help() -> str:  # the keys come from the sweep module: imported for help only
+        parser.epilog = _spec_help()
+        return plain()
+
+    parser.format_help = format_help  # type: ignore[method-assign]
     parser.add_argument("spec", type=Path, help="the sweep spec (.toml)")
     parser.add_argument("-o", "--out", type=Path, metavar="PATH",
                         help="results CSV (default: [sweep] out, else NAME.csv, in the spec's "
@@ -65,6 +70,8 @@ a sweep spec:
 
 def _spec_help() -> str:
     """The example and every key a point may set (from :func:`sparsesim.sweep.spec_keys`)."""
+    from sparsesim.sweep import spec_keys  # pandas and the engine: not on every start
+
     lines = [_EXAMPLE, "keys of [base], [grid] and [[point]]:"]
     for group, names in spec_keys().items():
         prefix = f"{group}." if group else ""

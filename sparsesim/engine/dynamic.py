@@ -50,7 +50,8 @@ from sparsesim.engine.inference import (
     run_gemm,
     run_layers,
 )
-from sparsesim.checks import MAX_SEED, real, whole
+from sparsesim.checks import MAX_INPUTS, MAX_SEED, real, whole
+from sparsesim.engine.memo import GemmMemo
 from sparsesim.errors import SparsesimError
 from sparsesim.mapping.lower import gemm_operands
 from sparsesim.names import RowKind
@@ -208,9 +209,6 @@ def synthetic_dynamic(workload: Workload, *, inputs: int = 32, channel_keep: flo
     return DynamicInputs(inputs, layers, dict(consumers or {}))
 
 
-#: Most inputs of one dynamic run: each input is a simulation of its own, and the p99 of a few
-#: thousand is already settled; more is a typo (``--dynamic 1000000000``), not a study.
-MAX_INPUTS = 10_000
 
 
 @dataclass(frozen=True)
@@ -337,14 +335,15 @@ def _shape_input(layers: list[tuple[Layer, LayerMasks | None]],
     return out
 
 
-def _gate_rows(network: str, s: _Shaped, arch: Arch, table: EnergyTable) -> list[GemmResult]:
+def _gate_rows(network: str, s: _Shaped, arch: Arch, table: EnergyTable,
+               memo: GemmMemo | None = None) -> list[GemmResult]:
     """The gate's GEMV on the array, then its top-k rankings in the online unit."""
     rows: list[GemmResult] = []
     producer = 0
     if s.gate is not None:
         [ops] = gemm_operands(s.gate, None)
         rows.append(run_gemm(ops, network=network, op="gate", arch=arch, table=table,
-                             kind=RowKind.GATE))
+                             kind=RowKind.GATE, memo=memo))
         producer = rows[-1].cycles
     for n_rows, length, kept in s.ranks:
         rows.append(online_row(network, s.layer, OnlinePrune("topk"), rows=n_rows,
@@ -366,10 +365,11 @@ class DynamicRun:
 
 def run_dynamic(workload: Workload, arch: Arch, dynamic: DynamicInputs, *,
                 sparsity: SparsityModel | None = None, trace: Trace | None = None,
-                seed: int = 0) -> DynamicRun:
+                seed: int = 0, memo: GemmMemo | None = None) -> DynamicRun:
     """Run every input of ``dynamic`` on ``arch`` (static masks from ``trace`` or
     ``sparsity``); which channels and heads an input keeps is drawn with ``seed``. The online
-    unit finds activation zeros per input as in the static run (:func:`act_prune`)."""
+    unit finds activation zeros per input as in the static run (:func:`act_prune`).
+    ``memo``: GEMMs identical to one already run (in any input's run) reuse its row."""
     base = list(layers_with_masks(workload, sparsity=sparsity, trace=trace))
     for layer, m in base:  # their shapes follow the layer's: a cut would need them cut too
         if m is not None and m.activations:
@@ -382,9 +382,10 @@ def run_dynamic(workload: Workload, arch: Arch, dynamic: DynamicInputs, *,
     if dynamic.batched:  # each input alone at batch 1, nothing pruned: what it costs static
         static = [r for i in range(dynamic.inputs)
                   for r in run_layers(name, [_element(layer, m, i, dynamic.inputs)
-                                             for layer, m in base], arch, act=act, table=table)]
+                                             for layer, m in base], arch, act=act, table=table,
+                                      memo=memo)]
     else:
-        static = run(workload, arch, sparsity=sparsity, trace=trace)
+        static = run(workload, arch, sparsity=sparsity, trace=trace, memo=memo)
     per_input = []
     for i in range(dynamic.inputs):
         rng = np.random.default_rng([seed, i])
@@ -392,9 +393,9 @@ def run_dynamic(workload: Workload, arch: Arch, dynamic: DynamicInputs, *,
             if dynamic.batched else base
         shaped = _shape_input(layers_i, dynamic.keeps(i), dynamic.consumers, rng)
         rows = run_layers(name, [(s.layer, s.masks) for s in shaped], arch, act=act,
-                          table=table)
+                          table=table, memo=memo)
         for s in shaped:
-            rows += _gate_rows(name, s, arch, table)
+            rows += _gate_rows(name, s, arch, table, memo)
         per_input.append(tuple(rows))
     return DynamicRun(tuple(per_input), tuple(static),
                       dynamic.inputs if dynamic.batched else 1)

@@ -7,7 +7,8 @@ their tiles in the storage formats, DRAM → SRAM → array, and adds the stalls
 (:mod:`sparsesim.energy`, on the arch's :mod:`sparsesim.arch.energy` table) prices the
 actions, and the arch's leakage (:mod:`sparsesim.area`) for the time each row takes, stalls
 included. Instances of a GEMM (conv groups, attention heads) run one after another, each from
-cold buffers; instances that share their masks are simulated once.
+cold buffers; instances that share their masks are simulated once, and so is a GEMM
+identical to one already run (same shape, arch, masks: :mod:`sparsesim.engine.memo`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from sparsesim.names import OnlineKind, RowKind
 from sparsesim.pe.online import OnlinePrune, online_cost
 from sparsesim.rules.nm import parse_nm
 from sparsesim.sparsity.trace import Trace
+from sparsesim.engine.memo import GemmMemo, gemm_key
 from sparsesim.engine.training import ONLINE_KIND, Training, backward_operands, update_cost
 from sparsesim.workload.network import Workload
 
@@ -149,8 +151,27 @@ def _simulate_memory(ops: GemmOperands, memory_plan: FoldPlan, c: ComputeResult,
 
 
 def run_gemm(ops: GemmOperands, *, network: str, op: str, arch: Arch,
-             table: EnergyTable | None = None, kind: RowKind = RowKind.GEMM) -> GemmResult:
-    """One GEMM on ``arch``; ``table`` is the arch's energy table (read once per run)."""
+             table: EnergyTable | None = None, kind: RowKind = RowKind.GEMM,
+             memo: GemmMemo | None = None) -> GemmResult:
+    """One GEMM on ``arch``; ``table`` is the arch's energy table (read once per run). With
+    ``memo``, a GEMM identical to one it holds is not simulated again: its row is reused
+    with this GEMM's labels."""
+    table = table or energy_table(arch)
+    if memo is None:
+        return _simulate_gemm(ops, network=network, op=op, arch=arch, table=table, kind=kind)
+    key = gemm_key(ops, arch, table)
+    row = memo.get(key)
+    if row is None:
+        row = _simulate_gemm(ops, network=network, op=op, arch=arch, table=table, kind=kind)
+        memo.put(key, row)
+        return row
+    g = ops.gemm
+    return replace(row, network=network, layer=g.layer, op=op, gemm=g.name, kind=kind.value,
+                   traffic=dict(row.traffic), energy=dict(row.energy))
+
+
+def _simulate_gemm(ops: GemmOperands, *, network: str, op: str, arch: Arch,
+                   table: EnergyTable, kind: RowKind) -> GemmResult:
     a = arch.array
     gemm = ops.gemm
     fold_plan = plan(gemm, a.dataflow, a.rows, a.cols)  # built once: compute and memory share it
@@ -161,8 +182,8 @@ def run_gemm(ops: GemmOperands, *, network: str, op: str, arch: Arch,
     cycles = mem.cycles
     counts = actions(mem, macs=c.issued_macs, gated_macs=c.gated_macs,
                      register_accesses=3 * c.issued_macs)
-    energy = energy_breakdown(counts, table or energy_table(arch), arch,
-                              leakage_w=leakage_w(arch), seconds=cycles / arch.clock_hz)
+    energy = energy_breakdown(counts, table, arch, leakage_w=leakage_w(arch),
+                              seconds=cycles / arch.clock_hz)
     traffic = {f"{name}_{o.lower()}": getattr(mem.operand(o), name)
                for o in OPERANDS for name in TRAFFIC_FIELDS}
     return GemmResult(
@@ -368,27 +389,30 @@ def act_prune(sparsity: SparsityModel | None, trace: Trace | None) -> OnlinePrun
 
 
 def run(workload: Workload, arch: Arch, *, sparsity: SparsityModel | None = None,
-        trace: Trace | None = None, training: Training | None = None) -> list[GemmResult]:
+        trace: Trace | None = None, training: Training | None = None,
+        memo: GemmMemo | None = None) -> list[GemmResult]:
     """Every GEMM of every layer, in execution order (layers run one after another).
 
     With ``training``: the forward pass, then per layer from the last the online pruning of
     its output gradient (if pruned), its backward GEMMs and its weight update. The first
     layer's input gradient (of the network's input) is computed only if
-    ``training.input_gradient``.
+    ``training.input_gradient``. ``memo``: GEMMs identical to one already simulated reuse
+    its row (``None``: every GEMM simulated; the same rows either way).
     """
     name = trace.workload.name if trace is not None else workload.name
     layers = list(layers_with_masks(workload, sparsity=sparsity, trace=trace))
     return run_layers(name, layers, arch, act=act_prune(sparsity, trace), training=training,
-                      attn=attn_prune(sparsity, trace))
+                      attn=attn_prune(sparsity, trace), memo=memo)
 
 
 def run_layers(name: str, layers: list[tuple[Layer, LayerMasks | None]], arch: Arch, *,
                act: OnlinePrune | None = None, training: Training | None = None,
-               table: EnergyTable | None = None, attn: AttnPrune | None = None
-               ) -> list[GemmResult]:
+               table: EnergyTable | None = None, attn: AttnPrune | None = None,
+               memo: GemmMemo | None = None) -> list[GemmResult]:
     """:func:`run` on layers already shaped and masked (``name``: the network's); ``act``
     says how the online unit finds the activation zeros (``None``: they are free), ``attn``
-    how it prunes the attention probabilities of layers whose P is masked."""
+    how it prunes the attention probabilities of layers whose P is masked, ``memo`` holds
+    the GEMMs already simulated."""
     table = table or energy_table(arch)  # may read an override file: once, not per GEMM
     if nm_reads_activations(arch.pe) and all(m is None or m.inputs is None for _, m in layers):
         raise SparsesimError(  # else the option would be accepted and change nothing
@@ -404,8 +428,8 @@ def run_layers(name: str, layers: list[tuple[Layer, LayerMasks | None]], arch: A
                                          act, "forward", rows[-1].cycles, arch, table))
         ops_list = gemm_operands(layer, masks)
         forward.append(ops_list if training is not None else [])
-        layer_rows = [run_gemm(ops, network=name, op=layer.op, arch=arch, table=table)
-                      for ops in ops_list]
+        layer_rows = [run_gemm(ops, network=name, op=layer.op, arch=arch, table=table,
+                               memo=memo) for ops in ops_list]
         if attn is not None and masks is not None and "p" in masks.activations:
             layer_rows = _attn_online_row(name, layer, attn, layer_rows, arch, table)
         rows += layer_rows
@@ -425,9 +449,11 @@ def run_layers(name: str, layers: list[tuple[Layer, LayerMasks | None]], arch: A
             dx_ops, dw_ops = backward_operands(ops, grad)
             first = layer is layers[0][0]
             if not first or training.input_gradient:
-                rows.append(run_gemm(dx_ops, network=name, op=layer.op, arch=arch, table=table))
+                rows.append(run_gemm(dx_ops, network=name, op=layer.op, arch=arch, table=table,
+                                     memo=memo))
                 producer = rows[-1].cycles
-            rows.append(run_gemm(dw_ops, network=name, op=layer.op, arch=arch, table=table))
+            rows.append(run_gemm(dw_ops, network=name, op=layer.op, arch=arch, table=table,
+                                 memo=memo))
         if layer.weight_shapes():
             rows.append(_update_row(name, layer, masks, training, arch, table))
     return rows

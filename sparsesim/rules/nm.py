@@ -31,7 +31,6 @@ from typing import Any, TypeVar
 import numpy as np
 
 from sparsesim.errors import SparsesimError
-from sparsesim.kernels.format_sizes import _nm_first_violation
 
 _NM_TEXT = re.compile(r"\s*(\d+)\s*:\s*(\d+)\s*", re.ASCII)
 
@@ -113,6 +112,9 @@ def first_violation(x: np.ndarray, n: int, m: int, *, k_axis: int = 0,
     if mask.size == 0:
         return None
     tile = k if tile_rows is None else int(tile_rows)
+    # imported here: parsing "2:4" (every arch and workload load, the CLI's start) needs no Numba
+    from sparsesim.kernels.format_sizes import _nm_first_violation
+
     out = np.empty(3, dtype=np.int64)
     _nm_first_violation(mask, tile, n, m, out)
     if out[0] < 0:
