@@ -1,5 +1,5 @@
 """What the subcommands share: the defaults, ``--set`` overrides and their TOML values, N:M
-ratios, frames printed or written as CSV, and plain-text tables."""
+ratios, frames printed or written as CSV or Parquet, and plain-text tables."""
 
 from __future__ import annotations
 
@@ -52,11 +52,28 @@ def print_frame(df, fmt: str) -> bool:  # type: ignore[no-untyped-def]
     return fmt in ("csv", "json")
 
 
+PARQUET_SUFFIXES = (".parquet", ".pq")
+"""Extensions ``-o`` writes as Parquet; any other is CSV."""
+
+
 def write_frame(df, path: Path) -> None:  # type: ignore[no-untyped-def]
-    """Write ``df`` as CSV at ``path`` (folders made); a failure is a user error."""
+    """Write ``df`` at ``path`` (folders made): Parquet for a ``.parquet``/``.pq`` name (needs
+    pyarrow, the ``parquet`` extra: refused in one line without it, never CSV under that
+    name), else CSV. A failure is a user error."""
+    parquet = path.suffix.lower() in PARQUET_SUFFIXES
+    if parquet:
+        try:
+            import pyarrow  # noqa: F401  (pandas writes Parquet through it)
+        except ImportError:
+            raise SparsesimError("writing Parquet needs pyarrow: pip install "
+                                 "'sparsesim[parquet]', or give a .csv name",
+                                 file=str(path)) from None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        df.to_csv(path, index=False)
+        if parquet:
+            df.to_parquet(path, index=False, engine="pyarrow")
+        else:
+            df.to_csv(path, index=False)
     except OSError as err:
         raise SparsesimError(f"cannot write: {err.strerror}", file=str(path)) from None
 

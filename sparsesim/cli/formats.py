@@ -24,7 +24,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                         help="value widths in bits (default: 8 16)")
     parser.add_argument("--seed", type=int, default=0, help="mask seed (default: 0)")
     parser.add_argument("-o", "--out", type=Path, metavar="PATH",
-                        help="also write the tidy measurements as CSV")
+                        help="also write the tidy measurements: Parquet for a .parquet or .pq "
+                             "name (needs pyarrow), else CSV")
     parser.add_argument("--plot", type=Path, metavar="PATH",
                         help="also save the figure (.png, .svg or .pdf)")
     parser.set_defaults(func=run)

@@ -106,7 +106,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                     help="standard deviation of the ratios across inputs (default: "
                          "%(default)s)")
     parser.add_argument("-o", "--out", type=Path, metavar="PATH",
-                        help="also write the per-GEMM results as CSV to PATH")
+                        help="also write the per-GEMM results to PATH: Parquet for a .parquet "
+                             "or .pq name (needs pyarrow), else CSV")
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table",
                         help="what to print on stdout (default: %(default)s)")
     parser.set_defaults(func=run)

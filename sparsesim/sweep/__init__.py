@@ -93,6 +93,11 @@ class SweepSpec:
         if not self.points:
             raise SparsesimError("the sweep has no points", file=self.file, field="grid")
 
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The results file's header: every parameter, the totals, the status columns."""
+        return (*self.params, *RESULT_COLUMNS, *STATUS_COLUMNS)
+
 
 def point_id(params: Mapping[str, Any]) -> str:
     """A stable id of a point's parameters (order-independent)."""
@@ -339,9 +344,8 @@ class _Appender:
             if header:
                 existing = next(csv.reader([header]))
                 if existing != self.columns:
-                    raise SparsesimError(
-                        f"results file has other columns ({', '.join(existing)}); use another "
-                        "--out or the same spec", file=str(path), field="columns")
+                    raise SparsesimError(_other_columns(existing, self.columns),
+                                         file=str(path), field="columns")
                 self._repair()
             else:
                 self._write(self.columns)
@@ -380,6 +384,17 @@ class _Appender:
 
     def close(self) -> None:
         self.handle.close()
+
+
+def _other_columns(existing: Sequence[str], expected: Sequence[str]) -> str:
+    """Why a results file cannot be resumed: the columns it lacks and has beyond the schema
+    (older code, or another spec), or their order."""
+    missing = [c for c in expected if c not in existing]
+    extra = [c for c in existing if c not in expected]
+    what = "; ".join(f"{label}: {', '.join(cols)}" for label, cols in
+                     (("missing", missing), ("not in this spec's schema", extra)) if cols)
+    return (f"results file has other columns ({what or 'same names, other order'}), e.g. "
+            "written by older code or another spec; use another --out or delete it")
 
 
 def _writable_file(path: Path) -> None:
@@ -517,8 +532,7 @@ def run_sweep(spec: SweepSpec, *, out: Path | None = None, executor: str = "loca
     if executor not in EXECUTORS:
         raise SparsesimError(f"unknown executor {executor!r}; expected "
                              f"{', '.join(EXECUTORS)}", field="--executor")
-    columns = [*spec.params, *RESULT_COLUMNS, *STATUS_COLUMNS]
-    appender = _Appender(path, columns)  # locked and checked before anything is read or run
+    appender = _Appender(path, spec.columns)  # locked and checked before anything is read or run
     try:
         done = read_results(path)
         finished: set[str] = set()
