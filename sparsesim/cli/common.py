@@ -1,5 +1,5 @@
 """What the subcommands share: the defaults, ``--set`` overrides and their TOML values, N:M
-ratios, frames printed or written as CSV or Parquet, and plain-text tables."""
+ratios, frames printed or written as CSV, Parquet or JSON, and plain-text tables."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sparsesim.errors import SparsesimError
+from sparsesim.frames import frame_bytes, frame_format
 from sparsesim.rules.nm import parse_nm
 
 DEFAULT_WORKLOAD = "resnet18"
@@ -45,37 +46,24 @@ def nm_ratio(text: str) -> tuple[int, int]:
 
 def print_frame(df, fmt: str) -> bool:  # type: ignore[no-untyped-def]
     """Print ``df`` as CSV or JSON records if ``fmt`` asks for it; False for ``table``."""
-    if fmt == "csv":
-        sys.stdout.write(df.to_csv(index=False))
-    elif fmt == "json":
-        sys.stdout.write(df.to_json(orient="records", indent=1) + "\n")
+    if fmt in ("csv", "json"):  # the bytes -o writes under a .csv / .json name
+        sys.stdout.write(frame_bytes(df, fmt).decode("utf-8"))
     return fmt in ("csv", "json")
 
 
-PARQUET_SUFFIXES = (".parquet", ".pq")
-"""Extensions ``-o`` writes as Parquet; any other is CSV."""
+def add_out(parser: argparse.ArgumentParser, what: str) -> None:
+    """``-o/--out PATH``: ``what`` written as CSV, Parquet or JSON by the extension
+    (:mod:`sparsesim.frames`; an unknown one is refused before anything runs)."""
+    parser.add_argument("-o", "--out", type=Path, metavar="PATH",
+                        help=f"also write {what} to PATH, as CSV (.csv), Parquet (.parquet, "
+                             ".pq; needs pyarrow: the parquet extra) or JSON records (.json) "
+                             "by its extension; any other is refused")
 
 
-def write_frame(df, path: Path) -> None:  # type: ignore[no-untyped-def]
-    """Write ``df`` at ``path`` (folders made): Parquet for a ``.parquet``/``.pq`` name (needs
-    pyarrow, the ``parquet`` extra: refused in one line without it, never CSV under that
-    name), else CSV. A failure is a user error."""
-    parquet = path.suffix.lower() in PARQUET_SUFFIXES
-    if parquet:
-        try:
-            import pyarrow  # noqa: F401  (pandas writes Parquet through it)
-        except ImportError:
-            raise SparsesimError("writing Parquet needs pyarrow: pip install "
-                                 "'sparsesim[parquet]', or give a .csv name",
-                                 file=str(path)) from None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if parquet:
-            df.to_parquet(path, index=False, engine="pyarrow")
-        else:
-            df.to_csv(path, index=False)
-    except OSError as err:
-        raise SparsesimError(f"cannot write: {err.strerror}", file=str(path)) from None
+def check_out(path: Path | None) -> None:
+    """Refuse an ``--out`` whose format is unknown (or unavailable) before any work."""
+    if path is not None:
+        frame_format(path)
 
 
 def clip(text: str, width: int) -> str:

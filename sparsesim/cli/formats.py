@@ -7,8 +7,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from sparsesim.cli.common import write_frame
+from sparsesim.cli.common import add_out, check_out
 from sparsesim.errors import SparsesimError
+from sparsesim.frames import write_frame
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,9 +24,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument("--bits", type=int, nargs="+", default=[8, 16], metavar="B",
                         help="value widths in bits (default: 8 16)")
     parser.add_argument("--seed", type=int, default=0, help="mask seed (default: 0)")
-    parser.add_argument("-o", "--out", type=Path, metavar="PATH",
-                        help="also write the tidy measurements: Parquet for a .parquet or .pq "
-                             "name (needs pyarrow), else CSV")
+    add_out(parser, "the tidy measurements")
     parser.add_argument("--plot", type=Path, metavar="PATH",
                         help="also save the figure (.png, .svg or .pdf)")
     parser.set_defaults(func=run)
@@ -35,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the study, print its table; optionally write its rows and figure."""
     from sparsesim.formats.study import crossover_study, plot_crossover, render_table
 
+    check_out(args.out)
     df = crossover_study(n_elements=args.elements, value_bits=tuple(args.bits), seed=args.seed)
     print(render_table(df))
     if args.out is not None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from sparsesim.arch.config import load_arch
 from sparsesim.cli.common import DEFAULT_ARCH
 from sparsesim.errors import SparsesimError
+from sparsesim.frames import read_frame
 from sparsesim.plot.registry import KINDS
 
 PLOT_KINDS = tuple(KINDS)
@@ -35,7 +36,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         description=f"Draw a figure from results: {_drawn_from()}. PNG, SVG or PDF by the "
                     "--out suffix.")
     parser.add_argument("kind", choices=PLOT_KINDS, help="which figure")
-    parser.add_argument("results", type=Path, help="the results CSV")
+    parser.add_argument("results", type=Path,
+                        help="the results file: CSV, Parquet (.parquet, .pq) or JSON records")
     parser.add_argument("-o", "--out", type=Path, metavar="PATH",
                         help="figure file (.png, .svg, .pdf; default: RESULTS.KIND.png)")
     parser.add_argument("-x", metavar="COLUMN",
@@ -49,12 +51,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run(args: argparse.Namespace) -> int:
     """Read the results, draw the figure, save it (format by suffix)."""
-    import pandas as pd
-
-    try:
-        df = pd.read_csv(args.results)
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise SparsesimError(f"cannot read results: {err}", file=str(args.results)) from None
+    df = read_frame(args.results)  # CSV, Parquet or JSON records, by the extension
     kwargs: dict[str, object] = {}
     if args.kind == "sparsity" and args.x:
         kwargs["x"] = args.x

@@ -9,11 +9,12 @@ from pathlib import Path
 
 from sparsesim.api import simulate
 from sparsesim.arch.config import load_arch, with_overrides
-from sparsesim.cli.common import (DEFAULT_ARCH, DEFAULT_WORKLOAD, nm_ratio, overrides,
-                                  print_frame, write_frame)
+from sparsesim.cli.common import (DEFAULT_ARCH, DEFAULT_WORKLOAD, add_out, check_out, nm_ratio,
+                                  overrides, print_frame)
 from sparsesim.engine.dynamic import synthetic_dynamic
 from sparsesim.engine.training import GRADIENT_STRUCTURES, OPTIMIZERS, GradientModel, Training
 from sparsesim.errors import SparsesimError
+from sparsesim.frames import write_frame
 from sparsesim.sparsity.masks import ACT_PRUNE_KINDS, SparsityModel
 from sparsesim.sparsity.trace import load_trace, trace_accuracy
 from sparsesim.workload.network import load_workload
@@ -105,9 +106,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     dy.add_argument("--dyn-spread", type=float, default=0.1, metavar="S",
                     help="standard deviation of the ratios across inputs (default: "
                          "%(default)s)")
-    parser.add_argument("-o", "--out", type=Path, metavar="PATH",
-                        help="also write the per-GEMM results to PATH: Parquet for a .parquet "
-                             "or .pq name (needs pyarrow), else CSV")
+    add_out(parser, "the per-GEMM results")
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table",
                         help="what to print on stdout (default: %(default)s)")
     parser.set_defaults(func=run)
@@ -115,6 +114,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run(args: argparse.Namespace) -> int:
     """Simulate once and print (and optionally write) the rows."""
+    check_out(args.out)
     arch = load_arch(args.arch)
     if args.set:
         arch = with_overrides(arch, overrides(args.set))

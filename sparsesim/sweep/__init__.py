@@ -66,6 +66,7 @@ from sparsesim.engine.dynamic import DynamicModel
 from sparsesim.engine.inference import draw_trace
 from sparsesim.errors import SparsesimError
 from sparsesim.files import read_text, read_toml
+from sparsesim.frames import frame_format, read_frame, write_frame
 from sparsesim.sparsity.masks import SparsityModel
 from sparsesim.report import ENERGY_COLUMNS
 from sparsesim.sparsity.trace import Trace, load_trace, trace_accuracy
@@ -303,8 +304,23 @@ def _plain(value: Any) -> Any:
 # --- results file -----------------------------------------------------------------------------
 
 
+def load_results(path: str | Path) -> pd.DataFrame:
+    """A sweep's results as one DataFrame, one row per point, from the results file (CSV,
+    Parquet or JSON by its extension) or from the spec (``.toml``: its ``out``, else
+    ``NAME.csv`` in the current folder, where ``sparsesim sweep`` writes)."""
+    p = Path(path)
+    if p.suffix.lower() == ".toml":
+        spec = load_spec(p)
+        p = spec.out or Path(f"{spec.name}.csv")
+    if frame_format(p, field=None) == "csv":
+        if not p.exists():
+            raise SparsesimError("no such results file", file=str(p))
+        return read_results(p)
+    return read_frame(p)
+
+
 def read_results(path: Path) -> pd.DataFrame:
-    """Finished rows of a results file; a last line cut short by a kill is ignored."""
+    """Finished rows of a results CSV; a last line cut short by a kill is ignored."""
     if not path.exists():
         return pd.DataFrame()
     text = read_text(path, what="results CSV", limit=MAX_RESULTS_BYTES)
@@ -479,6 +495,9 @@ class SweepSummary:
     failed: int
     seconds: float
     out: Path
+    """The results file asked for (CSV, Parquet or JSON)."""
+    log: Path
+    """The resumable CSV the rows were appended to (``out`` itself for a CSV)."""
 
 
 class Progress:
@@ -524,8 +543,16 @@ def run_sweep(spec: SweepSpec, *, out: Path | None = None, executor: str = "loca
               workers: int | None = None, scheduler: str | None = None,
               retry_failed: bool = False, progress: Progress | None | bool = True
               ) -> SweepSummary:
-    """Run the points not yet in ``out``, appending each row as it finishes."""
-    path = out or spec.out or Path(f"{spec.name}.csv")
+    """Run the points not yet in ``out``, appending each row as it finishes.
+
+    The resumable file is always a CSV (a point is one appended line). An ``out`` named
+    ``.parquet``/``.pq``/``.json`` keeps that CSV beside it, same name with ``.csv``
+    (``r.parquet`` → ``r.csv``), and is written from it, whole, when the sweep ends; any other
+    extension is refused before anything runs (:func:`sparsesim.frames.frame_format`)."""
+    target = out or spec.out or Path(f"{spec.name}.csv")
+    _writable_file(target)
+    fmt = frame_format(target, field="--out" if out is not None else "sweep.out")
+    path = target if fmt == "csv" else target.with_suffix(".csv")
     if workers is not None and (isinstance(workers, bool) or workers < 1):
         raise SparsesimError(f"must be a positive number of workers, got {workers}",
                              field="--workers")
@@ -557,8 +584,10 @@ def run_sweep(spec: SweepSpec, *, out: Path | None = None, executor: str = "loca
                 bar.update(row["status"] == "ok")
     finally:
         appender.close()
+    if target != path:
+        write_frame(read_results(path), target)
     return SweepSummary(len(spec.points), len(todo), len(spec.points) - len(todo), failed,
-                        time.perf_counter() - start, path)
+                        time.perf_counter() - start, target, path)
 
 
 def _cell(value: Any) -> Any:
