@@ -57,6 +57,18 @@ class Operand(StrEnum):
     O = "O"  # noqa: E741
 
 
+class AttnOperand(StrEnum):
+    """Attention's internal activations that carry masks (``LayerMasks.activations`` keys,
+    trace members ``{i}/act/{name}``): the queries, keys, values, probabilities and the
+    O projection's input (the heads' concatenated context)."""
+
+    Q = "q"
+    K = "k"
+    V = "v"
+    P = "p"
+    O_IN = "o_in"
+
+
 class OnlineKind(StrEnum):
     """How the online pruning unit on the array's output path drops activations."""
 

@@ -232,8 +232,11 @@ def test_the_pruned_models_accuracy_is_printed_by_run_and_a_number_in_sweeps(one
     last = oneshot.trace.meta["accuracy"][-1]
     assert main(["run", "--trace", str(path)]) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    assert out[-1] == f"accuracy of the pruned model (test accuracy, oneshot): " \
-                      f"{last['accuracy']:.4f}"
+    assert out[-1].startswith(f"accuracy of the pruned model (test accuracy, oneshot): "
+                              f"{last['accuracy']:.4f} at ")
+    assert " cycles, " in out[-1] and "J; includes" in out[-1]  # beside cycles and energy
+    assert out[-1].endswith("; includes weights:unstructured")
     row = run_point({"trace": str(path)})  # the trace's own layers run
     assert row["status"] == "ok", row["error"]
     assert row["accuracy"] == last["accuracy"] and row["accuracy_metric"] == "test_accuracy"
+    assert row["accuracy_includes"] == "weights:unstructured"

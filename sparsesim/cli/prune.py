@@ -76,6 +76,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument("--act-density", type=float, default=1.0, metavar="D",
                         help="synthetic: activation-density model of every layer but the first "
                              "(default: %(default)s)")
+    parser.add_argument("--attn-density", type=float, default=1.0, metavar="D",
+                        help="synthetic: sparse attention, fraction of the probabilities each "
+                             "query keeps (seeded Bernoulli among the keys it may see) "
+                             "(default: %(default)s)")
+    parser.add_argument("--attn-top-k", type=int, metavar="K",
+                        help="top-k attention: K keys kept per query row — the K largest "
+                             "probabilities of a real model (--model minilm or smollm2, its "
+                             "accuracy measured with them), or seeded positions")
     parser.add_argument("--distribution", choices=("normal", "uniform", "laplace"),
                         default="normal", help="synthetic weight law (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
@@ -103,25 +111,43 @@ def run(args: argparse.Namespace) -> int:
         raise SparsesimError("--nm is for --granularity nm", field="--nm")
     act = None if args.act_prune is None else ActPrune.parse(args.act_prune)
     dynamic = DynamicSpec.parse(args.dynamic) if args.dynamic else None
+    from sparsesim.sparsity.masks import SparsityModel
+
+    attention = SparsityModel(attn_density=args.attn_density, attn_top_k=args.attn_top_k,
+                              seed=args.seed)
+    if attention.sparse_attention and dynamic is not None:
+        raise SparsesimError("per-input ratios with masked attention probabilities are not "
+                             "modelled: drop one", field="--attn-top-k")
     if args.model is not None:
+        if args.attn_density != 1:
+            raise SparsesimError("a real model's probabilities are pruned by their top-k: use "
+                                 "--attn-top-k (--attn-density is the seeded model)",
+                                 field="--attn-density")
+        extra = {} if args.attn_top_k is None else {"attn_top_k": args.attn_top_k}
         try:
             from sparsesim.prune.torch import pipelines
         except ImportError as err:
             raise SparsesimError(f"--model needs PyTorch: pip install 'sparsesim[torch]' "
                                  f"({err})", field="--model") from None
+        pipelines.check_granularity(args.model, args.granularity)
         if slimming:
             if args.model != "digits":
                 raise SparsesimError("network slimming trains the model: only --model digits",
                                      field="--method")
+            if extra:
+                raise SparsesimError("the digits CNN has no attention", field="--attn-top-k")
             pruned = pipelines.run_digits_slimming(sparsity, seed=args.seed, dynamic=dynamic)
         elif args.model == "digits":
+            if extra:
+                raise SparsesimError("the digits CNN has no attention", field="--attn-top-k")
             pruned = pipelines.run_digits(spec, schedule=args.schedule, steps=args.steps,
                                           act_prune=act, seed=args.seed, dynamic=dynamic)
         else:
             if args.schedule != "oneshot":
                 raise SparsesimError("fine-tuning schedules need training data: only --model "
                                      "digits", field="--schedule")
-            pruned = pipelines.run_model(args.model, spec, act_prune=act, dynamic=dynamic)
+            pruned = pipelines.run_model(args.model, spec, act_prune=act, dynamic=dynamic,
+                                         **extra)
         trace = pruned.trace
     else:
         if dynamic is not None:
@@ -142,6 +168,10 @@ def run(args: argparse.Namespace) -> int:
                 models[layer.name] = ActivationModel(args.act_density, None,
                                                      args.seed * 100_003 + i)
         trace = prune_workload(workload, spec, act_models=models)
+        if attention.sparse_attention:
+            from sparsesim.prune.front import with_sparse_attention
+
+            trace = with_sparse_attention(trace, attention)
     out: Path = args.out
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -154,7 +184,8 @@ def run(args: argparse.Namespace) -> int:
           f"{meta.get('method', {}).get('criterion', args.method)} "
           f"{args.granularity}, weight sparsity {meta.get('weight_sparsity', 0.0):.4f}")
     for row in accuracy_rows(meta):
-        print(f"  {row.stage} sparsity {row.sparsity:.3f}: {row.label} {row.value:.4f}")
+        print(f"  {row.stage} sparsity {row.sparsity:.3f}: {row.label} {row.value:.4f} "
+              f"(includes {row.includes_text})")
     for kind in ("token_keep", "head_keep", "channel_keep"):  # per input: mean over layers
         per = [r[kind] for r in meta.get("dynamic", {}).get("layers", {}).values() if kind in r]
         if per:

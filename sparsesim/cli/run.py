@@ -17,6 +17,7 @@ from sparsesim.errors import SparsesimError
 from sparsesim.frames import write_frame
 from sparsesim.sparsity.masks import ACT_PRUNE_KINDS, SparsityModel
 from sparsesim.sparsity.trace import load_trace, trace_accuracy
+from sparsesim.units import fmt_si
 from sparsesim.workload.network import load_workload
 
 
@@ -71,6 +72,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                          "(per pixel/token), nm (with --act-nm) (default: %(default)s)")
     sp.add_argument("--act-nm", type=nm_ratio, metavar="N:M",
                     help="N:M activation pruning along the channels (with --act-prune nm)")
+    sp.add_argument("--attn-density", type=float, default=1.0, metavar="D",
+                    help="sparse attention: fraction of the probabilities each query keeps "
+                         "(Bernoulli among the keys it may see; the online unit's threshold "
+                         "finds them) (default: %(default)s)")
+    sp.add_argument("--attn-top-k", type=int, metavar="K",
+                    help="top-k attention: K keys kept per query row (seeded positions; the "
+                         "online unit's top-k finds them)")
     sp.add_argument("--seed", type=int, default=0, help="seed of the masks (default: 0)")
     tr = parser.add_argument_group(
         "training step", "simulate forward + backward (input and weight gradients) + update")
@@ -149,9 +157,14 @@ def run(args: argparse.Namespace) -> int:
     result = simulate(workload, arch, sparsity=sparsity, trace=trace, training=_training(args),
                       dynamic=dynamic)
     accuracy = trace_accuracy(result.trace_meta)
-    line = None if accuracy is None else (
-        f"accuracy of the pruned model ({accuracy.label}"
-        f"{', ' + accuracy.stage if accuracy.stage else ''}): {accuracy.value:.4f}")
+    line = None
+    if accuracy is not None:  # beside the hardware numbers it goes with
+        t = result.totals
+        line = (f"accuracy of the pruned model ({accuracy.label}"
+                f"{', ' + accuracy.stage if accuracy.stage else ''}): {accuracy.value:.4f} "
+                f"at {t['cycles']:,.0f} cycles, {fmt_si(t['energy_pj'] * 1e-12, 'J')}"
+                f"{' (mean per input)' if 'inputs' in t else ''}; includes "
+                f"{accuracy.includes_text}")
     if not print_frame(result.df, args.format):
         print(result.table())
         if line is not None:
@@ -169,7 +182,8 @@ def _sparsity(args: argparse.Namespace) -> SparsityModel | None:
         weight_density=args.weight_density, weight_nm=args.weight_nm,
         act_density=args.act_density, act_channel_std=args.act_channel_std,
         token_keep=args.token_keep, head_keep=args.head_keep, kv_keep=args.kv_keep,
-        act_prune=args.act_prune, act_nm=args.act_nm, seed=args.seed)
+        act_prune=args.act_prune, act_nm=args.act_nm, attn_density=args.attn_density,
+        attn_top_k=args.attn_top_k, seed=args.seed)
     return None if model.is_dense else model
 
 

@@ -372,6 +372,11 @@ def run_dynamic(workload: Workload, arch: Arch, dynamic: DynamicInputs, *,
     ``sparsity``); which channels and heads an input keeps is drawn with ``seed``. The online
     unit finds activation zeros per input as in the static run (:func:`act_prune`)."""
     base = list(layers_with_masks(workload, sparsity=sparsity, trace=trace))
+    for layer, m in base:  # their shapes follow the layer's: a cut would need them cut too
+        if m is not None and m.activations:
+            raise SparsesimError("dynamic pruning with masked attention internals (Q, K, V, "
+                                 "P, O input) is not modelled: drop one of them",
+                                 layer=layer.name, field="dynamic")
     name = trace.workload.name if trace is not None else workload.name
     act = act_prune(sparsity, trace)
     table = energy_table(arch)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -39,7 +39,7 @@ from sparsesim.memory import (
     fold_schedule,
     simulate_gemm,
 )
-from sparsesim.names import RowKind
+from sparsesim.names import OnlineKind, RowKind
 from sparsesim.pe.online import OnlinePrune, online_cost
 from sparsesim.rules.nm import parse_nm
 from sparsesim.sparsity.trace import Trace
@@ -143,7 +143,7 @@ def _simulate_memory(ops: GemmOperands, memory_plan: FoldPlan, c: ComputeResult,
         a_mask, w_mask = ops.masks(i)
         schedule = fold_schedule(memory_plan, arch, a_mask, w_mask,
                                  compute_cycles=_memory_fold_cycles(memory_plan, c, i),
-                                 view=ops.view, group=i)
+                                 o_mask=ops.o_mask(i), view=ops.view, group=i)
         results.append(simulate_gemm(schedule, arch.memory))
     return _sum_memory(results, ops.gemm.count if shared else 1)
 
@@ -179,6 +179,21 @@ def run_gemm(ops: GemmOperands, *, network: str, op: str, arch: Arch,
     )
 
 
+def check_sparse_attention(workload: Workload, sparsity: SparsityModel) -> None:
+    """Sparse-attention options must prune something: refused on a network without
+    attention, and a top-k that keeps every key of every attention layer."""
+    field = "attn_top_k" if sparsity.attn_top_k is not None else "attn_density"
+    keys = [sparsity.shape(x).activation_shapes()["p"][-1] for x in workload.layers
+            if "p" in x.activation_shapes()]
+    if not keys:
+        raise SparsesimError(f"network {workload.name!r} has no attention layer: {field} "
+                             "would change nothing", field=field)
+    if sparsity.attn_top_k is not None and sparsity.attn_top_k >= max(keys):
+        raise SparsesimError(f"top-{sparsity.attn_top_k} keeps every key (attention layers "
+                             f"attend at most {max(keys)}): it would change nothing",
+                             field=field)
+
+
 def layers_with_masks(workload: Workload, *, sparsity: SparsityModel | None = None,
                       trace: Trace | None = None) -> Iterator[tuple[Layer, LayerMasks | None]]:
     """Each layer (after shape pruning) with its masks: from the trace, else the model."""
@@ -186,6 +201,8 @@ def layers_with_masks(workload: Workload, *, sparsity: SparsityModel | None = No
         for layer in trace.workload.layers:
             yield layer, trace.masks.get(layer.name)
         return
+    if sparsity is not None and sparsity.sparse_attention:
+        check_sparse_attention(workload, sparsity)
     for index, layer in enumerate(workload.layers):
         if sparsity is None or sparsity.is_dense:
             yield layer, None
@@ -271,6 +288,70 @@ def _update_row(network: str, layer: Layer, masks: LayerMasks | None, training: 
                      dram_write=u.dram_write_bytes, stall=cycles - compute)
 
 
+@dataclass(frozen=True, slots=True)
+class AttnPrune:
+    """How attention probabilities are pruned at run time: ``threshold`` (a threshold on P)
+    or ``topk`` (the ``k`` largest of each query row), by the online unit on ``QKᵀ``'s
+    output path (softmax's input: scores rank as their probabilities do)."""
+
+    kind: str
+    k: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in (OnlineKind.THRESHOLD, OnlineKind.TOPK):
+            raise SparsesimError(f"attention probabilities are pruned by threshold or topk, "
+                                 f"not {self.kind!r}", field="attn_prune.kind")
+        if (self.kind == OnlineKind.TOPK) != (self.k is not None) or (
+                self.k is not None and (isinstance(self.k, bool) or not isinstance(self.k, int)
+                                        or self.k < 1)):
+            raise SparsesimError(f"topk takes a positive integer k (and only it), got "
+                                 f"{self.k!r}", field="attn_prune.k")
+
+
+def attn_prune(sparsity: SparsityModel | None, trace: Trace | None) -> AttnPrune | None:
+    """How attention probabilities are found at run time, if they are pruned (a trace's
+    ``meta["attn_prune"]``: ``{"kind": "topk", "k": K}`` or ``{"kind": "threshold"}``)."""
+    if trace is not None:
+        spec = trace.meta.get("attn_prune")
+        if not spec:
+            return None
+        if not isinstance(spec, dict):
+            raise SparsesimError("expected {kind, k}", file=trace.workload.file,
+                                 field="meta.attn_prune")
+        try:
+            return AttnPrune(str(spec.get("kind")), spec.get("k"))
+        except SparsesimError as err:
+            raise err.located(file=trace.workload.file) from None
+    if sparsity is None or not sparsity.sparse_attention:
+        return None
+    if sparsity.attn_top_k is not None:
+        return AttnPrune(OnlineKind.TOPK, sparsity.attn_top_k)
+    return AttnPrune(OnlineKind.THRESHOLD)
+
+
+def attn_prune_meta(sparsity: SparsityModel) -> dict[str, object]:
+    """A trace's ``meta["attn_prune"]`` for P masks drawn with ``sparsity``."""
+    if sparsity.attn_top_k is not None:
+        return {"kind": str(OnlineKind.TOPK), "k": sparsity.attn_top_k}
+    return {"kind": str(OnlineKind.THRESHOLD), "density": sparsity.attn_density}
+
+
+def _attn_online_row(network: str, layer: Layer, prune: AttnPrune, layer_rows: list[GemmResult],
+                     arch: Arch, table: EnergyTable) -> list[GemmResult]:
+    """``layer_rows`` with the online unit's selection of P inserted after the ``QKᵀ`` rows
+    (row ``online_{kind}_p``): ``b·heads·l`` rows of ``kv`` scores, hidden behind those
+    GEMMs but for its pipeline depth."""
+    b, heads, queries, keys = layer.activation_shapes()["p"]
+    qk = [i for i, r in enumerate(layer_rows) if r.gemm.startswith("qk")]
+    producer = sum(layer_rows[i].cycles for i in qk)
+    keep = None if prune.k is None else min(prune.k, keys)
+    row = online_row(network, layer, OnlinePrune(prune.kind), rows=b * heads * queries,
+                     row_len=keys, keep=keep, phase="forward", producer_cycles=producer,
+                     arch=arch, table=table)
+    at = qk[-1] + 1
+    return [*layer_rows[:at], replace(row, gemm=f"{row.gemm}_p"), *layer_rows[at:]]
+
+
 def act_prune(sparsity: SparsityModel | None, trace: Trace | None) -> OnlinePrune | None:
     """How activation zeros are found at run time, if they are (``None``: free ReLU zeros)."""
     if trace is not None:
@@ -295,14 +376,17 @@ def run(workload: Workload, arch: Arch, *, sparsity: SparsityModel | None = None
     """
     name = trace.workload.name if trace is not None else workload.name
     layers = list(layers_with_masks(workload, sparsity=sparsity, trace=trace))
-    return run_layers(name, layers, arch, act=act_prune(sparsity, trace), training=training)
+    return run_layers(name, layers, arch, act=act_prune(sparsity, trace), training=training,
+                      attn=attn_prune(sparsity, trace))
 
 
 def run_layers(name: str, layers: list[tuple[Layer, LayerMasks | None]], arch: Arch, *,
                act: OnlinePrune | None = None, training: Training | None = None,
-               table: EnergyTable | None = None) -> list[GemmResult]:
+               table: EnergyTable | None = None, attn: AttnPrune | None = None
+               ) -> list[GemmResult]:
     """:func:`run` on layers already shaped and masked (``name``: the network's); ``act``
-    says how the online unit finds the activation zeros (``None``: they are free)."""
+    says how the online unit finds the activation zeros (``None``: they are free), ``attn``
+    how it prunes the attention probabilities of layers whose P is masked."""
     table = table or energy_table(arch)  # may read an override file: once, not per GEMM
     if nm_reads_activations(arch.pe) and all(m is None or m.inputs is None for _, m in layers):
         raise SparsesimError(  # else the option would be accepted and change nothing
@@ -318,8 +402,11 @@ def run_layers(name: str, layers: list[tuple[Layer, LayerMasks | None]], arch: A
                                          act, "forward", rows[-1].cycles, arch, table))
         ops_list = gemm_operands(layer, masks)
         forward.append(ops_list if training is not None else [])
-        rows += [run_gemm(ops, network=name, op=layer.op, arch=arch, table=table)
-                 for ops in ops_list]
+        layer_rows = [run_gemm(ops, network=name, op=layer.op, arch=arch, table=table)
+                      for ops in ops_list]
+        if attn is not None and masks is not None and "p" in masks.activations:
+            layer_rows = _attn_online_row(name, layer, attn, layer_rows, arch, table)
+        rows += layer_rows
     if training is None:
         return rows
     grads = training.gradients

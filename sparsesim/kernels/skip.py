@@ -8,6 +8,13 @@ step count is ``popcount(OR of E over the group)``. Two shapes of ``E`` cover ev
 * *stationary*: ``E[r, c] = H[r] if S[r, c] else ∅`` — one operand sits in the PEs
   (``ws``, ``is``) and the other flows along the rows.
 
+An output mask (products whose output is not needed are not effectual) adds the third
+operand pair of the GEMM, so the general shape is ``E[r, c] = H[r] & V[c] if S[r, c]``
+(*gated*, :func:`gated_fold_steps`): H, V and S are the masks indexed by (row, stream),
+(column, stream) and (row, column) — one of A, W, O each, whatever the dataflow. The two
+shapes above are its cases with an all-ones S or V; they stay separate kernels because
+they are cheaper.
+
 Sync codes: 0 = each PE, 1 = row, 2 = column, 3 = whole wavefront. Outputs per fold: the
 slowest group's steps, the sum of steps over the fold's mapped groups, and their number.
 """
@@ -179,4 +186,87 @@ def fold_steps(h: np.ndarray, other: np.ndarray, *, stationary: bool, rows: int,
                           out_groups)
     else:
         _streamed_steps(hp, pack_rows(other), rows, cols, code, out_max, out_sum, out_groups)
+    return out_max, out_sum, out_groups
+
+
+@njit(cache=True, nogil=True)
+def _gated_steps(h, v, s, rows, cols, sync, out_max, out_sum, out_groups):  # type: ignore[no-untyped-def]
+    """``E[r, c] = h[r] & v[c] if s[r, c]``: h ``[Sr, words]``, v ``[Sc, words]``, s bool
+    ``[Sr, Sc]``."""
+    sr, words = h.shape
+    sc = v.shape[0]
+    acc = np.zeros(words, dtype=np.uint64)
+    for i in range(out_max.shape[0]):
+        r0, r1 = i * rows, min(sr, (i + 1) * rows)
+        for j in range(out_max.shape[1]):
+            c0, c1 = j * cols, min(sc, (j + 1) * cols)
+            best, total, groups = 0, 0, 0
+            if sync == 0:
+                for r in range(r0, r1):
+                    for c in range(c0, c1):
+                        if s[r, c]:
+                            n = 0
+                            for x in range(words):
+                                n += _popcount(h[r, x] & v[c, x])
+                            best = max(best, n)
+                            total += n
+                groups = (r1 - r0) * (c1 - c0)
+            elif sync == 1:
+                for r in range(r0, r1):
+                    acc[:] = 0
+                    for c in range(c0, c1):
+                        if s[r, c]:
+                            for x in range(words):
+                                acc[x] |= v[c, x]
+                    n = 0
+                    for x in range(words):
+                        n += _popcount(h[r, x] & acc[x])
+                    best = max(best, n)
+                    total += n
+                groups = r1 - r0
+            elif sync == 2:
+                for c in range(c0, c1):
+                    acc[:] = 0
+                    for r in range(r0, r1):
+                        if s[r, c]:
+                            for x in range(words):
+                                acc[x] |= h[r, x]
+                    n = 0
+                    for x in range(words):
+                        n += _popcount(acc[x] & v[c, x])
+                    best = max(best, n)
+                    total += n
+                groups = c1 - c0
+            else:
+                acc[:] = 0
+                for r in range(r0, r1):
+                    for c in range(c0, c1):
+                        if s[r, c]:
+                            for x in range(words):
+                                acc[x] |= h[r, x] & v[c, x]
+                for x in range(words):
+                    best += _popcount(acc[x])
+                total, groups = best, 1
+            out_max[i, j] = best
+            out_sum[i, j] = total
+            out_groups[i, j] = groups
+
+
+def gated_fold_steps(h: np.ndarray, v: np.ndarray, s: np.ndarray, *, rows: int, cols: int,
+                     sync: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-fold (max steps, summed steps, mapped groups) for ``E[r, c] = h[r] & v[c] if
+    s[r, c]``: h bool ``[Sr, T]``, v bool ``[Sc, T]``, s bool ``[Sr, Sc]``."""
+    for x in (h, v, s):
+        if x.ndim != 2 or x.dtype != np.bool_:
+            raise ValueError("masks must be 2-D bool arrays")
+    sr, t = h.shape
+    sc = v.shape[0]
+    if v.shape[1] != t or s.shape != (sr, sc):
+        raise ValueError(f"mask shapes {h.shape}, {v.shape} and {s.shape} do not fit")
+    shape = (-(-sr // rows), -(-sc // cols))
+    out_max = np.zeros(shape, dtype=np.int64)
+    out_sum = np.zeros(shape, dtype=np.int64)
+    out_groups = np.zeros(shape, dtype=np.int64)
+    _gated_steps(pack_rows(h), pack_rows(v), np.ascontiguousarray(s), rows, cols,
+                 SYNC_CODES[Sync(sync)], out_max, out_sum, out_groups)
     return out_max, out_sum, out_groups

@@ -57,16 +57,26 @@ class GemmOperands:
     ``a`` is ``[count, M, K]`` (one mask per instance) or ``[M, K]`` (shared by all), ``w`` the
     same with ``[K, N]``; ``None`` means dense (all ones). ``view`` marks a convolution's
     im2col operand, whose memory traffic is the feature map's.
+
+    ``o`` (``[M, N]``, shared, or ``[count, M, N]``; ``None``: every output needed) marks the
+    outputs the network needs: a product ``A[m, k]·W[k, n]`` whose output ``(m, n)`` is masked
+    (causal ``QKᵀ``'s future scores, which softmax discards) is not effectual, whatever its
+    operands. A PE kind that knows it may skip such products (:mod:`sparsesim.pe.kinds`).
     """
 
     gemm: Gemm
     a: np.ndarray | None = None
     w: np.ndarray | None = None
     view: ConvView | None = None
+    o: np.ndarray | None = None
 
     def masks(self, i: int) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Both operand masks of instance ``i`` (``None``: dense)."""
         return (_pick(self.a, i), _pick(self.w, i))
+
+    def o_mask(self, i: int) -> np.ndarray | None:
+        """The output mask of instance ``i`` (``None``: every output needed)."""
+        return _pick(self.o, i)
 
     def instance(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Both operand masks of instance ``i``, dense ones filled in."""
@@ -84,7 +94,7 @@ class GemmOperands:
     @property
     def shared(self) -> bool:
         """All instances have the same masks (compute once, multiply by ``count``)."""
-        return all(x is None or x.ndim == 2 for x in (self.a, self.w))
+        return all(x is None or x.ndim == 2 for x in (self.a, self.w, self.o))
 
 
 def _pick(mask: np.ndarray | None, i: int) -> np.ndarray | None:

@@ -25,6 +25,18 @@ to one GEMM per (batch, head) of ``l`` rows, named ``qk_partial`` and ``pv_parti
 re-reads the group's K/V, as multi-head does (a design that stacks an incomplete group
 would read it once; the fallback keeps one fixed group shape per layer).
 
+**Attention's internal operands carry masks** (``LayerMasks.activations``, keyed by
+:class:`~sparsesim.names.AttnOperand`; a missing one is dense). ``QKᵀ`` runs on
+(Q, Kᵀ): instance (batch, K/V head) stacks its group's query masks as A and takes its K/V
+head's ``Kᵀ`` as W (:func:`instance_heads`). ``PV`` runs on (P AND causal, V). The O
+projection's A is ``o_in``. The causal mask is also ``QKᵀ``'s *output* mask
+(:attr:`~sparsesim.mapping.gemm.GemmOperands.o`): a future score is not needed (softmax
+zeroes it), so its products are not effectual and a skipping PE does not compute them
+(:mod:`sparsesim.pe.kinds`); a dense PE computes the full score matrix. A measured P (e.g.
+top-k of the probabilities) is *not* an output mask of ``QKᵀ``: every score must be
+computed to choose the top-k; only the structural, input-independent causal mask is known
+before the scores are.
+
 *KV-cache appends.* The K and V projections' outputs (``b·l`` rows of ``kv_heads · d``) are
 written to DRAM like every GEMM's output: in decode that write is the append of the new
 token's keys and values to the KV cache, ``2 · kv_heads · d · o_bits / 8`` bytes per token
@@ -119,12 +131,6 @@ def _lower_attention(layer: Attention) -> list[Gemm]:
 # --- operand masks of the lowered GEMMs ---------------------------------------------------------
 
 
-def _causal_probabilities(layer: Attention) -> np.ndarray:
-    """``P[i, j]`` is non-zero iff query i (position kv − l + i) may see key j."""
-    queries = np.arange(layer.l)[:, None] + (layer.keys - layer.l)
-    return np.arange(layer.keys)[None, :] <= queries
-
-
 def _conv_operands(layer: Conv2d, gemms: list[Gemm], m: LayerMasks) -> list[GemmOperands]:
     [g] = gemms
     a = None if m.inputs is None else im2col_matrix(m.inputs, layer)
@@ -145,18 +151,69 @@ def _matmul_operands(layer: MatMul, gemms: list[Gemm], m: LayerMasks) -> list[Ge
     return [GemmOperands(g, m.inputs, m.weights.get("w"))]
 
 
+def instance_heads(layer: Attention, group: ScoreGroup) -> list[tuple[int, int, range]]:
+    """``(batch, K/V head, query heads)`` of each instance of ``group``'s score GEMMs, in
+    instance order (batch outer): a full group's ``g`` heads share K/V head ``j``; a partial
+    group's instances are its heads one by one, all on the last K/V head."""
+    g = layer.group_size
+    full = layer.active_heads // g
+    if group.heads == g and group.suffix == "":
+        return [(b, j, range(j * g, (j + 1) * g)) for b in range(layer.b) for j in range(full)]
+    partial = layer.active_heads - full * g
+    return [(b, full, range(full * g + t, full * g + t + 1))
+            for b in range(layer.b) for t in range(partial)]
+
+
+def _query_side(mask: np.ndarray | None, layer: Attention, group: ScoreGroup,
+                shared_stacked: np.ndarray | None) -> np.ndarray | None:
+    """The A masks of ``group``'s instances: a measured ``[b, heads, l, X]`` mask stacked per
+    instance (``[count, g·l, X]``, AND the structural mask ``shared_stacked`` — the causal P
+    stacked as :func:`stack_query_rows` does), or the structural mask alone (shared by every
+    instance), or dense (``None``)."""
+    if mask is None:
+        return shared_stacked
+    rows = [mask[b, list(heads)].reshape(len(heads) * layer.l, mask.shape[-1])
+            for b, _, heads in instance_heads(layer, group)]
+    out = np.stack(rows)
+    return out if shared_stacked is None else out & shared_stacked[None]
+
+
+def _key_side(mask: np.ndarray | None, layer: Attention, group: ScoreGroup,
+              transpose: bool) -> np.ndarray | None:
+    """The W masks of ``group``'s instances from a ``[b, kv_heads, kv, d]`` mask: ``Kᵀ``
+    (``[count, d, kv]``, ``transpose``) or ``V`` (``[count, kv, d]``); ``None``: dense."""
+    if mask is None:
+        return None
+    mats = [mask[b, j] for b, j, _ in instance_heads(layer, group)]
+    return np.stack([m.T for m in mats] if transpose else mats)
+
+
 def _attention_operands(layer: Attention, gemms: list[Gemm], m: LayerMasks
                         ) -> list[GemmOperands]:
-    wt = m.weights
+    """Projections on the input and weight masks; ``QKᵀ`` on (Q, Kᵀ) with the causal mask
+    as its output mask (future scores are not needed: softmax zeroes them); ``PV`` on
+    (P AND causal, V); the O projection on ``o_in``. A missing internal mask is dense."""
+    wt, act = m.weights, m.activations
     x = None if m.inputs is None else m.inputs.reshape(layer.b * layer.l, layer.e)
     t = {name: (None if name not in wt else wt[name].T) for name in ("q", "k", "v", "o")}
-    p = _causal_probabilities(layer) if layer.causal else None
-    ops: dict[str, tuple[np.ndarray | None, np.ndarray | None]] = {
-        "q": (x, t["q"]), "k": (x, t["k"]), "v": (x, t["v"]), "o": (None, t["o"])}
-    for group, pa in zip(score_groups(layer), stack_query_rows(p, layer), strict=True):
-        ops[f"qk{group.suffix}"] = (None, None)
-        ops[f"pv{group.suffix}"] = (pa, None)
-    return [GemmOperands(g, *ops[g.name]) for g in gemms]
+    o_in = act.get("o_in")
+    o_in = None if o_in is None else o_in.reshape(layer.b * layer.l, layer.inner)
+    causal = layer.causal_mask()
+    ops: dict[str, GemmOperands] = {}
+    by_name = {g.name: g for g in gemms}
+    for name, a, w in (("q", x, t["q"]), ("k", x, t["k"]), ("v", x, t["v"]),
+                       ("o", o_in, t["o"])):
+        ops[name] = GemmOperands(by_name[name], a, w)
+    for group, stacked in zip(score_groups(layer), stack_query_rows(causal, layer),
+                              strict=True):
+        qk, pv = by_name[f"qk{group.suffix}"], by_name[f"pv{group.suffix}"]
+        ops[qk.name] = GemmOperands(
+            qk, _query_side(act.get("q"), layer, group, None),
+            _key_side(act.get("k"), layer, group, transpose=True), o=stacked)
+        ops[pv.name] = GemmOperands(
+            pv, _query_side(act.get("p"), layer, group, stacked),
+            _key_side(act.get("v"), layer, group, transpose=False))
+    return [ops[g.name] for g in gemms]
 
 
 @dataclass(frozen=True, slots=True)

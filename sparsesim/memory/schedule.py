@@ -21,6 +21,10 @@ bursts, ``stored = encoded`` rounded up to ``burst_bytes`` — that is also its 
 The burst padding is counted with the data (``data + meta = stored`` in DRAM figures). The
 array reads the ``encoded`` bytes from SRAM every fold that uses the tile. Outputs are
 partial sums kept at ``o_bits`` in ``format_o`` (dense unless an output mask is given).
+**An activation as W** (attention's ``Kᵀ`` and ``V``, a weight gradient's ``dO``: ``w_kind``
+activation) is stored as activations are: in ``format_a`` at ``a_bits`` (it still sits in the
+W buffer, the K×N side of the array); the weight format is for weights, whose static
+patterns it is chosen for (an N:M weight format on ``Kᵀ`` would be an error, issue 17 (c)).
 
 A tile may take at most half its operand's buffer (double buffering, see
 :mod:`sparsesim.memory.machine`); :func:`_check_fits` says so with the sizes and the field.
@@ -42,6 +46,7 @@ from sparsesim.formats.registry import as_format
 from sparsesim.formats.tiles import tile_bits
 from sparsesim.mapping.conv import ConvView, Im2col
 from sparsesim.mapping.dataflows import FoldPlan
+from sparsesim.mapping.gemm import Gemm, OperandKind
 
 OPERANDS = ("A", "W", "O")
 # Axes of each operand in the orientation the formats see (K on axis 0 where it has one).
@@ -167,13 +172,20 @@ def _dense_tile_bits(shape: tuple[int, int], block: tuple[int, int], fmt: Any,
     return out
 
 
+def stored_as(op: str, gemm: Gemm) -> str:
+    """Whose format and width operand ``op`` of ``gemm`` is stored in: ``A`` for a W operand
+    that holds an activation, else ``op`` itself."""
+    return "A" if op == "W" and gemm.w_kind is OperandKind.ACTIVATION else op
+
+
 def _format(op: str, plan: FoldPlan, memory: MemoryConfig) -> Any:
     """Operand ``op``'s storage format; a bad spec names the layer and the memory field."""
+    fmt_op = stored_as(op, plan.gemm)
     try:
-        return as_format(memory.format_spec(op))
+        return as_format(memory.format_spec(fmt_op))
     except SparsesimError as err:
         raise SparsesimError(err.message, layer=plan.gemm.layer,
-                             field=f"memory.format_{op.lower()}") from None
+                             field=f"memory.format_{fmt_op.lower()}") from None
 
 
 def _tiles(op: str, ids: np.ndarray, data: np.ndarray, meta: np.ndarray, memory: MemoryConfig,
@@ -346,7 +358,8 @@ def _schedule(plan: FoldPlan, arch: Arch, a: np.ndarray | None, w: np.ndarray | 
     i, j = fold % r, fold // r
     p, mem = arch.precision, arch.memory
     masks = {"A": None if a is None else a.T, "W": w, "O": o}
-    bits = {"A": p.a_bits, "W": p.w_bits, "O": p.o_bits}
+    bits = {"A": p.a_bits, "W": p.a_bits if stored_as("W", g) == "A" else p.w_bits,
+            "O": p.o_bits}
     tiles = {op: (_footprint_tiles(view, group, plan, mem, bits[op], i, j, s, chunk)
                   if view is not None and view.operand == op else
                   _operand_tiles(op, masks[op], plan, mem, bits[op], i, j, s, chunk))

@@ -56,7 +56,20 @@ The N:M operand sets compute only: the bytes moved are the storage formats' (``f
 ``format_w``, e.g. ``nm``), as for every PE kind.
 
 Effectual MACs are the products with both operands non-zero — ``Σ_k nnz(A[:, k])·nnz(W[k, :])``
-— whatever the PE kind: the work the network really needs.
+— whatever the PE kind: the work the network really needs. A GEMM with an output mask
+(:attr:`~sparsesim.mapping.gemm.GemmOperands.o`: causal ``QKᵀ``, whose future scores softmax
+discards) needs only the products of its unmasked outputs:
+``Σ_{m,n} O[m, n]·Σ_k A[m, k]·W[k, n]``.
+
+**Output masks, per kind.** ``skip``: a product whose output is masked is not effectual, so
+it is skipped like a zero operand, whatever ``operand`` says (the mask is structure the
+controller knows before the GEMM starts, as causal kernels skip the upper triangle): the step
+rule holds with E[r, c] also requiring O[m, n] (the *gated* kernel shape of
+:mod:`sparsesim.kernels.skip`), and the issued MACs are the products with the named operand
+non-zero *and* the output needed. ``dense`` computes every product (dense cycles, dense
+MACs); ``gate`` gates on zero operands only (an output mask is not an operand it sees:
+dense cycles, the masked products with non-zero operands are full MACs); ``nm`` does not
+compress by it.
 """
 
 from __future__ import annotations
@@ -69,7 +82,7 @@ import numpy as np
 
 from sparsesim.arch.config import Arch
 from sparsesim.arch.pe import PeConfig
-from sparsesim.kernels.skip import fold_steps
+from sparsesim.kernels.skip import fold_steps, gated_fold_steps
 from sparsesim.mapping.dataflows import Dataflow, FoldPlan, plan
 from sparsesim.mapping.gemm import GemmOperands, OperandKind
 from sparsesim.names import PeKind, PeOperand, check_complete
@@ -101,8 +114,30 @@ class ComputeResult:
         return self.max_steps / self.mean_steps if self.mean_steps else 1.0
 
 
+def _total(ops: GemmOperands,
+           per_instance: Callable[[np.ndarray, np.ndarray, np.ndarray], int]) -> int:
+    """``per_instance(a, w, o)`` summed over all instances, dense masks filled in (``o``
+    only called for with an output mask; computed once when the instances share masks)."""
+    g = ops.gemm
+    ones = np.ones((g.m, g.n), dtype=bool)
+
+    def one(i: int) -> int:
+        o = ops.o_mask(i)
+        return per_instance(*ops.instance(i), ones if o is None else o)
+    if ops.shared:
+        return g.count * one(0)
+    return sum(one(i) for i in range(g.count))
+
+
+def _needed_products(a: np.ndarray, w: np.ndarray, o: np.ndarray) -> int:
+    """``Σ_{m,n} O[m, n]·Σ_k A[m, k]·W[k, n]`` (exact: float64 holds these counts)."""
+    return int(round(float(((a.astype(np.float64) @ w.astype(np.float64)) * o).sum())))
+
+
 def effectual_macs(ops: GemmOperands) -> int:
-    """Products with both operands non-zero, over all instances."""
+    """Products with both operands non-zero and their output needed, over all instances."""
+    if ops.o is not None:
+        return _total(ops, _needed_products)
     if ops.a is None and ops.w is None:
         return ops.gemm.dense_macs
     return ops.total(lambda a, w: int(a.sum(axis=0, dtype=np.int64) @ w.sum(axis=1,
@@ -116,46 +151,64 @@ def _dense(ops: GemmOperands, p: FoldPlan, arch: Arch) -> ComputeResult:
 
 
 def _gate(ops: GemmOperands, p: FoldPlan, arch: Arch) -> ComputeResult:
-    """Dense timing; the products whose ``operand`` (A, W or both) is zero are clock-gated."""
+    """Dense timing; the products whose ``operand`` (A, W or both) is zero are clock-gated
+    (an output mask is not an operand: its products are gated only for a zero operand)."""
     c = _dense(ops, p, arch)
-    issued = _issued(ops, arch.pe.operand)
+    issued = _issued(replace(ops, o=None), arch.pe.operand)
     return replace(c, issued_macs=issued, gated_macs=ops.gemm.dense_macs - issued)
 
 
 def _issued(ops: GemmOperands, operand: str) -> int:
     """Products a skipping or gating PE multiplies: those whose ``operand`` is non-zero
-    (``both``: both are, the effectual MACs; ``A``: the activation is, whatever the weight)."""
+    (``both``: both are, the effectual MACs; ``A``: the activation is, whatever the weight)
+    and, with an output mask, whose output is needed."""
     if operand == "both":
         return effectual_macs(ops)
     g = ops.gemm
+    if ops.o is not None:
+        if operand == "A":  # Σ_m nnz(A[m, :])·nnz(O[m, :])
+            return _total(ops, lambda a, w, o: int(a.sum(axis=1, dtype=np.int64)
+                                                   @ o.sum(axis=1, dtype=np.int64)))
+        return _total(ops, lambda a, w, o: int(w.sum(axis=0, dtype=np.int64)
+                                               @ o.sum(axis=0, dtype=np.int64)))
     if operand == "A":
         return ops.total(lambda a, w: int(np.count_nonzero(a)) * g.n)
     return ops.total(lambda a, w: g.m * int(np.count_nonzero(w)))
 
 
-_AXES = {"A": ("m", "k"), "W": ("k", "n")}
+_AXES = {"A": ("m", "k"), "W": ("k", "n"), "O": ("m", "n")}
 _GATED = {"A": "A", "W": "W", "both": "A or W"}
 _NM_TITLE = {"A": "activations", "W": "weights", "both": "weights × activations"}
 
 
 def _oriented(masks: dict[str, np.ndarray], first: str, second: str) -> np.ndarray | None:
     """The operand mask indexed by GEMM axes (first, second), transposed as needed."""
-    for name, axes in _AXES.items():
+    for name, mask in masks.items():
+        axes = _AXES[name]
         if axes == (first, second):
-            return masks[name]
+            return mask
         if axes == (second, first):
-            return masks[name].T
+            return mask.T
     return None
 
 
-def _instance_steps(a: np.ndarray, w: np.ndarray, df: Dataflow, rows: int, cols: int,
-                    pe: PeConfig) -> tuple[np.ndarray, float]:
-    """(slowest group's steps per fold in execution order, Σ over folds of mean steps)."""
+def _instance_steps(a: np.ndarray, w: np.ndarray, o: np.ndarray | None, df: Dataflow,
+                    rows: int, cols: int, pe: PeConfig) -> tuple[np.ndarray, float]:
+    """(slowest group's steps per fold in execution order, Σ over folds of mean steps);
+    ``o``: the output mask (``None``: every output needed)."""
     if pe.operand == "A":
         w = np.ones_like(w)
     elif pe.operand == "W":
         a = np.ones_like(a)
     masks = {"A": a, "W": w}
+    if o is not None:  # A, W and O: one on each pair of the array's axes
+        masks["O"] = o
+        h, v, s = (_oriented(masks, x, y) for x, y in (
+            (df.row_axis, df.stream_axis), (df.col_axis, df.stream_axis),
+            (df.row_axis, df.col_axis)))
+        assert h is not None and v is not None and s is not None
+        mx, total, groups = gated_fold_steps(h, v, s, rows=rows, cols=cols, sync=pe.sync)
+        return mx.T.ravel(), float((total / groups).sum())
     stationary = _oriented(masks, df.row_axis, df.col_axis)
     h = _oriented(masks, df.row_axis, df.stream_axis)
     assert h is not None
@@ -172,7 +225,7 @@ def _instance_steps(a: np.ndarray, w: np.ndarray, df: Dataflow, rows: int, cols:
 
 
 def _skip(ops: GemmOperands, p: FoldPlan, arch: Arch) -> ComputeResult:
-    if ops.a is None and ops.w is None:
+    if ops.a is None and ops.w is None and ops.o is None:
         return _dense(ops, p, arch)
     a_cfg = arch.array
     df = p.dataflow
@@ -182,7 +235,8 @@ def _skip(ops: GemmOperands, p: FoldPlan, arch: Arch) -> ComputeResult:
     per_fold = []
     fill = df.overhead_cycles(a_cfg.rows, a_cfg.cols)
     for i in range(instances):
-        mx, mean = _instance_steps(*ops.instance(i), df, a_cfg.rows, a_cfg.cols, arch.pe)
+        mx, mean = _instance_steps(*ops.instance(i), ops.o_mask(i), df, a_cfg.rows, a_cfg.cols,
+                                   arch.pe)
         max_steps += int(mx.sum())
         mean_steps += mean
         per_fold.append(mx + fill)

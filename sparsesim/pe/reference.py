@@ -198,7 +198,7 @@ def _groups(rows: int, cols: int, sync: str) -> dict[tuple[int, int], tuple[int,
 
 
 def run_skip_reference(a: np.ndarray, w: np.ndarray, dataflow: str, rows: int, cols: int,
-                       operand: str, sync: str) -> ReferenceRun:
+                       operand: str, sync: str, o: np.ndarray | None = None) -> ReferenceRun:
     """Zero-skipping PEs, stepped one clock at a time (DESIGN.md §3's definition).
 
     Every PE of a fold knows its products ``A[m, k]·W[k, n]`` from the dataflow's mapping
@@ -208,6 +208,8 @@ def run_skip_reference(a: np.ndarray, w: np.ndarray, dataflow: str, rows: int, c
     that step, and the group moves on; the fold ends when the last group is done, plus the
     dense fill/drain (and preload). The output is accumulated on the way and must be ``a @ w``
     on the effectual products, which equals ``a @ w`` whenever skipped products are zero.
+    ``o`` (bool ``[m, n]``) masks outputs the network does not need: a product whose output
+    is masked is not effectual either, whatever its operands (its output stays zero).
     """
     df = DATAFLOWS[DataflowName(dataflow)]
     extent = {"m": a.shape[0], "k": a.shape[1], "n": w.shape[1]}
@@ -227,7 +229,7 @@ def run_skip_reference(a: np.ndarray, w: np.ndarray, dataflow: str, rows: int, c
                         continue
                     av, wv = a[idx["m"], idx["k"]], w[idx["k"], idx["n"]]
                     live = {"A": av != 0, "W": wv != 0, "both": av != 0 and wv != 0}[operand]
-                    if live:
+                    if live and (o is None or o[idx["m"], idx["n"]]):
                         steps.setdefault(t, []).append((idx["m"], idx["k"], idx["n"]))
             queues = {gid: sorted(steps) for gid, steps in work.items()}
             clock = 0

@@ -22,7 +22,8 @@ import numpy as np
 
 from sparsesim.errors import SparsesimError
 from sparsesim.workload.layers import Attention, Layer
-from sparsesim.sparsity.masks import ActivationModel, LayerMasks
+from sparsesim.engine.inference import attn_prune_meta, check_sparse_attention
+from sparsesim.sparsity.masks import ActivationModel, LayerMasks, SparsityModel
 from sparsesim.prune.criteria import LayerStats, score
 from sparsesim.prune.select import keep_masks
 from sparsesim.prune.spec import SHAPE_GRANULARITIES, WEIGHT_GRANULARITIES, PruneSpec
@@ -145,6 +146,25 @@ def prune_workload(
     return Trace(shaped, layer_masks, info, models)
 
 
+def with_sparse_attention(trace: Trace, model: SparsityModel) -> Trace:
+    """``trace`` with seeded attention-probability masks, drawn as a run with ``model``
+    draws them (the same seed stream per layer index, so the trace simulates as that run),
+    and ``meta["attn_prune"]`` saying how the online unit finds them."""
+    check_sparse_attention(trace.workload, model)
+    masks = dict(trace.masks)
+    for index, layer in enumerate(trace.workload.layers):
+        internal = model.internal_masks(layer, index)
+        if internal:
+            have = masks.get(layer.name, LayerMasks())
+            masks[layer.name] = LayerMasks(have.weights, have.inputs,
+                                           {**have.activations, **internal})
+    meta = {**trace.meta, "attn_prune": attn_prune_meta(model)}
+    # act_models' draws are already in masks: keep the models, not the drawn inputs
+    kept = {k: (LayerMasks(m.weights, None, m.activations) if k in trace.act_models else m)
+            for k, m in masks.items()}
+    return Trace(trace.workload, kept, meta, trace.act_models)
+
+
 def _density_model(mask: np.ndarray, layer: Layer, seed: int) -> ActivationModel:
     """Per-channel densities of a measured mask, re-drawn for the layer's new shape."""
     axis = layer.input_channel_axis % mask.ndim
@@ -158,7 +178,7 @@ def mask_bits(trace: Trace) -> int:
     """Bits of all weight and measured input masks, as stored (bit-packed, byte-padded)."""
     total = 0
     for name, m in trace.masks.items():
-        arrays = list(m.weights.values())
+        arrays = [*m.weights.values(), *m.activations.values()]
         if m.inputs is not None and name not in trace.act_models:
             arrays.append(m.inputs)
         total += sum(8 * math.ceil(a.size / 8) for a in arrays)

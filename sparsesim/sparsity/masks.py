@@ -17,6 +17,7 @@ masks do not depend on which other layers ran.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -30,10 +31,13 @@ from sparsesim.workload.layers import Attention, Layer
 
 @dataclass(frozen=True)
 class LayerMasks:
-    """Non-zero patterns (bool arrays) of one layer's weights and input activations."""
+    """Non-zero patterns (bool arrays) of one layer's weights, input activations and internal
+    activations (``activations``, keyed by :class:`~sparsesim.names.AttnOperand`, shapes
+    :meth:`~sparsesim.workload.layers.Attention.activation_shapes`; a missing one is dense)."""
 
     weights: dict[str, np.ndarray] = field(default_factory=dict)
     inputs: np.ndarray | None = None
+    activations: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 def check_masks(layer: Layer, masks: LayerMasks, *, file: str | None = None) -> None:
@@ -51,6 +55,17 @@ def check_masks(layer: Layer, masks: LayerMasks, *, file: str | None = None) -> 
         raise SparsesimError(f"mask shape {masks.inputs.shape} does not match the layer: "
                              f"expected {layer.input_shape}", file=file, layer=layer.name,
                              field="inputs")
+    internal = layer.activation_shapes()
+    for name, mask in masks.activations.items():
+        if name not in internal:
+            raise SparsesimError(
+                f"no internal activation {name!r}; a {layer.op} layer has "
+                f"{', '.join(internal) if internal else 'none'}", file=file, layer=layer.name,
+                field=f"activations.{name}")
+        if mask.dtype != np.bool_ or mask.shape != internal[name]:
+            raise SparsesimError(f"mask {mask.dtype} {mask.shape} does not match the layer: "
+                                 f"expected bool {internal[name]}", file=file,
+                                 layer=layer.name, field=f"activations.{name}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +139,16 @@ class SparsityModel:
     (exactly ``keep_count(C, density=d)``, at least one, of each pixel's or token's ``C``
     channels) or ``nm`` (``act_nm = (n, m)``
     along the channels; the density is ``n/m``).
+
+    Sparse attention (attention layers only; ``attn_density`` or ``attn_top_k``, not both)
+    draws a mask of the probabilities P, among the keys each query may see (all, or the
+    causal ones): ``attn_density = d`` keeps each with probability ``d`` (Bernoulli: a
+    threshold on the probabilities, SpAtten/Sanger-style), ``attn_top_k = k`` keeps
+    ``min(k, visible keys)`` of each query row at random positions (what top-k attention
+    keeps, Gupta et al. 2021, without the values that would pick them). Either is found at
+    run time by the online unit after ``QKᵀ`` (threshold or top-k), whose cost has its row
+    (:mod:`sparsesim.engine.inference`). Q, K, V and the O projection's input stay dense.
+    Drawn from their own seed stream, so the other masks are those a run without them draws.
     """
 
     weight_density: float = 1.0
@@ -136,6 +161,8 @@ class SparsityModel:
     kv_keep: float = 1.0
     act_prune: str = "none"
     act_nm: tuple[int, int] | None = None
+    attn_density: float = 1.0
+    attn_top_k: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -159,6 +186,18 @@ class SparsityModel:
             if self.weight_density != 1:
                 raise SparsesimError("give weight_density or weight_nm, not both",
                                      field="weight_nm")
+        _unit_interval(self.attn_density, "attn_density")
+        if self.attn_density == 0:
+            raise SparsesimError("must be positive (0 would drop every probability)",
+                                 field="attn_density")
+        k = self.attn_top_k
+        if k is not None:
+            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+                raise SparsesimError(f"must be a positive integer, got {k!r}",
+                                     field="attn_top_k")
+            if self.attn_density != 1:
+                raise SparsesimError("give attn_density or attn_top_k, not both",
+                                     field="attn_top_k")
         d, s = self.act_density, self.act_channel_std
         if s < 0 or (s > 0 and s * s >= d * (1 - d)):
             raise SparsesimError(
@@ -169,7 +208,12 @@ class SparsityModel:
     def is_dense(self) -> bool:
         return (self.weight_density == 1 and self.weight_nm is None and self.act_density == 1
                 and self.act_nm is None and self.token_keep == 1
-                and self.head_keep == 1 and self.kv_keep == 1)
+                and self.head_keep == 1 and self.kv_keep == 1 and not self.sparse_attention)
+
+    @property
+    def sparse_attention(self) -> bool:
+        """Whether attention probabilities are pruned (``attn_density`` or ``attn_top_k``)."""
+        return self.attn_density != 1 or self.attn_top_k is not None
 
     def shape(self, layer: Layer) -> Layer:
         """The layer after token, head and KV pruning (other layers are returned as they are)."""
@@ -198,7 +242,27 @@ class SparsityModel:
         inputs = None
         if self.act_keep < 1 and not (index == 0 and self.dense_first_input):
             inputs = self._activations(layer, rng)
-        return LayerMasks(weights, inputs)
+        return LayerMasks(weights, inputs, self.internal_masks(layer, index))
+
+    def internal_masks(self, layer: Layer, index: int) -> dict[str, np.ndarray]:
+        """The internal activation masks of ``layer`` (the ``index``-th): attention's P when
+        sparse attention is asked for, from its own seed stream; none otherwise."""
+        if not self.sparse_attention or "p" not in layer.activation_shapes():
+            return {}
+        return {"p": self.probabilities(layer, np.random.default_rng([self.seed, index, 1]))}
+
+    def probabilities(self, layer: Layer, rng: np.random.Generator) -> np.ndarray:
+        """The P mask ``[b, heads, l, kv]`` of an attention ``layer`` (class docstring)."""
+        shape = layer.activation_shapes()["p"]
+        assert isinstance(layer, Attention)
+        causal = layer.causal_mask()
+        visible = np.ones(shape[-2:], dtype=bool) if causal is None else causal
+        draw = rng.random(shape)
+        if self.attn_top_k is None:
+            return (draw < self.attn_density) & visible
+        draw[..., ~visible] = -1.0  # invisible keys rank last
+        rank = np.argsort(np.argsort(-draw, axis=-1, kind="stable"), axis=-1, kind="stable")
+        return (rank < self.attn_top_k) & visible
 
     @property
     def act_keep(self) -> float:

@@ -11,12 +11,22 @@ Version 2 adds, per layer, an optional ``act_model`` (an :class:`ActivationModel
 per-channel densities and seed) in place of a measured input mask: the mask is drawn from it
 when the trace is built or loaded, the same for the same seed. A version-1 reader would
 ignore it and simulate dense activations, hence the new version; version-1 files still load.
+
+Version 3 adds attention's internal activation masks (queries, keys, values, probabilities
+and the O projection's input, :class:`~sparsesim.names.AttnOperand`), one bit-packed member
+``"{layer index}/act/{name}"`` each, listed under the layer's ``masks.activations`` with its
+shape (:meth:`~sparsesim.workload.layers.Attention.activation_shapes`). A version-2 reader
+would drop them and simulate dense internals, hence the version; version-1 and -2 files still
+load, with dense internals (all they described).
 By convention (``sparsesim.prune``) ``meta`` holds ``method`` (criterion, granularity,
 schedule and their parameters), ``seed``, ``accuracy`` (one row per measured sparsity level)
 and ``layers`` (per layer: achieved sparsity, kept tokens / heads / KV entries, measured
 activation density). An accuracy row is ``{"metric", "sparsity", "accuracy" or "value",
-"stage"}``; the last row is the model the trace describes (:func:`trace_accuracy`), the
-earlier ones the dense model and a schedule's intermediate levels.
+"stage", "includes"}``; the last row is the model the trace describes (:func:`trace_accuracy`), the
+earlier ones the dense model and a schedule's intermediate levels. ``includes`` lists the
+prunings the number was measured with (``sparsesim.prune.torch.applied.Applied.includes``:
+``weights:<granularity>``, ``removed:slimming``, ``heads``, ``tokens``, ``kv``,
+``act_prune:<kind>``, ``dynamic:<kind>``); ``[]`` is the dense model.
 """
 
 from __future__ import annotations
@@ -38,8 +48,8 @@ from sparsesim.sparsity.masks import ActivationModel, LayerMasks, check_masks
 from sparsesim.workload.network import Workload
 
 FORMAT = "sparsesim-trace"
-VERSION = 2
-READABLE_VERSIONS = (1, 2)
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 
 
 @dataclass(frozen=True)
@@ -72,7 +82,8 @@ class Trace:
                                          "not both", file=file, layer=layer.name,
                                          field="act_model")
                 try:
-                    masks[layer.name] = LayerMasks(have.weights, model.draw(layer))
+                    masks[layer.name] = LayerMasks(have.weights, model.draw(layer),
+                                                   have.activations)
                 except SparsesimError as err:
                     raise err.located(file=file, layer=layer.name) from None
             if layer.name in masks:
@@ -112,6 +123,11 @@ class Trace:
                     arrays[f"{i}/w/{k}"] = np.packbits(v.astype(bool, copy=False).ravel())
                 if measured is not None:
                     arrays[f"{i}/in"] = np.packbits(measured.astype(bool, copy=False).ravel())
+                if masks.activations:  # left out when empty: the manifest of older traces
+                    entry["masks"]["activations"] = {k: list(v.shape)
+                                                     for k, v in masks.activations.items()}
+                for k, v in masks.activations.items():
+                    arrays[f"{i}/act/{k}"] = np.packbits(v.astype(bool, copy=False).ravel())
             if model is not None:
                 entry["act_model"] = {
                     "density": model.density, "seed": model.seed,
@@ -130,15 +146,24 @@ class Trace:
 class TraceAccuracy:
     """One accuracy row of a trace's ``meta``: a metric measured at one sparsity level."""
 
-    metric: str  # e.g. "test_accuracy", "perplexity_calibration_text"
+    metric: str  # e.g. "test_accuracy", "perplexity_heldout_text"
     value: float
     sparsity: float = 0.0
     stage: str = ""
+    includes: tuple[str, ...] | None = None  # the prunings it includes; None: not recorded
 
     @property
     def label(self) -> str:
         """The metric as words ("test accuracy")."""
         return self.metric.replace("_", " ")
+
+    @property
+    def includes_text(self) -> str:
+        """What the number includes, as printed: "weights:unstructured, act_prune:topk",
+        "no pruning (dense)", or "prunings not recorded" (a trace from before they were)."""
+        if self.includes is None:
+            return "prunings not recorded"
+        return ", ".join(self.includes) if self.includes else "no pruning (dense)"
 
 
 def accuracy_rows(meta: Mapping[str, Any]) -> tuple[TraceAccuracy, ...]:
@@ -147,8 +172,10 @@ def accuracy_rows(meta: Mapping[str, Any]) -> tuple[TraceAccuracy, ...]:
     for row in meta.get("accuracy") or []:
         value = row.get("accuracy", row.get("value"))
         if value is not None:
+            inc = row.get("includes")
             rows.append(TraceAccuracy(str(row.get("metric", "test_accuracy")), float(value),
-                                      float(row.get("sparsity", 0.0)), str(row.get("stage", ""))))
+                                      float(row.get("sparsity", 0.0)), str(row.get("stage", "")),
+                                      None if inc is None else tuple(str(i) for i in inc)))
     return tuple(rows)
 
 
@@ -212,7 +239,13 @@ def load_trace(path: str | Path) -> Trace:
             inputs = None
             if shapes.get("inputs") is not None:
                 inputs = _unpack(arrays, f"{i}/in", shapes["inputs"], file, name, "inputs")
-            masks[name] = LayerMasks(weights, inputs)
+            internal = shapes.get("activations") or {}
+            if not isinstance(internal, dict):
+                raise SparsesimError("expected {name: shape}", file=file, layer=name,
+                                     field="masks.activations")
+            activations = {k: _unpack(arrays, f"{i}/act/{k}", s, file, name,
+                                      f"activations.{k}") for k, s in internal.items()}
+            masks[name] = LayerMasks(weights, inputs, activations)
     network = manifest.get("network", {})
     try:
         workload = Workload(str(network.get("name", Path(file).stem)), tuple(layers),

@@ -258,7 +258,7 @@ def build_point(params: Mapping[str, Any]) -> Point:
 RESULT_COLUMNS = ("network", "layers", "dense_macs", "effectual_macs", "cycles",
                   "compute_cycles", "stall_cycles", "utilization", "seconds", "dram_read_bytes",
                   "dram_write_bytes", "energy_pj", *ENERGY_COLUMNS, "cycles_p50", "cycles_p99",
-                  "inputs", "accuracy", "accuracy_metric")
+                  "inputs", "accuracy", "accuracy_metric", "accuracy_includes")
 
 
 def run_point(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -283,6 +283,8 @@ def run_point(params: Mapping[str, Any]) -> dict[str, Any]:
         accuracy = trace_accuracy(result.trace_meta)
         if accuracy is not None:  # the pruned model's, a number beside its metric's name
             row.update(accuracy=accuracy.value, accuracy_metric=accuracy.metric)
+            if accuracy.includes is not None:  # what it was measured with, "+"-joined
+                row.update(accuracy_includes="+".join(accuracy.includes) or "dense")
         row.update(status="ok", error="")
     except SparsesimError as err:
         row.update(status="error", error=_one_line(str(err)))

@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import ClassVar, Protocol, Union
 
+import numpy as np
+
 from sparsesim.errors import SparsesimError
 
 
@@ -70,6 +72,7 @@ class LayerShape(Protocol):
     def storage(self, a_bits: int, w_bits: int, o_bits: int) -> Storage: ...
     def weight_shapes(self) -> dict[str, tuple[int, ...]]: ...
     def reduction_axes(self, tensor: str) -> tuple[int, ...]: ...
+    def activation_shapes(self) -> dict[str, tuple[int, ...]]: ...
     @property
     def input_shape(self) -> tuple[int, ...]: ...
     @property
@@ -189,6 +192,10 @@ class Conv2d:
     def reduction_axes(self, tensor: str) -> tuple[int, ...]:
         return (1, 2, 3)  # K = (c/g, r, s): the im2col window
 
+    def activation_shapes(self) -> dict[str, tuple[int, ...]]:
+        """None beside its input (only attention has internal, masked activations)."""
+        return {}
+
     @property
     def input_shape(self) -> tuple[int, ...]:
         return (self.n, self.c, self.h, self.w)
@@ -278,6 +285,10 @@ class Linear:
 
     def reduction_axes(self, tensor: str) -> tuple[int, ...]:
         return (1,)
+
+    def activation_shapes(self) -> dict[str, tuple[int, ...]]:
+        """None beside its input (only attention has internal, masked activations)."""
+        return {}
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -436,6 +447,24 @@ class Attention:
     def reduction_axes(self, tensor: str) -> tuple[int, ...]:
         return (1,)
 
+    def causal_mask(self) -> np.ndarray | None:
+        """``[l, kv]``: query i (position kv − l + i) may see key j iff j ≤ kv − l + i; the
+        same for every (batch, head). ``None`` without a causal mask."""
+        if not self.causal:
+            return None
+        queries = np.arange(self.l)[:, None] + (self.keys - self.l)
+        return np.arange(self.keys)[None, :] <= queries
+
+    def activation_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Its internal activations (:class:`~sparsesim.names.AttnOperand`), kept heads only:
+        queries ``q [b, heads, l, d]``, keys and values ``k``/``v [b, kv_heads, kv, d]`` (one
+        per K/V head: its group's query heads read the same), probabilities
+        ``p [b, heads, l, kv]`` and the O projection's input ``o_in [b, l, heads·d]``."""
+        b, h, kvh, d = self.b, self.active_heads, self.active_kv_heads, self.head_dim
+        return {"q": (b, h, self.l, d), "k": (b, kvh, self.keys, d),
+                "v": (b, kvh, self.keys, d), "p": (b, h, self.l, self.keys),
+                "o_in": (b, self.l, self.inner)}
+
     @property
     def input_shape(self) -> tuple[int, ...]:
         return (self.b, self.l, self.e)
@@ -513,6 +542,10 @@ class MatMul:
 
     def reduction_axes(self, tensor: str) -> tuple[int, ...]:
         return (0,)
+
+    def activation_shapes(self) -> dict[str, tuple[int, ...]]:
+        """None beside its input (only attention has internal, masked activations)."""
+        return {}
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -78,6 +78,7 @@ class Calibration:
     """What :meth:`TorchNet.calibrate` measured (numpy, per layer name)."""
 
     act_masks: dict[str, np.ndarray] = field(default_factory=dict)
+    internal: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     stats: dict[str, LayerStats] = field(default_factory=dict)
     received: dict[str, np.ndarray] = field(default_factory=dict)
     output: Any = None  # the model's output on the calibration inputs
@@ -237,6 +238,34 @@ class TorchNet:
             for h in handles:
                 h.remove()
 
+    def _score_masks(self, name: str, xs: tuple[torch.Tensor, ...]) -> dict[str, np.ndarray]:
+        """Non-zero patterns of the score operands ``(q, k, p, v)`` a tap saw, in the layer's
+        :meth:`~sparsesim.workload.layers.Attention.activation_shapes`: K and V once per K/V
+        head (the model repeats them for each query head of a group; the copies are equal)."""
+        layer = self.bound[name].layer
+        assert isinstance(layer, Attention)
+        g = layer.group_size
+        q, k, p, v = xs
+        return {"q": (q != 0).numpy(), "k": (k[:, ::g] != 0).numpy(),
+                "p": (p != 0).numpy(), "v": (v[:, ::g] != 0).numpy()}
+
+    def set_attention_top_k(self, k: int | None) -> None:
+        """Top-k attention on every attention module (``None``: full attention again)."""
+        mods = [b.module for b in self.bound.values() if isinstance(b.layer, Attention)]
+        if not mods:
+            raise SparsesimError(f"{self.name} has no attention layer", field="attn_top_k")
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+            raise SparsesimError(f"must be a positive integer, got {k!r}", field="attn_top_k")
+        for mod in mods:
+            mod.top_k = k
+
+    @property
+    def attention_top_k(self) -> int | None:
+        """The top-k every attention module applies (``None``: full attention)."""
+        ks = {getattr(b.module, "top_k", None) for b in self.bound.values()
+              if isinstance(b.layer, Attention)}
+        return ks.pop() if len(ks) == 1 else None
+
     # --- calibration -------------------------------------------------------------------
 
     def calibrate(self, *, act_prune: ActPrune | None = None, act_skip: Sequence[str] = (),
@@ -263,11 +292,15 @@ class TorchNet:
                     sq.setdefault(name, {})[t] = s
 
         def on_o(name: str, x: torch.Tensor) -> None:
+            if masks:
+                cal.internal.setdefault(name, {})["o_in"] = (x != 0).numpy()
             if norms:
                 xf = x.detach().double()
                 sq.setdefault(name, {})["o"] = xf.reshape(-1, xf.shape[-1]).pow(2).sum(dim=0)
 
         def on_taps(name: str, xs: tuple[torch.Tensor, ...]) -> None:
+            if masks:
+                cal.internal.setdefault(name, {}).update(self._score_masks(name, xs))
             if attention:
                 p = xs[2]
                 cal.received[name] = p.detach().mean(dim=(1, 2)).double().numpy()
@@ -349,6 +382,12 @@ class TorchNet:
         per-layer keep ratios from the attention each token receives (``keep_mass``).
         ``dynamic`` adds the per-input ratios of :meth:`dynamic_ratios` as ``meta["dynamic"]``
         (its parameters as ``meta["dynamic_method"]``)."""
+        top_k = self.attention_top_k
+        if top_k is not None and spec is not None and spec.granularity not in \
+                WEIGHT_GRANULARITIES:
+            raise SparsesimError(f"top-k attention is measured on the model's own shapes; "
+                                 f"{spec.granularity} pruning changes them: use a weight "
+                                 "granularity", field="attn_top_k")
         if dynamic is not None and spec is not None and spec.granularity not in \
                 WEIGHT_GRANULARITIES:
             raise SparsesimError(f"per-input ratios are measured on the model's own shapes; "
@@ -363,6 +402,8 @@ class TorchNet:
         info: dict[str, Any] = {"source": self.source}
         if act_prune is not None:
             info["act_prune"] = act_prune.as_dict()
+        if top_k is not None:  # the online unit's top-k finds P's zeros at run time
+            info["attn_prune"] = {"kind": "topk", "k": top_k}
         if meta:
             info.update(meta)
         if dynamic is not None:
@@ -378,8 +419,11 @@ class TorchNet:
                 # marks padding zeros only where an input mask is given.
                 padded = isinstance(b.layer, Conv2d) and b.layer.padding > 0
                 x = None if x is None or (x.all() and not padded) else x
-                if w or x is not None:
-                    layer_masks[b.layer.name] = LayerMasks(w, x)
+                internal = {t: m.reshape(b.layer.activation_shapes()[t])
+                            for t, m in measured.internal.get(b.layer.name, {}).items()
+                            if not m.all()}  # all ones: dense, nothing to store
+                if w or x is not None or internal:
+                    layer_masks[b.layer.name] = LayerMasks(w, x, internal)
             total = sum(m.size for t in nonzero.values() for m in t.values())
             kept = sum(int(np.count_nonzero(m)) for t in nonzero.values() for m in t.values())
             per_layer = {}
@@ -465,11 +509,7 @@ class TorchNet:
             p, v = xs[2].detach().double(), xs[3].detach().double()
             b, l = p.shape[0], p.shape[-1]  # noqa: E741 - sequence length
             alive = state.setdefault("alive", torch.ones(b, l, dtype=torch.bool))
-            if alive.shape != (b, l):
-                raise SparsesimError(f"token pruning follows one sequence of {alive.shape[1]} "
-                                     f"tokens through the attention layers, not {l}",
-                                     layer=name, field="dynamic")
-            p = gates.renormalised(p, alive)
+            p = gates.renormalised(p, alive, layer=name, field="dynamic")
             kinds = out.setdefault(name, {})
             if tokens and i > 0:
                 kinds["token_keep"] = alive.double().mean(dim=-1).tolist()
@@ -538,7 +578,10 @@ class TorchNet:
 
         def on_taps(name: str, xs: tuple[torch.Tensor, ...]) -> None:
             q, k, p, v = xs
-            add((name, "qk"), (_nz(q) @ _nz(k).transpose(-1, -2)).sum())
+            scores = _nz(q) @ _nz(k).transpose(-1, -2)
+            if getattr(self.bound[name].module, "causal", False):  # future scores not needed
+                scores = scores.tril(scores.shape[-1] - scores.shape[-2])
+            add((name, "qk"), scores.sum())
             add((name, "pv"), (_nz(p) @ _nz(v)).sum())
 
         with torch.no_grad(), self._hooks(act_prune=act_prune, act_skip=act_skip,

@@ -41,9 +41,17 @@ from sparsesim.workload.layers import Layer
 # --- tokens and heads ------------------------------------------------------------------------
 
 
-def renormalised(p: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
+def renormalised(p: torch.Tensor, alive: torch.Tensor, *, layer: str | None = None,
+                 field: str | None = None) -> torch.Tensor:
     """Attention probabilities ``p`` [b, h, l, l] over the ``alive`` [b, l] keys only (what
-    the model computes once the pruned tokens are gone; unchanged if it already masked them)."""
+    the model computes once the pruned tokens are gone; unchanged if it already masked them).
+    Token pruning follows one sequence through every layer: an ``alive`` of another length is
+    refused, naming ``layer`` and ``field``."""
+    b, l = p.shape[0], p.shape[-1]  # noqa: E741 - sequence length
+    if alive.shape != (b, l):
+        raise SparsesimError(f"token pruning follows one sequence of {alive.shape[1]} "
+                             f"tokens through the attention layers, not {l}", layer=layer,
+                             field=field)
     a = alive.to(p.dtype)[:, None, None, :]
     kept = p * a
     return kept / kept.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(p.dtype).tiny)
@@ -208,3 +216,29 @@ def channel_means(gm: fx.GraphModule, points: Sequence[GatePoint],
     probe = _Probe(gm, points)
     probe.run(inputs)
     return {p.conv: probe.means[p.node] for p in points}
+
+
+class _Gate(fx.Interpreter):
+    """Runs the graph and zeroes, at each gate point, the channels of an image whose spatial
+    mean is at or below ``theta`` × the largest (the gate :func:`fraction_kept` counts)."""
+
+    def __init__(self, gm: fx.GraphModule, points: Sequence[GatePoint], theta: float) -> None:
+        super().__init__(gm)
+        self.want = {p.node: p.rectified for p in points}
+        self.theta = theta
+
+    def run_node(self, n: fx.Node) -> Any:
+        out = super().run_node(n)
+        if n.name in self.want:
+            x = out.detach().double()
+            means = (x if self.want[n.name] else x.abs()).mean(dim=(2, 3))
+            keep = means > self.theta * means.amax(dim=-1, keepdim=True)
+            out = out * keep.to(out.dtype)[:, :, None, None]
+        return out
+
+
+def gated_forward(gm: fx.GraphModule, points: Sequence[GatePoint], inputs: torch.Tensor,
+                  theta: float) -> torch.Tensor:
+    """The model's output with every gate point's weak channels zeroed per image: what the
+    network computes when each input skips the channels its ideal gate turns off."""
+    return _Gate(gm, points, theta).run(inputs)

