@@ -15,6 +15,7 @@ from sparsesim.engine.dynamic import DynamicInputs, run_dynamic
 from sparsesim.engine.inference import run
 from sparsesim.engine.training import Training
 from sparsesim.errors import SparsesimError
+from sparsesim.progress import ProgressFactory
 from sparsesim.results import DynamicResult, SimResult
 from sparsesim.sparsity.masks import SparsityModel
 from sparsesim.sparsity.trace import Trace, load_trace
@@ -25,17 +26,19 @@ from sparsesim.workload.network import Workload, load_workload
 def simulate(workload: Workload | str | Path = ..., arch: Arch | str | Path = ..., *,
              sparsity: SparsityModel | None = ..., trace: None = ...,
              training: Training | None = ..., dynamic: None = ...,
-             dynamic_seed: int = ...) -> SimResult: ...
+             dynamic_seed: int = ..., progress: ProgressFactory | None = ...) -> SimResult: ...
 @overload
 def simulate(workload: Workload | str | Path = ..., arch: Arch | str | Path = ..., *,
              sparsity: SparsityModel | None = ..., trace: Trace | str | Path | None = ...,
              training: Training | None = ..., dynamic: DynamicInputs,
-             dynamic_seed: int = ...) -> DynamicResult: ...
+             dynamic_seed: int = ..., progress: ProgressFactory | None = ...
+             ) -> DynamicResult: ...
 @overload
 def simulate(workload: Workload | str | Path = ..., arch: Arch | str | Path = ..., *,
              sparsity: SparsityModel | None = ..., trace: Trace | str | Path | None = ...,
              training: Training | None = ..., dynamic: DynamicInputs | None = ...,
-             dynamic_seed: int = ...) -> SimResult | DynamicResult: ...
+             dynamic_seed: int = ..., progress: ProgressFactory | None = ...
+             ) -> SimResult | DynamicResult: ...
 
 
 def simulate(workload: Workload | str | Path = "resnet18",
@@ -44,7 +47,8 @@ def simulate(workload: Workload | str | Path = "resnet18",
              trace: Trace | str | Path | None = None,
              training: Training | None = None,
              dynamic: DynamicInputs | None = None,
-             dynamic_seed: int = 0) -> SimResult | DynamicResult:
+             dynamic_seed: int = 0,
+             progress: ProgressFactory | None = None) -> SimResult | DynamicResult:
     """Run a workload (object, built-in name or file) on an arch (object, preset or file).
 
     Masks come from ``trace`` (a :class:`Trace` or its file; its layers replace the
@@ -52,7 +56,7 @@ def simulate(workload: Workload | str | Path = "resnet18",
     ``training`` simulates a whole training step (forward, backward, weight update).
     ``dynamic`` (or a trace whose ``meta`` carries it) runs one input at a time, each with
     its own keep ratios; which channels and heads an input keeps is drawn with
-    ``dynamic_seed``.
+    ``dynamic_seed``. ``progress`` (:mod:`sparsesim.progress`) is told of each dynamic run.
     """
     ar = arch if isinstance(arch, Arch) else load_arch(arch)
     file = str(trace) if isinstance(trace, (str, Path)) else None
@@ -81,7 +85,8 @@ def simulate(workload: Workload | str | Path = "resnet18",
     if sparsity is not None and sparsity.act_prune != "none":  # the online unit runs per input
         n, m = sparsity.act_nm or (2, 4)
         meta["act_prune"] = {"kind": sparsity.act_prune, "nm": f"{n}:{m}"}
-    out = run_dynamic(wl, ar, dynamic, sparsity=sparsity, trace=tr, seed=dynamic_seed)
+    out = run_dynamic(wl, ar, dynamic, sparsity=sparsity, trace=tr, seed=dynamic_seed,
+                      progress=progress)
     return DynamicResult.of(wl, ar, out, meta)
 
 

@@ -7,10 +7,12 @@ import argparse
 import sys
 import tomllib
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 from sparsesim.errors import SparsesimError
 from sparsesim.frames import frame_bytes, frame_format
+from sparsesim.progress import Progress, ProgressFactory
 from sparsesim.rules.nm import parse_nm
 
 DEFAULT_WORKLOAD = "resnet18"
@@ -76,3 +78,14 @@ def print_rows(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
     for r in (header, ["─" * w for w in widths], *rows):
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    """``-q/--quiet``: no progress bar (there is none anyway when stderr is not a terminal)."""
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bar on stderr (it is shown only on a terminal)")
+
+
+def progress_bar(args: argparse.Namespace) -> ProgressFactory:
+    """The progress a command's long work reports to (:mod:`sparsesim.progress`)."""
+    return partial(Progress, quiet=args.quiet)

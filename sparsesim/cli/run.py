@@ -9,8 +9,8 @@ from pathlib import Path
 
 from sparsesim.api import simulate
 from sparsesim.arch.config import load_arch, with_overrides
-from sparsesim.cli.common import (DEFAULT_ARCH, DEFAULT_WORKLOAD, add_out, check_out, nm_ratio,
-                                  overrides, print_frame)
+from sparsesim.cli.common import (DEFAULT_ARCH, DEFAULT_WORKLOAD, add_out, add_quiet,
+                                  check_out, nm_ratio, overrides, print_frame, progress_bar)
 from sparsesim.engine.dynamic import synthetic_dynamic
 from sparsesim.engine.training import GRADIENT_STRUCTURES, OPTIMIZERS, GradientModel, Training
 from sparsesim.errors import SparsesimError
@@ -115,6 +115,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                     help="standard deviation of the ratios across inputs (default: "
                          "%(default)s)")
     add_out(parser, "the per-GEMM results")
+    add_quiet(parser)
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table",
                         help="what to print on stdout (default: %(default)s)")
     parser.set_defaults(func=run)
@@ -155,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
                                     token_keep=args.dyn_token_keep, head_keep=args.dyn_head_keep,
                                     spread=args.dyn_spread, seed=args.seed)
     result = simulate(workload, arch, sparsity=sparsity, trace=trace, training=_training(args),
-                      dynamic=dynamic)
+                      dynamic=dynamic, progress=progress_bar(args))
     accuracy = trace_accuracy(result.trace_meta)
     line = None
     if accuracy is not None:  # beside the hardware numbers it goes with

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from sparsesim.cli.common import print_frame, print_rows
+from sparsesim.cli.common import add_quiet, print_frame, print_rows
 from sparsesim.units import fmt_si
 
 
@@ -40,6 +40,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                         help="what to print when done (default: %(default)s)")
     parser.add_argument("--max-rows", type=int, default=60, metavar="N",
                         help="print the table only up to N rows (default: %(default)s)")
+    add_quiet(parser)
     parser.set_defaults(func=run)
 
 
@@ -49,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec)
     summary = run_sweep(spec, out=args.out, executor=args.executor, workers=args.workers,
-                        scheduler=args.scheduler, retry_failed=args.retry_failed)
+                        scheduler=args.scheduler, retry_failed=args.retry_failed,
+                        progress=not args.quiet)
     df = read_results(summary.log)  # the same rows as summary.out, in any format
     if not print_frame(df, args.format) and len(df) <= args.max_rows:
         shown = [c for c in (*spec.params, "cycles", "effectual_macs", "utilization", "seconds",

@@ -54,6 +54,7 @@ from sparsesim.errors import SparsesimError
 from sparsesim.mapping.lower import gemm_operands
 from sparsesim.names import RowKind
 from sparsesim.pe.online import OnlinePrune
+from sparsesim.progress import ProgressFactory
 from sparsesim.rules.keep import keep_count
 from sparsesim.sparsity.masks import LayerMasks, SparsityModel
 from sparsesim.sparsity.trace import Trace
@@ -367,10 +368,11 @@ class DynamicRun:
 
 def run_dynamic(workload: Workload, arch: Arch, dynamic: DynamicInputs, *,
                 sparsity: SparsityModel | None = None, trace: Trace | None = None,
-                seed: int = 0) -> DynamicRun:
+                seed: int = 0, progress: ProgressFactory | None = None) -> DynamicRun:
     """Run every input of ``dynamic`` on ``arch`` (static masks from ``trace`` or
     ``sparsity``); which channels and heads an input keeps is drawn with ``seed``. The online
-    unit finds activation zeros per input as in the static run (:func:`act_prune`)."""
+    unit finds activation zeros per input as in the static run (:func:`act_prune`).
+    ``progress`` gets one update per run: the static one, then each input."""
     base = list(layers_with_masks(workload, sparsity=sparsity, trace=trace))
     for layer, m in base:  # their shapes follow the layer's: a cut would need them cut too
         if m is not None and m.activations:
@@ -386,6 +388,9 @@ def run_dynamic(workload: Workload, arch: Arch, dynamic: DynamicInputs, *,
                                              for layer, m in base], arch, act=act, table=table)]
     else:
         static = run(workload, arch, sparsity=sparsity, trace=trace)
+    bar = progress(dynamic.inputs + 1, "runs (static, then per input)") if progress else None
+    if bar is not None:
+        bar.update()
     per_input = []
     for i in range(dynamic.inputs):
         rng = np.random.default_rng([seed, i])
@@ -397,5 +402,7 @@ def run_dynamic(workload: Workload, arch: Arch, dynamic: DynamicInputs, *,
         for s in shaped:
             rows += _gate_rows(name, s, arch, table)
         per_input.append(tuple(rows))
+        if bar is not None:
+            bar.update()
     return DynamicRun(tuple(per_input), tuple(static),
                       dynamic.inputs if dynamic.batched else 1)

@@ -47,7 +47,6 @@ import hashlib
 import io
 import itertools
 import json
-import math
 import os
 import sys
 import time
@@ -66,6 +65,7 @@ from sparsesim.engine.dynamic import DynamicModel
 from sparsesim.engine.inference import draw_trace
 from sparsesim.errors import SparsesimError
 from sparsesim.files import read_text, read_toml
+from sparsesim.progress import Progress
 from sparsesim.frames import frame_format, read_frame, write_frame
 from sparsesim.sparsity.masks import SparsityModel
 from sparsesim.report import ENERGY_COLUMNS
@@ -502,45 +502,6 @@ class SweepSummary:
     """The resumable CSV the rows were appended to (``out`` itself for a CSV)."""
 
 
-class Progress:
-    """One status line on stderr with rate and ETA, redrawn at most every ``every`` s."""
-
-    def __init__(self, total: int, stream: TextIO | None = None) -> None:
-        self.total, self.done, self.failed = total, 0, 0
-        self.stream = stream if stream is not None else sys.stderr
-        self.tty = self.stream.isatty()
-        self.start = self.last = time.perf_counter()
-        self.every = 0.5 if self.tty else 10.0  # a log file gets a line every 10 s
-
-    def update(self, ok: bool) -> None:
-        self.done += 1
-        self.failed += 0 if ok else 1
-        now = time.perf_counter()
-        if now - self.last >= self.every or self.done == self.total:
-            self.last = now
-            self._draw(now)
-
-    def _draw(self, now: float) -> None:
-        elapsed = now - self.start
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - self.done) / rate if rate else math.inf
-        width = 24
-        filled = int(width * self.done / max(self.total, 1))
-        bar = "█" * filled + "·" * (width - filled)
-        text = (f"[{bar}] {self.done}/{self.total} points · {rate:.1f}/s · "
-                f"ETA {_duration(eta)} · {self.failed} failed")
-        end = "\r" if self.tty and self.done < self.total else "\n"
-        self.stream.write(text + end)
-        self.stream.flush()
-
-
-def _duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
-
-
 def run_sweep(spec: SweepSpec, *, out: Path | None = None, executor: str = "local",
               workers: int | None = None, scheduler: str | None = None,
               retry_failed: bool = False, progress: Progress | None | bool = True
@@ -574,7 +535,7 @@ def run_sweep(spec: SweepSpec, *, out: Path | None = None, executor: str = "loca
                                             if k == "workload" or k.startswith("sparsity.")},
                                            sort_keys=True, default=str))
         start = time.perf_counter()
-        bar = Progress(len(todo)) if progress is True else (progress or None)
+        bar = Progress(len(todo), "points") if progress is True else (progress or None)
         failed = 0
         by_id = {point_id(p): p for p in todo}
         workers_n = workers if workers is not None else (os.cpu_count() or 1)
