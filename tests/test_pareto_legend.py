@@ -12,7 +12,8 @@ from sparsesim.plot import pareto  # noqa: E402
 
 def _frame(points):
     return pd.DataFrame([{"pe.kind": k, "array.rows": r, "seconds": s, "energy_pj": e,
-                          "status": "ok"} for k, r, s, e in points])
+                          "point_id": f"p{i}", "status": "ok"}
+                         for i, (k, r, s, e) in enumerate(points)])
 
 
 def _labels(fig):

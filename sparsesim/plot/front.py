@@ -11,8 +11,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from sparsesim.errors import SparsesimError
-from sparsesim.plot.style import (OKABE_ITO, need, ok_rows, plain_log_ticks, series_label,
-                                    varying_params)
+from sparsesim.plot.style import (OKABE_ITO, SWEEP_KEY, need, ok_rows, plain_log_ticks,
+                                    series_label, varying_params)
 
 
 def pareto_mask(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -32,7 +32,7 @@ def pareto(df: pd.DataFrame, *, x: str = "seconds", y: str = "energy_pj",
     choices: each of their combinations gets its own panel and its own front.
     """
     df = ok_rows(df)
-    need(df, [x, y], "Pareto")
+    need(df, [x, y, SWEEP_KEY], "Pareto")
     varying = varying_params(df, [])
     facets = [c for c in varying if c in ("workload", "trace") or c.startswith("sparsity.")]
     design = list(label) if label is not None else [c for c in varying if c not in facets]
