@@ -7,14 +7,13 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
-from sparsesim.plot.style import (SWEEP_KEY, Encoding, at_most_three, need, ok_rows,
-                                    varying_params)
+from sparsesim.plot.style import Encoding, at_most_three, need, ok_rows, varying_params
 
 
 def accuracy_tradeoff(df: pd.DataFrame, *, accuracy: str = "accuracy") -> Figure:
     """(f) Accuracy vs latency and vs energy, for points whose trace carries accuracy."""
     df = ok_rows(df)
-    need(df, [accuracy, "seconds", SWEEP_KEY], "accuracy")
+    need(df, [accuracy, "seconds"], "accuracy")  # a per-GEMM file has no accuracy
     df = df[df[accuracy].notna()]
     has_energy = "energy_pj" in df
     fig, axes = plt.subplots(1, 2 if has_energy else 1, figsize=(11 if has_energy else 6, 4.2),

@@ -100,7 +100,8 @@ def plain_log_ticks(ax: plt.Axes, axis: str = "y") -> None:
 
 
 SWEEP_KEY = "point_id"
-"""The column only sweep results have (one row per point): the sweep figures need it, so a
+"""The column only sweep results have (one row per point): the sparsity and Pareto figures
+need it (the accuracy figure needs ``accuracy``, which per-GEMM files lack), so a
 per-GEMM ``run -o`` file — which has latency and energy columns too, one row per GEMM — is
 refused instead of drawn as if its GEMMs were design points."""
 
