@@ -56,7 +56,7 @@ def simulate(workload: Workload | str | Path = "resnet18",
     ``training`` simulates a whole training step (forward, backward, weight update).
     ``dynamic`` (or a trace whose ``meta`` carries it) runs one input at a time, each with
     its own keep ratios; which channels and heads an input keeps is drawn with
-    ``dynamic_seed``. ``progress`` (:mod:`sparsesim.progress`) is told of each dynamic run.
+    ``dynamic_seed``. ``progress`` (:mod:`sparsesim.progress`) is told of each layer (each run, when dynamic).
     """
     ar = arch if isinstance(arch, Arch) else load_arch(arch)
     file = str(trace) if isinstance(trace, (str, Path)) else None
@@ -76,7 +76,7 @@ def simulate(workload: Workload | str | Path = "resnet18",
     if dynamic is None:
         if training is not None and tr is not None:
             check_training_trace(tr, file)
-        rows = run(wl, ar, sparsity=sparsity, trace=tr, training=training)
+        rows = run(wl, ar, sparsity=sparsity, trace=tr, training=training, progress=progress)
         return SimResult(wl, ar, tuple(rows), meta)
     if training is not None:
         raise SparsesimError("a training step with dynamic (per-input) pruning is not "

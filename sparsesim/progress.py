@@ -1,5 +1,6 @@
 """Progress of long work (sweep points, dynamic inputs, validation checks): one status line on
-stderr with count, rate and ETA, redrawn in place at most twice a second.
+stderr with count, rate and ETA, redrawn in place at most twice a second, first drawn after
+``delay`` (1 s): work done sooner shows nothing.
 
 One mechanism for every command, and our own rather than tqdm or rich: one line of stderr
 needs no dependency, and the library itself never prints — a long-running function takes a
@@ -21,20 +22,23 @@ class Progress:
     """A bar over ``total`` units of ``what`` (``points``, ``inputs``, ``checks``)."""
 
     def __init__(self, total: int, what: str, *, quiet: bool = False,
-                 stream: TextIO | None = None) -> None:
+                 stream: TextIO | None = None, delay: float = 1.0) -> None:
         self.total, self.what, self.done, self.failed = total, what, 0, 0
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = not quiet and self.stream.isatty()
-        self.start = self.last = time.perf_counter()
+        self.start = time.perf_counter()
+        self.last = self.start + delay - 0.5  # first draw ``delay`` s in: quick work stays quiet
         self.every = 0.5
+        self.shown = False
 
     def update(self, ok: bool = True) -> None:
         """One more unit done (``ok=False``: it failed)."""
         self.done += 1
         self.failed += 0 if ok else 1
         now = time.perf_counter()
-        if self.enabled and (now - self.last >= self.every or self.done == self.total):
-            self.last = now
+        finished = self.done == self.total and self.shown  # end a bar that was shown
+        if self.enabled and (now - self.last >= self.every or finished):
+            self.last, self.shown = now, True
             self.stream.write(self.line(now) + ("\r" if self.done < self.total else "\n"))
             self.stream.flush()
 

@@ -48,7 +48,7 @@ class Counting:
 def test_the_bar_draws_on_a_terminal_only_and_not_when_quiet():
     for stream, quiet, drawn in ((Tty(), False, True), (Tty(), True, False),
                                  (io.StringIO(), False, False)):
-        bar = Progress(3, "inputs", stream=stream, quiet=quiet)
+        bar = Progress(3, "inputs", stream=stream, quiet=quiet, delay=0)
         for _ in range(3):
             bar.update()
         text = stream.getvalue()
@@ -60,10 +60,29 @@ def test_the_bar_draws_on_a_terminal_only_and_not_when_quiet():
 
 def test_failures_are_counted_and_shown():
     stream = Tty()
-    bar = Progress(2, "points", stream=stream)
+    bar = Progress(2, "points", stream=stream, delay=0)
     bar.update(ok=False)
     bar.update()
     assert (bar.done, bar.failed) == (2, 1) and "1 failed" in stream.getvalue()
+
+
+def test_quick_work_shows_nothing():
+    """The first draw comes ``delay`` s in: a run done sooner leaves the terminal alone."""
+    stream = Tty()
+    bar = Progress(3, "layers", stream=stream, delay=60)
+    for _ in range(3):
+        bar.update()
+    assert stream.getvalue() == ""
+
+
+def test_a_static_run_reports_each_layer(tmp_path):
+    path = tmp_path / "t.toml"
+    path.write_text(TINY + TINY.split("\n", 2)[2].replace('"c1"', '"c2"'))
+    counting = Counting()
+    result = simulate(load_workload(str(path)), "default", progress=counting)
+    [bar] = counting.bars
+    assert (bar.total, bar.done, bar.what) == (2, 2, "layers")
+    assert list(result.layers["layer"]) == ["c1", "c2"]
 
 
 def test_duration_text():
@@ -110,10 +129,10 @@ def _stderr_on_a_terminal(*args):
 
 
 def test_run_dynamic_shows_progress_on_a_terminal_and_quiet_silences_it(tmp_path):
-    path = tmp_path / "t.toml"
-    path.write_text(TINY)
-    args = ("run", "-w", str(path), "--dynamic", "3", "--format", "csv")
-    assert "4/4 runs" in _stderr_on_a_terminal(*args)
+    # ResNet-18, 8 inputs: seconds of work, past the bar's 1 s delay
+    args = ("run", "-w", "resnet18", "--dynamic", "8", "--channel-keep", "0.6",
+            "--format", "csv")
+    assert "9/9 runs" in _stderr_on_a_terminal(*args)
     assert "runs" not in _stderr_on_a_terminal(*args, "--quiet")
     piped = subprocess.run([sys.executable, "-m", "sparsesim.cli", *args],
                            capture_output=True, text=True, timeout=600)
