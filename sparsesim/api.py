@@ -13,6 +13,7 @@ from typing import overload
 from sparsesim.arch.config import Arch, load_arch
 from sparsesim.engine.dynamic import DynamicInputs, run_dynamic
 from sparsesim.engine.inference import run
+from sparsesim.engine.size import check_size
 from sparsesim.engine.training import Training
 from sparsesim.errors import SparsesimError
 from sparsesim.progress import ProgressFactory
@@ -69,11 +70,17 @@ def simulate(workload: Workload | str | Path = "resnet18",
     else:
         wl = workload if isinstance(workload, Workload) else load_workload(workload)
     meta = dict(tr.meta) if tr is not None else {}
+
+    def size_of(passes: int) -> None:  # before any mask is drawn (sparsesim.engine.size)
+        check_size(list(wl.layers), ar, passes=passes, sparsity=sparsity,
+                   file=file if tr is not None else wl.file)
+
     if dynamic is None and "dynamic" in meta:
         dynamic = DynamicInputs.from_meta(meta["dynamic"], wl, file=file)
     elif dynamic is not None and tr is None:
         DynamicInputs.from_meta(dynamic.as_meta(), wl)  # the same checks as from a trace
     if dynamic is None:
+        size_of(1 if training is None else 3)  # forward; + input and weight gradients
         if training is not None and tr is not None:
             check_training_trace(tr, file)
         rows = run(wl, ar, sparsity=sparsity, trace=tr, training=training, progress=progress)
@@ -81,6 +88,7 @@ def simulate(workload: Workload | str | Path = "resnet18",
     if training is not None:
         raise SparsesimError("a training step with dynamic (per-input) pruning is not "
                              "modelled: simulate one or the other", field="training")
+    size_of(2 * dynamic.inputs if dynamic.batched else dynamic.inputs + 1)  # + the static runs
     meta["dynamic"] = dynamic.as_meta()
     if sparsity is not None and sparsity.act_prune != "none":  # the online unit runs per input
         n, m = sparsity.act_nm or (2, 4)

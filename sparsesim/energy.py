@@ -21,7 +21,7 @@ from sparsesim.errors import SparsesimError
 ENERGY_COMPONENTS = (
     "mac", "gated_mac", "register",
     "sram_a_read", "sram_a_write", "sram_w_read", "sram_w_write", "sram_o_read", "sram_o_write",
-    "dram", "decode", "online",
+    "dram", "decode", "online", "static",
 )
 """Keys of :func:`energy_breakdown`, in report order (all in pJ)."""
 
@@ -72,11 +72,15 @@ def _q(pj: float) -> float:
     return round(pj / QUANTUM_PJ) * QUANTUM_PJ
 
 
-def energy_breakdown(actions: ActionCounts, table: EnergyTable, arch: Arch) -> dict[str, float]:
+def energy_breakdown(actions: ActionCounts, table: EnergyTable, arch: Arch, *,
+                     leakage_w: float = 0.0, seconds: float = 0.0) -> dict[str, float]:
     """pJ per component (keys :data:`ENERGY_COMPONENTS`); their sum is the total, exactly.
 
     Widths come from ``arch.precision``; SRAM energy per bit from the size of one half of
-    each operand buffer in ``arch.memory``.
+    each operand buffer in ``arch.memory``. ``static`` is the leakage: ``leakage_w`` (the
+    arch's, :mod:`sparsesim.area`) for the ``seconds`` the work took, stalls included — so
+    the same actions cost more when memory makes them slower. Every other component is
+    dynamic (per action) and does not depend on time.
     """
     p, mem = arch.precision, arch.memory
     word = max(p.a_bits, p.w_bits)
@@ -94,9 +98,15 @@ def energy_breakdown(actions: ActionCounts, table: EnergyTable, arch: Arch) -> d
             out[f"sram_{op}_write"] = writes * table.sram_write_per_bit(half) if writes else 0.0
         except SparsesimError as err:
             raise err.located(field=f"memory.sram_kib_{op}") from None
-    out["dram"] = (actions.dram_read_bits + actions.dram_write_bits) * table.dram_pj_per_bit
+    out["dram"] = (actions.dram_read_bits * table.dram_read_pj_per_bit
+                   + actions.dram_write_bits * table.dram_write_pj_per_bit)
     out["decode"] = actions.decoded_elements * table.decode_pj_per_element
     out["online"] = actions.comparisons * table.compare(p.o_bits)
+    if not (math.isfinite(leakage_w) and leakage_w >= 0 and math.isfinite(seconds)
+            and seconds >= 0):
+        raise SparsesimError(f"static energy needs a finite leakage and time, got "
+                             f"{leakage_w!r} W for {seconds!r} s", field="static")
+    out["static"] = leakage_w * seconds * 1e12
     return {k: _q(out[k]) for k in ENERGY_COMPONENTS}
 
 

@@ -78,3 +78,20 @@ def read_toml(path: str | Path, *, field: str | None = None, what: str = "file"
               ) -> dict[str, Any]:
     """A TOML file parsed, every failure one :class:`SparsesimError` naming it."""
     return parse_toml(read_text(path, field=field, what=what), file=str(path), field=field)
+
+
+def output_file(path: str | Path, *, field: str = "--out", what: str = "output") -> Path:
+    """``path`` if a file may be written there: a regular file or nothing yet, under folders
+    (or nothing yet) — not a folder, a device (``/dev/zero``), a pipe, or a path under a file.
+    Checked before any work, so a long run does not end in a write that cannot happen."""
+    p = Path(path)
+    if p.exists() and not p.is_file():
+        kind = "a folder" if p.is_dir() else "not a regular file (a device or pipe)"
+        raise SparsesimError(f"the {what} path is {kind}", file=str(p), field=field)
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise SparsesimError(f"{parent} is a file, not a folder", file=str(p),
+                                     field=field)
+            break
+    return p

@@ -28,7 +28,8 @@ energy_pj       total energy (pJ); events: simpy events processed
                 dram_write_meta_bytes, refetch_bytes (re-fetched after eviction),
                 sram_read_bytes, sram_write_bytes, decoded_elements
 energy_*_pj     energy by component: mac, gated_mac, register, sram_{a,w,o}_{read,write},
-                dram, decode (they sum to energy_pj)
+                dram, decode, online (dynamic: per action) and static (the arch's leakage
+                for the row's seconds, stalls included); they sum to energy_pj
 seconds         cycles / clock_hz
 =============== =================================================================
 """
@@ -110,11 +111,25 @@ def phase_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def totals(df: pd.DataFrame) -> dict[str, float]:
-    """Whole-network sums, plus the overall utilization."""
+    """Whole-network sums, plus the overall utilization and power: ``power_avg_w`` (all the
+    energy over all the time) and ``power_peak_w`` (the most power-hungry row's: the finest
+    grain the rows have, each row's energy over its own seconds)."""
     out = {c: df[c].sum() for c in _SUMMED}
     pes = int(df["rows"].iloc[0]) * int(df["cols"].iloc[0])
     out["utilization"] = out["effectual_macs"] / (out["cycles"] * pes) if out["cycles"] else 0.0
+    out.update(power(df))
     return out
+
+
+def power(df: pd.DataFrame) -> dict[str, float]:
+    """``power_avg_w`` and ``power_peak_w`` of the rows of ``df`` (0 for no time)."""
+    timed = df[df["seconds"] > 0]
+    seconds = float(timed["seconds"].sum())
+    if not seconds:
+        return {"power_avg_w": 0.0, "power_peak_w": 0.0}
+    per_row = timed["energy_pj"] * 1e-12 / timed["seconds"]
+    return {"power_avg_w": float(timed["energy_pj"].sum()) * 1e-12 / seconds,
+            "power_peak_w": float(per_row.max())}
 
 
 def render_table(df: pd.DataFrame, *, title: str = "") -> str:

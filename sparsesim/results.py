@@ -17,13 +17,14 @@ import numpy as np
 import pandas as pd
 
 from sparsesim.arch.config import Arch
+from sparsesim.area import AREA_COMPONENTS, AreaBreakdown, area_breakdown
 from sparsesim.engine.dynamic import DynamicRun
 from sparsesim.engine.inference import GemmResult
-from sparsesim.frames import write_frame
 from sparsesim.errors import SparsesimError
+from sparsesim.frames import write_frame
 from sparsesim.names import PeKind, RowKind
 from sparsesim.pe.kinds import PE_KINDS
-from sparsesim.report import layer_frame, phase_frame, render_table, to_frame, totals
+from sparsesim.report import layer_frame, phase_frame, power, render_table, to_frame, totals
 from sparsesim.units import fmt_si
 from sparsesim.workload.network import Workload
 
@@ -56,6 +57,21 @@ class SimResult:
     def totals(self) -> dict[str, float]:
         return totals(self.df)
 
+    @cached_property
+    def area(self) -> AreaBreakdown:
+        """Area (mm²) and leakage (mW) of the arch, per part (:mod:`sparsesim.area`)."""
+        return area_breakdown(self.arch)
+
+    @property
+    def area_mm2(self) -> float:
+        """Total area of the arch in mm² at its ``[area] node_nm``."""
+        return self.area.total_mm2
+
+    @property
+    def area_df(self) -> pd.DataFrame:
+        """One row per part: ``component``, ``area_mm2``, ``leakage_mw``."""
+        return area_frame(self.area)
+
     def _memory_text(self) -> str:
         m = self.arch.memory
         if m.ideal:
@@ -74,7 +90,8 @@ class SimResult:
                 f"{kind}, {fmt_si(self.arch.clock_hz, 'Hz')}, {self._memory_text()}")
 
     def table(self) -> str:
-        return render_table(self.df, title=self.title)
+        return render_table(self.df, title=self.title) + "\n" + power_line(self.arch, self.area,
+                                                                           self.df)
 
     def _repr_html_(self) -> str:
         """Jupyter shows a result as its title, totals and per-layer table (HTML)."""
@@ -105,6 +122,22 @@ def _to_parquet(df: pd.DataFrame, path: str | Path) -> Path:
         raise SparsesimError("a Parquet file is named .parquet or .pq; to_file writes CSV or "
                              "JSON", file=str(path))
     return write_frame(df, path)
+
+
+def area_frame(area: AreaBreakdown) -> pd.DataFrame:
+    """One row per part of an arch: ``component``, ``area_mm2``, ``leakage_mw``."""
+    return pd.DataFrame({"component": list(AREA_COMPONENTS),
+                         "area_mm2": [area.area_mm2[k] for k in AREA_COMPONENTS],
+                         "leakage_mw": [area.leakage_mw[k] for k in AREA_COMPONENTS]})
+
+
+def power_line(arch: Arch, area: AreaBreakdown, df: pd.DataFrame) -> str:
+    """The summary line under a result table: area, leakage, average and peak power."""
+    p = power(df)
+    parts = ", ".join(f"{k} {v:.3g}" for k, v in area.area_mm2.items() if v)
+    return (f"area {area.total_mm2:.3g} mm² at {arch.area.node_nm:g} nm ({parts}); leakage "
+            f"{fmt_si(area.leakage_w, 'W')}; power {fmt_si(p['power_avg_w'], 'W')} average, "
+            f"{fmt_si(p['power_peak_w'], 'W')} peak")
 
 
 def _percentile(values: pd.Series, q: float) -> float:
@@ -185,6 +218,7 @@ class DynamicResult:
         ``cycles_p99`` and ``inputs``."""
         out = {k: v / self.df["input"].nunique() for k, v in totals(self.df).items()}
         out["utilization"] = totals(self.df)["utilization"]
+        out.update(power(self.df))  # a ratio: not divided by the inputs
         out["cycles_p50"] = _percentile(self.per_input["cycles"], 50)
         out["cycles_p99"] = _percentile(self.per_input["cycles"], 99)
         out["inputs"] = float(self.df["input"].nunique())

@@ -82,20 +82,20 @@ def test_presets_carry_realistic_memory():
 def test_memory_and_energy_tables_round_trip(tmp_path):
     arch = arch_from_dict({"memory": {"ideal": True, "format_w": "nm:n=2,m=4",
                                       "sram_kib_o": 8},
-                           "energy": {"dram_pj_per_bit": 20.0, "table": "/x/e.toml"}})
+                           "energy": {"dram_read_pj_per_bit": 20.0, "table": "/x/e.toml"}})
     assert arch.memory.ideal and arch.memory.format_spec("W") == "nm:n=2,m=4"
     assert arch.memory.sram_bytes("o") == 8 * 1024
-    assert arch.energy.overrides == (("dram_pj_per_bit", 20.0),)
+    assert arch.energy.overrides == (("dram_read_pj_per_bit", 20.0),)
     assert arch_from_dict(arch.to_dict()) == arch
     assert "mac_pj" not in arch.to_dict()["energy"]  # TOML has no null
     changed = with_overrides(arch, {"memory.ideal": False, "energy.mac_pj": 0.3})
-    assert dict(changed.energy.overrides) == {"mac_pj": 0.3, "dram_pj_per_bit": 20.0}
+    assert dict(changed.energy.overrides) == {"mac_pj": 0.3, "dram_read_pj_per_bit": 20.0}
     # inherited from the base preset, overridden per field
     tpu = arch_from_dict({"arch": {"base": "tpu_like"}, "memory": {"sram_kib_w": 128}})
     assert tpu.memory.sram_kib_w == 128 and tpu.memory.dram_bytes_per_cycle == 48.0
     # unlimited figures for studies: inf in TOML
     path = tmp_path / "inf.toml"
-    path.write_text("[memory]\ndram_bytes_per_cycle = inf\nsram_kib_a = inf\n")
+    path.write_text("[memory]\ndram_bytes_per_cycle = inf\n")
     assert math.isinf(load_arch(path).memory.dram_bytes_per_cycle)
 
 
@@ -120,7 +120,7 @@ def test_relative_energy_table_is_resolved_against_the_arch_file(tmp_path):
         ({"memory": {"format_w": ""}}, "memory.format_w"),
         ({"memory": {"decode_cycles_per_element": math.inf}}, "memory.decode_cycles_per_element"),
         ({"memory": {"sram_kib": 64}}, "memory.sram_kib"),
-        ({"energy": {"dram_pj_per_bit": -1}}, "energy.dram_pj_per_bit"),
+        ({"energy": {"dram_read_pj_per_bit": -1}}, "energy.dram_read_pj_per_bit"),
         ({"energy": {"table": 3}}, "energy.table"),
         ({"energy": {"mac_energy": 1.0}}, "energy.mac_energy"),
     ],
@@ -129,3 +129,23 @@ def test_bad_memory_and_energy_fields(data, field):
     with pytest.raises(SparsesimError) as err:
         arch_from_dict(data, file="x.toml")
     assert err.value.field == field and err.value.file == "x.toml"
+
+
+def test_set_arch_base_is_refused_not_ignored():
+    """``--set arch.base=tpu_like`` used to exit 0 with the default preset's numbers: the base
+    only fills a file's gaps, and an arch being overridden has none left."""
+    with pytest.raises(SparsesimError, match="the base preset is the arch itself") as err:
+        with_overrides(load_arch("default"), {"arch.base": "tpu_like"})
+    assert err.value.field == "arch.base"
+
+
+@pytest.mark.parametrize("over, field", [
+    ({"arch.clock_hz": math.inf}, "arch.clock_hz"),      # every time would be 0 s
+    ({"arch.clock_hz": math.nan}, "arch.clock_hz"),
+    ({"memory.sram_kib_a": math.inf}, "memory.sram_kib_a"),  # no energy per bit
+    ({"memory.sram_kib_o": math.inf}, "memory.sram_kib_o"),
+])
+def test_non_finite_sizes_and_clocks_are_refused_when_the_arch_is_built(over, field):
+    with pytest.raises(SparsesimError) as err:
+        with_overrides(load_arch("default"), over)
+    assert err.value.field == field

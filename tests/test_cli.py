@@ -118,7 +118,7 @@ def test_sparse_run_from_the_command_line(tmp_path):
 
 
 def test_sparse_option_errors_are_one_line():
-    for args, needle in ((["--weight-density", "1.5"], "weight_density"),
+    for args, needle in ((["--weight-density", "1.5"], "--weight-density"),
                          (["--set", "pe.kind=warp"], "pe.kind"),
                          (["--set", "pe.kind=nm", "-w", "bert_base_seq128"], "2:4-conformant"),
                          (["--set", "nope"], "--set")):
@@ -170,7 +170,7 @@ def test_every_subcommand_has_add_parser_and_run():
     for command in COMMANDS:
         assert callable(command.add_parser) and command.__doc__
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    assert list(sub.choices) == ["run", "sweep", "plot", "formats", "prune", "validate", "archs",
-                                 "workloads"]
+    assert list(sub.choices) == ["run", "sweep", "plot", "formats", "prune", "import",
+                                 "validate", "archs", "workloads"]
     for name, parser in sub.choices.items():
         assert callable(parser.get_default("func")), name

@@ -223,7 +223,7 @@ def test_dense_traffic_is_the_closed_form(m, k, n, rows, cols, dataflow, bits, b
     """Zero sparsity, buffers that hold everything: each element moves once, bits/8 bytes
     each, each tile rounded up to whole bursts."""
     arch = make_arch(rows, cols, dataflow, bits=(bits, bits, bits), burst_bytes=burst,
-                     dram_latency_cycles=3, sram_kib_a=INF, sram_kib_w=INF, sram_kib_o=INF)
+                     dram_latency_cycles=3, sram_kib_a=1e6, sram_kib_w=1e6, sram_kib_o=1e6)
     s = schedule_of(m, k, n, arch)
     r = simulate_gemm(s, arch.memory)
     dims = {"m": m, "k": k, "n": n}

@@ -211,8 +211,11 @@ def test_a_network_compresses_exactly_the_gemms_with_metadata(nm_operand, compre
     online = df[df["kind"] == "online"]  # the selection unit stays charged, the same in every mode
     assert list(online["layer"]) == ["fc1", "fc2"]
     pd_equal = _rows("W")[lambda d: d["kind"] == "online"]
-    assert online[["cycles", "energy_pj"]].values.tolist() == \
-        pd_equal[["cycles", "energy_pj"]].values.tolist()
+    def dynamic(d):  # the arch's leakage differs (joint N:M PEs are larger): dynamic is equal
+        return d.assign(dynamic_pj=d["energy_pj"] - d["energy_static_pj"])[
+            ["cycles", "dynamic_pj"]].values.tolist()
+
+    assert dynamic(online) == dynamic(pd_equal)
 
 
 def test_energy_issued_at_mac_gated_at_gated_mac_and_ordered():

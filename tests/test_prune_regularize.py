@@ -188,12 +188,15 @@ def test_filter_group_lasso_pipeline_prunes_whole_filters_into_the_trace():
             continue
         rows = m.weights["w"].reshape(m.weights["w"].shape[0], -1)
         assert (rows.all(axis=1) | ~rows.any(axis=1)).all(), name  # all-0 or all-1 rows
-        rows_cut += int((~rows.any(axis=1)).sum())
-    assert rows_cut > 0
+        rows_cut += int((~rows.any(axis=1)).sum())  # pruned filters that stay (pinned)
     meta = run.trace.meta
+    # the chain is compacted: the other pruned filters left the shapes (issue 15 item 1)
+    rows_cut += meta["compaction"]["filters_removed"]
+    assert rows_cut > 0
     assert meta["method"]["regularizer"]["penalty"] == "group_lasso"
     assert [r["stage"] for r in meta["accuracy"]] == ["dense", "regularized", "pruned",
-                                                      "fine-tuned"]
+                                                      "fine-tuned", "compacted"]
+    assert meta["accuracy"][-1]["accuracy"] == meta["accuracy"][-2]["accuracy"]  # exact folds
     assert meta["weight_sparsity"] == pytest.approx(meta["zero_sparsity"])
     assert meta["zero_sparsity"] > 0.05
     assert meta["accuracy"][-1]["accuracy"] > 0.8

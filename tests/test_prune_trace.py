@@ -96,7 +96,8 @@ def test_mask_with_too_few_bits_or_missing(saved, tmp_path):
 
 def test_missing_layer_is_named(saved, tmp_path):
     _, path = saved
-    _rewrite(path, tmp_path / "drop.npz", lambda m, a: m["layers"].pop(1))
+    # the layer and its mask go (a mask no layer names is refused: tests/test_input_values.py)
+    _rewrite(path, tmp_path / "drop.npz", lambda m, a: (m["layers"].pop(1), a.pop("1/w/w")))
     loaded = load_trace(tmp_path / "drop.npz")
     with pytest.raises(SparsesimError) as err:
         loaded.check_workload(TINY)

@@ -6,7 +6,8 @@ Where the README names a user's own file, the folder holds one of the project's:
 ``my_net.toml`` and ``my_arch.toml`` are the README's own example TOML blocks,
 ``scalesim_topology.csv`` is SCALE-Sim's ResNet-18 topology shipped in
 ``sparsesim/validation/data``, ``pruned.npz`` is a ResNet-18 trace made by ``sparsesim
-prune``; ``analysis/specs`` is copied from the checkout. The ``sparsesim`` on PATH runs this
+prune``, ``mymodel.py`` (``--model mymodel.py:make``) is ``examples/mymodel.py``;
+``analysis/specs`` is copied from the checkout. The ``sparsesim`` on PATH runs this
 checkout's package with this interpreter.
 
 The install commands are not re-run (that is the environment this suite runs in); they are
@@ -128,6 +129,7 @@ def workdir(tmp_path_factory):
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
            "MPLBACKEND": "Agg"}
     shutil.copytree(ROOT / "analysis" / "specs", work / "analysis" / "specs")
+    shutil.copy(ROOT / "examples" / "mymodel.py", work / "mymodel.py")
     (work / "my_net.toml").write_text(_toml_block("network"))
     (work / "my_arch.toml").write_text(_toml_block("arch"))
     shutil.copy(ROOT / "sparsesim" / "validation" / "data" / "scalesim_topologies" / "Resnet18.csv",
@@ -214,7 +216,8 @@ def test_readme_set_up_commands_are_what_ci_runs():
     assert "python3 -m pytest" in suite
     installed = {e for args in install_lines(suite) for g in re.findall(r"\.\[([\w,-]+)\]", args)
                  for e in g.split(",")}
-    assert {"test", "torch", "parquet"} <= installed, "the suite needs the test, torch and parquet extras"
+    assert {"test", "torch", "parquet", "models"} <= installed, \
+        "the suite needs the test, torch, parquet and models extras"
 
 
 def test_model_packages_and_torch_pin_are_defined_once():

@@ -9,6 +9,10 @@ from sparsesim.errors import SparsesimError
 from sparsesim.names import DataflowName, choices
 
 
+#: Longest array edge: 65,536 PEs on a side is past any chip (a TPU's is 256); more is a typo.
+MAX_ARRAY_EDGE = 2**16
+
+
 @dataclass(frozen=True, slots=True)
 class ArrayConfig(Section):
     """A ``rows × cols`` systolic array and the dataflow it runs."""
@@ -18,8 +22,8 @@ class ArrayConfig(Section):
     dataflow: str = "os"
 
     def __post_init__(self) -> None:
-        positive_int(self.rows, "array.rows")
-        positive_int(self.cols, "array.cols")
+        positive_int(self.rows, "array.rows", high=MAX_ARRAY_EDGE)
+        positive_int(self.cols, "array.cols", high=MAX_ARRAY_EDGE)
         if self.dataflow not in tuple(DataflowName):
             raise SparsesimError(
                 f"unknown dataflow {self.dataflow!r}; expected one of {choices(DataflowName)}",
@@ -37,4 +41,4 @@ class PrecisionConfig(Section):
 
     def __post_init__(self) -> None:
         for f in ("a_bits", "w_bits", "o_bits"):
-            positive_int(getattr(self, f), f"precision.{f}")
+            positive_int(getattr(self, f), f"precision.{f}", high=64)

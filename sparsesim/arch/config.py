@@ -2,7 +2,7 @@
 
 An arch TOML has one table per concern, each read by its own frozen config — ``[array]`` and
 ``[precision]`` (:mod:`.array`), ``[pe]`` (:mod:`.pe`), ``[memory]`` (:mod:`.memory`),
-``[online]`` (:mod:`.online`), ``[energy]`` (:mod:`.energy`). A field left out takes the value
+``[online]`` (:mod:`.online`), ``[energy]`` (:mod:`.energy`), ``[area]`` (:mod:`.area`). A field left out takes the value
 of the preset named by ``[arch] base`` (the ``default`` preset unless given)::
 
     [arch]
@@ -30,6 +30,8 @@ of the preset named by ``[arch] base`` (the ``default`` preset unless given)::
 
     [memory]                  # DRAM → SRAM (A, W, O buffers, double-buffered) → array
     ideal = false             # true: memory never stalls (the SCALE-Sim comparisons)
+    dram = "custom"           # or ddr4 | lpddr4 | lpddr5 | hbm2 (sparsesim.arch.dram): its
+                              # GB/s at clock_hz and its pJ/bit, then no dram_bytes_per_cycle
     dram_bytes_per_cycle = 16.0
     dram_latency_cycles = 100
     burst_bytes = 64          # transfers are whole bursts
@@ -46,23 +48,31 @@ of the preset named by ``[arch] base`` (the ``default`` preset unless given)::
     lanes = 32                # elements compared per cycle (threshold, N:M)
     sorter_width = 32         # top-k: width of the bitonic sorting network (a power of 2)
 
+    [area]                    # silicon area and leakage (sparsesim.arch.area)
+    node_nm = 45              # areas scaled by (node_nm / 45)²
+    table = "my_area.toml"    # optional file of overrides of the 45 nm area table
+    flop_um2 = 5.0            # any field of sparsesim.arch.area.AreaTable
+
     [energy]                  # per-action energies in pJ over the 45 nm default table
     table = "my_energy.toml"  # optional file of overrides (relative to this file)
-    dram_pj_per_bit = 20.0    # any field of sparsesim.arch.energy.EnergyTable
+    dram_read_pj_per_bit = 20.0   # any field of sparsesim.arch.energy.EnergyTable
 
 A table left out is the base preset's.
 """
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from sparsesim.arch.area import AreaConfig
 from sparsesim.arch.array import ArrayConfig, PrecisionConfig
+from sparsesim.arch.dram import CUSTOM, dram_tech
 from sparsesim.arch.energy import EnergyConfig
 from sparsesim.arch.memory import MemoryConfig
 from sparsesim.arch.online import OnlineConfig
@@ -84,14 +94,26 @@ class Arch:
     memory: MemoryConfig = MemoryConfig()
     energy: EnergyConfig = EnergyConfig()
     online: OnlineConfig = OnlineConfig()
+    area: AreaConfig = AreaConfig()
     description: str = ""
 
     def __post_init__(self) -> None:
         if isinstance(self.clock_hz, bool) or not isinstance(self.clock_hz, (int, float)) or not (
-            self.clock_hz > 0
-        ):
-            raise SparsesimError(f"must be a positive number, got {self.clock_hz!r}",
-                                 field="arch.clock_hz")
+            0 < self.clock_hz < math.inf
+        ):  # inf would make every time 0 s
+            raise SparsesimError(f"must be a finite, positive number (Hz), got "
+                                 f"{self.clock_hz!r}", field="arch.clock_hz")
+        for op in ("a", "w", "o"):
+            # The memory model alone runs unbounded buffers (timing studies); a whole arch
+            # also prices SRAM accesses, and energy per bit of an infinite SRAM is undefined.
+            if math.isinf(self.memory.sram_bytes(op)):
+                raise SparsesimError("an unbounded SRAM has no energy per bit: give a finite "
+                                     "size (a large one, e.g. 1e9, never limits the tiling)",
+                                     field=f"memory.sram_kib_{op}")
+        tech = dram_tech(self.memory.dram)
+        if tech is not None:  # the technology's bandwidth, at this arch's clock
+            object.__setattr__(self, "memory", replace(
+                self.memory, dram_bytes_per_cycle=tech.bytes_per_cycle(self.clock_hz)))
 
     def to_dict(self) -> dict[str, Any]:
         """The TOML-shaped dict this arch round-trips through."""
@@ -104,6 +126,7 @@ class Arch:
             "memory": self.memory.to_table(),
             "online": self.online.to_table(),
             "energy": self.energy.to_table(),
+            "area": self.area.to_table(),
         }
 
 
@@ -114,6 +137,7 @@ _SECTIONS: dict[str, type[Section]] = {
     "memory": MemoryConfig,
     "energy": EnergyConfig,
     "online": OnlineConfig,
+    "area": AreaConfig,
 }
 _ARCH_KEYS = frozenset({"name", "base", "clock_hz", "description"})
 
@@ -149,12 +173,14 @@ def load_arch(spec: str | Path = "default") -> Arch:
 
 
 def _relative_to(data: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """``data`` with a relative ``energy.table`` path made relative to the arch file's folder."""
-    energy = data.get("energy")
-    if isinstance(energy, Mapping) and isinstance(energy.get("table"), str):
-        table = energy["table"]
-        if table and not Path(table).is_absolute():
-            return {**data, "energy": {**energy, "table": str(folder / table)}}
+    """``data`` with relative ``energy.table`` and ``area.table`` paths made relative to the
+    arch file's folder."""
+    for key in ("energy", "area"):
+        section = data.get(key)
+        if isinstance(section, Mapping) and isinstance(section.get("table"), str):
+            table = section["table"]
+            if table and not Path(table).is_absolute():
+                data = {**data, key: {**section, "table": str(folder / table)}}
     return data
 
 
@@ -206,6 +232,12 @@ def _arch_from_dict(
                     field=f"{key}.{field}",
                 )
         sections[key] = cls.from_table(table)
+    given = _table(data, "memory")
+    if sections["memory"].dram != CUSTOM and "dram_bytes_per_cycle" in given:
+        raise SparsesimError(
+            f"dram = {sections['memory'].dram!r} sets the bandwidth (its GB/s at clock_hz): "
+            f"drop dram_bytes_per_cycle, or set dram = 'custom'",
+            field="memory.dram_bytes_per_cycle")
     return Arch(
         name=str(merged_head.get("name", Path(file).stem if file else "arch")),
         clock_hz=merged_head.get("clock_hz", 1e9),
@@ -226,8 +258,15 @@ def with_overrides(arch: Arch, overrides: Mapping[str, Any]) -> Arch:
     data = arch.to_dict()
     for key, value in overrides.items():
         table, _, name = key.partition(".")
+        if key.strip() == "arch.base":  # a base fills a file's gaps; an arch has none left
+            raise SparsesimError("the base preset is the arch itself (--arch, or a sweep "
+                                 "point's arch key: a preset or a file whose [arch] base names "
+                                 "it), not an override", field="arch.base")
         if not name or table not in data:
             raise SparsesimError(f"expected TABLE.FIELD with TABLE one of {', '.join(data)}",
                                  field=key)
         data[table][name] = value
+    if data["memory"].get("dram", CUSTOM) != CUSTOM and \
+            "memory.dram_bytes_per_cycle" not in overrides:
+        data["memory"].pop("dram_bytes_per_cycle", None)  # a technology's is derived
     return arch_from_dict(data, file=f"{arch.name} with overrides")

@@ -19,8 +19,10 @@ integer add 0.03 pJ (8 bit) and 0.1 pJ (32 bit); a 64-bit SRAM read 10 pJ (8 KB)
   as a power law in size (linear in log–log), extrapolated with the end segments' slopes. The
   size is one half of the double-buffered operand buffer (the bank an access touches).
   Writes cost ``sram_write_factor`` (1.0: Horowitz gives reads only; assumed equal) × a read.
-- **DRAM**: the midpoint of Horowitz's 1.3–2.6 nJ per 64 bits: 1.95 nJ / 64 = 30.47 pJ/bit,
-  reads and writes alike.
+- **DRAM**: ``dram_read_pj_per_bit`` and ``dram_write_pj_per_bit``, each bit read or
+  written priced by its own entry. Default (``[memory] dram = "custom"``): the midpoint of
+  Horowitz's 1.3–2.6 nJ per 64 bits, 1.95 nJ / 64 = 30.47 pJ/bit, reads and writes alike; an
+  arch that names a DRAM technology (:mod:`sparsesim.arch.dram`) takes its two figures.
 - **Decode**: ``decode_pj_per_element`` = 0.05 pJ per value whose position is decoded from
   metadata — an assumption: about one 16-bit add (the index arithmetic) per value.
 - **Online pruning**: one comparison of the output width ``o_bits`` costs an add of that width
@@ -38,6 +40,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
+from sparsesim.arch.dram import dram_tech
 from sparsesim.arch.section import Section, number
 from sparsesim.errors import SparsesimError
 from sparsesim.files import read_toml
@@ -64,7 +67,8 @@ class EnergyTable:
     sram_32kib_pj_per_64b: float = 20.0
     sram_1mib_pj_per_64b: float = 100.0
     sram_write_factor: float = 1.0
-    dram_pj_per_bit: float = 1950.0 / 64.0
+    dram_read_pj_per_bit: float = 1950.0 / 64.0
+    dram_write_pj_per_bit: float = 1950.0 / 64.0
     decode_pj_per_element: float = 0.05
 
     def __post_init__(self) -> None:
@@ -158,8 +162,13 @@ def load_energy_table(path: str | Path, base: EnergyTable | None = None) -> Ener
 
 
 def energy_table(arch: Arch) -> EnergyTable:
-    """The arch's table: the 45 nm defaults, then ``energy.table``'s file, then inline entries."""
+    """The arch's table: the 45 nm defaults, then the DRAM technology's entries (if the arch
+    names one), then ``energy.table``'s file, then inline entries."""
     table = EnergyTable()
+    tech = dram_tech(arch.memory.dram)
+    if tech is not None:
+        table = replace(table, dram_read_pj_per_bit=tech.read_pj_per_bit,
+                        dram_write_pj_per_bit=tech.write_pj_per_bit)
     if arch.energy.table:
         table = load_energy_table(arch.energy.table, table)
     return _table_from_mapping(dict(arch.energy.overrides), table, file=None)
@@ -172,7 +181,7 @@ class EnergyConfig(Section):
     ``table`` is an optional TOML file of overrides (``""``: none), applied first; then
     ``overrides``, ``(entry, value)`` pairs naming entries of the table (pJ, or a plain ratio
     for ``gated_mac_fraction`` and ``sram_write_factor``). In TOML they sit beside ``table``,
-    one key per entry (``dram_pj_per_bit = 20.0``); a ``None`` value keeps the table's. They
+    one key per entry (``dram_read_pj_per_bit = 20.0``); a ``None`` value keeps the table's. They
     are kept in table order, so equal overrides compare (and hash) equal however given.
     """
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sparsesim.arch.section import Section, number, positive_int
+from sparsesim.arch.dram import CUSTOM, dram_tech
+from sparsesim.arch.section import MAX_COUNT, Section, number, positive_int
 from sparsesim.errors import SparsesimError
 from sparsesim.names import Operand
 
@@ -17,8 +19,13 @@ class MemoryConfig(Section):
 
     ``ideal`` memory never stalls: cycles are the compute cycles (traffic is still counted).
     Otherwise one DRAM channel moves ``dram_bytes_per_cycle`` (``inf`` allowed: unlimited)
-    after ``dram_latency_cycles``, in whole bursts of ``burst_bytes``. ``sram_kib_{a,w,o}``
-    is each operand buffer's *total* capacity in KiB (``inf`` allowed); it is double-buffered,
+    after ``dram_latency_cycles``, in whole bursts of ``burst_bytes``. ``dram`` names a DRAM
+    technology (:mod:`sparsesim.arch.dram`): its bandwidth at the arch's clock replaces
+    ``dram_bytes_per_cycle`` (the :class:`~sparsesim.arch.config.Arch` sets it) and its
+    energies the table's; ``custom`` keeps the field and the table as given. ``sram_kib_{a,w,o}``
+    is each operand buffer's *total* capacity in KiB (``inf`` allowed here, for timing studies
+    of the memory model alone; a whole :class:`~sparsesim.arch.config.Arch` refuses it, as it
+    prices SRAM accesses by size); it is double-buffered,
     two halves of half that size, so one tile may be at most half of it. ``format_{a,w,o}``
     is the operand's storage format in DRAM and SRAM (a spec :func:`sparsesim.formats.
     parse_format` reads; checked when memory is simulated, so this module does not import
@@ -31,6 +38,7 @@ class MemoryConfig(Section):
     """
 
     ideal: bool = False
+    dram: str = CUSTOM
     dram_bytes_per_cycle: float = 16.0
     dram_latency_cycles: int = 100
     burst_bytes: int = 64
@@ -47,14 +55,19 @@ class MemoryConfig(Section):
         if self.conv_halo not in CONV_HALOS:
             raise SparsesimError(f"unknown conv_halo {self.conv_halo!r}; expected one of "
                                  f"{', '.join(CONV_HALOS)}", field="memory.conv_halo")
+        if not isinstance(self.dram, str):
+            raise SparsesimError(f"must be a DRAM technology name, got {self.dram!r}",
+                                 field="memory.dram")
+        dram_tech(self.dram)
         if not isinstance(self.ideal, bool):
             raise SparsesimError(f"must be true or false, got {self.ideal!r}",
                                  field="memory.ideal")
         number(self.dram_bytes_per_cycle, "memory.dram_bytes_per_cycle", positive=True,
                finite=False)
         if (isinstance(self.dram_latency_cycles, bool)
-                or not isinstance(self.dram_latency_cycles, int) or self.dram_latency_cycles < 0):
-            raise SparsesimError(f"must be a non-negative integer, got "
+                or not isinstance(self.dram_latency_cycles, int)
+                or not 0 <= self.dram_latency_cycles <= MAX_COUNT):
+            raise SparsesimError(f"must be a non-negative integer of at most {MAX_COUNT:,}, got "
                                  f"{self.dram_latency_cycles!r}",
                                  field="memory.dram_latency_cycles")
         positive_int(self.burst_bytes, "memory.burst_bytes")
@@ -67,6 +80,13 @@ class MemoryConfig(Section):
                                      f"got {fmt!r}", field=f"memory.format_{op}")
         number(self.decode_cycles_per_element, "memory.decode_cycles_per_element",
                positive=False)
+
+    def to_table(self) -> dict[str, Any]:
+        # with a technology the bandwidth is derived, not a field the file sets
+        table = Section.to_table(self)
+        if self.dram != CUSTOM:
+            del table["dram_bytes_per_cycle"]
+        return table
 
     def sram_bytes(self, operand: str) -> float:
         """Total capacity in bytes of operand ``a``, ``w`` or ``o``'s buffer (may be inf)."""

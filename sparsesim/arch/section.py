@@ -39,9 +39,16 @@ class Section:
         return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
 
 
-def positive_int(value: Any, field: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise SparsesimError(f"must be a positive integer, got {value!r}", field=field)
+#: Largest count a hardware field takes: beyond a trillion it is a typo, and the int64
+#: arithmetic of the kernels would overflow long before (``array.rows = 1e30``).
+MAX_COUNT = 2**40
+
+
+def positive_int(value: Any, field: str, *, high: int = MAX_COUNT) -> None:
+    """A positive integer (bool is not one) of at most ``high``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= high:
+        raise SparsesimError(f"must be a positive integer of at most {high:,}, got {value!r}",
+                             field=field)
 
 
 def number(value: Any, field: str, *, positive: bool, finite: bool = True) -> None:

@@ -13,19 +13,20 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from sparsesim.cli import catalog, formats, plot, prune, run, sweep, validate
+from sparsesim.cli import catalog, formats, import_model, plot, prune, run, sweep, validate
 from sparsesim.cli.common import DEFAULT_ARCH, DEFAULT_WORKLOAD
+from sparsesim.cli.flags import Parser
 from sparsesim.cli.plot import PLOT_KINDS
 from sparsesim.errors import SparsesimError
 
 __all__ = ["COMMANDS", "DEFAULT_ARCH", "DEFAULT_WORKLOAD", "PLOT_KINDS", "build_parser", "main"]
 
-COMMANDS = (run, sweep, plot, formats, prune, validate, catalog)
+COMMANDS = (run, sweep, plot, formats, prune, import_model, validate, catalog)
 """The subcommand modules, in help order (``catalog`` adds ``archs`` and ``workloads``)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="sparsesim",
         description="Simulate pruned DNNs on sparse systolic accelerators: cycles, MACs, "
                     "utilization per layer and in total.",

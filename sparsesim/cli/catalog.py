@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from sparsesim.arch.config import builtin_archs, load_arch
+from sparsesim.area import area_breakdown
 from sparsesim.cli.common import clip, print_rows
 from sparsesim.units import fmt_si
 from sparsesim.workload.network import builtin_workloads, load_workload
@@ -27,11 +28,15 @@ def run_archs(args: argparse.Namespace) -> int:
     rows = []
     for name in builtin_archs():
         a = load_arch(name)
+        area = area_breakdown(a)
         rows.append((name, f"{a.array.rows}×{a.array.cols}", a.array.dataflow,
                      fmt_si(a.clock_hz, "Hz"),
                      f"{a.precision.a_bits}/{a.precision.w_bits}/{a.precision.o_bits}",
+                     f"{area.total_mm2:.3g} ({a.area.node_nm:g} nm)", fmt_si(area.leakage_w, "W"),
+                     a.memory.dram,
                      a.description))
-    print_rows(("preset", "array", "dataflow", "clock", "bits a/w/o", "description"), rows)
+    print_rows(("preset", "array", "dataflow", "clock", "bits a/w/o",
+                "area mm²", "leakage", "dram", "description"), rows)
     return 0
 
 

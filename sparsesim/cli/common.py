@@ -10,7 +10,9 @@ from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
+from sparsesim.cli.flags import KEEP, count
 from sparsesim.errors import SparsesimError
+from sparsesim.files import output_file
 from sparsesim.frames import frame_bytes, frame_format
 from sparsesim.progress import Progress, ProgressFactory
 from sparsesim.rules.nm import parse_nm
@@ -46,6 +48,20 @@ def nm_ratio(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(err.message) from None
 
 
+def add_attention_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--attn-density`` / ``--attn-top-k`` (sparse attention probabilities), as ``run`` and
+    ``prune`` both take them: one definition, one type check (a density in (0, 1], a whole
+    number of keys >= 1)."""
+    parser.add_argument("--attn-density", type=KEEP, default=1.0, metavar="D",
+                        help="sparse attention: fraction of the probabilities each query keeps "
+                             "(seeded Bernoulli among the keys it may see; the online unit's "
+                             "threshold finds them) (default: %(default)s)")
+    parser.add_argument("--attn-top-k", type=count(1), metavar="K",
+                        help="top-k attention: K keys kept per query row (seeded positions, "
+                             "or the K largest probabilities of a real model in `prune "
+                             "--model`; the online unit's top-k finds them)")
+
+
 def print_frame(df, fmt: str) -> bool:  # type: ignore[no-untyped-def]
     """Print ``df`` as CSV or JSON records if ``fmt`` asks for it; False for ``table``."""
     if fmt in ("csv", "json"):  # the bytes -o writes under a .csv / .json name
@@ -62,10 +78,12 @@ def add_out(parser: argparse.ArgumentParser, what: str) -> None:
                              "by its extension; any other is refused")
 
 
-def check_out(path: Path | None) -> None:
-    """Refuse an ``--out`` whose format is unknown (or unavailable) before any work."""
+def check_out(path: Path | None, field: str = "--out") -> None:
+    """Refuse an ``--out`` before any work: a path no file can be written at (a folder, a
+    device, under a file) or whose format is unknown (or unavailable)."""
     if path is not None:
-        frame_format(path)
+        output_file(path, field=field)
+        frame_format(path, field=field)
 
 
 def clip(text: str, width: int) -> str:

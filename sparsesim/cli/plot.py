@@ -13,9 +13,18 @@ from pathlib import Path
 
 from sparsesim.arch.config import load_arch
 from sparsesim.cli.common import DEFAULT_ARCH
+from sparsesim.cli.flags import count
 from sparsesim.errors import SparsesimError
+from sparsesim.files import output_file, regular_file
 from sparsesim.frames import read_frame
 from sparsesim.plot.registry import KINDS
+
+#: Highest raster resolution: a figure is ~11 × 4 inches, so 1200 dpi is ~13k × 5k pixels — a
+#: print-quality poster; 100000 would ask matplotlib for gigapixels (a MemoryError).
+MAX_DPI = 1200
+
+#: Largest results file read (bytes), as for a sweep's own results.
+MAX_RESULTS_BYTES = 2**30
 
 PLOT_KINDS = tuple(KINDS)
 """The kinds ``sparsesim plot`` offers: the keys of :data:`sparsesim.plot.PLOTS`, in order."""
@@ -45,13 +54,20 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                              "(default: sparsity.weight_density)")
     parser.add_argument("-a", "--arch", default=DEFAULT_ARCH, metavar="NAME|PATH",
                         help="roofline: the arch whose roofs to draw (default: %(default)s)")
-    parser.add_argument("--dpi", type=int, default=150, help="raster resolution (default: 150)")
+    parser.add_argument("--dpi", type=count(1, MAX_DPI), default=150,
+                        help=f"raster resolution, at most {MAX_DPI} (default: 150)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Read the results, draw the figure, save it (format by suffix)."""
-    df = read_frame(args.results)  # CSV, Parquet or JSON records, by the extension
+    out = output_file(args.out or args.results.with_suffix(f".{args.kind}.png"),
+                      what="figure")  # before any work
+    results = regular_file(args.results, what="results file")
+    if results.stat().st_size > MAX_RESULTS_BYTES:
+        raise SparsesimError(f"larger than {MAX_RESULTS_BYTES:,} bytes: not a results file",
+                             file=str(results))
+    df = read_frame(results)  # CSV, Parquet or JSON records, by the extension
     kwargs: dict[str, object] = {}
     if args.kind == "sparsity" and args.x:
         kwargs["x"] = args.x
@@ -63,7 +79,6 @@ def run(args: argparse.Namespace) -> int:
         fig = KINDS[args.kind].load()(df, **kwargs)
     except SparsesimError as err:
         raise err.located(file=str(args.results)) from None
-    out = args.out or args.results.with_suffix(f".{args.kind}.png")
     try:
         fig.savefig(out, dpi=args.dpi, bbox_inches="tight")
     except (OSError, ValueError) as err:

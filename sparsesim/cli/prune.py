@@ -7,14 +7,47 @@ import argparse
 import sys
 from pathlib import Path
 
-from sparsesim.cli.common import DEFAULT_WORKLOAD, nm_ratio
+from sparsesim.cli.common import DEFAULT_WORKLOAD, add_attention_args, nm_ratio
+from sparsesim.cli.flags import FRACTION, SEED, count, real
 from sparsesim.errors import SparsesimError
-from sparsesim.sparsity.trace import accuracy_rows
+from sparsesim.files import output_file
+from sparsesim.prune.spec import is_model_factory
+from sparsesim.sparsity.trace import Trace, accuracy_rows, compaction_text
 from sparsesim.units import fmt_si
 from sparsesim.workload.network import load_workload
 
 DEFAULT_SPARSITY = 0.5
 """``--sparsity`` when it is not given and the method uses it."""
+
+SHIPPED = ("digits", "efficientnet_lite0", "minilm", "smollm2")
+"""The real models ``--model`` names (anything else is ``FILE.py:FACTORY``)."""
+
+
+def model_source(value: str) -> str:
+    """A shipped model's name or ``FILE.py:FACTORY`` (argparse type)."""
+    if value in SHIPPED or is_model_factory(value):
+        return value
+    raise argparse.ArgumentTypeError(f"{value!r} is neither one of {', '.join(SHIPPED)} nor "
+                                     "FILE.py:FACTORY")
+
+
+def add_allow_uncaptured(parser: argparse.ArgumentParser) -> None:
+    """``--allow-uncaptured``: the parity gate's allowance for a user's model."""
+    parser.add_argument("--allow-uncaptured", type=float, default=0.0, metavar="FRACTION",
+                        help="FILE.py:FACTORY models: accept a capture missing up to this "
+                             "fraction of the MACs PyTorch counts (default %(default)s: every "
+                             "GEMM captured, or an error listing the ops missed)")
+
+
+def user_model_trace(model: str, spec: object, allow: float) -> Trace:
+    """The trace of a user's model (``spec`` None: as it is)."""
+    try:
+        from sparsesim.prune.torch.factory import user_trace
+    except ImportError as err:
+        raise SparsesimError(f"--model needs PyTorch: pip install 'sparsesim[torch]' ({err})",
+                             field="--model") from None
+    trace: Trace = user_trace(model, spec, allow_uncaptured=allow)
+    return trace
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,8 +60,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     src = parser.add_mutually_exclusive_group()
     src.add_argument("-w", "--workload", default=DEFAULT_WORKLOAD, metavar="NAME|PATH",
                      help="workload pruned on synthetic weights (default: %(default)s)")
-    src.add_argument("--model", choices=("digits", "efficientnet_lite0", "minilm", "smollm2"),
-                     help="a real model with real weights and measured activations")
+    src.add_argument("--model", type=model_source, metavar="NAME|FILE.py:FACTORY",
+                     help="a real model with real weights and measured activations: one of "
+                          f"{', '.join(SHIPPED)}, or your own, FILE.py:FACTORY (a function "
+                          "returning (model, example_inputs) or (model, args, kwargs); "
+                          "captured by torch.export, every GEMM node a layer)")
+    add_allow_uncaptured(parser)
     parser.add_argument("--method", default="magnitude",
                         choices=("magnitude", "random", "taylor", "fisher", "wanda", "slimming"),
                         help="criterion (default: %(default)s); taylor, fisher and wanda need "
@@ -36,7 +73,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument("--granularity", default="unstructured",
                         choices=("unstructured", "nm", "filter", "channel", "block", "head",
                                  "token", "kv"), help="what goes together (default: %(default)s)")
-    parser.add_argument("--sparsity", type=float, metavar="S",
+    parser.add_argument("--sparsity", type=real(0, 1, high_open=True), metavar="S",
                         help="fraction removed, rounded as torch.nn.utils.prune does (default "
                              f"{DEFAULT_SPARSITY}; not with --granularity nm, which removes "
                              "1 - N/M, nor --schedule imp, whose rounds set it; required with "
@@ -44,22 +81,26 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument("--nm", type=nm_ratio, metavar="N:M",
                         help="N kept of every M along the reduction axis (with --granularity nm; "
                              "default 2:4)")
-    parser.add_argument("--block", type=int, default=4, metavar="K",
+    parser.add_argument("--block", type=count(1), default=4, metavar="K",
                         help="k×k block size (default: %(default)s)")
+    parser.add_argument("--keep-shape", action="store_true",
+                        help="filter, channel, block, head: keep the masked, uncompacted shapes "
+                             "(hardware that cannot compact); default: what is pruned leaves "
+                             "the shapes along the workload's graph")
     parser.add_argument("--scope", choices=("layer", "global"), default="layer",
                         help="rank per weight tensor or over all of them (default: %(default)s)")
     parser.add_argument("--compare", choices=("tensor", "row"), default="tensor",
                         help="row: each output row prunes the same fraction (Wanda's rule)")
     parser.add_argument("--skip", action="append", default=[], metavar="PATTERN",
                         help="layer names (fnmatch) left dense (repeatable)")
-    parser.add_argument("--token-layers", type=int, nargs="+", metavar="I",
+    parser.add_argument("--token-layers", type=count(0), nargs="+", metavar="I",
                         help="token pruning: attention-layer indices that drop tokens "
                              "(default: all)")
     parser.add_argument("--schedule", choices=("oneshot", "iterative", "imp"), default="oneshot",
                         help="iterative fine-tuning or IMP with rewinding: --model digits")
-    parser.add_argument("--steps", type=int, default=3, metavar="N",
+    parser.add_argument("--steps", type=count(1), default=3, metavar="N",
                         help="levels of an iterative schedule / IMP rounds (default: %(default)s)")
-    parser.add_argument("--lambda", dest="lam", type=float, metavar="L",
+    parser.add_argument("--lambda", dest="lam", type=real(0), metavar="L",
                         help="train with L1 (unstructured) or group lasso (filter, channel) of "
                              "weight L, prune the zeros, cut to --sparsity if short: --model "
                              "digits")
@@ -73,20 +114,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                              "control: F of the tokens alive at the last layer, every input), "
                              "heads:T (skip heads whose output norm is < T x the mean), "
                              "channels:T (conv channels above T x the largest)")
-    parser.add_argument("--act-density", type=float, default=1.0, metavar="D",
+    parser.add_argument("--act-density", type=FRACTION, default=1.0, metavar="D",
                         help="synthetic: activation-density model of every layer but the first "
                              "(default: %(default)s)")
-    parser.add_argument("--attn-density", type=float, default=1.0, metavar="D",
-                        help="synthetic: sparse attention, fraction of the probabilities each "
-                             "query keeps (seeded Bernoulli among the keys it may see) "
-                             "(default: %(default)s)")
-    parser.add_argument("--attn-top-k", type=int, metavar="K",
-                        help="top-k attention: K keys kept per query row — the K largest "
-                             "probabilities of a real model (--model minilm or smollm2, its "
-                             "accuracy measured with them), or seeded positions")
+    add_attention_args(parser)
     parser.add_argument("--distribution", choices=("normal", "uniform", "laplace"),
                         default="normal", help="synthetic weight law (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    parser.add_argument("--seed", type=SEED, default=0, help="seed (default: 0)")
     parser.add_argument("-o", "--out", type=Path, required=True, metavar="PATH",
                         help="the trace file to write (.npz)")
     parser.set_defaults(func=run)
@@ -97,16 +131,22 @@ def run(args: argparse.Namespace) -> int:
     import os
 
     from sparsesim.prune import ActPrune, PruneSpec, Regularizer, mask_bits, prune_workload
-    from sparsesim.prune.spec import DynamicSpec
+    from sparsesim.prune.spec import COMPACTING, DynamicSpec
 
+    output_file(args.out, what="trace")  # before the pruning, not after it
     slimming = args.method == "slimming"
     sparsity = _sparsity(args)
+    if args.keep_shape and (slimming or args.granularity not in COMPACTING):
+        raise SparsesimError(f"{'slimming' if slimming else args.granularity} pruning has no "
+                             f"compacted shape to keep: --keep-shape is for "
+                             f"{', '.join(COMPACTING)}", field="--keep-shape")
     spec = PruneSpec(
         criterion="magnitude" if slimming else args.method, granularity=args.granularity,
         sparsity=sparsity, nm=args.nm or (2, 4), block=args.block, scope=args.scope,
         compare=args.compare, skip=tuple(args.skip), distribution=args.distribution,
         token_layers=None if args.token_layers is None else tuple(args.token_layers),
-        seed=args.seed, regularizer=None if args.lam is None else Regularizer(args.lam))
+        seed=args.seed, regularizer=None if args.lam is None else Regularizer(args.lam),
+        compact=not args.keep_shape)
     if args.nm is not None and args.granularity != "nm":
         raise SparsesimError("--nm is for --granularity nm", field="--nm")
     act = None if args.act_prune is None else ActPrune.parse(args.act_prune)
@@ -118,7 +158,13 @@ def run(args: argparse.Namespace) -> int:
     if attention.sparse_attention and dynamic is not None:
         raise SparsesimError("per-input ratios with masked attention probabilities are not "
                              "modelled: drop one", field="--attn-top-k")
-    if args.model is not None:
+    if args.allow_uncaptured and (args.model is None or args.model in SHIPPED):
+        raise SparsesimError("the parity gate's allowance is for a FILE.py:FACTORY model",
+                             field="--allow-uncaptured")
+    if args.model is not None and args.model not in SHIPPED:
+        _user_options(args, act, dynamic)
+        trace = user_model_trace(args.model, spec, args.allow_uncaptured)
+    elif args.model is not None:
         if args.attn_density != 1:
             raise SparsesimError("a real model's probabilities are pruned by their top-k: use "
                                  "--attn-top-k (--attn-density is the seeded model)",
@@ -183,6 +229,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"{trace.workload.name}: {len(trace.workload.layers)} layers, "
           f"{meta.get('method', {}).get('criterion', args.method)} "
           f"{args.granularity}, weight sparsity {meta.get('weight_sparsity', 0.0):.4f}")
+    print_capture(meta)
+    comp = compaction_text(meta)
+    if comp is not None:
+        print(f"  {comp}")
     for row in accuracy_rows(meta):
         print(f"  {row.stage} sparsity {row.sparsity:.3f}: {row.label} {row.value:.4f} "
               f"(includes {row.includes_text})")
@@ -195,6 +245,39 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {out}: {fmt_si(size, 'B')} (masks {fmt_si(mask_bits(trace) / 8, 'B')} "
           "bit-packed)", file=sys.stderr)
     return 0
+
+
+def print_capture(meta: dict[str, object]) -> None:
+    """The parity gate's verdict of a captured model, and what it missed."""
+    cap = meta.get("capture")
+    if not isinstance(cap, dict):
+        return
+    print(f"  captured {cap['captured_macs']:,} of {cap['total_macs']:,} MACs PyTorch counts "
+          f"(coverage {cap['coverage']:.4f})")
+    for u in cap.get("uncaptured", []):
+        print(f"  uncaptured: {u['module'] or 'model'} ({u['op']}, node {u['node']}): "
+              f"{u['macs']:,} MACs, {u['reason']}")
+
+
+def _user_options(args: argparse.Namespace, act: object, dynamic: object) -> None:
+    """Refuse what a captured user model does not do yet (each option by its flag)."""
+    refused = {
+        "--method": args.method == "slimming",
+        "--granularity": args.granularity in ("head", "token", "kv"),
+        "--schedule": args.schedule != "oneshot",
+        "--lambda": args.lam is not None,
+        "--act-prune": act is not None,
+        "--dynamic": dynamic is not None,
+        "--attn-top-k": args.attn_top_k is not None,
+        "--attn-density": args.attn_density != 1,
+        "--act-density": args.act_density != 1,
+    }
+    for flag, bad in refused.items():
+        if bad:
+            raise SparsesimError(f"not available for a FILE.py:FACTORY model yet (it has no "
+                                 "training data, attention layers with heads, or gates): "
+                                 "weight criteria magnitude, random, wanda on unstructured, "
+                                 "nm, filter, channel or block", field=flag)
 
 
 def _sparsity(args: argparse.Namespace) -> float:

@@ -9,16 +9,19 @@ from pathlib import Path
 
 from sparsesim.api import simulate
 from sparsesim.arch.config import load_arch, with_overrides
-from sparsesim.cli.common import (DEFAULT_ARCH, DEFAULT_WORKLOAD, add_out, add_quiet,
-                                  check_out, nm_ratio, overrides, print_frame, progress_bar)
-from sparsesim.engine.dynamic import synthetic_dynamic
+from sparsesim.cli.common import (DEFAULT_ARCH, DEFAULT_WORKLOAD, add_attention_args, add_out,
+                                  add_quiet, check_out, nm_ratio, overrides, print_frame,
+                                  progress_bar)
+from sparsesim.cli.flags import FRACTION, KEEP, SEED, SPREAD, count
+from sparsesim.engine.dynamic import MAX_INPUTS, DynamicModel
 from sparsesim.engine.training import GRADIENT_STRUCTURES, OPTIMIZERS, GradientModel, Training
 from sparsesim.errors import SparsesimError
 from sparsesim.frames import write_frame
 from sparsesim.sparsity.masks import ACT_PRUNE_KINDS, SparsityModel
-from sparsesim.sparsity.trace import load_trace, trace_accuracy
+from sparsesim.sparsity.trace import compaction_text, load_trace, trace_accuracy
 from sparsesim.units import fmt_si
-from sparsesim.workload.network import load_workload
+from sparsesim.workload.layers import Attention
+from sparsesim.workload.network import Workload, load_workload
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument("--set", action="append", default=[], metavar="TABLE.FIELD=VALUE",
                         help="override an arch field, e.g. --set pe.kind=skip --set pe.sync=row "
                              "--set array.rows=64 (repeatable)")
-    parser.add_argument("--decode-tokens", type=int, metavar="T",
+    parser.add_argument("--decode-tokens", type=count(1), metavar="T",
                         help="a decode workload (attention with one new token) run for T "
                              "generated tokens, the KV length growing by one per token; layers "
                              "are named step0., step1., ... (in place of the workload's [network] "
@@ -50,20 +53,20 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     sp = parser.add_argument_group(
         "sparsity model", "masks drawn at random (seeded) when there is no trace; densities "
                           "are fractions of non-zeros in [0, 1]")
-    sp.add_argument("--weight-density", type=float, default=1.0, metavar="D",
+    sp.add_argument("--weight-density", type=FRACTION, default=1.0, metavar="D",
                     help="unstructured weight density per tensor (default: %(default)s)")
     sp.add_argument("--weight-nm", type=nm_ratio, metavar="N:M",
                     help="N:M weight masks instead, N kept of every M along K (e.g. 2:4)")
-    sp.add_argument("--act-density", type=float, default=1.0, metavar="D",
+    sp.add_argument("--act-density", type=FRACTION, default=1.0, metavar="D",
                     help="input-activation density of every layer but the first "
                          "(default: %(default)s)")
-    sp.add_argument("--act-channel-std", type=float, default=0.0, metavar="S",
+    sp.add_argument("--act-channel-std", type=SPREAD, default=0.0, metavar="S",
                     help="spread of per-channel activation densities (default: %(default)s)")
-    sp.add_argument("--token-keep", type=float, default=1.0, metavar="F",
+    sp.add_argument("--token-keep", type=KEEP, default=1.0, metavar="F",
                     help="fraction of query tokens attention keeps (default: %(default)s)")
-    sp.add_argument("--head-keep", type=float, default=1.0, metavar="F",
+    sp.add_argument("--head-keep", type=KEEP, default=1.0, metavar="F",
                     help="fraction of attention heads kept (default: %(default)s)")
-    sp.add_argument("--kv-keep", type=float, default=1.0, metavar="F",
+    sp.add_argument("--kv-keep", type=KEEP, default=1.0, metavar="F",
                     help="fraction of keys/values kept (default: %(default)s)")
     sp.add_argument("--act-prune", choices=ACT_PRUNE_KINDS, default="none",
                     help="how activation zeros arise: none (ReLU zeros, free) or found at run "
@@ -72,20 +75,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                          "(per pixel/token), nm (with --act-nm) (default: %(default)s)")
     sp.add_argument("--act-nm", type=nm_ratio, metavar="N:M",
                     help="N:M activation pruning along the channels (with --act-prune nm)")
-    sp.add_argument("--attn-density", type=float, default=1.0, metavar="D",
-                    help="sparse attention: fraction of the probabilities each query keeps "
-                         "(Bernoulli among the keys it may see; the online unit's threshold "
-                         "finds them) (default: %(default)s)")
-    sp.add_argument("--attn-top-k", type=int, metavar="K",
-                    help="top-k attention: K keys kept per query row (seeded positions; the "
-                         "online unit's top-k finds them)")
-    sp.add_argument("--seed", type=int, default=0, help="seed of the masks (default: 0)")
+    add_attention_args(sp)
+    sp.add_argument("--seed", type=SEED, default=0, help="seed of the masks (default: 0)")
     tr = parser.add_argument_group(
         "training step", "simulate forward + backward (input and weight gradients) + update")
     tr.add_argument("--training", action="store_true",
                     help="simulate a training step; the report splits forward, backward and "
                          "update")
-    tr.add_argument("--grad-density", type=float, default=1.0, metavar="D",
+    tr.add_argument("--grad-density", type=KEEP, default=1.0, metavar="D",
                     help="fraction of each output gradient kept (pruned online; default: "
                          "%(default)s)")
     tr.add_argument("--grad-structure", choices=GRADIENT_STRUCTURES, default="unstructured",
@@ -101,19 +98,18 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "dynamic pruning", "per-input channel gating, token and head pruning: one run per "
                            "input, reported as a distribution (a trace may carry measured "
                            "ratios instead)")
-    dy.add_argument("--dynamic", type=int, metavar="N",
+    dy.add_argument("--dynamic", type=count(1, MAX_INPUTS), metavar="N",
                     help="draw seeded per-input keep ratios for N inputs")
-    dy.add_argument("--channel-keep", type=float, default=1.0, metavar="F",
+    dy.add_argument("--channel-keep", type=KEEP, metavar="F",
                     help="mean fraction of output channels a gate keeps per input, in conv "
-                         "and linear layers (default: %(default)s)")
-    dy.add_argument("--dyn-token-keep", type=float, default=1.0, metavar="F",
+                         "and linear layers (default: 1.0)")
+    dy.add_argument("--dyn-token-keep", type=KEEP, metavar="F",
                     help="mean fraction of tokens alive after the last attention layer "
-                         "(cascading; default: %(default)s)")
-    dy.add_argument("--dyn-head-keep", type=float, default=1.0, metavar="F",
-                    help="mean fraction of heads computed per input (default: %(default)s)")
-    dy.add_argument("--dyn-spread", type=float, default=0.1, metavar="S",
-                    help="standard deviation of the ratios across inputs (default: "
-                         "%(default)s)")
+                         "(cascading; default: 1.0)")
+    dy.add_argument("--dyn-head-keep", type=KEEP, metavar="F",
+                    help="mean fraction of heads computed per input (default: 1.0)")
+    dy.add_argument("--dyn-spread", type=SPREAD, metavar="S",
+                    help="standard deviation of the ratios across inputs (default: 0.1)")
     add_out(parser, "the per-GEMM results")
     add_quiet(parser)
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table",
@@ -123,7 +119,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run(args: argparse.Namespace) -> int:
     """Simulate once and print (and optionally write) the rows."""
-    check_out(args.out)
+    check_out(args.out)  # before the run, not after it
     arch = load_arch(args.arch)
     if args.set:
         arch = with_overrides(arch, overrides(args.set))
@@ -152,12 +148,17 @@ def run(args: argparse.Namespace) -> int:
         if trace is not None and "dynamic" in trace.meta:
             raise SparsesimError("the trace carries its own per-input ratios: drop --dynamic",
                                  field="--dynamic")
-        dynamic = synthetic_dynamic(workload, inputs=args.dynamic, channel_keep=args.channel_keep,
-                                    token_keep=args.dyn_token_keep, head_keep=args.dyn_head_keep,
-                                    spread=args.dyn_spread, seed=args.seed)
+        dynamic = _dynamic(args).draw(workload)
+    elif stray := [flag for flag, dest in _DYNAMIC_FLAGS.items()
+                   if getattr(args, dest) is not None]:
+        raise SparsesimError("per-input ratios describe a dynamic run: add --dynamic N",
+                             field=stray[0])
+    _check_attention_flags(args, workload)
     result = simulate(workload, arch, sparsity=sparsity, trace=trace, training=_training(args),
                       dynamic=dynamic, progress=progress_bar(args))
     accuracy = trace_accuracy(result.trace_meta)
+    compaction = compaction_text(result.trace_meta)  # what the shapes already lost
+    notes = [] if compaction is None else [compaction]
     line = None
     if accuracy is not None:  # beside the hardware numbers it goes with
         t = result.totals
@@ -166,12 +167,15 @@ def run(args: argparse.Namespace) -> int:
                 f"at {t['cycles']:,.0f} cycles, {fmt_si(t['energy_pj'] * 1e-12, 'J')}"
                 f"{' (mean per input)' if 'inputs' in t else ''}; includes "
                 f"{accuracy.includes_text}")
+    if line is not None:
+        notes.append(line)
     if not print_frame(result.df, args.format):
         print(result.table())
-        if line is not None:
-            print(line)
-    elif line is not None:  # stdout is the frame: the accuracy goes beside it
-        print(line, file=sys.stderr)
+        for note in notes:
+            print(note)
+    else:  # stdout is the frame: what goes with it goes beside it
+        for note in notes:
+            print(note, file=sys.stderr)
     if args.out is not None:
         write_frame(result.df, args.out)
         print(f"wrote {len(result.df)} rows to {args.out}", file=sys.stderr)
@@ -189,11 +193,40 @@ def _sparsity(args: argparse.Namespace) -> SparsityModel | None:
 
 
 def _training(args: argparse.Namespace) -> Training | None:
-    grads = GradientModel(density=args.grad_density, structure=args.grad_structure,
-                          nm=args.grad_nm, seed=args.seed)
+    try:
+        grads = GradientModel(density=args.grad_density, structure=args.grad_structure,
+                              nm=args.grad_nm, seed=args.seed)
+    except SparsesimError as err:  # name the flag the user typed, not the model's field
+        flag = "--" + (err.field or "training").replace("_", "-")
+        raise SparsesimError(err.message, field=flag) from None
     if not args.training:
         if not grads.is_dense or args.optimizer != "sgd":
             raise SparsesimError("gradient and optimizer options describe a training step: "
                                  "add --training", field="--training")
         return None
     return Training(grads, optimizer=args.optimizer)
+
+
+#: The flags of a dynamic run and their ``DynamicModel`` fields (``None``: not given).
+_DYNAMIC_FLAGS = {"--channel-keep": "channel_keep", "--dyn-token-keep": "dyn_token_keep",
+                  "--dyn-head-keep": "dyn_head_keep", "--dyn-spread": "dyn_spread"}
+
+
+def _dynamic(args: argparse.Namespace) -> DynamicModel:
+    given = {"channel_keep": args.channel_keep, "token_keep": args.dyn_token_keep,
+             "head_keep": args.dyn_head_keep, "spread": args.dyn_spread}
+    return DynamicModel(inputs=args.dynamic, seed=args.seed,
+                        **{k: v for k, v in given.items() if v is not None})
+
+
+def _check_attention_flags(args: argparse.Namespace, workload: Workload) -> None:
+    """Token, head and KV ratios act on attention layers only: on a network without one they
+    would change nothing, so they are refused rather than ignored."""
+    if any(isinstance(layer, Attention) for layer in workload.layers):
+        return
+    for flag, value in (("--token-keep", args.token_keep), ("--head-keep", args.head_keep),
+                        ("--kv-keep", args.kv_keep), ("--dyn-token-keep", args.dyn_token_keep),
+                        ("--dyn-head-keep", args.dyn_head_keep)):
+        if value is not None and value != 1:
+            raise SparsesimError(f"workload {workload.name!r} has no attention layer: the "
+                                 "ratio would change nothing", field=flag)

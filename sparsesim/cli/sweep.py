@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
 
 from sparsesim.cli.common import add_quiet, print_frame, print_rows
+from sparsesim.cli.flags import count
+from sparsesim.sweep import spec_keys
 from sparsesim.units import fmt_si
 
 
@@ -15,33 +18,62 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     """The ``sweep`` subcommand and its flags."""
     parser = sub.add_parser(
         "sweep", help="run a grid of simulations in parallel, resumably",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run every point of a sweep spec (TOML: [sweep], [base], [grid], "
-                    "[[point]]; see sparsesim/sweep.py) in parallel. Each finished point is "
-                    "appended to the results CSV at once; re-running skips finished points, so "
-                    "a killed sweep loses nothing. Exit status 1 if any point failed.")
+                    "[[point]]) in parallel. Each finished point is appended to the results "
+                    "CSV at once; re-running skips finished points, so a killed sweep loses "
+                    "nothing. Exit status 1 if any point failed.",
+        epilog=_spec_help())
     parser.add_argument("spec", type=Path, help="the sweep spec (.toml)")
     parser.add_argument("-o", "--out", type=Path, metavar="PATH",
-                        help="results file (default: [sweep] out, else NAME.csv): CSV, or "
-                             "Parquet (.parquet, .pq; needs pyarrow) or JSON (.json) written "
-                             "at the end from the resumable CSV kept beside it (same name, "
-                             ".csv); any other extension is refused")
+                        help="results file (default: [sweep] out, else NAME.csv, in the "
+                             "spec's folder): CSV, or Parquet (.parquet, .pq; needs pyarrow) or "
+                             "JSON (.json) written at the end from the resumable CSV kept "
+                             "beside it (same name, .csv); any other extension is refused")
     parser.add_argument("--executor", choices=("local", "dask"), default="local",
                         help="worker processes here, or a dask.distributed cluster "
                              "(default: %(default)s)")
     parser.add_argument("--scheduler", metavar="ADDRESS",
                         help="dask scheduler address (tcp://host:8786); omit or 'local' to "
                              "start a LocalCluster")
-    parser.add_argument("-j", "--workers", type=int, metavar="N",
+    parser.add_argument("-j", "--workers", type=count(1), metavar="N",
                         help="worker processes, here or in the dask LocalCluster started when "
                              "no --scheduler is given (default: one per core)")
     parser.add_argument("--retry-failed", action="store_true",
                         help="run again the points that failed last time")
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table",
                         help="what to print when done (default: %(default)s)")
-    parser.add_argument("--max-rows", type=int, default=60, metavar="N",
+    parser.add_argument("--max-rows", type=count(0), default=60, metavar="N",
                         help="print the table only up to N rows (default: %(default)s)")
     add_quiet(parser)
     parser.set_defaults(func=run)
+
+
+_EXAMPLE = """\
+a sweep spec:
+  [sweep]
+  name = "r18-sparsity"             # results go to NAME.csv beside the spec unless out or -o
+  out = "r18_sparsity.csv"          # a file inside the spec's folder
+  [base]                            # fixed for every point
+  workload = "resnet18"
+  "pe.operand" = "both"
+  [grid]                            # every combination of these lists
+  "sparsity.weight_density" = [1.0, 0.5, 0.1]
+  "pe.kind" = ["dense", "skip"]
+  [[point]]                         # and/or explicit points, merged over [base]
+  "pe.kind" = "nm"
+  "sparsity.weight_nm" = "2:4"      # or [2, 4]
+"""
+
+
+def _spec_help() -> str:
+    """The example and every key a point may set (from :func:`sparsesim.sweep.spec_keys`)."""
+    lines = [_EXAMPLE, "keys of [base], [grid] and [[point]]:"]
+    for group, names in spec_keys().items():
+        prefix = f"{group}." if group else ""
+        text = ", ".join(f"{prefix}{n}" for n in names)
+        lines.extend(textwrap.wrap(text, 88, initial_indent="  ", subsequent_indent="    "))
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:

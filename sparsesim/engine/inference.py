@@ -5,7 +5,8 @@ folds exactly as SCALE-Sim v3 counts them, or the zero-skipping / N:M rules on t
 or modelled masks; the memory system (:mod:`sparsesim.memory`, simpy) runs those folds with
 their tiles in the storage formats, DRAM → SRAM → array, and adds the stalls; the energy model
 (:mod:`sparsesim.energy`, on the arch's :mod:`sparsesim.arch.energy` table) prices the
-actions. Instances of a GEMM (conv groups, attention heads) run one after another, each from
+actions, and the arch's leakage (:mod:`sparsesim.area`) for the time each row takes, stalls
+included. Instances of a GEMM (conv groups, attention heads) run one after another, each from
 cold buffers; instances that share their masks are simulated once.
 """
 
@@ -19,6 +20,7 @@ import numpy as np
 
 from sparsesim.arch.config import Arch
 from sparsesim.arch.energy import EnergyTable, energy_table
+from sparsesim.area import leakage_w
 from sparsesim.pe.kinds import ComputeResult, compute, nm_reads_activations
 from sparsesim.energy import ENERGY_COMPONENTS, ActionCounts, energy_breakdown
 from sparsesim.errors import SparsesimError
@@ -36,9 +38,8 @@ from sparsesim.memory import (
     MemoryResult,
     OperandTraffic,
     actions,
-    fold_schedule,
-    simulate_gemm,
 )
+from sparsesim.memory.tiling import simulate_tiled
 from sparsesim.names import OnlineKind, RowKind
 from sparsesim.pe.online import OnlinePrune, online_cost
 from sparsesim.progress import Progress, ProgressFactory
@@ -142,10 +143,9 @@ def _simulate_memory(ops: GemmOperands, memory_plan: FoldPlan, c: ComputeResult,
     results = []
     for i in range(instances):
         a_mask, w_mask = ops.masks(i)
-        schedule = fold_schedule(memory_plan, arch, a_mask, w_mask,
-                                 compute_cycles=_memory_fold_cycles(memory_plan, c, i),
-                                 o_mask=ops.o_mask(i), view=ops.view, group=i)
-        results.append(simulate_gemm(schedule, arch.memory))
+        results.append(simulate_tiled(memory_plan, arch, a_mask, w_mask,
+                                      compute_cycles=_memory_fold_cycles(memory_plan, c, i),
+                                      o_mask=ops.o_mask(i), view=ops.view, group=i))
     return _sum_memory(results, ops.gemm.count if shared else 1)
 
 
@@ -162,7 +162,8 @@ def run_gemm(ops: GemmOperands, *, network: str, op: str, arch: Arch,
     cycles = mem.cycles
     counts = actions(mem, macs=c.issued_macs, gated_macs=c.gated_macs,
                      register_accesses=3 * c.issued_macs)
-    energy = energy_breakdown(counts, table or energy_table(arch), arch)
+    energy = energy_breakdown(counts, table or energy_table(arch), arch,
+                              leakage_w=leakage_w(arch), seconds=cycles / arch.clock_hz)
     traffic = {f"{name}_{o.lower()}": getattr(mem.operand(o), name)
                for o in OPERANDS for name in TRAFFIC_FIELDS}
     return GemmResult(
@@ -232,7 +233,8 @@ def _side_row(network: str, layer: Layer, gemm: str, phase: str, kind: RowKind, 
     (``count`` 0, no shape), no MACs on the array, ``elements`` processed, its own cycles
     (``stall`` of them waiting for memory) and energy."""
     a = arch.array
-    energy = energy_breakdown(counts, table, arch)
+    energy = energy_breakdown(counts, table, arch, leakage_w=leakage_w(arch),
+                              seconds=cycles / arch.clock_hz)
     traffic = {f"{name}_{o.lower()}": 0 for o in OPERANDS for name in TRAFFIC_FIELDS}
     traffic["dram_read_data_bytes_w"], traffic["dram_write_data_bytes_w"] = dram_read, dram_write
     return GemmResult(

@@ -15,6 +15,17 @@ back through col2im; both move feature-map regions, as the forward pass does
 For attention's score GEMMs both operands are activations; ``dW`` is then a gradient of an
 activation, and there is no weight update.
 
+**Zeros known from the forward pass survive into the backward.** Outputs whose gradient is
+zero by construction (:attr:`~sparsesim.mapping.gemm.GemmOperands.o_grad`, else the forward
+output mask ``o``: ``QKᵀ``'s scores at future keys, and at keys top-k or a threshold
+dropped, since the masked softmax's ``dS = P ⊙ (dP − Σ P·dP)`` is zero wherever P is) are
+zeros of ``dO``: it is taken AND that mask. ``dO`` is the A operand of ``dA = dO·Wᵀ``
+(``dQ = dS·K``) and the W operand of ``dW = Aᵀ·dO`` (``dKᵀ = Qᵀ·dS``), whose zeros a
+skipping PE skips (per ``pe.operand``, as any operand zero) and a gating PE gates. A forward A whose zeros have zero gradient
+(``GemmOperands.a_zero_grad``: ``PV``'s P, causal and pruned keys) makes ``dA`` (``dP``)
+needed only where A is non-zero: A's mask becomes ``dA``'s output mask, skipped as the
+forward's causal products are. Dense PEs compute every product, as in the forward pass.
+
 Gradient pruning (structured data-gradient pruning) keeps a fraction of ``dO`` found at run
 time, on the output path of the GEMM that produces it; :class:`GradientModel` draws that
 mask, seeded per GEMM: ``unstructured`` (a threshold: exactly ``keep_count(M·N, density=d)``
@@ -34,6 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sparsesim.checks import MAX_SEED, real, whole
 from sparsesim.errors import SparsesimError
 from sparsesim.workload.layers import Layer
 from sparsesim.mapping.conv import ConvView, Im2col
@@ -66,13 +78,15 @@ class GradientModel:
         if self.structure not in GRADIENT_STRUCTURES:
             raise SparsesimError(f"unknown gradient structure {self.structure!r}; expected one "
                                  f"of {', '.join(GRADIENT_STRUCTURES)}", field="grad_structure")
-        if isinstance(self.density, bool) or not 0 < self.density <= 1:
-            raise SparsesimError(f"must be in (0, 1], got {self.density!r}",
-                                 field="grad_density")
+        real(self.density, "grad_density", low=0, high=1, low_open=True)
         if self.structure == "nm":
             check_ratio(self.nm, field="grad_nm")
             if self.density != 1:
                 raise SparsesimError("give grad_density or grad_nm, not both", field="grad_nm")
+        elif self.nm is not None:
+            raise SparsesimError(f"an N:M ratio goes with grad_structure 'nm', not "
+                                 f"{self.structure!r}", field="grad_nm")
+        whole(self.seed, "seed", high=MAX_SEED)
 
     @property
     def is_dense(self) -> bool:
@@ -142,7 +156,7 @@ def backward_operands(ops: GemmOperands, grad: np.ndarray | None) -> list[GemmOp
     """The input- and weight-gradient GEMMs of a forward GEMM, given the ``dO`` mask
     (``[count, M, N]`` or ``None`` for dense)."""
     g = ops.gemm
-    dy = _squeezed(grad)
+    dy = _squeezed(_needed(grad, ops.o if ops.o_grad is None else ops.o_grad))
     dx = Gemm(g.layer, f"{g.name}.dx", m=g.m, k=g.n, n=g.k, count=g.count, w_kind=g.w_kind,
               phase="backward")
     dw = Gemm(g.layer, f"{g.name}.dw", m=g.k, k=g.m, n=g.n, count=g.count,
@@ -151,8 +165,21 @@ def backward_operands(ops: GemmOperands, grad: np.ndarray | None) -> list[GemmOp
     if ops.view is not None:
         dx_view = ConvView(Im2col(ops.view.im2col.layer), operand="O")  # dA is dense
         dw_view = ConvView(ops.view.im2col, operand="A", transposed=True)
-    return [GemmOperands(dx, dy, _transposed(ops.w), dx_view),
+    return [GemmOperands(dx, dy, _transposed(ops.w), dx_view,
+                         o=ops.a if ops.a_zero_grad else None),
             GemmOperands(dw, _transposed(ops.a), dy, dw_view)]
+
+
+def _needed(grad: np.ndarray | None, o: np.ndarray | None) -> np.ndarray | None:
+    """The ``dO`` mask with the forward's unneeded outputs zeroed (their gradients are zero
+    by construction): ``grad`` (``[count, M, N]``, ``None``: dense) AND ``o`` (``[M, N]`` or
+    ``[count, M, N]``, ``None``: every output needed)."""
+    if o is None:
+        return grad
+    if grad is None:
+        return o
+    needed: np.ndarray = grad & (o if o.ndim == 3 else o[None])
+    return needed
 
 
 @dataclass(frozen=True, slots=True)

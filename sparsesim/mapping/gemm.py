@@ -62,6 +62,13 @@ class GemmOperands:
     outputs the network needs: a product ``A[m, k]·W[k, n]`` whose output ``(m, n)`` is masked
     (causal ``QKᵀ``'s future scores, which softmax discards) is not effectual, whatever its
     operands. A PE kind that knows it may skip such products (:mod:`sparsesim.pe.kinds`).
+
+    For a training step (:mod:`sparsesim.engine.training`): ``o_grad`` (shaped as ``o``;
+    ``None``: as ``o``) marks the outputs whose gradient may be non-zero — causal ``QKᵀ``'s
+    scores: the visible ones, and with pruned probabilities only the kept ones, as the masked
+    softmax's backward ``dS = P ⊙ (dP − Σ P·dP)`` is zero wherever P is. ``a_zero_grad`` says
+    that A's zeros have a zero gradient by construction (``PV``'s P, by the same formula), so
+    ``dA`` is needed only where A is non-zero.
     """
 
     gemm: Gemm
@@ -69,6 +76,8 @@ class GemmOperands:
     w: np.ndarray | None = None
     view: ConvView | None = None
     o: np.ndarray | None = None
+    o_grad: np.ndarray | None = None
+    a_zero_grad: bool = False
 
     def masks(self, i: int) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Both operand masks of instance ``i`` (``None``: dense)."""

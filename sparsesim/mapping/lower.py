@@ -35,7 +35,10 @@ zeroes it), so its products are not effectual and a skipping PE does not compute
 (:mod:`sparsesim.pe.kinds`); a dense PE computes the full score matrix. A measured P (e.g.
 top-k of the probabilities) is *not* an output mask of ``QKᵀ``: every score must be
 computed to choose the top-k; only the structural, input-independent causal mask is known
-before the scores are.
+before the scores are. In a training step the masks stay: the gradient of a score
+(``QKᵀ``'s ``dO``, ``dS``) is zero wherever P is (future and pruned keys:
+``GemmOperands.o_grad`` = PV's A), and ``PV``'s ``dP`` is needed only where P is non-zero
+(``GemmOperands.a_zero_grad``); :mod:`sparsesim.engine.training`.
 
 *KV-cache appends.* The K and V projections' outputs (``b·l`` rows of ``kv_heads · d``) are
 written to DRAM like every GEMM's output: in decode that write is the append of the new
@@ -76,7 +79,8 @@ def _lower_linear(layer: Linear) -> list[Gemm]:
 
 def _lower_matmul(layer: MatMul) -> list[Gemm]:
     kind = OperandKind.WEIGHT if layer.weights_operand else OperandKind.ACTIVATION
-    return [Gemm(layer.name, "matmul", m=layer.m, k=layer.k, n=layer.n, w_kind=kind)]
+    return [Gemm(layer.name, "matmul", m=layer.m, k=layer.k, n=layer.n, count=layer.count,
+                 w_kind=kind)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,8 +151,9 @@ def _linear_operands(layer: Linear, gemms: list[Gemm], m: LayerMasks) -> list[Ge
 
 
 def _matmul_operands(layer: MatMul, gemms: list[Gemm], m: LayerMasks) -> list[GemmOperands]:
-    [g] = gemms
-    return [GemmOperands(g, m.inputs, m.weights.get("w"))]
+    [g] = gemms  # B: the weight mask, or an activation B's measured mask
+    b = m.weights.get("w") if layer.weights_operand else m.activations.get("b")
+    return [GemmOperands(g, m.inputs, b, o=m.activations.get("o"))]
 
 
 def instance_heads(layer: Attention, group: ScoreGroup) -> list[tuple[int, int, range]]:
@@ -207,12 +212,12 @@ def _attention_operands(layer: Attention, gemms: list[Gemm], m: LayerMasks
     for group, stacked in zip(score_groups(layer), stack_query_rows(causal, layer),
                               strict=True):
         qk, pv = by_name[f"qk{group.suffix}"], by_name[f"pv{group.suffix}"]
+        p = _query_side(act.get("p"), layer, group, stacked)
         ops[qk.name] = GemmOperands(
             qk, _query_side(act.get("q"), layer, group, None),
-            _key_side(act.get("k"), layer, group, transpose=True), o=stacked)
+            _key_side(act.get("k"), layer, group, transpose=True), o=stacked, o_grad=p)
         ops[pv.name] = GemmOperands(
-            pv, _query_side(act.get("p"), layer, group, stacked),
-            _key_side(act.get("v"), layer, group, transpose=False))
+            pv, p, _key_side(act.get("v"), layer, group, transpose=False), a_zero_grad=True)
     return [ops[g.name] for g in gemms]
 
 

@@ -10,9 +10,11 @@ FoldPlan`). An operand's tile for fold (i, j) is its block along each of its axe
 W: k, n; O: m, n): block ``i`` of ``rows`` on the axis the dataflow lays on the array rows,
 block ``j`` of ``cols`` on the column axis, the whole extent on the streamed axis. Its id
 is the pair of block indices, flattened. Consecutive folds that need the same tile reuse it.
-When a fold's tiles would not fit half their buffers, the streamed axis is cut into the
-largest halving chunks that fit and the fold runs as consecutive steps, one chunk each: the
-schedule is then over steps, and the fold's compute cycles are shared by chunk length.
+The streamed axis may be cut into chunks (:func:`chunk_ladder`: the whole stream, then
+halving) and the fold run as consecutive steps, one chunk each: the schedule is then over
+steps, and the fold's compute cycles are shared by chunk length. Which chunk is the tiling
+policy's (:mod:`sparsesim.memory.tiling`); by itself :func:`fold_schedule` takes the largest
+whose tiles fit half their buffers.
 A fold *accumulates* when an earlier fold wrote its O tile (K is split over folds: ws, is).
 
 **Bytes.** A tile is encoded on its own (:func:`sparsesim.formats.tile_bits`, K on axis 0, so
@@ -297,7 +299,7 @@ def _check_mask(mask: np.ndarray | None, shape: tuple[int, int], what: str,
 def fold_schedule(plan: FoldPlan, arch: Arch, a_mask: np.ndarray | None = None,
                   w_mask: np.ndarray | None = None, *, compute_cycles: np.ndarray | None = None,
                   o_mask: np.ndarray | None = None, view: ConvView | None = None,
-                  group: int = 0) -> FoldSchedule:
+                  group: int = 0, chunk: int | None = None) -> FoldSchedule:
     """The schedule of one instance of ``plan.gemm`` on ``arch``'s memory formats and widths.
 
     Masks are the instance's ``A[m, k]``, ``W[k, n]`` and (optionally) ``O[m, n]`` non-zero
@@ -306,11 +308,12 @@ def fold_schedule(plan: FoldPlan, arch: Arch, a_mask: np.ndarray | None = None,
     instances are the caller's to run (one schedule each, or one result scaled when the
     instances share their masks). With ``view`` (a convolution's im2col operand), that
     operand's tiles are the feature-map regions they touch (of conv group ``group``), not
-    im2col copies.
+    im2col copies. ``chunk`` cuts the streamed axis into chunks of that length (a
+    :func:`chunk_ladder` entry); by default the largest ladder chunk whose tiles fit (the
+    engine picks among them: :mod:`sparsesim.memory.tiling`).
     """
     g = plan.gemm
-    r, c = plan.row_folds, plan.col_folds
-    n_folds = r * c
+    n_folds = plan.row_folds * plan.col_folds
     if compute_cycles is None:
         cycles = np.full(n_folds, plan.fold_cycles, dtype=np.int64)
     else:
@@ -323,13 +326,24 @@ def fold_schedule(plan: FoldPlan, arch: Arch, a_mask: np.ndarray | None = None,
     a = _check_mask(a_mask, (g.m, g.k), "A", g.layer)
     w = _check_mask(w_mask, (g.k, g.n), "W", g.layer)
     o = _check_mask(o_mask, (g.m, g.n), "O", g.layer)
-    stream = plan.extents[2]
-    chunk = stream
-    while True:
-        schedule = _schedule(plan, arch, a, w, o, cycles, chunk, view, group)
-        if arch.memory.ideal or chunk == 1 or _fits(schedule, arch.memory):
+    if chunk is not None:
+        return _schedule(plan, arch, a, w, o, cycles, chunk, view, group)
+    for c in chunk_ladder(plan.extents[2]):
+        schedule = _schedule(plan, arch, a, w, o, cycles, c, view, group)
+        if arch.memory.ideal or c == 1 or _fits(schedule, arch.memory):
             return schedule
-        chunk = -(-chunk // 2)
+    raise AssertionError("the chunk ladder ends at 1")  # pragma: no cover
+
+
+def chunk_ladder(stream: int) -> tuple[int, ...]:
+    """The chunk lengths a stream of ``stream`` may be cut into, longest first: the whole
+    stream, then halving (rounded up) down to 1. Fixed by the stream alone, so a bigger buffer
+    has every chunk a smaller one has (what keeps it from being slower:
+    :mod:`sparsesim.memory.tiling`)."""
+    out = [max(stream, 1)]
+    while out[-1] > 1:
+        out.append(-(-out[-1] // 2))
+    return tuple(out)
 
 
 def _split_cycles(cycles: np.ndarray, stream: int, chunk: int) -> np.ndarray:

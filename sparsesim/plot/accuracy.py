@@ -7,14 +7,19 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
+from sparsesim.errors import SparsesimError
 from sparsesim.plot.style import Encoding, at_most_three, need, ok_rows, varying_params
 
 
 def accuracy_tradeoff(df: pd.DataFrame, *, accuracy: str = "accuracy") -> Figure:
     """(f) Accuracy vs latency and vs energy, for points whose trace carries accuracy."""
     df = ok_rows(df)
-    need(df, [accuracy, "seconds"], "accuracy")  # a per-GEMM file has no accuracy
+    need(df, [accuracy, "seconds"], "accuracy",  # a per-GEMM file has no accuracy
+         numeric=[accuracy, "seconds", "energy_pj"])
     df = df[df[accuracy].notna()]
+    if df.empty:
+        raise SparsesimError("no point carries an accuracy (sweep over traces whose meta has "
+                             "one)", field=accuracy)
     has_energy = "energy_pj" in df
     fig, axes = plt.subplots(1, 2 if has_energy else 1, figsize=(11 if has_energy else 6, 4.2),
                              squeeze=False, layout="constrained")

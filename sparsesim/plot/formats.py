@@ -13,5 +13,6 @@ def format_sizes(df: pd.DataFrame) -> Figure:
     """(a) Bits per element of every format vs sparsity, crossovers marked (format study)."""
     from sparsesim.formats.study import plot_crossover
 
-    need(df, ["format", "value_bits", "sparsity", "bits_per_element"], "format-size")
+    need(df, ["format", "value_bits", "sparsity", "bits_per_element"], "format-size",
+         numeric=["value_bits", "sparsity", "bits_per_element"])
     return plot_crossover(df)

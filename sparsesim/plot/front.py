@@ -32,7 +32,7 @@ def pareto(df: pd.DataFrame, *, x: str = "seconds", y: str = "energy_pj",
     choices: each of their combinations gets its own panel and its own front.
     """
     df = ok_rows(df)
-    need(df, [x, y, SWEEP_KEY], "Pareto")
+    need(df, [x, y, SWEEP_KEY], "Pareto", numeric=[x, y])
     varying = varying_params(df, [])
     facets = [c for c in varying if c in ("workload", "trace") or c.startswith("sparsity.")]
     design = list(label) if label is not None else [c for c in varying if c not in facets]

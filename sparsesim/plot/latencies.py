@@ -126,7 +126,7 @@ def latency(df: pd.DataFrame, *, static_seconds: float | None = None) -> Figure:
 
     ``static_seconds`` draws the static run (no dynamic pruning) as a reference line.
     """
-    need(df, ["input", "seconds", "kind"], "latency")
+    need(df, ["input", "seconds", "kind"], "latency", numeric=["seconds"])
     if "network" in df and df["network"].nunique() > 1:
         raise SparsesimError(f"rows of {df['network'].nunique()} networks: filter to one",
                              field="network")

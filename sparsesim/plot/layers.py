@@ -19,7 +19,8 @@ def layer_breakdown(df: pd.DataFrame, *, top: int | None = 40) -> Figure:
     layer — forward, backward and update together, said in the title; the ``phases`` plot
     splits them. A dynamic run's rows (an ``input`` column) are averaged over the inputs.
     """
-    need(df, ["layer", "compute_cycles", "stall_cycles"], "layer breakdown")
+    need(df, ["layer", "compute_cycles", "stall_cycles"], "layer breakdown",
+         numeric=["compute_cycles", "stall_cycles"])
     df, inputs = mean_over_inputs(df)
     phases = list(df["phase"].unique()) if "phase" in df else []
     layers = df.groupby("layer", sort=False)

@@ -43,7 +43,7 @@ def phase_breakdown(df: pd.DataFrame, *, top: int | None = 40) -> Figure:
     The legend gives each part's share of the whole step; parts too thin to see still have
     their share there.
     """
-    need(df, ["phase", "layer", "kind", "cycles"], "phases")
+    need(df, ["phase", "layer", "kind", "cycles"], "phases", numeric=["cycles"])
     df, inputs = mean_over_inputs(df)
     parts = _phase_parts(df)
     order = [p for p in _PHASE_STYLE if (parts == p).any()]

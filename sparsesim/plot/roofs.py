@@ -15,8 +15,8 @@ from sparsesim.plot.style import OKABE_ITO, need
 def roofline(df: pd.DataFrame, *, peak_macs_per_cycle: float, dram_bytes_per_cycle: float
              ) -> Figure:
     """(e) Layers by operational intensity (MACs per DRAM byte) vs attained MACs per cycle."""
-    need(df, ["layer", "effectual_macs", "cycles", "dram_read_bytes", "dram_write_bytes"],
-          "roofline")
+    values = ["effectual_macs", "cycles", "dram_read_bytes", "dram_write_bytes"]
+    need(df, ["layer", *values], "roofline", numeric=values)
     per = df.groupby("layer", sort=False)[["effectual_macs", "cycles", "dram_read_bytes",
                                            "dram_write_bytes"]].sum()
     traffic = per["dram_read_bytes"] + per["dram_write_bytes"]

@@ -106,12 +106,30 @@ per-GEMM ``run -o`` file — which has latency and energy columns too, one row p
 refused instead of drawn as if its GEMMs were design points."""
 
 
-def need(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
-    """Raise naming the first of ``columns`` that ``df`` lacks (``what``: the plot's name)."""
+def need(df: pd.DataFrame, columns: Sequence[str], what: str,
+         numeric: Sequence[str] = ()) -> None:
+    """Raise naming the first of ``columns`` that ``df`` lacks (``what``: the plot's name), or
+    the first cell of a ``numeric`` column that is not a number: a figure of strings (an
+    accuracy column of records, say) is refused, not drawn as a category axis."""
     missing = [c for c in columns if c not in df]
     if missing:
         raise SparsesimError(f"the {what} plot needs column(s) {', '.join(missing)}; got "
                              f"{', '.join(map(str, df.columns))}", field=missing[0])
+    if df.empty:
+        raise SparsesimError(f"the {what} plot has no rows to draw", field=columns[0]
+                             if columns else None)
+    for column in numeric:
+        if column not in df or pd.api.types.is_numeric_dtype(df[column]) and not \
+                pd.api.types.is_bool_dtype(df[column]):
+            continue
+        values = df[column]
+        bad = values.notna() & pd.to_numeric(values, errors="coerce").isna()
+        if pd.api.types.is_bool_dtype(values) or bad.any():
+            row = int(bad.to_numpy().argmax()) if bad.any() else 0
+            cell = str(values.iloc[row])
+            cell = cell if len(cell) <= 40 else cell[:39] + "…"
+            raise SparsesimError(f"the {what} plot needs numbers in column {column!r}; row "
+                                 f"{row + 1} holds {cell!r}", field=column)
 
 
 def ok_rows(df: pd.DataFrame) -> pd.DataFrame:

@@ -2,8 +2,10 @@
 
 Weights are real (``weights=``, e.g. from ``sparsesim.prune.torch.capture``) or synthetic (seeded,
 ``spec.distribution``); criteria that need data take their statistics from ``stats``.
-Weight granularities give masks in the layer's own shapes; head, token and KV pruning give
-the reduced layers (see ``structure.py``). Activations come as measured masks
+Weight granularities give masks in the layer's own shapes; filter, channel and block pruning
+then remove what is dead along the workload's graph (``compact.py``; ``spec.compact = False``
+keeps the masked shapes); head, token and KV pruning give the reduced layers (see
+``structure.py``; heads masked in the unpruned shapes with ``compact = False``). Activations come as measured masks
 (``act_masks``) or density models (``act_models``, drawn with their seed when the trace is
 built or loaded). ``meta`` records the method, its parameters, the seed, per-layer results
 (achieved weight sparsity; kept heads, tokens, KV entries; activation density) and, where
@@ -23,11 +25,13 @@ import numpy as np
 from sparsesim.errors import SparsesimError
 from sparsesim.workload.layers import Attention, Layer
 from sparsesim.engine.inference import attn_prune_meta, check_sparse_attention
+from sparsesim.engine.size import SizeLimits, check_elements
 from sparsesim.sparsity.masks import ActivationModel, LayerMasks, SparsityModel
 from sparsesim.prune.criteria import LayerStats, score
 from sparsesim.prune.select import keep_masks
-from sparsesim.prune.spec import SHAPE_GRANULARITIES, WEIGHT_GRANULARITIES, PruneSpec
-from sparsesim.prune.structure import prune_heads, prune_kv, prune_tokens
+from sparsesim.prune.compact import compact
+from sparsesim.prune.spec import COMPACTING, SHAPE_GRANULARITIES, WEIGHT_GRANULARITIES, PruneSpec
+from sparsesim.prune.structure import head_masks, prune_heads, prune_kv, prune_tokens
 from sparsesim.prune.synthetic import Weights, synthetic_weights
 from sparsesim.sparsity.trace import Trace
 from sparsesim.workload.network import Workload
@@ -75,6 +79,11 @@ def weight_masks(workload: Workload, spec: PruneSpec, scores: Masks,
     return out
 
 
+#: Synthetic weights are float32 and pruning scores them (a few copies): 2^29 elements (2 GiB)
+#: per tensor, above every built-in (VGG-16's fc6: 1.0e8).
+PRUNE_LIMITS = SizeLimits(elements=2**29)
+
+
 def prune_workload(
     workload: Workload, spec: PruneSpec, *, weights: Weights | None = None,
     stats: Mapping[str, LayerStats] | None = None, prior: Masks | None = None,
@@ -85,7 +94,9 @@ def prune_workload(
 ) -> Trace:
     """Prune ``workload`` as ``spec`` says and return the trace (not yet saved)."""
     source = "given weights"
-    if weights is None:
+    if weights is None:  # float32 weights of every layer: refuse what cannot be held
+        check_elements(list(workload.layers), file=workload.file, limits=PRUNE_LIMITS,
+                       per_element="float32 synthetic weights, 4 bytes each")
         weights = synthetic_weights(workload, distribution=spec.distribution, seed=spec.seed)
         source = f"synthetic {spec.distribution} weights (Kaiming scale), seed {spec.seed}"
     layers_meta: dict[str, dict[str, Any]] = {}
@@ -96,14 +107,37 @@ def prune_workload(
         raise SparsesimError(f"{spec.granularity} pruning needs attention layers; "
                              f"{workload.name} has none", file=workload.file,
                              field="granularity")
+    stored: Masks = {}
+    kept_inputs: dict[str, np.ndarray] = {}
+    compaction: dict[str, Any] | None = None
     if spec.granularity in WEIGHT_GRANULARITIES:
         scores = score_weights(workload, spec, weights, stats)
         masks = weight_masks(workload, spec, scores, prior)
+        stored = masks
+        if spec.compact and spec.granularity in COMPACTING:
+            done = compact(workload, masks)
+            shaped, stored, kept_inputs = done.workload, done.masks, done.kept_inputs
+            layers_meta = {k: dict(v) for k, v in done.layers.items()}
+            compaction = done.summary
     elif spec.granularity == "head":
         att = replace(workload, layers=tuple(
             layer for layer in workload.layers if isinstance(layer, Attention)))
         scores = score_weights(att, spec, weights, stats)
         shaped, layers_meta = prune_heads(workload, scores, spec.sparsity, skip=spec.skip)
+        if not spec.compact:  # the same heads, masked in the unpruned shapes
+            shaped = workload
+            for name, entry in layers_meta.items():
+                layer = workload.layer(name)
+                assert isinstance(layer, Attention)
+                stored[name] = masks[name] = head_masks(layer, entry["kept_heads"])
+                entry["compacted"] = False
+        else:  # heads are cut inside each attention layer: no edge to follow
+            total = sum(e["heads"] for e in layers_meta.values())
+            kept = sum(e["heads_kept"] for e in layers_meta.values())
+            compaction = {"compacted": True, "graph": "within attention layers",
+                          "layers_compacted": sum(
+                              1 for e in layers_meta.values() if e["heads_kept"] < e["heads"]),
+                          "heads_removed": total - kept, "heads_total": total}
     elif spec.granularity == "token":
         shaped, layers_meta = prune_tokens(workload, spec.sparsity,
                                            token_layers=spec.token_layers,
@@ -114,8 +148,10 @@ def prune_workload(
     layer_masks: dict[str, LayerMasks] = {}
     models = dict(act_models or {})
     for layer in shaped.layers:
-        w = {t: m for t, m in masks.get(layer.name, {}).items()}
+        w = {t: m for t, m in stored.get(layer.name, {}).items()}
         inputs = None if act_masks is None else act_masks.get(layer.name)
+        if inputs is not None and layer.name in kept_inputs:  # removed input channels
+            inputs = np.take(inputs, kept_inputs[layer.name], axis=layer.input_channel_axis)
         if inputs is not None and inputs.shape != layer.input_shape:
             # The layer shrank (tokens, channels): keep its measured per-channel densities.
             models.setdefault(layer.name, _density_model(inputs, layer, spec.seed))
@@ -125,9 +161,11 @@ def prune_workload(
         if w or inputs is not None:
             layer_masks[layer.name] = LayerMasks(w, inputs)
         entry = layers_meta.setdefault(layer.name, {})
-        if w:
-            total = sum(m.size for m in w.values())
-            entry["weight_sparsity"] = 1 - sum(int(np.count_nonzero(m)) for m in w.values()) / total
+        pruned = masks.get(layer.name, {})  # as pruned, before any compaction
+        if pruned:
+            total = sum(m.size for m in pruned.values())
+            entry["weight_sparsity"] = 1 - sum(int(np.count_nonzero(m))
+                                               for m in pruned.values()) / total
         if act_masks is not None and layer.name in act_masks:
             entry["act_density"] = float(np.mean(act_masks[layer.name]))
     kept_w = sum(int(np.count_nonzero(m)) for t in masks.values() for m in t.values())
@@ -137,6 +175,12 @@ def prune_workload(
         "weight_sparsity": (1 - kept_w / all_w) if all_w else 0.0,
         "layers": {k: v for k, v in layers_meta.items() if v},
     }
+    if compaction is not None:
+        info["compaction"] = compaction
+    elif spec.granularity in COMPACTING and not spec.compact:
+        info["compaction"] = {"compacted": False,
+                              "note": "shape kept (--keep-shape): pruned units stay as zeros "
+                                      "in the masks, for hardware that cannot compact"}
     if meta:
         for key, value in meta.items():
             if key == "method" and isinstance(value, Mapping):

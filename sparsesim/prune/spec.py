@@ -33,6 +33,9 @@ from sparsesim.rules.nm import check_ratio
 #: shape granularities shrink the layers (the trace stores the reduced shapes).
 WEIGHT_GRANULARITIES = ("unstructured", "nm", "filter", "channel", "block")
 SHAPE_GRANULARITIES = ("head", "token", "kv")
+#: Structured granularities whose removals leave the lowered shapes (``compact``); with
+#: ``compact = False`` they keep the masked, uncompacted shapes.
+COMPACTING = ("filter", "channel", "block", "head")
 GRANULARITIES = WEIGHT_GRANULARITIES + SHAPE_GRANULARITIES
 SCOPES = ("layer", "global")
 COMPARE = ("tensor", "row")
@@ -83,6 +86,9 @@ class PruneSpec:
     ``token_layers`` are the indices (among the attention layers) where token pruning drops
     ``sparsity`` of the tokens; ``None`` means every attention layer. ``regularizer`` trains
     the model with L1 (unstructured) or group lasso (filter, channel) first: real models only.
+    ``compact`` (filter, channel, block, head) removes what is pruned from the shapes along
+    the workload's graph (``sparsesim.prune.compact``); ``False`` keeps the masked shapes,
+    for hardware that cannot compact.
     """
 
     criterion: str = "magnitude"
@@ -97,6 +103,7 @@ class PruneSpec:
     distribution: str = "normal"
     seed: int = 0
     regularizer: Regularizer | None = None
+    compact: bool = True
 
     def __post_init__(self) -> None:
         from sparsesim.prune.criteria import CRITERIA  # the registry lives with the functions
@@ -122,8 +129,19 @@ class PruneSpec:
                                        or self.granularity in SHAPE_GRANULARITIES):
             raise SparsesimError(f"{self.granularity} pruning compares locally (per group, row "
                                  "or layer): use scope 'layer'", field="scope")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise SparsesimError(f"must be an integer, got {self.seed!r}", field="seed")
+        if not isinstance(self.compact, bool):
+            raise SparsesimError(f"must be true or false, got {self.compact!r}",
+                                 field="compact")
+        if not self.compact and self.granularity not in COMPACTING:
+            raise SparsesimError(f"{self.granularity} pruning has no shapes to keep: keeping "
+                                 f"the shape is for {', '.join(COMPACTING)}", field="compact")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise SparsesimError(f"must be a non-negative integer, got {self.seed!r}",
+                                 field="seed")
+        if self.token_layers is not None and self.granularity != "token":
+            raise SparsesimError(f"token_layers choose where token pruning drops tokens; "
+                                 f"granularity {self.granularity!r} would ignore them",
+                                 field="token_layers")
         if self.regularizer is not None:
             if not isinstance(self.regularizer, Regularizer):
                 raise SparsesimError(f"must be a Regularizer, got {self.regularizer!r}",
@@ -149,6 +167,8 @@ class PruneSpec:
             out["sparsity"] = self.sparsity
         if self.granularity == "block":
             out["block"] = self.block
+        if self.granularity in COMPACTING:
+            out["compact"] = self.compact
         if self.compare != "tensor":
             out["compare"] = self.compare
         if self.skip:
@@ -249,3 +269,10 @@ def _one_of(value: str, allowed: tuple[str, ...], field: str) -> None:
     if value not in allowed:
         raise SparsesimError(f"unknown {field} {value!r}; expected one of {', '.join(allowed)}",
                              field=field)
+
+
+def is_model_factory(value: str) -> bool:
+    """``path/to/file.py:function``: the form a user's own model takes (``--model``), told
+    from a shipped model's name without importing PyTorch."""
+    path, sep, func = value.rpartition(":")
+    return bool(sep and func and path.endswith(".py"))

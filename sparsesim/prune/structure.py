@@ -90,6 +90,23 @@ def prune_heads(workload: Workload, scores: Mapping[str, Mapping[str, np.ndarray
     return replace(workload, layers=tuple(layers)), info
 
 
+def head_masks(layer: Attention, kept: Sequence[int]) -> dict[str, np.ndarray]:
+    """Keep-masks of the uncompacted layer for the ``kept`` query heads (``--keep-shape``):
+    Q rows and O columns of the other heads are zero, and the K/V rows of K/V heads no kept
+    query head uses. The shapes stay; the score GEMMs of the pruned heads still run dense."""
+    d, group = layer.head_dim, layer.group_size
+    shapes = layer.weight_shapes()
+    q = np.zeros(layer.active_heads, dtype=bool)
+    q[list(kept)] = True
+    kv = np.zeros(layer.active_kv_heads, dtype=bool)
+    kv[[i // group for i in kept]] = True
+    rows_q, rows_kv = np.repeat(q, d), np.repeat(kv, d)
+    return {"q": np.broadcast_to(rows_q[:, None], shapes["q"]).copy(),
+            "k": np.broadcast_to(rows_kv[:, None], shapes["k"]).copy(),
+            "v": np.broadcast_to(rows_kv[:, None], shapes["v"]).copy(),
+            "o": np.broadcast_to(rows_q[None, :], shapes["o"]).copy()}
+
+
 def prune_tokens(workload: Workload, amount: float, *,
                  token_layers: Sequence[int] | None = None,
                  keep_ratios: Mapping[str, float] | None = None
@@ -128,6 +145,11 @@ def prune_tokens(workload: Workload, amount: float, *,
     if stream is None:
         raise SparsesimError("token pruning needs a self-attention layer (kv_len unset)",
                              file=workload.file, field="granularity")
+    beyond = sorted(i for i in token_layers or () if not 0 <= i <= att_index)
+    if beyond:  # an index that names no layer would prune nothing: refused, not ignored
+        raise SparsesimError(f"attention-layer index {beyond[0]} out of range: the token stream "
+                             f"has {att_index + 1} attention layers (0 to {att_index})",
+                             file=workload.file, field="token_layers")
     return replace(workload, layers=tuple(layers)), info
 
 

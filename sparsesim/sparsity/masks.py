@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from sparsesim.checks import MAX_SEED, real, whole
 from sparsesim.errors import SparsesimError
 from sparsesim.names import OnlineKind
 from sparsesim.rules.keep import keep_count
@@ -86,6 +87,7 @@ class ActivationModel:
         if self.channel_densities is not None:
             for d in self.channel_densities:
                 _unit_interval(d, "channel_densities")
+        whole(self.seed, "seed", high=MAX_SEED)
 
     def draw(self, layer: Layer) -> np.ndarray:
         """The input mask of ``layer`` (shape :func:`input_shape`), seeded by ``seed``."""
@@ -186,19 +188,20 @@ class SparsityModel:
             if self.weight_density != 1:
                 raise SparsesimError("give weight_density or weight_nm, not both",
                                      field="weight_nm")
+        if not isinstance(self.dense_first_input, bool):
+            raise SparsesimError(f"must be true or false, got {self.dense_first_input!r}",
+                                 field="dense_first_input")
+        whole(self.seed, "seed", high=MAX_SEED)
         _unit_interval(self.attn_density, "attn_density")
         if self.attn_density == 0:
             raise SparsesimError("must be positive (0 would drop every probability)",
                                  field="attn_density")
-        k = self.attn_top_k
-        if k is not None:
-            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-                raise SparsesimError(f"must be a positive integer, got {k!r}",
-                                     field="attn_top_k")
+        if self.attn_top_k is not None:
+            whole(self.attn_top_k, "attn_top_k", low=1)
             if self.attn_density != 1:
                 raise SparsesimError("give attn_density or attn_top_k, not both",
                                      field="attn_top_k")
-        d, s = self.act_density, self.act_channel_std
+        d, s = self.act_density, real(self.act_channel_std, "act_channel_std", low=0)
         if s < 0 or (s > 0 and s * s >= d * (1 - d)):
             raise SparsesimError(
                 f"must be in [0, sqrt(d(1-d))) = [0, {math.sqrt(d * (1 - d)):.3g}) for a Beta "

@@ -25,8 +25,12 @@ activation density). An accuracy row is ``{"metric", "sparsity", "accuracy" or "
 "stage", "includes"}``; the last row is the model the trace describes (:func:`trace_accuracy`), the
 earlier ones the dense model and a schedule's intermediate levels. ``includes`` lists the
 prunings the number was measured with (``sparsesim.prune.torch.applied.Applied.includes``:
-``weights:<granularity>``, ``removed:slimming``, ``heads``, ``tokens``, ``kv``,
-``act_prune:<kind>``, ``dynamic:<kind>``); ``[]`` is the dense model.
+``weights:<granularity>``, ``removed:slimming``, ``removed:compaction``, ``heads``,
+``tokens``, ``kv``, ``act_prune:<kind>``, ``attn_prune:<kind>``, ``dynamic:<kind>``); ``[]`` is
+the dense model. ``compaction`` (``sparsesim.prune.compact``) counts what structured pruning
+removed from the shapes (``{filters,inputs,channels,heads}_removed`` of ``_total``, folds), or
+says why the shapes were kept (``compacted: false`` and a ``note``); :func:`compaction_text`
+prints it.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ from typing import Any
 import numpy as np
 
 from sparsesim.errors import SparsesimError
+from sparsesim.files import regular_file
+from sparsesim.names import AttnOperand
 from sparsesim.workload.layers import LAYER_TYPES, Layer
 from sparsesim.sparsity.masks import ActivationModel, LayerMasks, check_masks
 from sparsesim.workload.network import Workload
@@ -185,31 +191,110 @@ def trace_accuracy(meta: Mapping[str, Any]) -> TraceAccuracy | None:
     return rows[-1] if rows else None
 
 
+#: Largest manifest read (bytes): a manifest is JSON of shapes and metadata, kilobytes even for
+#: a large network; a bigger one is not a trace's.
+MAX_MANIFEST_BYTES = 64 * 2**20
+#: Most mask elements a trace may hold (all layers): each unpacks to one byte in memory, so
+#: 2^31 is 2 GiB — above any shipped network's masks (an LLM block's are ~10^8).
+MAX_TRACE_ELEMENTS = 2**31
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+#: what ``meta["compaction"]`` counts: (key prefix, what it is), ``{key}_removed`` of
+#: ``{key}_total`` (``sparsesim.prune.compact``, head pruning in ``sparsesim.prune.front``)
+_REMOVED = (("filters", "filters"), ("inputs", "input channels"),
+            ("channels", "depthwise channels"), ("heads", "heads"))
+
+
+def compaction_text(meta: Mapping[str, Any]) -> str | None:
+    """One line on what structured pruning removed from the shapes (``meta["compaction"]``):
+    "compacted: 54 layers (declared graph), removed 4,540 of 27,560 filters (16.5 %), ...";
+    "not compacted: ..." when the shapes were kept; ``None`` when the trace says nothing."""
+    comp = meta.get("compaction")
+    if not isinstance(comp, Mapping):
+        return None
+    if not comp.get("compacted"):
+        return f"not compacted: {comp.get('note', 'shapes kept, pruned units masked')}"
+    parts = []
+    for key, what in _REMOVED:
+        gone, total = int(comp.get(f"{key}_removed", 0)), comp.get(f"{key}_total")
+        if total:
+            parts.append(f"{gone:,} of {int(total):,} {what} ({100 * gone / int(total):.1f} %)")
+        elif gone:
+            parts.append(f"{gone:,} {what}")
+    graph = str(comp.get("graph", "?"))
+    where = f"{graph} graph" if graph in ("declared", "unknown") else graph
+    line = (f"compacted: {comp.get('layers_compacted', 0)} layers ({where}), removed "
+            f"{', '.join(parts) or 'nothing'}")
+    folded = int(comp.get("folded_channels", 0))
+    if folded:
+        maps = int(comp.get("folded_map_layers", 0))
+        line += (f"; {folded:,} constant input channels folded into biases (exact"
+                 + (f"; per-pixel bias maps in {maps} layers, where padding meets them)"
+                    if maps else ")"))
+    if comp.get("note"):
+        line += f"; {comp['note']}"
+    return line
+
+
 def load_trace(path: str | Path) -> Trace:
-    """Read a trace file; a malformed one is one error naming the file, layer and field."""
+    """Read a trace file; a malformed one is one error naming the file, layer and field.
+
+    The manifest is read first; every other member's size and type are checked against it
+    from the member's header before its data is read, and a member the manifest does not
+    name is refused (a 1 MB trace cannot make the reader load a 1 GiB array)."""
     file = str(path)
+    p = regular_file(path, what="trace file")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as err:
+        with open(p, "rb") as handle:
+            head = handle.read(len(_NPY_MAGIC))
+        if head == _NPY_MAGIC:
+            raise SparsesimError("a plain .npy array, not a trace (a trace is the .npz that "
+                                 "`sparsesim prune` writes)", file=file)
+        with zipfile.ZipFile(p) as archive:
+            return _read(archive, file)
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         # A truncated or corrupted file fails inside zipfile/zlib: say so once.
         raise SparsesimError(f"cannot read trace (truncated or not an .npz?): {err}",
                              file=file) from None
-    if "manifest" not in arrays:
+
+
+def _read(archive: zipfile.ZipFile, file: str) -> Trace:
+    members = {info.filename[:-4]: info for info in archive.infolist()
+               if info.filename.endswith(".npy")}
+    others = [info.filename for info in archive.infolist() if not info.filename.endswith(".npy")]
+    if others:
+        raise SparsesimError(f"member {others[0]!r} is not an array: not a sparsesim trace",
+                             file=file)
+    if "manifest" not in members:
         raise SparsesimError("not a sparsesim trace (no manifest)", file=file, field="manifest")
+    raw = _member(archive, members["manifest"], None, file, None, "manifest",
+                  limit=MAX_MANIFEST_BYTES)
     try:
-        manifest = json.loads(arrays["manifest"].tobytes().decode())
+        manifest = json.loads(raw.tobytes().decode())
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise SparsesimError(f"malformed manifest: {err}", file=file, field="manifest") from None
+    except RecursionError:
+        raise SparsesimError("manifest nested too deeply", file=file, field="manifest") from None
+    if not isinstance(manifest, dict):
+        raise SparsesimError(f"the manifest must be a JSON object, got "
+                             f"{type(manifest).__name__}", file=file, field="manifest")
     if manifest.get("format") != FORMAT:
         raise SparsesimError(f"not a sparsesim trace: format {manifest.get('format')!r}",
                              file=file, field="format")
-    if manifest.get("version") not in READABLE_VERSIONS:
+    version = manifest.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or (
+            version not in READABLE_VERSIONS):
         raise SparsesimError(f"trace version {manifest.get('version')!r}; this sparsesim reads "
                              f"versions {', '.join(map(str, READABLE_VERSIONS))}", file=file,
                              field="version")
+    for key, kind in (("network", dict), ("meta", dict)):
+        if not isinstance(manifest.get(key, {}), kind):
+            raise SparsesimError(f"must be a JSON object, got {type(manifest[key]).__name__}",
+                                 file=file, field=key)
     layers: list[Layer] = []
-    masks: dict[str, LayerMasks] = {}
+    wanted: dict[str, tuple[list[int], str, str]] = {}  # member → (shape, layer, field)
+    shapes_of: dict[str, tuple[int, dict[str, Any], Any, dict[str, Any]]] = {}
     act_models: dict[str, ActivationModel] = {}
     entries = manifest.get("layers")
     if not isinstance(entries, list) or not entries:
@@ -225,7 +310,7 @@ def load_trace(path: str | Path) -> Trace:
         model = entry.pop("act_model", None)
         if model is not None:
             act_models[name] = _act_model(model, file, name)
-        if op not in LAYER_TYPES:
+        if not isinstance(op, str) or op not in LAYER_TYPES:
             raise SparsesimError(f"unknown op {op!r}", file=file, layer=name, field="op")
         try:
             layers.append(LAYER_TYPES[op](**entry))
@@ -234,18 +319,31 @@ def load_trace(path: str | Path) -> Trace:
         except SparsesimError as err:
             raise err.located(file=file) from None
         if shapes is not None:
-            weights = {k: _unpack(arrays, f"{i}/w/{k}", s, file, name, f"weights.{k}")
-                       for k, s in shapes.get("weights", {}).items()}
-            inputs = None
-            if shapes.get("inputs") is not None:
-                inputs = _unpack(arrays, f"{i}/in", shapes["inputs"], file, name, "inputs")
-            internal = shapes.get("activations") or {}
-            if not isinstance(internal, dict):
-                raise SparsesimError("expected {name: shape}", file=file, layer=name,
-                                     field="masks.activations")
-            activations = {k: _unpack(arrays, f"{i}/act/{k}", s, file, name,
-                                      f"activations.{k}") for k, s in internal.items()}
-            masks[name] = LayerMasks(weights, inputs, activations)
+            weights, inputs, internal = _mask_shapes(shapes, file, name)
+            for k, shape in weights.items():
+                wanted[f"{i}/w/{k}"] = (shape, name, f"weights.{k}")
+            if inputs is not None:
+                wanted[f"{i}/in"] = (inputs, name, "inputs")
+            for k, shape in internal.items():
+                wanted[f"{i}/act/{k}"] = (shape, name, f"activations.{k}")
+            shapes_of[name] = (i, weights, inputs, internal)
+    unused = sorted(set(members) - set(wanted) - {"manifest"})
+    if unused:
+        raise SparsesimError(f"member {unused[0]!r} is named by no layer of the manifest",
+                             file=file, field="masks")
+    total = sum(math.prod(shape) for shape, _, _ in wanted.values())
+    if total > MAX_TRACE_ELEMENTS:
+        raise SparsesimError(f"the manifest's masks hold {total:,} elements, more than "
+                             f"{MAX_TRACE_ELEMENTS:,} (2 GiB unpacked)", file=file, field="masks")
+    masks: dict[str, LayerMasks] = {}
+    for name, (i, weights, inputs, internal) in shapes_of.items():
+        unpacked = {k: _unpack(archive, members, f"{i}/w/{k}", s, file, name, f"weights.{k}")
+                    for k, s in weights.items()}
+        measured = None if inputs is None else _unpack(archive, members, f"{i}/in", inputs,
+                                                       file, name, "inputs")
+        activations = {k: _unpack(archive, members, f"{i}/act/{k}", s, file, name,
+                                  f"activations.{k}") for k, s in internal.items()}
+        masks[name] = LayerMasks(unpacked, measured, activations)
     network = manifest.get("network", {})
     try:
         workload = Workload(str(network.get("name", Path(file).stem)), tuple(layers),
@@ -255,33 +353,101 @@ def load_trace(path: str | Path) -> Trace:
         raise err.located(file=file) from None
 
 
+def _mask_shapes(shapes: Any, file: str, layer: str
+                 ) -> tuple[dict[str, list[int]], list[int] | None, dict[str, list[int]]]:
+    """A layer's ``masks`` entry: ``{"weights": {tensor: shape}, "inputs": shape or null,
+    "activations": {operand: shape}}`` (``activations``: version 3, attention only)."""
+    if not isinstance(shapes, dict) or not set(shapes) <= {"weights", "inputs", "activations"}:
+        raise SparsesimError("expected {weights: {tensor: shape}, inputs: shape or null, "
+                             "activations: {operand: shape}}", file=file, layer=layer,
+                             field="masks")
+    weights = shapes.get("weights", {})
+    if not isinstance(weights, dict):
+        raise SparsesimError("expected {tensor: shape}", file=file, layer=layer,
+                             field="masks.weights")
+    for k, shape in weights.items():
+        _check_shape(shape, file, layer, f"weights.{k}")
+    inputs = shapes.get("inputs")
+    if inputs is not None:
+        _check_shape(inputs, file, layer, "inputs")
+    internal = shapes.get("activations") or {}
+    if not isinstance(internal, dict):
+        raise SparsesimError("expected {operand: shape}", file=file, layer=layer,
+                             field="masks.activations")
+    for k, shape in internal.items():
+        if k not in set(AttnOperand):
+            raise SparsesimError(f"no internal activation {k!r}; expected one of "
+                                 f"{', '.join(AttnOperand)}", file=file, layer=layer,
+                                 field=f"activations.{k}")
+        _check_shape(shape, file, layer, f"activations.{k}")
+    return weights, inputs, internal
+
+
+def _check_shape(shape: Any, file: str, layer: str, field: str) -> None:
+    if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_TRACE_ELEMENTS
+            for d in shape):
+        raise SparsesimError(f"bad mask shape {shape!r}", file=file, layer=layer, field=field)
+
+
+def _member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, size: int | None, file: str,
+            layer: str | None, field: str, *, limit: int | None = None) -> np.ndarray:
+    """One 1-D ``uint8`` member, its header checked (``size`` bytes, or at most ``limit``)
+    before its data is read."""
+    with archive.open(info) as handle:
+        try:
+            version = np.lib.format.read_magic(handle)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+        except (ValueError, SyntaxError) as err:
+            raise SparsesimError(f"member is not a numpy array: {err}", file=file, layer=layer,
+                                 field=field) from None
+        ok = dtype == np.uint8 and len(shape) == 1
+        n = shape[0] if len(shape) == 1 else -1
+        if not ok or (size is not None and n != size) or (limit is not None and n > limit):
+            need = f"{size} bytes" if size is not None else f"at most {limit:,} bytes"
+            raise SparsesimError(f"member holds {dtype} {tuple(shape)}; the manifest needs "
+                                 f"uint8 of {need}", file=file, layer=layer, field=field)
+        data = handle.read(n)
+    if len(data) != n:
+        raise SparsesimError(f"member cut short: {len(data)} of {n} bytes", file=file,
+                             layer=layer, field=field)
+    return np.frombuffer(data, dtype=np.uint8)
+
+
 def _act_model(data: Any, file: str, layer: str) -> ActivationModel:
-    if not isinstance(data, dict) or "density" not in data:
+    """A layer's ``act_model``, its values as written (a seed of 1.5 or a density of "0.5" is
+    refused by :class:`ActivationModel`, not truncated or parsed)."""
+    if not isinstance(data, dict) or "density" not in data or not set(data) <= {
+            "density", "channel_densities", "seed"}:
         raise SparsesimError("expected {density, channel_densities, seed}", file=file,
                              layer=layer, field="act_model")
     channels = data.get("channel_densities")
+    if channels is not None and not isinstance(channels, list):
+        raise SparsesimError(f"channel_densities must be a list, got {channels!r}", file=file,
+                             layer=layer, field="act_model.channel_densities")
     try:
-        return ActivationModel(float(data["density"]),
-                               None if channels is None else tuple(float(c) for c in channels),
-                               int(data.get("seed", 0)))
-    except (TypeError, ValueError) as err:
-        if isinstance(err, SparsesimError):
-            raise err.located(file=file, layer=layer, field="act_model") from None
-        raise SparsesimError(f"bad activation model: {err}", file=file, layer=layer,
-                             field="act_model") from None
+        return ActivationModel(data["density"], None if channels is None else tuple(channels),
+                               data.get("seed", 0))
+    except SparsesimError as err:
+        raise SparsesimError(err.message, file=file, layer=layer,
+                             field=f"act_model.{err.field}") from None
 
 
-def _unpack(arrays: dict[str, np.ndarray], key: str, shape: list[int], file: str,
-            layer: str, field: str) -> np.ndarray:
-    if key not in arrays:
+def _unpack(archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo], key: str,
+            shape: list[int], file: str, layer: str, field: str) -> np.ndarray:
+    if key not in members:
         raise SparsesimError(f"mask missing from the file (no array {key!r})", file=file,
                              layer=layer, field=field)
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise SparsesimError(f"bad mask shape {shape!r}", file=file, layer=layer, field=field)
     size = math.prod(shape)
-    packed = arrays[key]
-    if packed.dtype != np.uint8 or packed.ndim != 1 or packed.size != (size + 7) // 8:
-        raise SparsesimError(f"mask has {packed.size * 8} bits stored, shape {shape} needs "
-                             f"{size}", file=file, layer=layer, field=field)
+    try:
+        packed = _member(archive, members[key], (size + 7) // 8, file, layer, field)
+    except SparsesimError as err:
+        if "the manifest needs" not in err.message:
+            raise
+        raise SparsesimError(f"{err.message} (shape {shape}: {size} bits)", file=file,
+                             layer=layer, field=field) from None
     bits = np.unpackbits(packed, count=size)
     return bits.astype(bool).reshape(shape)

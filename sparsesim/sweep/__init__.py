@@ -4,7 +4,8 @@ A sweep spec is TOML::
 
     [sweep]
     name = "r18-sparsity"
-    out = "r18_sparsity.csv"          # where rows go (inside the spec file's folder)
+    out = "r18_sparsity.csv"          # where rows go (inside the spec file's folder;
+                                      # without it NAME.csv there)
 
     [base]                            # fixed for every point
     workload = "resnet18"
@@ -18,10 +19,11 @@ A sweep spec is TOML::
 
     [[point]]                         # and/or explicit points (merged over [base])
     "pe.kind" = "nm"
-    "sparsity.weight_nm" = [2, 4]
+    "sparsity.weight_nm" = [2, 4]     # or "2:4"
 
 Keys: ``workload``, ``arch``, ``trace``; ``TABLE.FIELD`` of the arch (``array.rows``,
-``pe.kind``, ...); ``sparsity.FIELD`` of :class:`~sparsesim.sparsity.masks.SparsityModel`;
+``pe.kind``, ...); ``sparsity.FIELD`` of :class:`~sparsesim.sparsity.masks.SparsityModel`
+(not with ``trace``, whose layers and masks are already pruned: refused, as ``run`` does);
 ``training.FIELD`` (a training step: ``optimizer``, ``state_bits``, and ``grad_density``,
 ``grad_structure``, ``grad_nm`` of the gradient model); ``dynamic.FIELD`` (seeded per-input
 pruning, :class:`~sparsesim.engine.dynamic.DynamicModel`: ``inputs``, ``channel_keep``,
@@ -52,6 +54,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
@@ -64,11 +67,13 @@ from sparsesim.api import simulate
 from sparsesim.engine.dynamic import DynamicModel
 from sparsesim.engine.inference import draw_trace
 from sparsesim.errors import SparsesimError
-from sparsesim.files import read_text, read_toml
-from sparsesim.progress import Progress
+from sparsesim.files import output_file, read_text, read_toml, regular_file
+from sparsesim.formats.registry import as_format
 from sparsesim.frames import frame_format, read_frame, write_frame
+from sparsesim.progress import Progress
 from sparsesim.sparsity.masks import SparsityModel
 from sparsesim.report import ENERGY_COLUMNS
+from sparsesim.rules.nm import parse_nm
 from sparsesim.sparsity.trace import Trace, load_trace, trace_accuracy
 from sparsesim.engine.training import GradientModel, Training
 from sparsesim.workload.network import Workload, load_workload
@@ -98,6 +103,21 @@ class SweepSpec:
     def columns(self) -> tuple[str, ...]:
         """The results file's header: every parameter, the totals, the status columns."""
         return (*self.params, *RESULT_COLUMNS, *STATUS_COLUMNS)
+
+
+def spec_keys() -> dict[str, tuple[str, ...]]:
+    """Every key a point may set, by group (the ``sweep --help`` text is made from this)."""
+    arch = Arch().to_dict()
+    keys: dict[str, tuple[str, ...]] = {"": tuple(sorted(TOP_KEYS))}
+    for table, entries in arch.items():
+        names = sorted(set(entries) - {"name", "description"} if table == "arch" else entries)
+        if table == "energy":
+            from sparsesim.arch.energy import ENERGY_TABLE_KEYS
+            names = ["table", *ENERGY_TABLE_KEYS]
+        keys[table] = tuple(names)
+    keys.update(sparsity=tuple(sorted(SPARSITY_FIELDS)), training=tuple(sorted(TRAINING_FIELDS)),
+                dynamic=tuple(sorted(DYNAMIC_FIELDS)))
+    return keys
 
 
 def point_id(params: Mapping[str, Any]) -> str:
@@ -157,7 +177,10 @@ def spec_from_dict(data: Mapping[str, Any], *, file: str | None = None,
         raise SparsesimError(f"must be a plain name (no folders), got {name!r}", file=file,
                              field="sweep.name")
     out = head.get("out")
-    out_path = None if out is None else _confined(out, root or Path("."), file)
+    if out is None and root is not None:  # beside the spec, as a spec's out is: not the cwd
+        out_path: Path | None = root / f"{name}.csv"
+    else:
+        out_path = None if out is None else _confined(out, root or Path("."), file)
     return SweepSpec(name, tuple(points), out_path, file, params)
 
 
@@ -230,6 +253,8 @@ def build_point(params: Mapping[str, Any]) -> Point:
             if name not in _GROUPS[table]:
                 raise SparsesimError(f"unknown {table} field; expected one of "
                                      f"{', '.join(sorted(_GROUPS[table]))}", field=key)
+            if name.endswith("_nm") and isinstance(value, str):  # "2:4" as the CLI writes it
+                value = parse_nm(value, field=key)
             groups[table][name] = tuple(value) if isinstance(value, list) else value
         elif name:
             overrides[key] = value
@@ -237,22 +262,55 @@ def build_point(params: Mapping[str, Any]) -> Point:
             raise SparsesimError("unknown parameter; expected workload, arch, trace, "
                                  "TABLE.FIELD, sparsity.FIELD, training.FIELD or "
                                  "dynamic.FIELD", field=key)
+    for key in ("workload", "arch", "trace"):
+        if key in params and not isinstance(params[key], str):
+            raise SparsesimError(f"must be a name or a path, got {params[key]!r}", field=key)
+    workload = str(params.get("workload", "resnet18"))
+    if "trace" not in params:
+        _workload(workload)  # an unknown workload fails now, not in every point
     arch = _arch(str(params.get("arch", "default")))
     if overrides:
         arch = with_overrides(arch, overrides)
+    for op in ("a", "w", "o"):
+        try:
+            as_format(arch.memory.format_spec(op))
+        except SparsesimError as err:
+            raise SparsesimError(err.message, field=f"memory.format_{op}") from None
     sparsity = groups["sparsity"]
-    model = SparsityModel(**sparsity) if sparsity else None
+    if sparsity and params.get("trace") is not None:  # else silently ignored: the trace's
+        # layers are already shaped (heads, tokens, KV) and masked (Q, K, V, P, O input)
+        raise SparsesimError("a trace carries its own layers and masks (heads, tokens, KV "
+                             "entries, attention internals): drop the sparsity fields",
+                             field=f"sparsity.{sorted(sparsity)[0]}")
+    with _group("sparsity"):
+        model = SparsityModel(**sparsity) if sparsity else None
     training = None
-    if groups["training"]:
-        t = dict(groups["training"])
-        grads = GradientModel(density=t.pop("grad_density", 1.0),
-                              structure=t.pop("grad_structure", "unstructured"),
-                              nm=t.pop("grad_nm", None))
-        training = Training(grads, **t)
+    with _group("training"):
+        if groups["training"]:
+            t = dict(groups["training"])
+            grads = GradientModel(density=t.pop("grad_density", 1.0),
+                                  structure=t.pop("grad_structure", "unstructured"),
+                                  nm=t.pop("grad_nm", None))
+            training = Training(grads, **t)
+    with _group("dynamic"):
+        dynamic = DynamicModel(**groups["dynamic"]) if groups["dynamic"] else None
     trace = params.get("trace")
-    return Point(str(params.get("workload", "resnet18")), arch, model,
-                 None if trace is None else str(trace), training,
-                 DynamicModel(**groups["dynamic"]) if groups["dynamic"] else None)
+    if trace is not None:
+        regular_file(trace, field="trace", what="trace file")
+    return Point(workload, arch, model, None if trace is None else str(trace), training,
+                 dynamic)
+
+
+@contextmanager
+def _group(name: str) -> Iterator[None]:
+    """Errors of a model's fields named as a point names them: ``sparsity.seed``."""
+    try:
+        yield
+    except SparsesimError as err:
+        field = err.field or name
+        if not field.startswith(f"{name}."):
+            field = f"{name}.{field}"
+        raise SparsesimError(err.message, layer=err.layer, field=field) from None
 
 
 RESULT_COLUMNS = ("network", "layers", "dense_macs", "effectual_macs", "cycles",
@@ -417,15 +475,7 @@ def _other_columns(existing: Sequence[str], expected: Sequence[str]) -> str:
 
 def _writable_file(path: Path) -> None:
     """A results path must be a regular file or not exist yet, in a folder (not under a file)."""
-    if path.exists() and not path.is_file():
-        what = "a folder" if path.is_dir() else "not a regular file"
-        raise SparsesimError(f"the results path is {what}", file=str(path), field="--out")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise SparsesimError(f"{parent} is a file, not a folder", file=str(path),
-                                     field="--out")
-            break
+    output_file(path, what="results")
 
 
 # --- executors --------------------------------------------------------------------------------

@@ -53,7 +53,8 @@ def decode_steps(workload: Workload, tokens: int, *, field: str = FIELD) -> Work
                 f"needs a decode workload (one new token per step, l = 1), but this attention "
                 f"layer has l = {layer.l}", file=workload.file, layer=layer.name, field=field)
     layers = tuple(_at_step(x, t) for t in range(tokens) for x in workload.layers)
-    return replace(workload, layers=layers)
+    # The unrolled steps are renamed copies: their edges are not declared (graph unknown).
+    return replace(workload, layers=layers, graph=None)
 
 
 def _at_step(layer: Layer, step: int) -> Layer:

@@ -88,6 +88,7 @@ class LayerShape(Protocol):
     def cuts_outputs(self) -> bool: ...
     def with_out_channels(self, keep: int) -> Layer: ...
     def with_in_channels(self, channels: int, keep: int) -> tuple[Layer, bool]: ...
+    def channel_span(self, channels: int) -> int | None: ...
 
 
 def _no_cut(layer: Layer, what: str) -> SparsesimError:
@@ -238,6 +239,11 @@ class Conv2d:
             return replace(self, c=keep, m=keep, groups=keep), True
         raise _no_cut(self, "inputs (grouped)")
 
+    def channel_span(self, channels: int) -> int | None:
+        """Input channels each of a producer's ``channels`` is (1), or ``None`` when the
+        counts differ (the edge is not the one declared)."""
+        return 1 if channels == self.c else None
+
 
 @dataclass(frozen=True, slots=True)
 class Linear:
@@ -327,6 +333,12 @@ class Linear:
         if self.in_features % channels:
             raise _no_cut(self, "inputs (not a whole number per channel)")
         return replace(self, in_features=self.in_features // channels * keep), False
+
+    def channel_span(self, channels: int) -> int | None:
+        """Input features each producer channel feeds: 1, or ``in / channels`` after a
+        flatten (PyTorch's ``(c, h, w)`` order: channel ``j`` is features ``[j·k, (j+1)·k)``);
+        ``None`` when ``channels`` does not divide ``in_features``."""
+        return None if self.in_features % channels else self.in_features // channels
 
 
 @dataclass(frozen=True, slots=True)
@@ -498,25 +510,45 @@ class Attention:
     def with_in_channels(self, channels: int, keep: int) -> tuple[Attention, bool]:
         raise _no_cut(self, "inputs")
 
+    def channel_span(self, channels: int) -> None:
+        return None  # its inputs are not channels a producer's cut removes
+
 
 @dataclass(frozen=True, slots=True)
 class MatMul:
-    """A plain GEMM ``O[m×n] = A[m×k]·B[k×n]``; ``weights`` says whether B is stored weights."""
+    """``count`` independent GEMMs ``O[m×n] = A[m×k]·B[k×n]`` (a batched matmul: ``count``
+    is the product of the batch axes, e.g. batch × heads of attention's ``QKᵀ``).
+
+    ``weights_operand`` says whether B is stored weights (then ``count`` is 1: a batch of
+    weight matrices is not a layer this protocol holds) or an activation, whose non-zero
+    pattern is the internal activation ``b`` (``[k, n]``, or ``[count, k, n]`` batched), as
+    A's is the input (``[m, k]`` or ``[count, m, k]``). The internal ``o`` marks the outputs
+    the network needs (see :meth:`activation_shapes`).
+    """
 
     name: str
     m: int
     k: int
     n: int
     weights_operand: bool = True
+    count: int = 1
     op: ClassVar[str] = "matmul"
 
     def __post_init__(self) -> None:
-        _check_positive(self.name, m=self.m, k=self.k, n=self.n)
+        _check_positive(self.name, m=self.m, k=self.k, n=self.n, count=self.count)
         _check_flags(self.name, weights_operand=self.weights_operand)
+        if self.weights_operand and self.count != 1:
+            raise SparsesimError(f"a batched matmul (count={self.count}) must have an "
+                                 "activation B: set weights_operand = false", layer=self.name,
+                                 field="count")
+
+    def _batched(self, *shape: int) -> tuple[int, ...]:
+        return shape if self.count == 1 else (self.count, *shape)
 
     @property
     def dense_macs(self) -> int:
-        return self.m * self.k * self.n
+        """``count·m·k·n``."""
+        return self.count * self.m * self.k * self.n
 
     @property
     def weights(self) -> int:
@@ -527,11 +559,11 @@ class MatMul:
         return self.weights
 
     def storage(self, a_bits: int, w_bits: int, o_bits: int) -> Storage:
-        b_bits = w_bits if self.weights_operand else a_bits
+        c = self.count
         return Storage(
-            self.k * self.n * b_bits if self.weights_operand else 0,
-            (self.m * self.k + (0 if self.weights_operand else self.k * self.n)) * a_bits,
-            self.m * self.n * o_bits,
+            self.k * self.n * w_bits if self.weights_operand else 0,
+            c * (self.m * self.k + (0 if self.weights_operand else self.k * self.n)) * a_bits,
+            c * self.m * self.n * o_bits,
         )
 
     input_channel_axis: ClassVar[int] = -1
@@ -544,12 +576,16 @@ class MatMul:
         return (0,)
 
     def activation_shapes(self) -> dict[str, tuple[int, ...]]:
-        """None beside its input (only attention has internal, masked activations)."""
-        return {}
+        """An activation B (``b``: ``[k, n]`` or ``[count, k, n]``; none for stored weights)
+        and the outputs the network needs (``o``: ``[m, n]`` or ``[count, m, n]``; e.g. a
+        causal ``QKᵀ``, whose future scores softmax discards: their products are not
+        effectual, :attr:`~sparsesim.mapping.gemm.GemmOperands.o`)."""
+        out = {"o": self._batched(self.m, self.n)}
+        return out if self.weights_operand else {"b": self._batched(self.k, self.n), **out}
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return (self.m, self.k)
+        return self._batched(self.m, self.k)
 
     @property
     def batch(self) -> int:
@@ -580,6 +616,9 @@ class MatMul:
 
     def with_in_channels(self, channels: int, keep: int) -> tuple[MatMul, bool]:
         raise _no_cut(self, "inputs")
+
+    def channel_span(self, channels: int) -> None:
+        return None  # its inputs are not channels a producer's cut removes
 
 
 Layer = Union[Conv2d, Linear, Attention, MatMul]

@@ -7,6 +7,8 @@ TOML schema (``workloads/*.toml`` are the examples)::
     source = "He et al., CVPR 2016; torchvision resnet18"   # where the shapes come from
     decode_tokens = 16  # optional, decode workloads only: unroll T generated tokens
                         # (sparsesim.workload.decode)
+    graph = true        # optional: the edges are known (default: when any layer names an
+                        # input or a join is listed; sparsesim.workload.graph)
 
     [defaults]          # optional: a value for every layer whose kind has that field
     n = 1
@@ -24,6 +26,12 @@ TOML schema (``workloads/*.toml`` are the examples)::
       [[layer.body]]
       name = "attn"
       op = "attention"
+      input = "@block"  # optional: what it reads (sparsesim.workload.graph)
+
+    [[layer]]           # a join: no MACs, only edges (add | mul | concat | layernorm)
+    name = "res"
+    op = "add"
+    input = ["encoder.11.attn", "@input"]
 
 SCALE-Sim CSVs are told apart by their header: the conv form starts ``Layer name, IFMAP
 Height, ...``; the GEMM form is ``Layer, M, N, K``. They load with SCALE-Sim's own shape rules
@@ -45,21 +53,28 @@ from sparsesim.errors import SparsesimError
 from sparsesim.files import parse_toml, read_text, read_toml, regular_file
 from sparsesim.rules.nm import parse_nm
 from sparsesim.workload.decode import decode_steps
+from sparsesim.workload.graph import GRAPH_OPS, NETWORK_INPUT, Graph, GraphBuilder
 from sparsesim.workload.layers import LAYER_TYPES, Conv2d, Layer, MatMul, layer_fields
 
+#: Most layers a workload may expand to (blocks repeated): ~2 ms of simulation each, so 10⁵ is
+#: minutes, and hundreds of times the largest built-in (a few hundred layers).
+MAX_LAYERS = 100_000
 BLOCK_KEYS = frozenset({"name", "op", "repeat", "body"})
-NETWORK_KEYS = frozenset({"name", "source", "description", "decode_tokens"})
+NETWORK_KEYS = frozenset({"name", "source", "description", "decode_tokens", "graph"})
+JOIN_KEYS = frozenset({"name", "op", "input"})
 TOP_KEYS = frozenset({"network", "defaults", "layer"})
 
 
 @dataclass(frozen=True, slots=True)
 class Workload:
-    """A network as the simulator sees it: layers in execution order."""
+    """A network as the simulator sees it: layers in execution order; ``graph`` their edges
+    where they are known (``None``: unknown, nothing is removed across them)."""
 
     name: str
     layers: tuple[Layer, ...]
     source: str = ""
     file: str | None = None
+    graph: Graph | None = None
 
     def __post_init__(self) -> None:
         if not self.layers:
@@ -71,6 +86,12 @@ class Workload:
                 raise SparsesimError("duplicate layer name", file=self.file, layer=layer.name,
                                      field="name")
             seen.add(layer.name)
+        if self.graph is not None:
+            ops = {n.name: n.op for n in self.graph.nodes if n.is_layer}
+            for layer in self.layers:
+                if ops.get(layer.name) != layer.op:
+                    raise SparsesimError("layer missing from the workload's graph",
+                                         file=self.file, layer=layer.name, field="input")
 
     @property
     def dense_macs(self) -> int:
@@ -146,11 +167,26 @@ def workload_from_dict(data: Mapping[str, Any], *, file: str | None = None,
     entries = data.get("layer")
     if not isinstance(entries, list) or not entries:
         raise SparsesimError("needs at least one [[layer]]", file=file, field="layer")
+    count = _count(entries)
+    if count > MAX_LAYERS:
+        raise SparsesimError(f"the blocks expand to {count:,} layers, more than {MAX_LAYERS:,} "
+                             "(each is simulated: hours): lower a block's repeat", file=file,
+                             field="repeat")
+    declared = network.get("graph")
+    if declared is not None and not isinstance(declared, bool):
+        raise SparsesimError(f"must be true or false, got {declared!r}", file=file,
+                             field="network.graph")
+    builder = GraphBuilder()
     try:
-        layers = tuple(_expand(entries, defaults, prefix="", file=file))
+        layers = tuple(_expand(entries, defaults, prefix="", file=file, builder=builder,
+                               scope={}, block_input=None))
+        known = builder.declared if declared is None else declared
+        graph = builder.graph() if known else None
+        if graph is not None:
+            check_edges(graph, layers)
         workload = Workload(
             name=str(network["name"]), layers=layers, source=str(network.get("source", "")),
-            file=file,
+            file=file, graph=graph,
         )
     except SparsesimError as err:
         raise err.located(file=file) from None
@@ -161,9 +197,30 @@ def workload_from_dict(data: Mapping[str, Any], *, file: str | None = None,
     return workload
 
 
+def _count(entries: Any) -> int:
+    """How many layers ``entries`` expand to, blocks repeated, without building them (a bad
+    entry counts 1: :func:`_expand` names it)."""
+    total = 0
+    for entry in entries if isinstance(entries, list) else ():
+        if isinstance(entry, Mapping) and entry.get("op") == "block":
+            repeat, body = entry.get("repeat", 1), entry.get("body")
+            if isinstance(repeat, int) and not isinstance(repeat, bool) and repeat > 0:
+                total += repeat * _count(body)
+                if total > MAX_LAYERS:
+                    return total
+                continue
+        total += 1
+    return total
+
+
 def _expand(
-    entries: Iterable[Any], defaults: Mapping[str, Any], *, prefix: str, file: str | None
+    entries: Iterable[Any], defaults: Mapping[str, Any], *, prefix: str, file: str | None,
+    builder: GraphBuilder, scope: Mapping[str, str], block_input: str | None,
 ) -> Iterable[Layer]:
+    entries = list(entries)
+    if prefix:  # inside a body, its short names mean this repetition's nodes
+        scope = {**scope, **{e["name"]: prefix + e["name"] for e in entries
+                             if isinstance(e, Mapping) and isinstance(e.get("name"), str)}}
     for index, entry in enumerate(entries):
         if not isinstance(entry, Mapping):
             raise SparsesimError("each layer must be a table", field=f"layer[{index}]")
@@ -183,23 +240,56 @@ def _expand(
                 raise SparsesimError("a block needs at least one [[layer.body]]", layer=full,
                                      field="body")
             for i in range(repeat):
-                yield from _expand(body, defaults, prefix=f"{full}.{i}.", file=file)
+                yield from _expand(body, defaults, prefix=f"{full}.{i}.", file=file,
+                                   builder=builder, scope=scope, block_input=builder.previous)
             continue
-        if op not in LAYER_TYPES:
+        if op in GRAPH_OPS:
+            _reject_unknown(entry, JOIN_KEYS, file=file, layer=full)
+            builder.add(full, op, entry, scope=scope, block_input=block_input)
+            continue
+        if not isinstance(op, str) or op not in LAYER_TYPES:
             raise SparsesimError(
-                f"unknown op {op!r}; expected one of {', '.join([*LAYER_TYPES, 'block'])}",
+                f"unknown op {op!r}; expected one of "
+                f"{', '.join([*LAYER_TYPES, 'block', *GRAPH_OPS])}",
                 layer=full, field="op",
             )
         allowed = set(layer_fields(op))
-        _reject_unknown(entry, allowed | {"op"}, file=file, layer=full)
+        _reject_unknown(entry, allowed | {"op", "input"}, file=file, layer=full)
+        builder.add(full, op, entry, scope=scope, block_input=block_input)
         kwargs = {k: v for k, v in defaults.items() if k in allowed}
-        kwargs.update({k: v for k, v in entry.items() if k != "op"})
+        kwargs.update({k: v for k, v in entry.items() if k not in ("op", "input")})
         kwargs["name"] = full
         cls = LAYER_TYPES[op]
         missing = [f for f in _required(op) if f not in kwargs]
         if missing:
             raise SparsesimError("missing required field", layer=full, field=missing[0])
         yield cls(**kwargs)
+
+
+def check_edges(graph: Graph, layers: Iterable[Layer]) -> None:
+    """Every declared edge joins matching channel counts (a conv reads as many channels as
+    its producer writes, a linear a whole number of features per channel; an add's inputs
+    agree): a wrong ``input`` is one error naming the layer, not a wrong compaction."""
+    by_name = {layer.name: layer for layer in layers}
+    width: dict[str, int | None] = {NETWORK_INPUT: None}
+    for node in graph.nodes:
+        ins = [width[src] for src in node.inputs]
+        layer = by_name.get(node.name)
+        if layer is not None:
+            if ins[0] is not None and layer.in_channels is not None \
+                    and layer.channel_span(ins[0]) is None:
+                raise SparsesimError(
+                    f"reads {node.inputs[0]!r} with {ins[0]} channels, but takes "
+                    f"{layer.in_channels} inputs", layer=node.name, field="input")
+            width[node.name] = layer.out_channels
+        elif node.op == "concat":
+            width[node.name] = None if None in ins else sum(w for w in ins if w is not None)
+        else:
+            known = {w for w in ins if w is not None}
+            if len(known) > 1:
+                raise SparsesimError(f"joins inputs of {sorted(known)} channels",
+                                     layer=node.name, field="input")
+            width[node.name] = known.pop() if known else None
 
 
 def _required(op: str) -> list[str]:

@@ -1,8 +1,8 @@
 """The evaluated model carries every pruning its trace records, so its accuracy is the pruned
 network's, not the dense one's.
 
-Weight masks (every weight granularity) and removed channels (slimming) are in the model
-itself. The rest acts in the forward, through hooks on a :class:`TorchNet`'s modules:
+Weight masks (every weight granularity) and removed channels (slimming; structured pruning
+compacted along a chain, ``sparsesim.prune.torch.compact``) are in the model itself. The rest acts in the forward, through hooks on a :class:`TorchNet`'s modules:
 
 * ``heads`` — a pruned head's output is zeroed before the O projection (what removing the
   head from Q, K, V, QKᵀ, PV and O computes); the heads kept are the trace's ``kept_heads``.
@@ -19,6 +19,9 @@ itself. The rest acts in the forward, through hooks on a :class:`TorchNet`'s mod
   ``kv_len``.
 * ``act_prune`` — the same thresholding / top-k / N:M the trace's input masks were measured
   with, applied in forward pre-hooks (``TorchNet._hooks``), the network input left dense.
+* ``attn_prune`` — top-k attention (``TorchNet.set_attention_top_k``, the trace's
+  ``meta["attn_prune"]``): it lives in the attention modules themselves, so the forward
+  applies it as it is; it is listed so that the number says it includes it.
 * dynamic gates (:class:`~sparsesim.prune.spec.DynamicSpec`), per input with the rules of
   ``gates``: tokens as above but by threshold or fixed fractions (none after the last layer,
   as ``TorchNet.dynamic_ratios`` measures them); heads whose output norm is below τ × the
@@ -55,8 +58,9 @@ class Applied:
 
     ``weights``: the weight granularity already applied as masks (``None``: no weight
     pruning, e.g. sparsity 0); ``removed``: structure cut out of the model itself
-    (``"slimming"``); ``heads``, ``tokens``, ``kv``: per attention layer, the kept query-head
-    indices, the tokens alive after it, the keys kept.
+    (``"slimming"``, ``"compaction"``); ``heads``, ``tokens``, ``kv``: per attention layer, the
+    kept query-head indices, the tokens alive after it, the keys kept; ``attn_prune``: how the
+    attention probabilities are pruned (``"topk"``; ``None``: full attention).
     """
 
     weights: str | None = None
@@ -66,6 +70,7 @@ class Applied:
     kv: Mapping[str, int] = field(default_factory=dict)
     act_prune: ActPrune | None = None
     dynamic: DynamicSpec | None = None
+    attn_prune: str | None = None
 
     @classmethod
     def of(cls, spec: PruneSpec | None, meta: Mapping[str, Any], *,
@@ -85,7 +90,9 @@ class Applied:
                   if gran == "token" and "tokens_kept" in r and r["tokens_kept"] < r["tokens"]}
         kv = {n: int(r["kv_kept"]) for n, r in layers.items()
               if gran == "kv" and "kv_kept" in r and r["kv_kept"] < r["kv"]}
-        return cls(weights, removed, heads, tokens, kv, act_prune, dynamic)
+        attn = meta.get("attn_prune")
+        return cls(weights, removed, heads, tokens, kv, act_prune, dynamic,
+                   None if not attn else str(attn["kind"]))
 
     def includes(self) -> list[str]:
         """The prunings a metric measured with this forward includes, e.g.
@@ -100,6 +107,8 @@ class Applied:
                 out.append(name)
         if self.act_prune is not None:
             out.append(f"act_prune:{self.act_prune.kind}")
+        if self.attn_prune is not None:
+            out.append(f"attn_prune:{self.attn_prune}")
         d = self.dynamic
         if d is not None:
             if d.token_threshold is not None or d.token_schedule is not None:

@@ -26,6 +26,12 @@ was already exactly zero counts as zero), its input masks those measured on the 
 batch of the pruned model. :meth:`TorchNet.effectual_macs` counts the non-zero products of
 every layer from the real tensors (indicator convolutions and matmuls), independently of the
 simulator's lowering.
+
+Filter, channel and block pruning compact the trace (``sparsesim.prune.compact``) only where
+the model's graph is known: a plain ``nn.Sequential`` chain (``compact.chain_graph``). There
+the real model is cut alike, constants folded, and the trace is measured on the cut model
+(:attr:`TorchNet.compacted`); any other model keeps its shape, and ``meta["compaction"]``
+says why.
 """
 
 from __future__ import annotations
@@ -51,7 +57,9 @@ from sparsesim.prune.activations import ActPrune
 from sparsesim.prune.criteria import LayerStats
 from sparsesim.prune.front import Masks, prune_workload, score_weights, weight_masks
 from sparsesim.prune.schedule import imp_levels, iterative_levels
-from sparsesim.prune.spec import WEIGHT_GRANULARITIES, DynamicSpec, PruneSpec
+from sparsesim.prune.compact import compact
+from sparsesim.prune.spec import COMPACTING, WEIGHT_GRANULARITIES, DynamicSpec, PruneSpec
+from sparsesim.prune.torch.compact import chain_graph, compact_sequential
 from sparsesim.prune.synthetic import Weights
 from sparsesim.rules.keep import keep_count
 from sparsesim.sparsity.trace import Trace
@@ -100,6 +108,10 @@ def _effective(mod: Any) -> torch.Tensor:
 
 Loss = Callable[[torch.Tensor, slice], torch.Tensor]
 
+UNKNOWN_GRAPH = ("the model is not a plain nn.Sequential chain, so its graph (residual adds, "
+                 "concats) is unknown: shapes kept, pruned filters and channels stay as zeros "
+                 "in the masks")
+
 
 class TorchNet:
     """A model, its calibration inputs, and the workload it is on those inputs."""
@@ -113,6 +125,7 @@ class TorchNet:
         self.bound: dict[str, Bound] = {}
         self.output: Any = None  # the model's output on the inputs, before any pruning
         self.last_output: Any = None  # its output in the last trace() measurement
+        self.compacted: TorchNet | None = None  # the last trace()'s compacted model, if any
         self._discover()
 
     # --- discovery ---------------------------------------------------------------------
@@ -155,7 +168,11 @@ class TorchNet:
 
     @property
     def workload(self) -> Workload:
-        return Workload(self.name, tuple(b.layer for b in self.bound.values()), self.source)
+        """The model's layers as they ran; with their edges when the model is a plain chain
+        (``sparsesim.prune.torch.compact.chain_graph``), else the graph is unknown."""
+        graph = chain_graph(self.model, {n: b.layer.op for n, b in self.bound.items()})
+        return Workload(self.name, tuple(b.layer for b in self.bound.values()), self.source,
+                        graph=graph)
 
     # --- weights and masks -------------------------------------------------------------
 
@@ -437,6 +454,13 @@ class TorchNet:
             info = {"method": {} if spec is None else spec.as_dict(),
                     "seed": 0 if spec is None else spec.seed, "weight_sparsity": 1 - kept / total,
                     "layers": per_layer, **info}
+            self.compacted = None
+            if spec is not None and spec.granularity in COMPACTING and spec.compact:
+                if self.workload.graph is None:
+                    info["compaction"] = {"compacted": False, "note": UNKNOWN_GRAPH}
+                else:
+                    return self._compacted_trace(nonzero, info, act_prune=act_prune,
+                                                 act_skip=act_skip, dynamic=dynamic)
             return Trace(self.workload, layer_masks, info)
         ratios = None
         if spec.granularity == "token":
@@ -446,6 +470,35 @@ class TorchNet:
         return prune_workload(self.workload, spec, weights=weights, stats=None if cal is None
                               else cal.stats, act_masks=measured.act_masks, keep_ratios=ratios,
                               meta=info)
+
+    def _compacted_trace(self, nonzero: Masks, info: dict[str, Any], *,
+                         act_prune: ActPrune | None, act_skip: Sequence[str],
+                         dynamic: DynamicSpec | None) -> Trace:
+        """The trace of the chain compacted as ``prune.compact`` compacts its workload: the
+        real model is cut alike (``compact.compact_sequential``, kept in :attr:`compacted`)
+        and measured itself, so the masks, activations and effectual MACs are the compacted
+        model's; ``info`` (method, as-pruned weight sparsity) gains what was removed."""
+        done = compact(self.workload, nonzero)
+        small = TorchNet(compact_sequential(self.model, self.inputs, done.kept_outputs),
+                         self.inputs, name=self.name, source=f"{self.source}, compacted")
+        self.compacted = small
+        measured = small.trace(None, act_prune=act_prune, act_skip=act_skip, dynamic=dynamic)
+        for name, entry in measured.meta["layers"].items():
+            if "act_density" in entry:
+                info["layers"].setdefault(name, {})["act_density"] = entry["act_density"]
+        for name, entry in done.layers.items():
+            info["layers"].setdefault(name, {}).update(entry)
+        if dynamic is not None:
+            info["dynamic"] = measured.meta["dynamic"]
+        summary = dict(done.summary)
+        summary["real_model"] = "compacted, constants folded (sparsesim.prune.torch.compact)"
+        wider = [x.name for x, y in zip(measured.workload.layers, done.workload.layers)
+                 if (x.in_channels, x.out_channels) != (y.in_channels, y.out_channels)]
+        if wider:  # a channel a pinned producer still writes, which its reader ignores
+            summary["note"] = (f"{', '.join(wider)} read(s) channels their producer must keep "
+                               "(zero weights there): simulated as the real model runs")
+        info["compaction"] = summary
+        return Trace(measured.workload, measured.masks, info)
 
     # --- dynamic (per-input) ratios -----------------------------------------------------
 

@@ -10,7 +10,10 @@ activation pruning, dynamic gates per input); each accuracy row lists them (``in
 * ``digits`` — test accuracy (the seeded 20 % test split; calibration and training use the
   other 80 %) per sparsity level (one-shot, iterative with fine-tuning, IMP with rewinding),
   network slimming, and regularization-based pruning (L1 or group lasso training, then the
-  zeros pruned), each with its accuracy;
+  zeros pruned), each with its accuracy; filter, channel and block pruning add a last row,
+  ``compacted``: the CNN (a plain chain) cut as its trace is, whose accuracy is the masked
+  model's (exact folds: ``sparsesim.prune.torch.compact``); the other models are not chains
+  and keep their shapes (their trace says so);
 * ``efficientnet_lite0`` — top-1 *agreement* with the dense model on held-out crops (the
   right halves of the two sample photographs; calibration crops come from the left halves).
   There are no ImageNet labels offline, so this is agreement, not accuracy;
@@ -108,6 +111,28 @@ def _finish(net: TorchNet, spec: PruneSpec, act: ActPrune | None, skip: tuple[st
     return net.trace(spec, act_prune=act, act_skip=skip, cal=cal, meta=meta, dynamic=dynamic)
 
 
+def _compacted(net: TorchNet, trace: Trace, applied: Applied, metric: str,
+               evaluate: Callable[[TorchNet, Applied], float]) -> TorchNet:
+    """A trace of a compacted chain (``net.compacted``) describes the cut model: its metric
+    is the trace's last accuracy row (stage ``compacted``, ``removed:compaction``), after the
+    masked model's; the two differ only by the fold approximation the trace states. Returns
+    the model the trace describes (to count effectual MACs on)."""
+    small = net.compacted
+    if small is None:
+        return net
+    cut = replace(applied, removed="compaction")
+    rows = list(trace.meta["accuracy"])
+    last = rows[-1]
+    value = evaluate(small, cut)
+    rows.append({"level": last.get("level"), "sparsity": last["sparsity"], "accuracy": value,
+                 "stage": "compacted", "metric": metric, "includes": cut.includes()})
+    trace.meta["accuracy"] = rows
+    trace.meta["compaction"]["accuracy"] = {"masked": last["accuracy"], "compacted": value}
+    if metric in trace.meta:
+        trace.meta[metric] = value
+    return small
+
+
 # --- digits -----------------------------------------------------------------------------------
 
 def _digits_eval(data: M.Split) -> str:
@@ -182,7 +207,9 @@ def run_digits(spec: PruneSpec, *, schedule: str = "oneshot", steps: int = 3,
             "calibration": f"{calib} training images", "evaluation": _digits_eval(data)}
     trace = _finish(net, spec, act_prune, (), meta, dynamic=dynamic)
     trace.meta["method"]["schedule"] = schedule
-    return ModelRun(trace, net, act_prune, (), {"records": records})
+    final = _compacted(net, trace, applied, "test_accuracy",
+                       lambda n, a: top1(n, a, data.x_test, data.y_test))
+    return ModelRun(trace, final, act_prune, (), {"records": records})
 
 
 def run_digits_regularized(spec: PruneSpec, *, act_prune: ActPrune | None = None,
@@ -244,7 +271,9 @@ def run_digits_regularized(spec: PruneSpec, *, act_prune: ActPrune | None = None
             "evaluation": _digits_eval(data)}
     trace = _finish(net, spec, act_prune, (), meta, dynamic=dynamic)
     trace.meta["method"]["schedule"] = "regularized"
-    return ModelRun(trace, net, act_prune, (), {"records": records, "zero_sparsity": zeros})
+    final = _compacted(net, trace, pruned, "test_accuracy",
+                       lambda n, a: top1(n, a, data.x_test, data.y_test))
+    return ModelRun(trace, final, act_prune, (), {"records": records, "zero_sparsity": zeros})
 
 
 def run_digits_slimming(amount: float, *, bn_l1: float = 3e-3, seed: int = 0, epochs: int = 15,

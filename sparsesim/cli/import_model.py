@@ -1,0 +1,51 @@
+"""``sparsesim import``: a user's own PyTorch model as it is (its own zeros) to a trace."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from sparsesim.cli.prune import add_allow_uncaptured, model_source, print_capture, \
+    user_model_trace
+from sparsesim.errors import SparsesimError
+from sparsesim.units import fmt_si
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The ``import`` subcommand and its flags."""
+    parser = sub.add_parser(
+        "import", help="capture your own PyTorch model as it is and write its trace (.npz)",
+        description="Capture a model by graph (torch.export: every GEMM node a layer, "
+                    "attention's QKᵀ and PV included) on its example inputs, with its own "
+                    "weights and zeros (no pruning), measure every GEMM operand's zeros on "
+                    "those inputs, and write the trace `sparsesim run --trace` simulates. "
+                    "Needs sparsesim[torch].")
+    parser.add_argument("--model", required=True, type=model_source, metavar="FILE.py:FACTORY",
+                        help="a function returning (model, example_inputs) or (model, args, "
+                             "kwargs)")
+    add_allow_uncaptured(parser)
+    parser.add_argument("-o", "--out", type=Path, required=True, metavar="PATH",
+                        help="the trace file to write (.npz)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Capture, measure, write."""
+    from sparsesim.cli.prune import SHIPPED
+
+    if args.model in SHIPPED:
+        raise SparsesimError("import takes FILE.py:FACTORY; the shipped models are pruned with "
+                             "`sparsesim prune --model`", field="--model")
+    trace = user_model_trace(args.model, None, args.allow_uncaptured)
+    out: Path = args.out
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        trace.save(out)
+    except OSError as err:
+        raise SparsesimError(f"cannot write: {err.strerror}", file=str(out)) from None
+    print(f"{trace.workload.name}: {len(trace.workload.layers)} layers, weight sparsity "
+          f"{trace.meta.get('weight_sparsity', 0.0):.4f} (its own zeros)")
+    print_capture(trace.meta)
+    print(f"wrote {out}: {fmt_si(out.stat().st_size, 'B')}", file=sys.stderr)
+    return 0
