@@ -62,6 +62,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "analysis"))  # _cli, also when imported as analysis.sparse_attn_study
 
 import matplotlib  # noqa: E402
 from _cli import parser  # noqa: E402
