@@ -101,6 +101,10 @@ def bench_tile_sizes(shapes: list[tuple[int, int]] | None = None, repeats: int =
 
 
 if __name__ == "__main__":
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0] + " Prints; writes "
+                            "nothing.").parse_args()
     result = bench_tile_sizes()
     print(f"{len(RESNET50_WEIGHTS)} weight tensors, {result['elements']:,} elements, "
           f"{len(_formats())} formats + auto, 32x32 os tiles (K x 32)")

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+from _cli import parse  # noqa: E402
 
 from sparsesim.arch.config import Arch, load_arch, with_overrides  # noqa: E402
 from sparsesim.mapping.dataflows import plan  # noqa: E402
@@ -30,7 +31,6 @@ from sparsesim.mapping.lower import gemm_operands  # noqa: E402
 from sparsesim.memory import fold_schedule, simulate_gemm  # noqa: E402
 from sparsesim.workload.network import load_workload  # noqa: E402
 
-RESULTS = ROOT / "analysis" / "results" / "bench_memory.json"
 
 
 def _cases(arch: Arch, w_density: float | None, seed: int = 0) -> list[Any]:
@@ -68,7 +68,8 @@ def _network(arch: Arch, w_density: float | None) -> dict[str, Any]:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    RESULTS = parse(__doc__, argv).out / "bench_memory.json"
     arch = load_arch("default")
     figures: dict[str, Any] = {
         "dense_resnet50_default": _network(arch, None),

@@ -74,4 +74,9 @@ def main(path: Path) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(Path(sys.argv[1]) if len(sys.argv) > 1 else ORACLE))
+    import argparse
+
+    cli = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    cli.add_argument("oracle", type=Path, nargs="?", default=ORACLE,
+                     help="the oracle CSV (default: the one shipped in the package)")
+    raise SystemExit(main(cli.parse_args().oracle))

@@ -1,6 +1,7 @@
 """Speed of capture by graph (issue 16 item 9): a 12-layer BERT-base-sized model.
 
     python analysis/export_bench.py          # writes analysis/results/export_bench.json
+    python analysis/export_bench.py --out DIR   # writes DIR/export_bench.json instead
 
 HF ``BertModel(BertConfig())`` (12 layers, hidden 768, 12 heads, FFN 3072; random weights,
 no download) on one sequence of 128 tokens: ``capture`` (torch.export, the graph walk, the
@@ -26,13 +27,13 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
+from _cli import parse  # noqa: E402
 
 from sparsesim.prune.torch import export, parity  # noqa: E402
 
-RESULTS = ROOT / "analysis" / "results" / "export_bench.json"
 
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    RESULTS = parse(__doc__, argv).out / "export_bench.json"
     load0 = os.getloadavg()
     torch.manual_seed(0)
     cfg = transformers.BertConfig()

@@ -6,14 +6,13 @@ Run: ``python3 analysis/formats_study.py`` (about 10 s). The same table is print
 
 from __future__ import annotations
 
-from pathlib import Path
+from _cli import parse
 
 from sparsesim.formats.study import crossover_study, crossovers, plot_crossover, render_table
 
-RESULTS = Path(__file__).resolve().parent / "results"
 
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    RESULTS = parse(__doc__, argv).out
     df = crossover_study()
     RESULTS.mkdir(parents=True, exist_ok=True)
     df.to_csv(RESULTS / "formats_crossover.csv", index=False)

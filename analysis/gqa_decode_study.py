@@ -25,13 +25,13 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from _cli import parse  # noqa: E402
 
 from sparsesim import simulate  # noqa: E402
 from sparsesim.workload.decode import decode_steps  # noqa: E402
 from sparsesim.workload.layers import Attention  # noqa: E402
 from sparsesim.workload.network import Workload, load_workload  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 KV_LEN, TOKENS = 2048, 16
 CONFIGS = (("MHA", 9), ("GQA", 3), ("MQA", 1))
 SCORE = ("qk", "pv", "qk_partial", "pv_partial")
@@ -89,8 +89,9 @@ def plot(frame: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def main() -> None:
-    RESULTS.mkdir(exist_ok=True)
+def main(argv: list[str] | None = None) -> None:
+    RESULTS = parse(__doc__, argv).out
+    RESULTS.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame([measure(label, kv) for label, kv in CONFIGS])
     frame.to_csv(RESULTS / "gqa_decode_study.csv", index=False)
     plot(frame, RESULTS / "gqa_decode_study.png")

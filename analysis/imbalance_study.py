@@ -21,10 +21,9 @@ Run: ``python analysis/imbalance_study.py`` (about 30 s).
 from __future__ import annotations
 
 import time
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import pandas as pd
+from _cli import parse
 from matplotlib import ticker
 
 from sparsesim import simulate
@@ -32,7 +31,6 @@ from sparsesim.arch.config import load_arch, with_overrides
 from sparsesim.mapping.dataflows import DATAFLOWS
 from sparsesim.sparsity.masks import SparsityModel
 
-RESULTS = Path(__file__).resolve().parent / "results"
 NETWORK = "resnet18"
 DATAFLOW_NAMES = ("os", "ws")
 SYNCS = ("pe", "row", "col", "wavefront")
@@ -166,7 +164,8 @@ def plot(df: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    RESULTS = parse(__doc__, argv).out
     start = time.perf_counter()
     df = study()
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from _cli import parse
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -50,7 +51,6 @@ from sparsesim.arch.config import with_overrides  # noqa: E402
 from sparsesim.sparsity.masks import SparsityModel  # noqa: E402
 from sparsesim.workload.network import Workload, load_workload  # noqa: E402
 
-OUT = ROOT / "analysis" / "results" / "joint_nm_study"
 NM = (2, 4)
 # case → (pe overrides, weights 2:4, activations 2:4)
 CASES = {
@@ -145,7 +145,8 @@ def plot(df: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    OUT = parse(__doc__, argv).out / "joint_nm_study"
     OUT.parent.mkdir(parents=True, exist_ok=True)
     start = time.time()
     rows = []

@@ -25,10 +25,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _cli import parse  # noqa: E402
+
 from sparsesim.prune import PruneSpec, mask_bits, prune_workload  # noqa: E402
 from sparsesim.workload.network import load_workload  # noqa: E402
 
-RESULTS = ROOT / "analysis" / "results" / "prune_bench.json"
 
 
 def _resnet50(tmp: Path) -> dict[str, Any]:
@@ -80,7 +81,8 @@ def prune_figures() -> dict[str, Any]:
                 "prune_smollm2_wanda24": _smollm2(Path(tmp))}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    RESULTS = parse(__doc__, argv).out / "prune_bench.json"
     figures = prune_figures()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(figures, indent=2) + "\n")

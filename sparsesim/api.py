@@ -17,6 +17,7 @@ from sparsesim.engine.memo import GemmMemo
 from sparsesim.engine.size import check_size
 from sparsesim.engine.training import Training
 from sparsesim.errors import SparsesimError
+from sparsesim.progress import ProgressFactory
 from sparsesim.results import DynamicResult, SimResult
 from sparsesim.sparsity.masks import SparsityModel
 from sparsesim.sparsity.trace import Trace, load_trace
@@ -27,17 +28,20 @@ from sparsesim.workload.network import Workload, load_workload
 def simulate(workload: Workload | str | Path = ..., arch: Arch | str | Path = ..., *,
              sparsity: SparsityModel | None = ..., trace: None = ...,
              training: Training | None = ..., dynamic: None = ...,
-             dynamic_seed: int = ..., memo: bool = ...) -> SimResult: ...
+             dynamic_seed: int = ..., memo: bool = ...,
+             progress: ProgressFactory | None = ...) -> SimResult: ...
 @overload
 def simulate(workload: Workload | str | Path = ..., arch: Arch | str | Path = ..., *,
              sparsity: SparsityModel | None = ..., trace: Trace | str | Path | None = ...,
              training: Training | None = ..., dynamic: DynamicInputs,
-             dynamic_seed: int = ..., memo: bool = ...) -> DynamicResult: ...
+             dynamic_seed: int = ..., memo: bool = ...,
+             progress: ProgressFactory | None = ...) -> DynamicResult: ...
 @overload
 def simulate(workload: Workload | str | Path = ..., arch: Arch | str | Path = ..., *,
              sparsity: SparsityModel | None = ..., trace: Trace | str | Path | None = ...,
              training: Training | None = ..., dynamic: DynamicInputs | None = ...,
-             dynamic_seed: int = ..., memo: bool = ...) -> SimResult | DynamicResult: ...
+             dynamic_seed: int = ..., memo: bool = ...,
+             progress: ProgressFactory | None = ...) -> SimResult | DynamicResult: ...
 
 
 def simulate(workload: Workload | str | Path = "resnet18",
@@ -47,7 +51,8 @@ def simulate(workload: Workload | str | Path = "resnet18",
              training: Training | None = None,
              dynamic: DynamicInputs | None = None,
              dynamic_seed: int = 0,
-             memo: bool = True) -> SimResult | DynamicResult:
+             memo: bool = True,
+             progress: ProgressFactory | None = None) -> SimResult | DynamicResult:
     """Run a workload (object, built-in name or file) on an arch (object, preset or file).
 
     Masks come from ``trace`` (a :class:`Trace` or its file; its layers replace the
@@ -57,7 +62,8 @@ def simulate(workload: Workload | str | Path = "resnet18",
     its own keep ratios; which channels and heads an input keeps is drawn with
     ``dynamic_seed``. ``memo`` simulates identical GEMMs (repeated blocks, equal layers)
     once in this call (:mod:`sparsesim.engine.memo`); ``False`` simulates every one — the
-    same result, for checking it.
+    same result, for checking it. ``progress``
+    (:mod:`sparsesim.progress`) is told of each layer (each run, when dynamic).
     """
     ar = arch if isinstance(arch, Arch) else load_arch(arch)
     file = str(trace) if isinstance(trace, (str, Path)) else None
@@ -86,7 +92,8 @@ def simulate(workload: Workload | str | Path = "resnet18",
         size_of(1 if training is None else 3)  # forward; + input and weight gradients
         if training is not None and tr is not None:
             check_training_trace(tr, file)
-        rows = run(wl, ar, sparsity=sparsity, trace=tr, training=training, memo=cache)
+        rows = run(wl, ar, sparsity=sparsity, trace=tr, training=training, memo=cache,
+                   progress=progress)
         return SimResult(wl, ar, tuple(rows), meta)
     if training is not None:
         raise SparsesimError("a training step with dynamic (per-input) pruning is not "
@@ -97,7 +104,7 @@ def simulate(workload: Workload | str | Path = "resnet18",
         n, m = sparsity.act_nm or (2, 4)
         meta["act_prune"] = {"kind": sparsity.act_prune, "nm": f"{n}:{m}"}
     out = run_dynamic(wl, ar, dynamic, sparsity=sparsity, trace=tr, seed=dynamic_seed,
-                      memo=cache)
+                      memo=cache, progress=progress)
     return DynamicResult.of(wl, ar, out, meta)
 
 

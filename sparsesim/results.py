@@ -7,8 +7,10 @@ the static run.
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +20,8 @@ from sparsesim.arch.config import Arch
 from sparsesim.area import AREA_COMPONENTS, AreaBreakdown, area_breakdown
 from sparsesim.engine.dynamic import DynamicRun
 from sparsesim.engine.inference import GemmResult
+from sparsesim.errors import SparsesimError
+from sparsesim.frames import write_frame
 from sparsesim.names import PeKind, RowKind
 from sparsesim.pe.kinds import PE_KINDS
 from sparsesim.report import layer_frame, phase_frame, power, render_table, to_frame, totals
@@ -76,14 +80,48 @@ class SimResult:
                 f"{m.sram_kib_w:g}/{m.sram_kib_o:g} KiB, formats {m.format_a}/{m.format_w}/"
                 f"{m.format_o}")
 
-    def table(self) -> str:
+    @property
+    def title(self) -> str:
+        """What ran on what: the network, the array, the PE kind, clock and memory."""
         a = self.arch.array
         pe = self.arch.pe
         kind = PE_KINDS[PeKind(pe.kind)].title(pe)
-        title = (f"{self.workload.name} on {self.arch.name}: {a.rows}×{a.cols} {a.dataflow}, "
-                 f"{kind}, {fmt_si(self.arch.clock_hz, 'Hz')}, {self._memory_text()}")
-        return render_table(self.df, title=title) + "\n" + power_line(self.arch, self.area,
-                                                                      self.df)
+        return (f"{self.workload.name} on {self.arch.name}: {a.rows}×{a.cols} {a.dataflow}, "
+                f"{kind}, {fmt_si(self.arch.clock_hz, 'Hz')}, {self._memory_text()}")
+
+    def table(self) -> str:
+        return render_table(self.df, title=self.title) + "\n" + power_line(self.arch, self.area,
+                                                                           self.df)
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows a result as its title, totals and per-layer table (HTML)."""
+        return _html(self.title, pd.DataFrame([self.totals]), self.layers, "layers")
+
+    def to_parquet(self, path: str | Path) -> Path:
+        """Write :attr:`df` (one row per GEMM) as Parquet (needs pyarrow: the ``parquet``
+        extra)."""
+        return _to_parquet(self.df, path)
+
+    def to_file(self, path: str | Path) -> Path:
+        """Write :attr:`df` as CSV, Parquet or JSON records by ``path``'s extension (what
+        ``sparsesim run -o`` writes)."""
+        return write_frame(self.df, path)
+
+
+def _html(title: str, head: pd.DataFrame, layers: pd.DataFrame, what: str) -> str:
+    """A result as HTML: the title, the whole-run numbers, then the layers (folded)."""
+    return (f"<p><b>{html.escape(title)}</b></p>{head.to_html(index=False)}"
+            f"<details><summary>{len(layers)} {html.escape(what)}</summary>"
+            f"{layers.to_html(index=False)}</details>")
+
+
+def _to_parquet(df: pd.DataFrame, path: str | Path) -> Path:
+    """``df`` as Parquet at ``path``; another extension is refused (``to_file`` picks the
+    format by extension), so the file's name never misstates its content."""
+    if Path(path).suffix.lower() not in (".parquet", ".pq"):
+        raise SparsesimError("a Parquet file is named .parquet or .pq; to_file writes CSV or "
+                             "JSON", file=str(path))
+    return write_frame(df, path)
 
 
 def area_frame(area: AreaBreakdown) -> pd.DataFrame:
@@ -190,12 +228,27 @@ class DynamicResult:
     def phases(self) -> pd.DataFrame:
         return phase_frame(self.df)
 
+    @property
+    def title(self) -> str:
+        return (f"{self.workload.name} on {self.arch.name}: dynamic pruning over "
+                f"{self.df['input'].nunique()} inputs")
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the title, the distribution over the inputs, the mean layers (HTML)."""
+        return _html(self.title, self.summary, self.layers, "layers (mean per input)")
+
+    def to_parquet(self, path: str | Path) -> Path:
+        """Write :attr:`df` (every input's rows, with ``input``) as Parquet."""
+        return _to_parquet(self.df, path)
+
+    def to_file(self, path: str | Path) -> Path:
+        """Write :attr:`df` as CSV, Parquet or JSON records by ``path``'s extension."""
+        return write_frame(self.df, path)
+
     def table(self) -> str:
         s = self.summary.set_index("metric")
-        n = self.df["input"].nunique()
         head = "".join(f"{c:>12}" for c in ("mean", "p50", "p99", "min", "max", "static"))
-        lines = [f"{self.workload.name} on {self.arch.name}: dynamic pruning over {n} inputs",
-                 f"{'':14}{head}"]
+        lines = [self.title, f"{'':14}{head}"]
         units = {"seconds": "s", "energy_pj": "J", "dram_bytes": "B", "gate_energy_pj": "J"}
         for metric, r in s.iterrows():
             scale = 1e-12 if metric.endswith("_pj") else 1.0

@@ -1,5 +1,5 @@
 """What the subcommands share: the defaults, ``--set`` overrides and their TOML values, N:M
-ratios, frames printed or written as CSV, and plain-text tables."""
+ratios, frames printed or written as CSV, Parquet or JSON, and plain-text tables."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import argparse
 import sys
 import tomllib
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 from sparsesim.cli.flags import KEEP, count
 from sparsesim.errors import SparsesimError
 from sparsesim.files import output_file
+from sparsesim.frames import frame_bytes, frame_format
+from sparsesim.progress import Progress, ProgressFactory
 from sparsesim.rules.nm import parse_nm
 
 DEFAULT_WORKLOAD = "resnet18"
@@ -61,21 +64,26 @@ def add_attention_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup
 
 def print_frame(df, fmt: str) -> bool:  # type: ignore[no-untyped-def]
     """Print ``df`` as CSV or JSON records if ``fmt`` asks for it; False for ``table``."""
-    if fmt == "csv":
-        sys.stdout.write(df.to_csv(index=False))
-    elif fmt == "json":
-        sys.stdout.write(df.to_json(orient="records", indent=1) + "\n")
+    if fmt in ("csv", "json"):  # the bytes -o writes under a .csv / .json name
+        sys.stdout.write(frame_bytes(df, fmt).decode("utf-8"))
     return fmt in ("csv", "json")
 
 
-def write_frame(df, path: Path) -> None:  # type: ignore[no-untyped-def]
-    """Write ``df`` as CSV at ``path`` (folders made); a failure is a user error."""
-    output_file(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        df.to_csv(path, index=False)
-    except OSError as err:
-        raise SparsesimError(f"cannot write: {err.strerror}", file=str(path)) from None
+def add_out(parser: argparse.ArgumentParser, what: str) -> None:
+    """``-o/--out PATH``: ``what`` written as CSV, Parquet or JSON by the extension
+    (:mod:`sparsesim.frames`; an unknown one is refused before anything runs)."""
+    parser.add_argument("-o", "--out", type=Path, metavar="PATH",
+                        help=f"also write {what} to PATH, as CSV (.csv), Parquet (.parquet, "
+                             ".pq; needs pyarrow: the parquet extra) or JSON records (.json) "
+                             "by its extension; any other is refused")
+
+
+def check_out(path: Path | None, field: str = "--out") -> None:
+    """Refuse an ``--out`` before any work: a path no file can be written at (a folder, a
+    device, under a file) or whose format is unknown (or unavailable)."""
+    if path is not None:
+        output_file(path, field=field)
+        frame_format(path, field=field)
 
 
 def clip(text: str, width: int) -> str:
@@ -88,3 +96,14 @@ def print_rows(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
     for r in (header, ["─" * w for w in widths], *rows):
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    """``-q/--quiet``: no progress bar (there is none anyway when stderr is not a terminal)."""
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bar on stderr (it is shown only on a terminal)")
+
+
+def progress_bar(args: argparse.Namespace) -> ProgressFactory:
+    """The progress a command's long work reports to (:mod:`sparsesim.progress`)."""
+    return partial(Progress, quiet=args.quiet)

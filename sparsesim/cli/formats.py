@@ -7,10 +7,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from sparsesim.cli.common import write_frame
+from sparsesim.cli.common import add_out, check_out
 from sparsesim.cli.flags import SEED, count
 from sparsesim.errors import SparsesimError
 from sparsesim.files import output_file
+from sparsesim.frames import write_frame
 
 
 #: Largest study tensor: each sparsity level encodes a mask of this many elements in every
@@ -30,8 +31,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument("--bits", type=count(1, 64), nargs="+", default=[8, 16], metavar="B",
                         help="value widths in bits (default: 8 16)")
     parser.add_argument("--seed", type=SEED, default=0, help="mask seed (default: 0)")
-    parser.add_argument("-o", "--out", type=Path, metavar="PATH",
-                        help="also write the tidy measurements as CSV")
+    add_out(parser, "the tidy measurements")
     parser.add_argument("--plot", type=Path, metavar="PATH",
                         help="also save the figure (.png, .svg or .pdf)")
     parser.set_defaults(func=run)
@@ -41,9 +41,9 @@ def run(args: argparse.Namespace) -> int:
     """Run the study, print its table; optionally write its rows and figure."""
     from sparsesim.formats.study import crossover_study, plot_crossover, render_table
 
-    for path, field in ((args.out, "--out"), (args.plot, "--plot")):
-        if path is not None:
-            output_file(path, field=field)
+    check_out(args.out)
+    if args.plot is not None:
+        output_file(args.plot, field="--plot")
     df = crossover_study(n_elements=args.elements, value_bits=tuple(args.bits), seed=args.seed)
     print(render_table(df))
     if args.out is not None:

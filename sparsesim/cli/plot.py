@@ -8,7 +8,6 @@ line (``-x``, ``--arch``) are handled here.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 from pathlib import Path
 
@@ -16,7 +15,8 @@ from sparsesim.arch.config import load_arch
 from sparsesim.cli.common import DEFAULT_ARCH
 from sparsesim.cli.flags import count
 from sparsesim.errors import SparsesimError
-from sparsesim.files import output_file, read_text
+from sparsesim.files import output_file, regular_file
+from sparsesim.frames import read_frame
 from sparsesim.plot.registry import KINDS
 
 #: Highest raster resolution: a figure is ~11 × 4 inches, so 1200 dpi is ~13k × 5k pixels — a
@@ -45,7 +45,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         description=f"Draw a figure from results: {_drawn_from()}. PNG, SVG or PDF by the "
                     "--out suffix.")
     parser.add_argument("kind", choices=PLOT_KINDS, help="which figure")
-    parser.add_argument("results", type=Path, help="the results CSV")
+    parser.add_argument("results", type=Path,
+                        help="the results file: CSV, Parquet (.parquet, .pq) or JSON records")
     parser.add_argument("-o", "--out", type=Path, metavar="PATH",
                         help="figure file (.png, .svg, .pdf; default: RESULTS.KIND.png)")
     parser.add_argument("-x", metavar="COLUMN",
@@ -60,16 +61,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run(args: argparse.Namespace) -> int:
     """Read the results, draw the figure, save it (format by suffix)."""
-    import pandas as pd
-
     out = output_file(args.out or args.results.with_suffix(f".{args.kind}.png"),
-                      what="figure")
-    text = read_text(args.results, what="results CSV", limit=MAX_RESULTS_BYTES)
-    try:
-        df = pd.read_csv(io.StringIO(text))
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise SparsesimError(f"cannot read results: {' '.join(str(err).split())}",
-                             file=str(args.results)) from None
+                      what="figure")  # before any work
+    results = regular_file(args.results, what="results file")
+    if results.stat().st_size > MAX_RESULTS_BYTES:
+        raise SparsesimError(f"larger than {MAX_RESULTS_BYTES:,} bytes: not a results file",
+                             file=str(results))
+    df = read_frame(results)  # CSV, Parquet or JSON records, by the extension
     kwargs: dict[str, object] = {}
     if args.kind == "sparsity" and args.x:
         kwargs["x"] = args.x

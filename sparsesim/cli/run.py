@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sparsesim.arch.config import load_arch, with_overrides
-from sparsesim.cli.common import (DEFAULT_ARCH, DEFAULT_WORKLOAD, add_attention_args, nm_ratio,
-                                  overrides, print_frame, write_frame)
+from sparsesim.cli.common import (DEFAULT_ARCH, DEFAULT_WORKLOAD, add_attention_args, add_out,
+                                  add_quiet, check_out, nm_ratio, overrides, print_frame,
+                                  progress_bar)
 from sparsesim.cli.flags import FRACTION, KEEP, SEED, SPREAD, count
 from sparsesim.checks import MAX_INPUTS
 from sparsesim.engine.training import GRADIENT_STRUCTURES, OPTIMIZERS, GradientModel, Training
 from sparsesim.errors import SparsesimError
-from sparsesim.files import output_file
+from sparsesim.frames import write_frame
 from sparsesim.sparsity.masks import ACT_PRUNE_KINDS, SparsityModel
 from sparsesim.sparsity.trace import compaction_text, load_trace, trace_accuracy
 from sparsesim.units import fmt_si
@@ -112,8 +113,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                     help="mean fraction of heads computed per input (default: 1.0)")
     dy.add_argument("--dyn-spread", type=SPREAD, metavar="S",
                     help="standard deviation of the ratios across inputs (default: 0.1)")
-    parser.add_argument("-o", "--out", type=Path, metavar="PATH",
-                        help="also write the per-GEMM results as CSV to PATH")
+    add_out(parser, "the per-GEMM results")
+    add_quiet(parser)
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table",
                         help="what to print on stdout (default: %(default)s)")
     parser.set_defaults(func=run)
@@ -121,8 +122,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run(args: argparse.Namespace) -> int:
     """Simulate once and print (and optionally write) the rows."""
-    if args.out is not None:
-        output_file(args.out)  # before the run, not after it
+    check_out(args.out)  # before the run, not after it
     # the simulator (pandas, Numba, simpy) is imported when a run starts, not for --help
     from sparsesim.api import simulate
 
@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
                              field=stray[0])
     _check_attention_flags(args, workload)
     result = simulate(workload, arch, sparsity=sparsity, trace=trace, training=_training(args),
-                      dynamic=dynamic)
+                      dynamic=dynamic, progress=progress_bar(args))
     accuracy = trace_accuracy(result.trace_meta)
     compaction = compaction_text(result.trace_meta)  # what the shapes already lost
     notes = [] if compaction is None else [compaction]

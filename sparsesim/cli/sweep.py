@@ -8,7 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from sparsesim.cli.common import print_frame, print_rows
+from sparsesim.cli.common import add_quiet, print_frame, print_rows
 from sparsesim.cli.flags import count
 from sparsesim.units import fmt_si
 
@@ -31,8 +31,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.format_help = format_help  # type: ignore[method-assign]
     parser.add_argument("spec", type=Path, help="the sweep spec (.toml)")
     parser.add_argument("-o", "--out", type=Path, metavar="PATH",
-                        help="results CSV (default: [sweep] out, else NAME.csv, in the spec's "
-                             "folder)")
+                        help="results file (default: [sweep] out, else NAME.csv, in the "
+                             "spec's folder): CSV, or Parquet (.parquet, .pq; needs pyarrow) or "
+                             "JSON (.json) written at the end from the resumable CSV kept "
+                             "beside it (same name, .csv); any other extension is refused")
     parser.add_argument("--executor", choices=("local", "dask"), default="local",
                         help="worker processes here, or a dask.distributed cluster "
                              "(default: %(default)s)")
@@ -48,6 +50,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                         help="what to print when done (default: %(default)s)")
     parser.add_argument("--max-rows", type=count(0), default=60, metavar="N",
                         help="print the table only up to N rows (default: %(default)s)")
+    add_quiet(parser)
     parser.set_defaults(func=run)
 
 
@@ -86,15 +89,17 @@ def run(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec)
     summary = run_sweep(spec, out=args.out, executor=args.executor, workers=args.workers,
-                        scheduler=args.scheduler, retry_failed=args.retry_failed)
-    df = read_results(summary.out)
+                        scheduler=args.scheduler, retry_failed=args.retry_failed,
+                        progress=not args.quiet)
+    df = read_results(summary.log)  # the same rows as summary.out, in any format
     if not print_frame(df, args.format) and len(df) <= args.max_rows:
         shown = [c for c in (*spec.params, "cycles", "effectual_macs", "utilization", "seconds",
                              "status") if c in df]
         rows = [[_cell_text(r[c], c) for c in shown] for _, r in df.iterrows()]
         print_rows([_SWEEP_HEADERS.get(c, c) for c in shown], rows)
     print(f"{spec.name}: {summary.total} points — {summary.ran} ran, {summary.skipped} already "
-          f"done, {summary.failed} failed — {summary.seconds:.1f} s; results in {summary.out}",
+          f"done, {summary.failed} failed — {summary.seconds:.1f} s; results in {summary.out}"
+          f"{'' if summary.log == summary.out else f' (resumable: {summary.log})'}",
           file=sys.stderr)
     return 1 if summary.failed else 0
 

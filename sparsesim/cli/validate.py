@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from sparsesim.cli.common import clip, print_rows
+from sparsesim.cli.common import add_quiet, clip, print_rows, progress_bar
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -31,6 +31,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument("--only", nargs="+", metavar="PREFIX",
                         help="run the checks whose name starts with PREFIX (e.g. nm "
                              "scalesim.cycles)")
+    add_quiet(parser)
     parser.set_defaults(func=run)
 
 
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from sparsesim.validation import run_checks, write_report
 
     checked = run_checks(fast=args.fast, out_dir=args.out, live=args.live, only=args.only,
-                         scalesim_python=args.scalesim_python)
+                         scalesim_python=args.scalesim_python, progress=progress_bar(args))
     path = write_report(checked, args.out)
     rows = [("pass" if c.passed else "FAIL", c.id, clip(c.ours, 60), clip(c.anchor, 50))
             for c in checked.checks]

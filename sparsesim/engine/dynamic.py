@@ -56,6 +56,7 @@ from sparsesim.errors import SparsesimError
 from sparsesim.mapping.lower import gemm_operands
 from sparsesim.names import RowKind
 from sparsesim.pe.online import OnlinePrune
+from sparsesim.progress import ProgressFactory
 from sparsesim.rules.keep import keep_count
 from sparsesim.sparsity.masks import LayerMasks, SparsityModel
 from sparsesim.sparsity.trace import Trace
@@ -365,11 +366,13 @@ class DynamicRun:
 
 def run_dynamic(workload: Workload, arch: Arch, dynamic: DynamicInputs, *,
                 sparsity: SparsityModel | None = None, trace: Trace | None = None,
-                seed: int = 0, memo: GemmMemo | None = None) -> DynamicRun:
+                seed: int = 0, memo: GemmMemo | None = None,
+                progress: ProgressFactory | None = None) -> DynamicRun:
     """Run every input of ``dynamic`` on ``arch`` (static masks from ``trace`` or
     ``sparsity``); which channels and heads an input keeps is drawn with ``seed``. The online
     unit finds activation zeros per input as in the static run (:func:`act_prune`).
-    ``memo``: GEMMs identical to one already run (in any input's run) reuse its row."""
+    ``memo``: GEMMs identical to one already run (in any input's run) reuse its row;
+    ``progress`` gets one update per run: the static one, then each input."""
     base = list(layers_with_masks(workload, sparsity=sparsity, trace=trace))
     for layer, m in base:  # their shapes follow the layer's: a cut would need them cut too
         if m is not None and m.activations:
@@ -386,6 +389,9 @@ def run_dynamic(workload: Workload, arch: Arch, dynamic: DynamicInputs, *,
                                       memo=memo)]
     else:
         static = run(workload, arch, sparsity=sparsity, trace=trace, memo=memo)
+    bar = progress(dynamic.inputs + 1, "runs (static, then per input)") if progress else None
+    if bar is not None:
+        bar.update()
     per_input = []
     for i in range(dynamic.inputs):
         rng = np.random.default_rng([seed, i])
@@ -397,5 +403,7 @@ def run_dynamic(workload: Workload, arch: Arch, dynamic: DynamicInputs, *,
         for s in shaped:
             rows += _gate_rows(name, s, arch, table, memo)
         per_input.append(tuple(rows))
+        if bar is not None:
+            bar.update()
     return DynamicRun(tuple(per_input), tuple(static),
                       dynamic.inputs if dynamic.batched else 1)

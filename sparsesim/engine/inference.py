@@ -43,6 +43,7 @@ from sparsesim.memory import (
 from sparsesim.memory.tiling import simulate_tiled
 from sparsesim.names import OnlineKind, RowKind
 from sparsesim.pe.online import OnlinePrune, online_cost
+from sparsesim.progress import Progress, ProgressFactory
 from sparsesim.rules.nm import parse_nm
 from sparsesim.sparsity.trace import Trace
 from sparsesim.engine.memo import GemmMemo, gemm_key
@@ -390,8 +391,10 @@ def act_prune(sparsity: SparsityModel | None, trace: Trace | None) -> OnlinePrun
 
 def run(workload: Workload, arch: Arch, *, sparsity: SparsityModel | None = None,
         trace: Trace | None = None, training: Training | None = None,
-        memo: GemmMemo | None = None) -> list[GemmResult]:
-    """Every GEMM of every layer, in execution order (layers run one after another).
+        memo: GemmMemo | None = None, progress: ProgressFactory | None = None
+        ) -> list[GemmResult]:
+    """Every GEMM of every layer, in execution order (layers run one after another);
+    ``progress`` is told of each layer's forward GEMMs.
 
     With ``training``: the forward pass, then per layer from the last the online pruning of
     its output gradient (if pruned), its backward GEMMs and its weight update. The first
@@ -402,13 +405,15 @@ def run(workload: Workload, arch: Arch, *, sparsity: SparsityModel | None = None
     name = trace.workload.name if trace is not None else workload.name
     layers = list(layers_with_masks(workload, sparsity=sparsity, trace=trace))
     return run_layers(name, layers, arch, act=act_prune(sparsity, trace), training=training,
-                      attn=attn_prune(sparsity, trace), memo=memo)
+                      attn=attn_prune(sparsity, trace), memo=memo,
+                      bar=progress(len(layers), "layers") if progress else None)
 
 
 def run_layers(name: str, layers: list[tuple[Layer, LayerMasks | None]], arch: Arch, *,
                act: OnlinePrune | None = None, training: Training | None = None,
                table: EnergyTable | None = None, attn: AttnPrune | None = None,
-               memo: GemmMemo | None = None) -> list[GemmResult]:
+               memo: GemmMemo | None = None, bar: Progress | None = None
+               ) -> list[GemmResult]:
     """:func:`run` on layers already shaped and masked (``name``: the network's); ``act``
     says how the online unit finds the activation zeros (``None``: they are free), ``attn``
     how it prunes the attention probabilities of layers whose P is masked, ``memo`` holds
@@ -433,6 +438,8 @@ def run_layers(name: str, layers: list[tuple[Layer, LayerMasks | None]], arch: A
         if attn is not None and masks is not None and "p" in masks.activations:
             layer_rows = _attn_online_row(name, layer, attn, layer_rows, arch, table)
         rows += layer_rows
+        if bar is not None:
+            bar.update()
     if training is None:
         return rows
     grads = training.gradients

@@ -14,7 +14,8 @@ from sparsesim.plot.style import Encoding, at_most_three, need, ok_rows, varying
 def accuracy_tradeoff(df: pd.DataFrame, *, accuracy: str = "accuracy") -> Figure:
     """(f) Accuracy vs latency and vs energy, for points whose trace carries accuracy."""
     df = ok_rows(df)
-    need(df, [accuracy, "seconds"], "accuracy", numeric=[accuracy, "seconds", "energy_pj"])
+    need(df, [accuracy, "seconds"], "accuracy",  # a per-GEMM file has no accuracy
+         numeric=[accuracy, "seconds", "energy_pj"])
     df = df[df[accuracy].notna()]
     if df.empty:
         raise SparsesimError("no point carries an accuracy (sweep over traces whose meta has "

@@ -9,8 +9,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
-from sparsesim.plot.style import (Encoding, at_most_three, need, ok_rows, plain_log_ticks,
-                                    varying_params)
+from sparsesim.plot.style import (SWEEP_KEY, Encoding, at_most_three, need, ok_rows,
+                                    plain_log_ticks, varying_params)
 
 
 def sparsity_tradeoff(df: pd.DataFrame, *, x: str = "sparsity.weight_density",
@@ -20,7 +20,7 @@ def sparsity_tradeoff(df: pd.DataFrame, *, x: str = "sparsity.weight_density",
     ``x`` is a density column (plotted as sparsity = 1 − density) or a sparsity column.
     """
     df = ok_rows(df)
-    need(df, [x, "seconds"], "sparsity trade-off", numeric=[x, "seconds"])
+    need(df, [x, "seconds", SWEEP_KEY], "sparsity trade-off", numeric=[x, "seconds"])
     keys = list(series) if series is not None else varying_params(df, [x])
     has_energy = "energy_pj" in df
     fig, axes = plt.subplots(1, 2 if has_energy else 1, figsize=(11 if has_energy else 6, 4.2),

@@ -99,6 +99,13 @@ def plain_log_ticks(ax: plt.Axes, axis: str = "y") -> None:
     target.set_minor_formatter(FuncFormatter(minor))
 
 
+SWEEP_KEY = "point_id"
+"""The column only sweep results have (one row per point): the sparsity and Pareto figures
+need it (the accuracy figure needs ``accuracy``, which per-GEMM files lack), so a
+per-GEMM ``run -o`` file — which has latency and energy columns too, one row per GEMM — is
+refused instead of drawn as if its GEMMs were design points."""
+
+
 def need(df: pd.DataFrame, columns: Sequence[str], what: str,
          numeric: Sequence[str] = ()) -> None:
     """Raise naming the first of ``columns`` that ``df`` lacks (``what``: the plot's name), or

@@ -49,7 +49,6 @@ import hashlib
 import io
 import itertools
 import json
-import math
 import os
 import sys
 import time
@@ -70,6 +69,8 @@ from sparsesim.engine.inference import draw_trace
 from sparsesim.errors import SparsesimError
 from sparsesim.files import output_file, read_text, read_toml, regular_file
 from sparsesim.formats.registry import as_format
+from sparsesim.frames import frame_format, read_frame, write_frame
+from sparsesim.progress import Progress
 from sparsesim.sparsity.masks import SparsityModel
 from sparsesim.report import ENERGY_COLUMNS
 from sparsesim.rules.nm import parse_nm
@@ -97,6 +98,11 @@ class SweepSpec:
     def __post_init__(self) -> None:
         if not self.points:
             raise SparsesimError("the sweep has no points", file=self.file, field="grid")
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The results file's header: every parameter, the totals, the status columns."""
+        return (*self.params, *RESULT_COLUMNS, *STATUS_COLUMNS)
 
 
 def spec_keys() -> dict[str, tuple[str, ...]]:
@@ -358,8 +364,23 @@ def _plain(value: Any) -> Any:
 # --- results file -----------------------------------------------------------------------------
 
 
+def load_results(path: str | Path) -> pd.DataFrame:
+    """A sweep's results as one DataFrame, one row per point, from the results file (CSV,
+    Parquet or JSON by its extension) or from the spec (``.toml``: its ``out``, else
+    ``NAME.csv`` in the current folder, where ``sparsesim sweep`` writes)."""
+    p = Path(path)
+    if p.suffix.lower() == ".toml":
+        spec = load_spec(p)
+        p = spec.out or Path(f"{spec.name}.csv")
+    if frame_format(p, field=None) == "csv":
+        if not p.exists():
+            raise SparsesimError("no such results file", file=str(p))
+        return read_results(p)
+    return read_frame(p)
+
+
 def read_results(path: Path) -> pd.DataFrame:
-    """Finished rows of a results file; a last line cut short by a kill is ignored."""
+    """Finished rows of a results CSV; a last line cut short by a kill is ignored."""
     if not path.exists():
         return pd.DataFrame()
     text = read_text(path, what="results CSV", limit=MAX_RESULTS_BYTES)
@@ -399,9 +420,8 @@ class _Appender:
             if header:
                 existing = next(csv.reader([header]))
                 if existing != self.columns:
-                    raise SparsesimError(
-                        f"results file has other columns ({', '.join(existing)}); use another "
-                        "--out or the same spec", file=str(path), field="columns")
+                    raise SparsesimError(_other_columns(existing, self.columns),
+                                         file=str(path), field="columns")
                 self._repair()
             else:
                 self._write(self.columns)
@@ -440,6 +460,17 @@ class _Appender:
 
     def close(self) -> None:
         self.handle.close()
+
+
+def _other_columns(existing: Sequence[str], expected: Sequence[str]) -> str:
+    """Why a results file cannot be resumed: the columns it lacks and has beyond the schema
+    (older code, or another spec), or their order."""
+    missing = [c for c in expected if c not in existing]
+    extra = [c for c in existing if c not in expected]
+    what = "; ".join(f"{label}: {', '.join(cols)}" for label, cols in
+                     (("missing", missing), ("not in this spec's schema", extra)) if cols)
+    return (f"results file has other columns ({what or 'same names, other order'}), e.g. "
+            "written by older code or another spec; use another --out or delete it")
 
 
 def _writable_file(path: Path) -> None:
@@ -516,61 +547,32 @@ class SweepSummary:
     failed: int
     seconds: float
     out: Path
-
-
-class Progress:
-    """One status line on stderr with rate and ETA, redrawn at most every ``every`` s."""
-
-    def __init__(self, total: int, stream: TextIO | None = None) -> None:
-        self.total, self.done, self.failed = total, 0, 0
-        self.stream = stream if stream is not None else sys.stderr
-        self.tty = self.stream.isatty()
-        self.start = self.last = time.perf_counter()
-        self.every = 0.5 if self.tty else 10.0  # a log file gets a line every 10 s
-
-    def update(self, ok: bool) -> None:
-        self.done += 1
-        self.failed += 0 if ok else 1
-        now = time.perf_counter()
-        if now - self.last >= self.every or self.done == self.total:
-            self.last = now
-            self._draw(now)
-
-    def _draw(self, now: float) -> None:
-        elapsed = now - self.start
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - self.done) / rate if rate else math.inf
-        width = 24
-        filled = int(width * self.done / max(self.total, 1))
-        bar = "█" * filled + "·" * (width - filled)
-        text = (f"[{bar}] {self.done}/{self.total} points · {rate:.1f}/s · "
-                f"ETA {_duration(eta)} · {self.failed} failed")
-        end = "\r" if self.tty and self.done < self.total else "\n"
-        self.stream.write(text + end)
-        self.stream.flush()
-
-
-def _duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+    """The results file asked for (CSV, Parquet or JSON)."""
+    log: Path
+    """The resumable CSV the rows were appended to (``out`` itself for a CSV)."""
 
 
 def run_sweep(spec: SweepSpec, *, out: Path | None = None, executor: str = "local",
               workers: int | None = None, scheduler: str | None = None,
               retry_failed: bool = False, progress: Progress | None | bool = True
               ) -> SweepSummary:
-    """Run the points not yet in ``out``, appending each row as it finishes."""
-    path = out or spec.out or Path(f"{spec.name}.csv")
+    """Run the points not yet in ``out``, appending each row as it finishes.
+
+    The resumable file is always a CSV (a point is one appended line). An ``out`` named
+    ``.parquet``/``.pq``/``.json`` keeps that CSV beside it, same name with ``.csv``
+    (``r.parquet`` → ``r.csv``), and is written from it, whole, when the sweep ends; any other
+    extension is refused before anything runs (:func:`sparsesim.frames.frame_format`)."""
+    target = out or spec.out or Path(f"{spec.name}.csv")
+    _writable_file(target)
+    fmt = frame_format(target, field="--out" if out is not None else "sweep.out")
+    path = target if fmt == "csv" else target.with_suffix(".csv")
     if workers is not None and (isinstance(workers, bool) or workers < 1):
         raise SparsesimError(f"must be a positive number of workers, got {workers}",
                              field="--workers")
     if executor not in EXECUTORS:
         raise SparsesimError(f"unknown executor {executor!r}; expected "
                              f"{', '.join(EXECUTORS)}", field="--executor")
-    columns = [*spec.params, *RESULT_COLUMNS, *STATUS_COLUMNS]
-    appender = _Appender(path, columns)  # locked and checked before anything is read or run
+    appender = _Appender(path, spec.columns)  # locked and checked before anything is read or run
     try:
         done = read_results(path)
         finished: set[str] = set()
@@ -583,7 +585,7 @@ def run_sweep(spec: SweepSpec, *, out: Path | None = None, executor: str = "loca
                                             if k == "workload" or k.startswith("sparsity.")},
                                            sort_keys=True, default=str))
         start = time.perf_counter()
-        bar = Progress(len(todo)) if progress is True else (progress or None)
+        bar = Progress(len(todo), "points") if progress is True else (progress or None)
         failed = 0
         by_id = {point_id(p): p for p in todo}
         workers_n = workers if workers is not None else (os.cpu_count() or 1)
@@ -595,8 +597,10 @@ def run_sweep(spec: SweepSpec, *, out: Path | None = None, executor: str = "loca
                 bar.update(row["status"] == "ok")
     finally:
         appender.close()
+    if target != path:
+        write_frame(read_results(path), target)
     return SweepSummary(len(spec.points), len(todo), len(spec.points) - len(todo), failed,
-                        time.perf_counter() - start, path)
+                        time.perf_counter() - start, target, path)
 
 
 def _cell(value: Any) -> Any:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from sparsesim.arch.config import Arch, with_overrides
 from sparsesim.errors import SparsesimError
+from sparsesim.progress import ProgressFactory
 from sparsesim.validation.data import data_path
 
 if TYPE_CHECKING:
@@ -212,7 +213,8 @@ def ideal_memory(arch: Arch) -> Arch:
 
 def run_checks(*, fast: bool, out_dir: Path, live: bool = False, data_dir: Path | None = None,
                scalesim_python: str | None = None, only: Sequence[str] | None = None,
-               anchors: Mapping[str, Any] | None = None) -> ValidationRun:
+               anchors: Mapping[str, Any] | None = None,
+               progress: ProgressFactory | None = None) -> ValidationRun:
     """Run the registered checks (``fast``: the test-suite subset) and return their rows.
 
     ``live`` adds the checks that run SCALE-Sim itself (the interpreter:
@@ -220,6 +222,7 @@ def run_checks(*, fast: bool, out_dir: Path, live: bool = False, data_dir: Path 
     ``only`` keeps the checks whose registered name starts with one of its prefixes
     (``"nm"``, ``"scalesim.cycles"``); ``anchors`` overrides entries of :data:`ANCHORS`.
     Figures go to ``out_dir``. A check that raises is reported as a failed row with the error.
+    ``progress`` (:mod:`sparsesim.progress`) is told of each check group run.
     """
     start = time.perf_counter()
     ctx = Context(fast=fast, out_dir=Path(out_dir), data_dir=data_dir or data_path(), live=live,
@@ -232,6 +235,7 @@ def run_checks(*, fast: bool, out_dir: Path, live: bool = False, data_dir: Path 
         raise SparsesimError(f"no check matches {', '.join(only or [])}; checks: "
                              f"{', '.join(CHECKS)}", field="--only")
     checks: list[Check] = []
+    bar = progress(len(specs), "check groups") if progress else None
     for spec in specs:
         t0 = time.perf_counter()
         try:
@@ -242,6 +246,8 @@ def run_checks(*, fast: bool, out_dir: Path, live: bool = False, data_dir: Path 
                                 anchor="—", source="—", ours="error", tolerance="—",
                                 passed=False, note=f"{type(err).__name__}: {err}"))
         log.info("%s: %.1f s", spec.name, time.perf_counter() - t0)
+        if bar is not None:
+            bar.update(all(c.passed for c in checks[-1:]))
     return ValidationRun(tuple(checks), tuple(ctx.figures),
                          {g: tuple(v) for g, v in ctx.notes.items()}, fast,
                          time.perf_counter() - start)

@@ -1,0 +1,139 @@
+"""One progress mechanism (sparsesim.progress): a bar on stderr only when it is a terminal and
+not --quiet; the library reports to whatever its caller passes (it never prints itself), once
+per unit of long work — dynamic runs, validation check groups, sweep points."""
+
+import io
+import os
+import pty
+import subprocess
+import sys
+
+from sparsesim import simulate
+from sparsesim.engine.dynamic import synthetic_dynamic
+from sparsesim.progress import Progress, duration
+from sparsesim.validation import run_checks
+from sparsesim.workload.network import load_workload
+
+TINY = """[network]
+name = "t"
+[[layer]]
+name = "c1"
+op = "conv2d"
+c = 4
+h = 8
+w = 8
+m = 8
+r = 3
+s = 3
+"""
+
+
+class Tty(io.StringIO):
+    def isatty(self):
+        return True
+
+
+class Counting:
+    """A progress factory that records what it is told (the real calls, nothing faked)."""
+
+    def __init__(self):
+        self.bars = []
+
+    def __call__(self, total, what):
+        bar = Progress(total, what, stream=io.StringIO())  # not a tty: draws nothing
+        self.bars.append(bar)
+        return bar
+
+
+def test_the_bar_draws_on_a_terminal_only_and_not_when_quiet():
+    for stream, quiet, drawn in ((Tty(), False, True), (Tty(), True, False),
+                                 (io.StringIO(), False, False)):
+        bar = Progress(3, "inputs", stream=stream, quiet=quiet, delay=0)
+        for _ in range(3):
+            bar.update()
+        text = stream.getvalue()
+        assert bool(text) == drawn
+        if drawn:  # the last draw ends the line; earlier ones return to its start
+            assert text.endswith("\n") and "3/3 inputs" in text.splitlines()[-1]
+            assert "failed" not in text
+
+
+def test_failures_are_counted_and_shown():
+    stream = Tty()
+    bar = Progress(2, "points", stream=stream, delay=0)
+    bar.update(ok=False)
+    bar.update()
+    assert (bar.done, bar.failed) == (2, 1) and "1 failed" in stream.getvalue()
+
+
+def test_quick_work_shows_nothing():
+    """The first draw comes ``delay`` s in: a run done sooner leaves the terminal alone."""
+    stream = Tty()
+    bar = Progress(3, "layers", stream=stream, delay=60)
+    for _ in range(3):
+        bar.update()
+    assert stream.getvalue() == ""
+
+
+def test_a_static_run_reports_each_layer(tmp_path):
+    path = tmp_path / "t.toml"
+    path.write_text(TINY + TINY.split("\n", 2)[2].replace('"c1"', '"c2"'))
+    counting = Counting()
+    result = simulate(load_workload(str(path)), "default", progress=counting)
+    [bar] = counting.bars
+    assert (bar.total, bar.done, bar.what) == (2, 2, "layers")
+    assert list(result.layers["layer"]) == ["c1", "c2"]
+
+
+def test_duration_text():
+    assert [duration(s) for s in (0, 59.4, 75, float("inf"))] == ["0s", "59s", "1m15s", "?"]
+
+
+def test_a_dynamic_run_reports_the_static_run_and_each_input(tmp_path):
+    path = tmp_path / "t.toml"
+    path.write_text(TINY)
+    workload = load_workload(str(path))
+    counting = Counting()
+    result = simulate(workload, "default", dynamic=synthetic_dynamic(workload, inputs=5),
+                      progress=counting)
+    [bar] = counting.bars
+    assert (bar.total, bar.done) == (6, 6)  # 1 static + 5 inputs
+    assert result.df["input"].nunique() == 5
+
+
+def test_validation_reports_each_check_group(tmp_path):
+    counting = Counting()
+    checked = run_checks(fast=True, out_dir=tmp_path, only=["formulas"], progress=counting)
+    [bar] = counting.bars
+    assert bar.total == bar.done >= 1 and bar.failed == 0 and checked.passed
+
+
+def _stderr_on_a_terminal(*args):
+    """Run the CLI with stderr on a pseudo-terminal; what it drew there."""
+    master, slave = pty.openpty()
+    proc = subprocess.run([sys.executable, "-m", "sparsesim.cli", *args], stdout=subprocess.PIPE,
+                          stderr=slave, timeout=600)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the terminal's other end is closed: all read
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    assert proc.returncode == 0
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_run_dynamic_shows_progress_on_a_terminal_and_quiet_silences_it(tmp_path):
+    # ResNet-18, 8 inputs: seconds of work, past the bar's 1 s delay
+    args = ("run", "-w", "resnet18", "--dynamic", "8", "--channel-keep", "0.6",
+            "--format", "csv")
+    assert "9/9 runs" in _stderr_on_a_terminal(*args)
+    assert "runs" not in _stderr_on_a_terminal(*args, "--quiet")
+    piped = subprocess.run([sys.executable, "-m", "sparsesim.cli", *args],
+                           capture_output=True, text=True, timeout=600)
+    assert piped.returncode == 0 and "█" not in piped.stderr  # not a terminal: no bar
