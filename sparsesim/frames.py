@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from sparsesim.errors import SparsesimError
+
+if TYPE_CHECKING:  # pandas is imported by the reader, not by the CLI's start-up
+    import pandas as pd
 
 FRAME_FORMATS: dict[str, str] = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet",
                                  ".json": "json"}
@@ -73,6 +75,8 @@ def write_frame(df: pd.DataFrame, path: str | Path) -> Path:
 
 def read_frame(path: str | Path) -> pd.DataFrame:
     """A results file written by :func:`write_frame` (or any CSV/Parquet/JSON records file)."""
+    import pandas as pd
+
     p = Path(path)
     fmt = frame_format(p, field=None)
     try:

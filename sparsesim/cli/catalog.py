@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from sparsesim.arch.config import builtin_archs, load_arch
-from sparsesim.area import area_breakdown
 from sparsesim.cli.common import clip, print_rows
 from sparsesim.units import fmt_si
 from sparsesim.workload.network import builtin_workloads, load_workload
@@ -25,6 +24,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run_archs(args: argparse.Namespace) -> int:
     """One row per arch preset."""
+    from sparsesim.area import area_breakdown  # imports the formats' Numba kernels
+
     rows = []
     for name in builtin_archs():
         a = load_arch(name)

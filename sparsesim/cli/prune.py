@@ -11,7 +11,6 @@ from sparsesim.cli.common import DEFAULT_WORKLOAD, add_attention_args, nm_ratio
 from sparsesim.cli.flags import FRACTION, SEED, count, real
 from sparsesim.errors import SparsesimError
 from sparsesim.files import output_file
-from sparsesim.prune.spec import is_model_factory
 from sparsesim.sparsity.trace import Trace, accuracy_rows, compaction_text
 from sparsesim.units import fmt_si
 from sparsesim.workload.network import load_workload
@@ -25,6 +24,9 @@ SHIPPED = ("digits", "efficientnet_lite0", "minilm", "smollm2")
 
 def model_source(value: str) -> str:
     """A shipped model's name or ``FILE.py:FACTORY`` (argparse type)."""
+    from sparsesim.prune.spec import is_model_factory  # not at start-up: sparsesim.prune
+    # imports the engine (pandas, Numba, simpy)
+
     if value in SHIPPED or is_model_factory(value):
         return value
     raise argparse.ArgumentTypeError(f"{value!r} is neither one of {', '.join(SHIPPED)} nor "
