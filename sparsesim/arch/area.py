@@ -50,7 +50,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
-from sparsesim.arch.section import Section, number
+from sparsesim.arch.section import Section, number, table_overrides
 from sparsesim.errors import SparsesimError
 from sparsesim.files import read_toml
 
@@ -227,21 +227,8 @@ class AreaConfig(Section):
 
     def __post_init__(self) -> None:
         number(self.node_nm, "area.node_nm", positive=True)
-        if not isinstance(self.table, str):
-            raise SparsesimError(f"must be a file path, got {self.table!r}", field="area.table")
-        try:
-            given = dict(self.overrides)
-        except (TypeError, ValueError):
-            raise SparsesimError(f"overrides must be (entry, value) pairs, got "
-                                 f"{self.overrides!r}", field="area") from None
-        for key in given:
-            if key not in AREA_TABLE_KEYS:
-                raise SparsesimError(f"unknown key; expected one of "
-                                     f"{', '.join(sorted(self.keys()))}", field=f"area.{key}")
-        entries = tuple((k, given[k]) for k in AREA_TABLE_KEYS if given.get(k) is not None)
-        for key, value in entries:
-            number(value, f"area.{key}", positive=False)
-        object.__setattr__(self, "overrides", entries)
+        object.__setattr__(self, "overrides", table_overrides(
+            self.table, self.overrides, AREA_TABLE_KEYS, "area", self.keys()))
 
     @property
     def scale(self) -> float:

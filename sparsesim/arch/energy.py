@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 from sparsesim.arch.dram import dram_tech
-from sparsesim.arch.section import Section, number
+from sparsesim.arch.section import Section, number, table_overrides
 from sparsesim.errors import SparsesimError
 from sparsesim.files import read_toml
 
@@ -189,21 +189,8 @@ class EnergyConfig(Section):
     overrides: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
-        if not isinstance(self.table, str):
-            raise SparsesimError(f"must be a file path, got {self.table!r}", field="energy.table")
-        try:
-            given = dict(self.overrides)
-        except (TypeError, ValueError):
-            raise SparsesimError(f"overrides must be (entry, value) pairs, got "
-                                 f"{self.overrides!r}", field="energy") from None
-        for key in given:
-            if key not in ENERGY_TABLE_KEYS:
-                raise SparsesimError(f"unknown key; expected one of "
-                                     f"{', '.join(sorted(self.keys()))}", field=f"energy.{key}")
-        entries = tuple((k, given[k]) for k in ENERGY_TABLE_KEYS if given.get(k) is not None)
-        for key, value in entries:
-            number(value, f"energy.{key}", positive=False)
-        object.__setattr__(self, "overrides", entries)
+        object.__setattr__(self, "overrides", table_overrides(
+            self.table, self.overrides, ENERGY_TABLE_KEYS, "energy", self.keys()))
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:

@@ -60,3 +60,27 @@ def number(value: Any, field: str, *, positive: bool, finite: bool = True) -> No
         kind = "positive" if positive else "non-negative"
         extra = "" if finite else " (inf allowed)"
         raise SparsesimError(f"must be a {kind} number{extra}, got {value!r}", field=field)
+
+
+def table_overrides(table: Any, overrides: Any, keys: tuple[str, ...], section: str,
+                    fields_: tuple[str, ...]) -> tuple[tuple[str, float], ...]:
+    """A cost table's override fields checked (``[energy]``, ``[area]``): ``table`` a file
+    path, ``overrides`` ``(entry, value)`` pairs naming ``keys``; returned in table order
+    (``None`` values dropped), so equal overrides compare and hash equal however given.
+    ``fields_``: every key the section takes (named when one is unknown)."""
+    if not isinstance(table, str):
+        raise SparsesimError(f"must be a file path, got {table!r}", field=f"{section}.table")
+    try:
+        given = dict(overrides)
+    except (TypeError, ValueError):
+        raise SparsesimError(f"overrides must be (entry, value) pairs, got {overrides!r}",
+                             field=section) from None
+    for key in given:
+        if key not in keys:
+            raise SparsesimError(f"unknown key; expected one of "
+                                 f"{', '.join(sorted(fields_))}",
+                                 field=f"{section}.{key}")
+    entries = tuple((k, given[k]) for k in keys if given.get(k) is not None)
+    for key, value in entries:
+        number(value, f"{section}.{key}", positive=False)
+    return entries

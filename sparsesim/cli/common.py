@@ -9,6 +9,7 @@ import tomllib
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sparsesim.cli.flags import KEEP, count
 from sparsesim.errors import SparsesimError
@@ -16,6 +17,9 @@ from sparsesim.files import output_file
 from sparsesim.frames import frame_bytes, frame_format
 from sparsesim.progress import Progress, ProgressFactory
 from sparsesim.rules.nm import parse_nm
+
+if TYPE_CHECKING:
+    from sparsesim.sparsity.trace import Trace
 
 DEFAULT_WORKLOAD = "resnet18"
 DEFAULT_ARCH = "default"
@@ -107,3 +111,12 @@ def add_quiet(parser: argparse.ArgumentParser) -> None:
 def progress_bar(args: argparse.Namespace) -> ProgressFactory:
     """The progress a command's long work reports to (:mod:`sparsesim.progress`)."""
     return partial(Progress, quiet=args.quiet)
+
+
+def save_trace(trace: Trace, out: Path) -> None:
+    """Write ``trace`` to ``out`` (its folder made), an OS failure one line naming the file."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        trace.save(out)
+    except OSError as err:
+        raise SparsesimError(f"cannot write: {err.strerror}", file=str(out)) from None

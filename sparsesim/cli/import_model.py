@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from sparsesim.cli.common import save_trace
 from sparsesim.cli.prune import add_allow_uncaptured, model_source, print_capture, \
     user_model_trace
 from sparsesim.errors import SparsesimError
@@ -39,11 +40,7 @@ def run(args: argparse.Namespace) -> int:
                              "`sparsesim prune --model`", field="--model")
     trace = user_model_trace(args.model, None, args.allow_uncaptured)
     out: Path = args.out
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        trace.save(out)
-    except OSError as err:
-        raise SparsesimError(f"cannot write: {err.strerror}", file=str(out)) from None
+    save_trace(trace, out)
     print(f"{trace.workload.name}: {len(trace.workload.layers)} layers, weight sparsity "
           f"{trace.meta.get('weight_sparsity', 0.0):.4f} (its own zeros)")
     print_capture(trace.meta)

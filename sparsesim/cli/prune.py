@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from sparsesim.cli.common import DEFAULT_WORKLOAD, add_attention_args, nm_ratio
+from sparsesim.cli.common import DEFAULT_WORKLOAD, add_attention_args, nm_ratio, save_trace
 from sparsesim.cli.flags import FRACTION, SEED, count, real
 from sparsesim.errors import SparsesimError
 from sparsesim.files import output_file
@@ -221,11 +221,7 @@ def run(args: argparse.Namespace) -> int:
 
             trace = with_sparse_attention(trace, attention)
     out: Path = args.out
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        trace.save(out)
-    except OSError as err:
-        raise SparsesimError(f"cannot write: {err.strerror}", file=str(out)) from None
+    save_trace(trace, out)
     meta = trace.meta
     size = os.path.getsize(out)
     print(f"{trace.workload.name}: {len(trace.workload.layers)} layers, "
