@@ -1,6 +1,6 @@
 """Progress of long work (sweep points, dynamic inputs, validation checks): one status line on
 stderr with count, rate and ETA, redrawn in place at most twice a second, first drawn after
-``delay`` (1 s): work done sooner shows nothing.
+``delay`` (1 s, or ``$SPARSESIM_PROGRESS_DELAY`` seconds): work done sooner shows nothing.
 
 One mechanism for every command, and our own rather than tqdm or rich: one line of stderr
 needs no dependency, and the library itself never prints — a long-running function takes a
@@ -12,21 +12,42 @@ with ``quiet`` (the commands' ``--quiet``).
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
 from typing import TextIO
+
+from sparsesim.errors import SparsesimError
+
+DELAY_ENV = "SPARSESIM_PROGRESS_DELAY"
+"""Seconds before a bar first draws (default 1): ``0`` shows every bar, however quick the work."""
+
+
+def default_delay() -> float:
+    """``$SPARSESIM_PROGRESS_DELAY`` in seconds, else 1; anything else than a number ≥ 0 refused."""
+    text = os.environ.get(DELAY_ENV)
+    if text is None:
+        return 1.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise SparsesimError(f"must be a number of seconds >= 0, got {text!r}", field=DELAY_ENV)
+    return value
 
 
 class Progress:
     """A bar over ``total`` units of ``what`` (``points``, ``inputs``, ``checks``)."""
 
     def __init__(self, total: int, what: str, *, quiet: bool = False,
-                 stream: TextIO | None = None, delay: float = 1.0) -> None:
+                 stream: TextIO | None = None, delay: float | None = None) -> None:
         self.total, self.what, self.done, self.failed = total, what, 0, 0
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = not quiet and self.stream.isatty()
         self.start = time.perf_counter()
+        delay = default_delay() if delay is None else delay
         self.last = self.start + delay - 0.5  # first draw ``delay`` s in: quick work stays quiet
         self.every = 0.5
         self.shown = False

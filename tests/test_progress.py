@@ -10,7 +10,8 @@ import sys
 
 from sparsesim import simulate
 from sparsesim.engine.dynamic import synthetic_dynamic
-from sparsesim.progress import Progress, duration
+from sparsesim.errors import SparsesimError
+from sparsesim.progress import DELAY_ENV, Progress, duration
 from sparsesim.validation import run_checks
 from sparsesim.workload.network import load_workload
 
@@ -109,10 +110,12 @@ def test_validation_reports_each_check_group(tmp_path):
 
 
 def _stderr_on_a_terminal(*args):
-    """Run the CLI with stderr on a pseudo-terminal; what it drew there."""
+    """Run the CLI with stderr on a pseudo-terminal, the bar's delay 0 (a fast machine finishes
+    within the default 1 s); what it drew there."""
     master, slave = pty.openpty()
+    env = {**os.environ, DELAY_ENV: "0"}
     proc = subprocess.run([sys.executable, "-m", "sparsesim.cli", *args], stdout=subprocess.PIPE,
-                          stderr=slave, timeout=600)
+                          stderr=slave, timeout=600, env=env)
     os.close(slave)
     chunks = []
     while True:
@@ -129,7 +132,6 @@ def _stderr_on_a_terminal(*args):
 
 
 def test_run_dynamic_shows_progress_on_a_terminal_and_quiet_silences_it(tmp_path):
-    # ResNet-18, 8 inputs: seconds of work, past the bar's 1 s delay
     args = ("run", "-w", "resnet18", "--dynamic", "8", "--channel-keep", "0.6",
             "--format", "csv")
     assert "9/9 runs" in _stderr_on_a_terminal(*args)
@@ -137,3 +139,32 @@ def test_run_dynamic_shows_progress_on_a_terminal_and_quiet_silences_it(tmp_path
     piped = subprocess.run([sys.executable, "-m", "sparsesim.cli", *args],
                            capture_output=True, text=True, timeout=600)
     assert piped.returncode == 0 and "█" not in piped.stderr  # not a terminal: no bar
+
+
+def test_the_delay_comes_from_the_environment_and_a_bad_one_is_refused(monkeypatch):
+    def drawn():
+        stream = Tty()
+        bar = Progress(2, "inputs", stream=stream)
+        bar.update()
+        bar.update()
+        return stream.getvalue()
+
+    assert drawn() == ""  # default 1 s: quick work shows nothing
+    monkeypatch.setenv(DELAY_ENV, "0")
+    assert "2/2 inputs" in drawn()
+    for bad in ("soon", "-1", "nan"):
+        monkeypatch.setenv(DELAY_ENV, bad)
+        try:
+            drawn()
+        except SparsesimError as e:
+            assert e.field == DELAY_ENV and bad in str(e)
+        else:
+            raise AssertionError(f"{bad!r} accepted")
+
+
+def test_a_bad_delay_is_one_line_and_exit_2():
+    env = {**os.environ, DELAY_ENV: "soon"}
+    proc = subprocess.run([sys.executable, "-m", "sparsesim.cli", "run", "-w", "resnet18",
+                           "--dynamic", "2"], capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 2 and DELAY_ENV in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
