@@ -9,6 +9,8 @@ of the preset named by ``[arch] base`` (the ``default`` preset unless given)::
     name = "my-array"
     base = "default"          # preset whose values fill what this file leaves out
     clock_hz = 1_000_000_000
+    source = "where the numbers come from (paper, datasheet)"   # shown by `sparsesim archs`
+    notes = "what the model cannot express of the real chip"    # optional, free text
 
     [array]
     rows = 32
@@ -96,6 +98,8 @@ class Arch:
     online: OnlineConfig = OnlineConfig()
     area: AreaConfig = AreaConfig()
     description: str = ""
+    source: str = ""
+    notes: str = ""
 
     def __post_init__(self) -> None:
         if isinstance(self.clock_hz, bool) or not isinstance(self.clock_hz, (int, float)) or not (
@@ -119,7 +123,8 @@ class Arch:
         """The TOML-shaped dict this arch round-trips through."""
         return {
             "arch": {"name": self.name, "clock_hz": self.clock_hz,
-                     "description": self.description},
+                     "description": self.description, "source": self.source,
+                     "notes": self.notes},
             "array": self.array.to_table(),
             "precision": self.precision.to_table(),
             "pe": self.pe.to_table(),
@@ -139,7 +144,9 @@ _SECTIONS: dict[str, type[Section]] = {
     "online": OnlineConfig,
     "area": AreaConfig,
 }
-_ARCH_KEYS = frozenset({"name", "base", "clock_hz", "description"})
+_ARCH_KEYS = frozenset({"name", "base", "clock_hz", "description", "source", "notes"})
+_TEXT_KEYS = ("name", "description", "source", "notes")
+"""``[arch]`` fields that are free text: a preset's identity and provenance, not inherited."""
 
 
 def builtin_archs() -> list[str]:
@@ -207,6 +214,9 @@ def _arch_from_dict(
         if key not in _ARCH_KEYS:
             raise SparsesimError(f"unknown key; expected one of {', '.join(sorted(_ARCH_KEYS))}",
                                  field=f"arch.{key}")
+    for key in _TEXT_KEYS:
+        if key in head and not isinstance(head[key], str):
+            raise SparsesimError(f"must be a string, got {head[key]!r}", field=f"arch.{key}")
     base_name = head.get("base", implicit_base)
     base: Mapping[str, Any] = {}
     if base_name is not None:
@@ -218,7 +228,7 @@ def _arch_from_dict(
                 field="arch.base",
             )
         base = load_arch(base_name).to_dict()
-    # Hardware fields are inherited; the identity (name, description) is not.
+    # Hardware fields are inherited; the identity (name, description, source, notes) is not.
     merged_head = {"clock_hz": _table(base, "arch").get("clock_hz", 1e9), **head}
     merged_head.pop("base", None)
     sections: dict[str, Any] = {}  # one of each Section subclass, by key
@@ -242,6 +252,7 @@ def _arch_from_dict(
         name=str(merged_head.get("name", Path(file).stem if file else "arch")),
         clock_hz=merged_head.get("clock_hz", 1e9),
         description=str(merged_head.get("description", "")),
+        source=str(merged_head.get("source", "")), notes=str(merged_head.get("notes", "")),
         **sections,
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 
 from sparsesim.arch.config import builtin_archs, load_arch
 from sparsesim.cli.common import clip, print_rows
@@ -12,8 +13,12 @@ from sparsesim.workload.network import builtin_workloads, load_workload
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The ``archs`` and ``workloads`` subcommands (no flags)."""
-    archs = sub.add_parser("archs", help="list the arch presets",
-                           description="List the arch presets shipped with sparsesim.")
+    archs = sub.add_parser("archs", help="list the arch presets and their sources",
+                           description="List the arch presets shipped with sparsesim, each "
+                                       "with the source of its numbers.")
+    archs.add_argument("--notes", action="store_true",
+                       help="also print each preset's notes: what it takes from its source and "
+                            "what the model cannot express")
     archs.set_defaults(func=run_archs)
 
     workloads = sub.add_parser("workloads", help="list the built-in workloads",
@@ -23,12 +28,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run_archs(args: argparse.Namespace) -> int:
-    """One row per arch preset."""
+    """One row per arch preset, then each preset's source (and notes, with ``--notes``)."""
     from sparsesim.area import area_breakdown  # imports the formats' Numba kernels
 
     rows = []
-    for name in builtin_archs():
-        a = load_arch(name)
+    presets = [load_arch(name) for name in builtin_archs()]
+    for a in presets:
+        name = a.name
         area = area_breakdown(a)
         rows.append((name, f"{a.array.rows}×{a.array.cols}", a.array.dataflow,
                      fmt_si(a.clock_hz, "Hz"),
@@ -38,6 +44,12 @@ def run_archs(args: argparse.Namespace) -> int:
                      a.description))
     print_rows(("preset", "array", "dataflow", "clock", "bits a/w/o",
                 "area mm²", "leakage", "dram", "description"), rows)
+    print("\nsources:")
+    for a in presets:
+        print(f"  {a.name}: {a.source or '(none given)'}")
+        if args.notes and a.notes:
+            print(textwrap.fill(a.notes, width=100, initial_indent="    ",
+                                subsequent_indent="    "))
     return 0
 
 
