@@ -7,7 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from sparsesim.cli.common import DEFAULT_WORKLOAD, add_attention_args, nm_ratio, save_trace
+from sparsesim.cli.common import (DEFAULT_WORKLOAD, add_attention_args, add_quiet, nm_ratio,
+                                  progress_bar, save_trace)
 from sparsesim.cli.flags import FRACTION, SEED, count, real
 from sparsesim.errors import SparsesimError
 from sparsesim.files import output_file
@@ -125,6 +126,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument("--seed", type=SEED, default=0, help="seed (default: 0)")
     parser.add_argument("-o", "--out", type=Path, required=True, metavar="PATH",
                         help="the trace file to write (.npz)")
+    add_quiet(parser)
     parser.set_defaults(func=run)
 
 
@@ -184,18 +186,20 @@ def run(args: argparse.Namespace) -> int:
                                      field="--method")
             if extra:
                 raise SparsesimError("the digits CNN has no attention", field="--attn-top-k")
-            pruned = pipelines.run_digits_slimming(sparsity, seed=args.seed, dynamic=dynamic)
+            pruned = pipelines.run_digits_slimming(sparsity, seed=args.seed, dynamic=dynamic,
+                                                   progress=progress_bar(args))
         elif args.model == "digits":
             if extra:
                 raise SparsesimError("the digits CNN has no attention", field="--attn-top-k")
             pruned = pipelines.run_digits(spec, schedule=args.schedule, steps=args.steps,
-                                          act_prune=act, seed=args.seed, dynamic=dynamic)
+                                          act_prune=act, seed=args.seed, dynamic=dynamic,
+                                          progress=progress_bar(args))
         else:
             if args.schedule != "oneshot":
                 raise SparsesimError("fine-tuning schedules need training data: only --model "
                                      "digits", field="--schedule")
             pruned = pipelines.run_model(args.model, spec, act_prune=act, dynamic=dynamic,
-                                         **extra)
+                                         progress=progress_bar(args), **extra)
         trace = pruned.trace
     else:
         if dynamic is not None:
@@ -215,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
             for i, layer in enumerate(workload.layers[1:], start=1):
                 models[layer.name] = ActivationModel(args.act_density, None,
                                                      args.seed * 100_003 + i)
-        trace = prune_workload(workload, spec, act_models=models)
+        trace = prune_workload(workload, spec, act_models=models, progress=progress_bar(args))
         if attention.sparse_attention:
             from sparsesim.prune.front import with_sparse_attention
 

@@ -15,7 +15,7 @@ given, the accuracy per sparsity level.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from fnmatch import fnmatch
 from typing import Any
@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from sparsesim.errors import SparsesimError
+from sparsesim.progress import Progress, ProgressFactory
 from sparsesim.workload.layers import Attention, Layer
 from sparsesim.engine.inference import attn_prune_meta, check_sparse_attention
 from sparsesim.engine.size import SizeLimits, check_elements
@@ -44,8 +45,10 @@ def _skipped(layer: Layer, spec: PruneSpec) -> bool:
 
 
 def score_weights(workload: Workload, spec: PruneSpec, weights: Weights,
-                  stats: Mapping[str, LayerStats] | None = None) -> Masks:
-    """Criterion scores of every weight tensor of the unskipped layers."""
+                  stats: Mapping[str, LayerStats] | None = None,
+                  tick: Callable[[], None] | None = None) -> Masks:
+    """Criterion scores of every weight tensor of the unskipped layers (``tick``: called once
+    per tensor scored, a progress bar's ``update``)."""
     out: Masks = {}
     for index, layer in enumerate(workload.layers):
         if layer.name not in weights or _skipped(layer, spec):
@@ -59,12 +62,14 @@ def score_weights(workload: Workload, spec: PruneSpec, weights: Weights,
                                                 rng=rng)
             except SparsesimError as err:
                 raise err.located(file=workload.file) from None
+            if tick is not None:
+                tick()
     return out
 
 
 def weight_masks(workload: Workload, spec: PruneSpec, scores: Masks,
-                 prior: Masks | None = None) -> Masks:
-    """Keep-masks for the scored tensors (weight granularities)."""
+                 prior: Masks | None = None, tick: Callable[[], None] | None = None) -> Masks:
+    """Keep-masks for the scored tensors (weight granularities; ``tick`` once per tensor)."""
     entries, keys, priors = [], [], []
     by_name = {layer.name: layer for layer in workload.layers}
     for name, tensors in scores.items():
@@ -72,11 +77,29 @@ def weight_masks(workload: Workload, spec: PruneSpec, scores: Masks,
             entries.append((by_name[name], tensor, s))
             keys.append((name, tensor))
             priors.append(None if prior is None else prior.get(name, {}).get(tensor))
-    masks = keep_masks(entries, spec, priors if prior is not None else None)
+    masks = keep_masks(entries, spec, priors if prior is not None else None, tick=tick)
     out: Masks = {}
     for (name, tensor), m in zip(keys, masks):
         out.setdefault(name, {})[tensor] = m
     return out
+
+
+def selection_bar(workload: Workload, spec: PruneSpec, progress: ProgressFactory | None, *,
+                  weights: Weights | None = None) -> Progress | None:
+    """The bar over a weight pruning's per-tensor work: each tensor drawn (synthetic weights:
+    ``weights`` None), then each unskipped one scored and selected — the per-layer work that
+    takes tens of seconds on big workloads (VGG-16, a Llama-2-7B block). None without a
+    factory or for a shape granularity (heads, tokens, KV: a few attention layers)."""
+    if progress is None or spec.granularity not in WEIGHT_GRANULARITIES:
+        return None
+    tensors = {layer.name: (len(layer.weight_shapes()) if weights is None
+                            else len(weights.get(layer.name, {})))
+               for layer in workload.layers}
+    scored = sum(tensors[layer.name] for layer in workload.layers if not _skipped(layer, spec))
+    drawn = sum(tensors.values()) if weights is None else 0
+    what = ("weight tensors drawn, scored, selected" if weights is None
+            else "weight tensors scored, selected")
+    return progress(drawn + 2 * scored, what)
 
 
 #: Synthetic weights are float32 and pruning scores them (a few copies): 2^29 elements (2 GiB)
@@ -91,14 +114,22 @@ def prune_workload(
     act_models: Mapping[str, ActivationModel] | None = None,
     keep_ratios: Mapping[str, float] | None = None,
     meta: Mapping[str, Any] | None = None,
+    progress: ProgressFactory | None = None,
 ) -> Trace:
-    """Prune ``workload`` as ``spec`` says and return the trace (not yet saved)."""
+    """Prune ``workload`` as ``spec`` says and return the trace (not yet saved); ``progress``
+    is told of every weight tensor drawn, scored and selected (:func:`selection_bar`)."""
     source = "given weights"
+    bar = None
     if weights is None:  # float32 weights of every layer: refuse what cannot be held
         check_elements(list(workload.layers), file=workload.file, limits=PRUNE_LIMITS,
                        per_element="float32 synthetic weights, 4 bytes each", flag=None)
-        weights = synthetic_weights(workload, distribution=spec.distribution, seed=spec.seed)
+        bar = selection_bar(workload, spec, progress)
+        weights = synthetic_weights(workload, distribution=spec.distribution, seed=spec.seed,
+                                    tick=None if bar is None else bar.update)
         source = f"synthetic {spec.distribution} weights (Kaiming scale), seed {spec.seed}"
+    else:
+        bar = selection_bar(workload, spec, progress, weights=weights)
+    tick = None if bar is None else bar.update
     layers_meta: dict[str, dict[str, Any]] = {}
     masks: Masks = {}
     shaped = workload
@@ -111,8 +142,8 @@ def prune_workload(
     kept_inputs: dict[str, np.ndarray] = {}
     compaction: dict[str, Any] | None = None
     if spec.granularity in WEIGHT_GRANULARITIES:
-        scores = score_weights(workload, spec, weights, stats)
-        masks = weight_masks(workload, spec, scores, prior)
+        scores = score_weights(workload, spec, weights, stats, tick=tick)
+        masks = weight_masks(workload, spec, scores, prior, tick=tick)
         stored = masks
         if spec.compact and spec.granularity in COMPACTING:
             done = compact(workload, masks)

@@ -25,7 +25,7 @@ N:M keeps by score with :func:`sparsesim.rules.nm.conformant_mask`.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -132,11 +132,13 @@ def _row_keep(view: np.ndarray, amount: float) -> np.ndarray:
 
 
 def keep_masks(entries: Sequence[Entry], spec: PruneSpec,
-               prior: Sequence[np.ndarray | None] | None = None) -> list[np.ndarray]:
+               prior: Sequence[np.ndarray | None] | None = None,
+               tick: Callable[[], None] | None = None) -> list[np.ndarray]:
     """Keep-masks (each in its tensor's layout) for the scored tensors of ``entries``.
 
     ``prior`` masks (iterative schedules) stay pruned: their zeros score ``-inf`` and count
-    toward the target sparsity.
+    toward the target sparsity. ``tick`` is called once per tensor whose mask is done (a
+    progress bar's ``update``; a global ranking finishes every tensor at once, at the end).
     """
     views = []
     for i, (layer, tensor, s) in enumerate(entries):
@@ -145,20 +147,37 @@ def keep_masks(entries: Sequence[Entry], spec: PruneSpec,
         if p is not None:
             v = np.where(gemm_view(layer, tensor, p), v, -np.inf)
         views.append(v)
+
+    def each(make: Callable[[int], np.ndarray]) -> list[np.ndarray]:
+        out = []
+        for i in range(len(entries)):
+            out.append(make(i))
+            if tick is not None:
+                tick()
+        return out
+
+    def layer_of(i: int) -> Layer:
+        return entries[i][0]
+
+    def back(i: int, keep: np.ndarray) -> np.ndarray:
+        layer, tensor, s = entries[i]
+        return from_view(layer, tensor, keep, s.shape)
+
     if spec.granularity == "nm":
         n, m = spec.nm
-        return [from_view(layer, tensor, conformant_mask(v.shape, n, m, (1,), scores=v),
-                          s.shape) for (layer, tensor, s), v in zip(entries, views)]
+        return each(lambda i: back(i, conformant_mask(views[i].shape, n, m, (1,),
+                                                      scores=views[i])))
     if spec.compare == "row":
-        return [from_view(layer, tensor, _row_keep(v, spec.sparsity), s.shape)
-                for (layer, tensor, s), v in zip(entries, views)]
-    units = [_units(v, spec, layer) for (layer, _, _), v in zip(entries, views)]
+        return each(lambda i: back(i, _row_keep(views[i], spec.sparsity)))
     if spec.scope == "layer":
-        pruned = [lowest(u, prune_count(u.size, spec.sparsity)) for u, _ in units]
-    else:
-        pruned = _global(units, spec)
-    return [from_view(layer, tensor, ~_expand(p, v.shape, spec, layer), s.shape)
-            for (layer, tensor, s), v, p in zip(entries, views, pruned)]
+        def one(i: int) -> np.ndarray:
+            u, _ = _units(views[i], spec, layer_of(i))
+            pruned = lowest(u, prune_count(u.size, spec.sparsity))
+            return back(i, ~_expand(pruned, views[i].shape, spec, layer_of(i)))
+        return each(one)
+    units = [_units(v, spec, layer) for (layer, _, _), v in zip(entries, views)]
+    pruned = _global(units, spec)
+    return each(lambda i: back(i, ~_expand(pruned[i], views[i].shape, spec, layer_of(i))))
 
 
 def _global(units: list[tuple[np.ndarray, np.ndarray]], spec: PruneSpec) -> list[np.ndarray]:

@@ -13,6 +13,7 @@ per-layer magnitude pruning disagree as they should.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -23,8 +24,9 @@ Weights = dict[str, dict[str, np.ndarray]]
 
 
 def synthetic_weights(workload: Workload, *, distribution: str = "normal",
-                      seed: int = 0) -> Weights:
-    """``{layer: {tensor: float32 array}}`` in the layouts of ``Layer.weight_shapes``."""
+                      seed: int = 0, tick: Callable[[], None] | None = None) -> Weights:
+    """``{layer: {tensor: float32 array}}`` in the layouts of ``Layer.weight_shapes``;
+    ``tick`` is called once per tensor drawn (a progress bar's ``update``)."""
     if distribution not in DISTRIBUTIONS:
         raise ValueError(f"unknown distribution {distribution!r}")
     out: Weights = {}
@@ -46,5 +48,7 @@ def synthetic_weights(workload: Workload, *, distribution: str = "normal",
             else:
                 w = rng.laplace(0.0, std / math.sqrt(2), shape).astype(np.float32)
             tensors[name] = w
+            if tick is not None:
+                tick()
         out[layer.name] = tensors
     return out

@@ -50,12 +50,14 @@ import torch.nn.utils.prune as tprune
 from torch import nn
 
 from sparsesim.errors import SparsesimError
+from sparsesim.progress import ProgressFactory
 from sparsesim.workload.layers import Attention, Conv2d, Layer, Linear
 from sparsesim.sparsity.masks import LayerMasks
 from sparsesim.prune.torch import gates
 from sparsesim.prune.activations import ActPrune
 from sparsesim.prune.criteria import LayerStats
-from sparsesim.prune.front import Masks, prune_workload, score_weights, weight_masks
+from sparsesim.prune.front import (Masks, prune_workload, score_weights, selection_bar,
+                                   weight_masks)
 from sparsesim.prune.schedule import imp_levels, iterative_levels
 from sparsesim.prune.compact import compact
 from sparsesim.prune.spec import COMPACTING, WEIGHT_GRANULARITIES, DynamicSpec, PruneSpec
@@ -287,11 +289,16 @@ class TorchNet:
 
     def calibrate(self, *, act_prune: ActPrune | None = None, act_skip: Sequence[str] = (),
                   norms: bool = False, masks: bool = True, attention: bool = False,
-                  loss: Loss | None = None, micro_batch: int = 1) -> Calibration:
+                  loss: Loss | None = None, micro_batch: int = 1,
+                  progress: ProgressFactory | None = None) -> Calibration:
         """Forward the calibration inputs once with hooks (no grad); then, given ``loss``
         (``loss(output, part)``: the loss of the model's output on ``inputs[part]``), one
-        backward per micro-batch of ``micro_batch`` samples for Taylor and Fisher."""
+        backward per micro-batch of ``micro_batch`` samples for Taylor and Fisher.
+        ``progress`` is told of each pass (the forward, then each micro-batch's backward)."""
         cal = Calibration()
+        n = self.inputs.shape[0]
+        passes = 1 + (-(-n // micro_batch) if loss is not None else 0)
+        bar = progress(passes, "calibration passes") if progress is not None else None
         sq: dict[str, dict[str, torch.Tensor]] = {}
 
         def on_input(name: str, x: torch.Tensor) -> None:
@@ -325,13 +332,16 @@ class TorchNet:
         with torch.no_grad(), self._hooks(act_prune=act_prune, act_skip=act_skip,
                                           on_input=on_input, on_o_input=on_o, on_taps=on_taps):
             cal.output = self.model(self.inputs)
+        if bar is not None:
+            bar.update()
         stats: dict[str, dict[str, dict[str, np.ndarray]]] = {}
         for name, tensors in sq.items():
             for t, s in tensors.items():
                 stats.setdefault(name, {}).setdefault("act_norms", {})[t] = (
                     s.sqrt().float().numpy())
         if loss is not None:
-            for name, kind in self._gradients(loss, micro_batch, act_prune, act_skip).items():
+            for name, kind in self._gradients(loss, micro_batch, act_prune, act_skip,
+                                              None if bar is None else bar.update).items():
                 for k, v in kind.items():
                     stats.setdefault(name, {})[k] = v
         cal.stats = {name: LayerStats(grads=d.get("grads", {}), fisher=d.get("fisher", {}),
@@ -340,7 +350,8 @@ class TorchNet:
         return cal
 
     def _gradients(self, loss: Loss, micro_batch: int,
-                   act_prune: ActPrune | None, act_skip: Sequence[str]
+                   act_prune: ActPrune | None, act_skip: Sequence[str],
+                   tick: Callable[[], None] | None = None
                    ) -> dict[str, dict[str, dict[str, np.ndarray]]]:
         params: dict[tuple[str, str], Any] = {
             (name, t): m.weight_orig if hasattr(m, "weight_orig") else m.weight
@@ -361,6 +372,8 @@ class TorchNet:
                     g_sum[k] += g
                     g_sq[k] += g * g
                 steps += 1
+                if tick is not None:
+                    tick()
         self.model.zero_grad(set_to_none=True)
         out: dict[str, dict[str, dict[str, np.ndarray]]] = {}
         for (name, t) in params:
@@ -371,18 +384,23 @@ class TorchNet:
 
     # --- pruning -----------------------------------------------------------------------
 
-    def prune(self, spec: PruneSpec, cal: Calibration | None = None) -> Masks:
+    def prune(self, spec: PruneSpec, cal: Calibration | None = None,
+              progress: ProgressFactory | None = None) -> Masks:
         """Apply ``spec`` (a weight granularity) to the model; returns the keep-masks.
 
         Already-pruned weights stay pruned and count toward the sparsity (iterative runs).
+        ``progress`` is told of each weight tensor scored, then selected.
         """
         if spec.granularity not in WEIGHT_GRANULARITIES:
             raise SparsesimError(f"{spec.granularity} pruning changes shapes: use trace()",
                                  field="granularity")
         wl = self.workload
         prior = self.current_masks()
-        scores = score_weights(wl, spec, self.weights(), None if cal is None else cal.stats)
-        masks = weight_masks(wl, spec, scores, prior={k: prior[k] for k in scores})
+        weights = self.weights()
+        bar = selection_bar(wl, spec, progress, weights=weights)
+        tick = None if bar is None else bar.update
+        scores = score_weights(wl, spec, weights, None if cal is None else cal.stats, tick=tick)
+        masks = weight_masks(wl, spec, scores, prior={k: prior[k] for k in scores}, tick=tick)
         # A target below what is already pruned (a tensor's share of a global level, the
         # zeros of a regularized run) must not revive weights: the prior masks stay.
         masks = {k: {t: m & prior[k][t] for t, m in v.items()} for k, v in masks.items()}

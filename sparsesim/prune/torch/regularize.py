@@ -110,12 +110,13 @@ def _regularizer(spec: PruneSpec) -> Regularizer:
 def train_regularized(net: TorchNet, x: torch.Tensor, y: torch.Tensor, spec: PruneSpec, *,
                       epochs: int, lr: float = 0.01, momentum: float = 0.9, batch: int = 64,
                       seed: int = 0, freeze_bn: bool = True,
-                      loss_fn: Callable[[torch.Tensor, torch.Tensor], Any] = F.cross_entropy
-                      ) -> None:
+                      loss_fn: Callable[[torch.Tensor, torch.Tensor], Any] = F.cross_entropy,
+                      on_epoch: Callable[[], None] | None = None) -> None:
     """Train ``net.model`` on ``(x, y)`` for ``epochs`` with ``loss_fn`` and the spec's
     penalty: SGD (``lr``, ``momentum``, mini-batches of ``batch``, shuffled with ``seed``) and
     a proximal step after each update, or the penalty added to the loss (``proximal=False``);
-    ``freeze_bn`` keeps batch norms on their running statistics."""
+    ``freeze_bn`` keeps batch norms on their running statistics; ``on_epoch`` is called
+    after each epoch (a progress bar's ``update``)."""
     reg = _regularizer(spec)
     weights = penalized(net, spec)
     gen = torch.Generator().manual_seed(seed)
@@ -137,6 +138,8 @@ def train_regularized(net: TorchNet, x: torch.Tensor, y: torch.Tensor, spec: Pru
                 opt.step()
                 if reg.proximal:
                     prox_(weights, spec.granularity, lr * reg.lam)
+            if on_epoch is not None:
+                on_epoch()
     finally:
         net.model.eval()
 
