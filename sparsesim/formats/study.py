@@ -370,8 +370,10 @@ def plot_crossover(df: pd.DataFrame) -> Figure:
                         rotation=90, fontsize=8, color="dimgrey",
                         bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none"})
             sequence.append(f"{r.to_format.split(':')[0]} at {100 * r.measured_sparsity:.2f} %")
+        # the winner sequence three steps a line: one line ran past a one-panel figure
+        steps = [" \u2192 ".join(sequence[i:i + 3]) for i in range(0, len(sequence), 3)]
         ax.set_title(f"{vb}-bit values, {shape_text} tensor\nsmallest format: "
-                     + " \u2192 ".join(sequence), fontsize=9.5)
+                     + " \u2192\n".join(steps), fontsize=9.5)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlim(1.3, float(density.min()) / 1.3)  # reversed: sparsity grows to the right
@@ -382,8 +384,8 @@ def plot_crossover(df: pd.DataFrame) -> Figure:
         ax.grid(True, which="major", alpha=0.3)
     axes[0][0].set_ylabel("bits per element (data + metadata)")
     fig.legend([handles[k] for k in label_of], list(label_of.values()), loc="outside lower center",
-               ncol=min(len(label_of), 6), fontsize=8.5, title_fontsize=8.5,
-               title="markers: measured with the encoders; lines: closed forms; "
+               ncol=min(len(label_of), 2 * len(vbits)), fontsize=8.5, title_fontsize=8.5,
+               title="markers: measured with the encoders; lines: closed forms;\n"
                      "dotted verticals: the smallest format changes (measured)")
     fig.suptitle("Sparse format size vs sparsity, uniform random masks", fontsize=12)
     return fig

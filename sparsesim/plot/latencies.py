@@ -33,6 +33,10 @@ _STAT_STYLE: dict[str, tuple[str, Any]] = {"mean": ("#000000", "--"), "p50": (OK
                "p99": (OKABE_ITO[3], ":"), "static": ("#777777", "-.")}
 
 
+_LINE_PT = 12.0
+"""Vertical step between the statistics' labels (points): one small-font line and a gap."""
+
+
 def draw_latency_distribution(ax: plt.Axes, series: Mapping[str, np.ndarray], *,
                               static_seconds: float | None = None,
                               bins: int | None = None) -> dict[str, dict[str, float]]:
@@ -78,21 +82,18 @@ def draw_latency_distribution(ax: plt.Axes, series: Mapping[str, np.ndarray], *,
         x = value * scale
         ax.axvline(x, color=colour, linestyle=style, linewidth=1.4, gid=gid)
         right = x < lo + 0.7 * span
+        # Each label on its own line, a line (in points) below the one before: labels never
+        # meet, whatever the figure's size (a placement found at one size — moving a label
+        # down only where it hit another — overlapped once the figure was drawn smaller).
         label = ax.annotate(f"{stat} {x:.4g} {unit}", (x, 0.97), xycoords=text_at,
-                            xytext=(3 if right else -3, 0), textcoords="offset points",
+                            xytext=(3 if right else -3, -_LINE_PT * len(boxes)),
+                            textcoords="offset points",
                             ha="left" if right else "right", va="top", fontsize="small",
                             color=colour, gid=gid, bbox={"facecolor": "white", "edgecolor": "none",
                                                          "pad": 0.5, "alpha": 0.85})
-        # move each label down a line until it clears the labels placed before it
-        for level in range(len(marks)):
-            label.xy = (x, 0.97 - 0.085 * level)
-            b = label.get_window_extent().transformed(to_axes)
-            box = (b.x0 - 0.01, b.y0, b.x1 + 0.01, b.y1)
-            if not any(box[0] < o[2] and o[0] < box[2] and box[1] < o[3] and o[1] < box[3]
-                       for o in boxes):
-                break
-        boxes.append(box)
-        lowest = min(lowest, box[1])
+        b = label.get_window_extent().transformed(to_axes)
+        boxes.append((b.x0, b.y0, b.x1, b.y1))
+        lowest = min(lowest, b.y0)
     tallest = max((p.get_height() for p in ax.patches if isinstance(p, Rectangle)),
                   default=1.0)
     ax.set_ylim(0, tallest / max(lowest - 0.04, 0.25))  # the bars stay below the labels

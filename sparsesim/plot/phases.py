@@ -79,7 +79,7 @@ def phase_breakdown(df: pd.DataFrame, *, top: int | None = 40) -> Figure:
     handles = [Patch(facecolor=_PHASE_STYLE.get(p, (OKABE_ITO[4], ""))[0], edgecolor="white",
                      hatch=_PHASE_STYLE.get(p, ("", ""))[1],
                      label=f"{p}: {_pct(share.loc[p, 'cycles'])} of cycles"
-                     + (f", {_pct(share.loc[p, 'energy_pj'])} of energy" if has_energy else ""))
+                     + (f",\n{_pct(share.loc[p, 'energy_pj'])} of energy" if has_energy else ""))
                for p in order]
     fig.legend(handles=handles, loc="outside right center", frameon=False, fontsize="small",
                title="part of the step (share of its total)", title_fontsize="small")
@@ -94,6 +94,7 @@ def phase_breakdown(df: pd.DataFrame, *, top: int | None = 40) -> Figure:
         notes.append(f"mean of {inputs} inputs")
     if top is not None and len(layer_order) > top:
         notes.append(f"largest {top} of {len(layer_order)} layers")
-    fig.suptitle(f"{network}: per-layer cycles{' and energy' if has_energy else ''} by phase "
+    # two lines: one ran past the figure once it was drawn narrower than its default
+    fig.suptitle(f"{network}: per-layer cycles{' and energy' if has_energy else ''} by phase\n"
                  f"({', '.join(notes)})")
     return fig

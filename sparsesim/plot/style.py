@@ -8,6 +8,7 @@ Every axis names its unit. Importing this module selects the Agg backend: files,
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib
 
@@ -15,6 +16,7 @@ matplotlib.use("Agg")  # files, not windows: the CLI and tests run headless
 
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import Locator, LogLocator, MaxNLocator  # noqa: E402
 
 from sparsesim.errors import SparsesimError  # noqa: E402
 
@@ -87,16 +89,55 @@ def varying_params(df: pd.DataFrame, exclude: Sequence[str]) -> list[str]:
 
 
 def plain_log_ticks(ax: plt.Axes, axis: str = "y") -> None:
-    """Log axes with ordinary numbers (2, 5, 10) instead of 2×10⁰."""
+    """Log axes with ordinary numbers (2, 5, 10) instead of 2×10⁰, and at least two labelled
+    ticks whatever the range: an axis spanning a decade or more gets the decades and the 2s
+    and 5s between them; a narrower one (a sweep whose energies differ by 30 %) gets evenly
+    spaced plain numbers, where the decade ticks would have left one label, or none."""
     from matplotlib.ticker import FuncFormatter
+
+    target = ax.yaxis if axis == "y" else ax.xaxis
 
     def minor(v: float, _: object) -> str:  # label the 2s and 5s between decades only
         lead = f"{v:.0e}"[0]
         return f"{v:g}" if lead in "25" else ""
 
-    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_major_locator(_PlainLogLocator(minor=False))
+    target.set_minor_locator(_PlainLogLocator(minor=True))
     target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     target.set_minor_formatter(FuncFormatter(minor))
+
+
+def _narrow(vmin: float, vmax: float) -> bool:
+    """Whether a positive log range spans less than a decade."""
+    lo, hi = sorted((vmin, vmax))
+    return bool(lo > 0 and hi / lo < 10)
+
+
+class _PlainLogLocator(Locator):
+    """Log ticks (decades; 2–9 between them as minors) on a range of a decade or more; evenly
+    spaced round numbers (``MaxNLocator``) and no minors on a narrower one."""
+
+    def __init__(self, *, minor: bool) -> None:
+        self.minor = minor
+        self.log = LogLocator(subs=tuple(range(2, 10)) if minor else (1.0,))
+        self.even = MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10])
+
+    def set_axis(self, axis: Any) -> None:
+        super().set_axis(axis)
+        self.log.set_axis(axis)
+        self.even.set_axis(axis)
+
+    def __call__(self) -> Sequence[float]:
+        vmin, vmax = self.axis.get_view_interval()  # type: ignore[union-attr]
+        return self.tick_values(vmin, vmax)
+
+    def tick_values(self, vmin: float, vmax: float) -> Sequence[float]:
+        if not _narrow(vmin, vmax):
+            return list(self.log.tick_values(vmin, vmax))
+        if self.minor:
+            return []
+        lo, hi = sorted((vmin, vmax))
+        return [v for v in self.even.tick_values(lo, hi) if v > 0]
 
 
 SWEEP_KEY = "point_id"
