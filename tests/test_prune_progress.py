@@ -43,7 +43,7 @@ def tensors(workload, skip=()):
 ], ids=["layer", "global", "row", "nm", "filter"])
 def test_synthetic_pruning_reports_every_tensor_drawn_scored_selected(spec):
     workload = load_workload("resnet18")
-    n = tensors(workload)  # 21 convolutions and the classifier's linear
+    n = tensors(workload)  # 20 convolutions and the classifier's linear: 21
     counting = Counting()
     trace = prune_workload(workload, spec, progress=counting)
     [bar] = counting.bars

@@ -25,6 +25,7 @@ from sparsesim.area import leakage_w
 from sparsesim.pe.kinds import ComputeResult, compute, nm_reads_activations
 from sparsesim.energy import ENERGY_COMPONENTS, ActionCounts, energy_breakdown
 from sparsesim.errors import SparsesimError
+from sparsesim.formats.auto import chosen_text
 from sparsesim.workload.layers import Layer
 from sparsesim.mapping.dataflows import FoldPlan, plan
 from sparsesim.mapping.gemm import GemmOperands
@@ -55,6 +56,10 @@ from sparsesim.workload.network import Workload
 class GemmResult:
     """One row: a GEMM (all ``count`` instances) of one layer on one arch, or work beside the
     array. Cycles are clock cycles.
+
+    ``format_{a,w,o}_chosen``: the format each operand's tiles are stored in — the
+    format, or ``mixed: bitmap 12, rle 4`` where an ``auto`` format picked per tile
+    (:func:`~sparsesim.formats.auto.chosen_text`; empty beside the array).
 
     ``kind`` (a :class:`~sparsesim.names.RowKind`) says what the row accounts for: a GEMM on
     the array, the online pruning unit, an optimizer update, or a dynamic gate (its GEMV on
@@ -95,6 +100,9 @@ class GemmResult:
     energy_pj: float
     energy: dict[str, float]
     events: int
+    format_a_chosen: str = ""
+    format_w_chosen: str = ""
+    format_o_chosen: str = ""
 
 
 TRAFFIC_FIELDS = tuple(f.name for f in fields(OperandTraffic) if f.name != "fetches")
@@ -133,9 +141,15 @@ def _sum_memory(results: list[MemoryResult], repeat: int) -> MemoryResult:
         values: list[int] = [getattr(r, name) for r in results]
         return repeat * sum(values)
 
+    chosen: dict[str, dict[str, int]] = {}
+    for r in results:
+        for op, tiles in r.chosen.items():
+            into = chosen.setdefault(op, {})
+            for spec, n in tiles.items():
+                into[spec] = into.get(spec, 0) + repeat * n
     return MemoryResult(total("cycles"), total("compute_cycles"), total("stall_cycles"),
                         total("decode_stall_cycles"), traffic["a"], traffic["w"], traffic["o"],
-                        total("events"))
+                        total("events"), chosen)
 
 
 def _simulate_memory(ops: GemmOperands, memory_plan: FoldPlan, c: ComputeResult, arch: Arch
@@ -198,7 +212,8 @@ def _simulate_gemm(ops: GemmOperands, *, network: str, op: str, arch: Arch,
         seconds=cycles / arch.clock_hz, dram_read_bytes=mem.dram_read_bytes,
         dram_write_bytes=mem.dram_write_bytes, traffic=traffic,
         energy_pj=math.fsum(energy[k] for k in ENERGY_COMPONENTS), energy=energy,
-        events=mem.events,
+        events=mem.events, **{f"format_{op.lower()}_chosen": chosen_text(mem.chosen.get(op, {}))
+                              for op in OPERANDS},
     )
 
 

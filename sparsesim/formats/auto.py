@@ -1,8 +1,13 @@
-"""Auto: the smallest of several formats, per tile or per tensor, and the record of choices."""
+"""Auto: the smallest of several formats, per tile or per tensor, and the record of choices.
+
+The record reaches the results: every GEMM row says which format each operand's tiles are
+stored in (``format_a_chosen``, ``format_w_chosen``, ``format_o_chosen``: the format, or
+``mixed: bitmap 12, rle 4`` — distinct tiles, each counted once per GEMM instance, as the
+tiling the memory model ran them with cut them), written by :func:`chosen_text`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -40,6 +45,31 @@ class AutoTiles:
         """How many tiles each candidate won."""
         counts = np.bincount(self.choice.ravel(), minlength=len(self.names))
         return {n: int(c) for n, c in zip(self.names, counts, strict=True)}
+
+
+def chosen_text(tiles: Mapping[str, int]) -> str:
+    """A result cell for the formats an operand's tiles are stored in (``{spec: tiles}``):
+    the format when every tile has it, else ``mixed: bitmap 12, rle 4`` (most tiles first,
+    then by name); empty for no tiles."""
+    used = sorted(((n, c) for n, c in tiles.items() if c > 0), key=lambda nc: (-nc[1], nc[0]))
+    if len(used) <= 1:
+        return used[0][0] if used else ""
+    return "mixed: " + ", ".join(f"{n} {c}" for n, c in used)
+
+
+def parse_chosen(text: str) -> dict[str, int] | None:
+    """The counts of a :func:`chosen_text` cell: ``{spec: tiles}``, or ``None`` for a single
+    format (whose tile count the cell does not say); ``{}`` for an empty cell."""
+    text = text.strip()
+    if not text:
+        return {}
+    if not text.startswith("mixed: "):
+        return None
+    out: dict[str, int] = {}
+    for part in text[len("mixed: "):].split(", "):
+        name, _, count = part.rpartition(" ")
+        out[name] = int(count)
+    return out
 
 
 def _default_candidates() -> tuple[Format, ...]:

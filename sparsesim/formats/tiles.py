@@ -96,6 +96,22 @@ def tile_bits(mask: object, tile_rows: int, tile_cols: int, fmt: str | Format,
     return f.tile_bits_from_stats(stats, vb)
 
 
+def tile_bits_chosen(mask: object, tile_rows: int, tile_cols: int, fmt: str | Format,
+                     value_bits: int, *, name: str = "tensor"
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`tile_bits` and the format spec every tile is stored in (an object array shaped
+    like the tiles): ``fmt``'s own spec everywhere, or an :class:`Auto`'s winner per tile —
+    from the same kernel pass, so the bits are exactly :func:`tile_bits`'s."""
+    f = as_format(fmt)
+    vb = _tile_value_bits(value_bits, name)
+    stats = tile_stats(mask, tile_rows, tile_cols, run_bits=f.run_bits_needed(), name=name)
+    if isinstance(f, Auto):
+        won = f.choose(stats, vb)
+        return won.data_bits, won.meta_bits, won.chosen()
+    data, meta = f.tile_bits_from_stats(stats, vb)
+    return data, meta, np.full(stats.shape, f.spec, dtype=object)
+
+
 def tile_bits_all(mask: object, tile_rows: int, tile_cols: int,
                   formats: Sequence[str | Format], value_bits: int, *,
                   name: str = "tensor") -> dict[str, TileBits]:

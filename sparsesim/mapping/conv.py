@@ -98,10 +98,11 @@ class ConvView:
     im2col: Im2col
     operand: str = "A"
     transposed: bool = False
-    memo: dict[tuple[object, ...], tuple[np.ndarray, np.ndarray]] = field(
+    memo: dict[tuple[object, ...], tuple[np.ndarray, np.ndarray, np.ndarray]] = field(
         default_factory=dict, compare=False, repr=False)
-    """Tile sizes of every conv group at once, keyed by tile and format: the groups of a
-    layer read the same pixels, so a tile is sized for all of them in one pass."""
+    """Tile sizes (data bits, metadata bits, the format each is stored in) of every conv group
+    at once, keyed by tile and format: the groups of a layer read the same pixels, so a tile
+    is sized for all of them in one pass."""
 
 
 def im2col_matrix(inputs: np.ndarray, layer: Conv2d) -> np.ndarray:

@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -328,11 +328,14 @@ class _Machine:
 
 
 def simulate_gemm(schedule: FoldSchedule, memory: MemoryConfig) -> MemoryResult:
-    """Cycles, stalls and traffic of one GEMM instance's folds through ``memory``."""
-    if memory.ideal:
-        return _ideal(schedule)
-    _check_fits(schedule, memory)
-    if schedule.folds == 0:
-        return _ideal(schedule)
-    return _Machine(schedule, memory).run()
+    """Cycles, stalls and traffic of one GEMM instance's folds through ``memory``, and the
+    formats its tiles are stored in."""
+    if memory.ideal or schedule.folds == 0:
+        if not memory.ideal:
+            _check_fits(schedule, memory)
+        result = _ideal(schedule)
+    else:
+        _check_fits(schedule, memory)
+        result = _Machine(schedule, memory).run()
+    return replace(result, chosen=schedule.chosen())
 

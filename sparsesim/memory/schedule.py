@@ -45,7 +45,7 @@ from sparsesim.arch.memory import MemoryConfig
 from sparsesim.errors import SparsesimError
 from sparsesim.formats.auto import Auto
 from sparsesim.formats.registry import as_format
-from sparsesim.formats.tiles import tile_bits
+from sparsesim.formats.tiles import tile_bits_chosen
 from sparsesim.mapping.conv import ConvView, Im2col
 from sparsesim.mapping.dataflows import FoldPlan
 from sparsesim.mapping.gemm import Gemm, OperandKind
@@ -63,7 +63,8 @@ class OperandTiles:
     the tile's encoding (``meta_bytes = ceil(meta bits / 8)``, the data takes the rest);
     ``stored_bytes`` is ``encoded_bytes`` rounded up to the DRAM burst (DRAM transfer and
     SRAM footprint); ``decode_elements`` the values decoded from metadata per read (0 for a
-    format without metadata).
+    format without metadata); ``chosen`` the format specs the tiles are stored in and how
+    many tiles each (one entry, unless an ``auto`` format picked per tile).
     """
 
     operand: str
@@ -72,6 +73,7 @@ class OperandTiles:
     meta_bytes: np.ndarray
     stored_bytes: np.ndarray
     decode_elements: np.ndarray
+    chosen: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         t = self.encoded_bytes.shape
@@ -125,6 +127,10 @@ class FoldSchedule:
         """Tiles of operand ``A``, ``W`` or ``O``."""
         return {"A": self.a, "W": self.w, "O": self.o}[name.upper()]
 
+    def chosen(self) -> dict[str, dict[str, int]]:
+        """Per operand, the formats its tiles are stored in: ``{spec: tiles}``."""
+        return {op: dict(self.operand(op).chosen) for op in OPERANDS}
+
 
 def _block(axis: str, plan: FoldPlan, chunk: int) -> tuple[int, str]:
     """(block size, fold index that selects the block: 'i', 'j' or 's') of a GEMM axis."""
@@ -152,7 +158,7 @@ def _tile_geometry(op: str, plan: FoldPlan, i: np.ndarray, j: np.ndarray, s: np.
 
 @lru_cache(maxsize=1024)
 def _dense_tile_bits(shape: tuple[int, int], block: tuple[int, int], fmt: Any,
-                     value_bits: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+                     value_bits: int, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """tile_bits of an all-ones mask of ``shape`` without building it: the tiles take at most
     two sizes along each axis (full and the last), so a mask of two tiles per axis says all.
     Cached (read-only results): every group of a layer asks the same."""
@@ -165,10 +171,10 @@ def _dense_tile_bits(shape: tuple[int, int], block: tuple[int, int], fmt: Any,
         else:
             small.append(b + extent - (n - 1) * b)
             expand.append(np.r_[np.zeros(n - 1, dtype=np.intp), 1])
-    data, meta = tile_bits(np.ones(small, dtype=bool), block[0], block[1], fmt, value_bits,
-                           name=name)
+    data, meta, chosen = tile_bits_chosen(np.ones(small, dtype=bool), block[0], block[1], fmt,
+                                          value_bits, name=name)
     ix = np.ix_(expand[0], expand[1])
-    out = data[ix], meta[ix]
+    out = data[ix], meta[ix], chosen[ix]
     for a in out:
         a.flags.writeable = False
     return out
@@ -191,17 +197,20 @@ def _format(op: str, plan: FoldPlan, memory: MemoryConfig) -> Any:
 
 
 def _tiles(op: str, ids: np.ndarray, data: np.ndarray, meta: np.ndarray, memory: MemoryConfig,
-           value_bits: int) -> OperandTiles:
+           value_bits: int, chosen: np.ndarray) -> OperandTiles:
     """Per-tile data and metadata bits → bytes as encoded, as stored (burst-rounded), and the
-    values a decoder expands (formats with metadata only)."""
+    values a decoder expands (formats with metadata only); ``chosen``: each tile's format
+    spec, counted (an empty spec: a tile that holds nothing)."""
     meta_bytes = (meta + 7) // 8
     encoded = (data + meta + 7) // 8
     burst = memory.burst_bytes
     stored = -(-encoded // burst) * burst
     decode = np.where(meta > 0, data // value_bits, 0)
+    names, counts = np.unique(np.asarray(chosen, dtype=str).ravel(), return_counts=True)
     return OperandTiles(op, ids.astype(np.int64), encoded.astype(np.int64),
                         meta_bytes.astype(np.int64), stored.astype(np.int64),
-                        decode.astype(np.int64))
+                        decode.astype(np.int64),
+                        tuple((str(n), int(c)) for n, c in zip(names, counts) if n))
 
 
 def _operand_tiles(op: str, mask: np.ndarray | None, plan: FoldPlan, memory: MemoryConfig,
@@ -213,12 +222,12 @@ def _operand_tiles(op: str, mask: np.ndarray | None, plan: FoldPlan, memory: Mem
     name = f"{g.layer}.{g.name} {op}"
     fmt = _format(op, plan, memory)
     if mask is None and not (isinstance(fmt, Auto) and fmt.per == "tensor"):
-        data, meta = _dense_tile_bits(shape, block, fmt, value_bits, name)
+        data, meta, chosen = _dense_tile_bits(shape, block, fmt, value_bits, name)
     else:
         m = np.ones(shape, dtype=bool) if mask is None else mask
-        data, meta = tile_bits(m, block[0], block[1], fmt, value_bits, name=name)
+        data, meta, chosen = tile_bits_chosen(m, block[0], block[1], fmt, value_bits, name=name)
     assert data.shape == counts
-    return _tiles(op, ids, data.ravel(), meta.ravel(), memory, value_bits)
+    return _tiles(op, ids, data.ravel(), meta.ravel(), memory, value_bits, chosen)
 
 
 _MATRIX_AXES = {"A": ("m", "k"), "O": ("m", "n")}
@@ -226,9 +235,10 @@ _MATRIX_AXES = {"A": ("m", "k"), "O": ("m", "n")}
 
 def _footprint_bits(source: Im2col, m0: int, m1: int, k0: int, k1: int, fmt: Any,
                     value_bits: int, name: str, *, owned: bool = False
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """(data bits, metadata bits) per conv group of the feature-map region that im2col rows
-    ``m0:m1`` and columns ``k0:k1`` touch: one ``[channels, pixels]`` tile per group.
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(data bits, metadata bits, format spec) per conv group of the feature-map region that
+    im2col rows ``m0:m1`` and columns ``k0:k1`` touch: one ``[channels, pixels]`` tile per
+    group.
 
     ``owned``: only the pixels no earlier rows touched, of the channels these columns start —
     col2im writing an input gradient once per pixel, overlapping windows summed on chip."""
@@ -242,14 +252,15 @@ def _footprint_bits(source: Im2col, m0: int, m1: int, k0: int, k1: int, fmt: Any
     rows = source.group_rows(k0, k1, owned=owned)
     if pixels == 0 or rows.shape[1] == 0:  # SCALE-Sim's ceil-mode edge pixels read nothing
         zero = np.zeros(groups, dtype=np.int64)
-        return zero, zero
+        return zero, zero, np.full(groups, "", dtype=object)  # no tile: no format
     if source.inputs is None:
-        d, mt = tile_bits(np.ones((rows.shape[1], pixels), dtype=bool), rows.shape[1], pixels,
-                          fmt, value_bits, name=name)
-        return np.full(groups, d[0, 0]), np.full(groups, mt[0, 0])
+        d, mt, ch = tile_bits_chosen(np.ones((rows.shape[1], pixels), dtype=bool),
+                                     rows.shape[1], pixels, fmt, value_bits, name=name)
+        return np.full(groups, d[0, 0]), np.full(groups, mt[0, 0]), np.full(groups, ch[0, 0])
     flat = np.concatenate([source.inputs[n][:, plane] for n, plane in planes], axis=1)
-    d, mt = tile_bits(flat[rows.ravel()], rows.shape[1], pixels, fmt, value_bits, name=name)
-    return d[:, 0], mt[:, 0]
+    d, mt, ch = tile_bits_chosen(flat[rows.ravel()], rows.shape[1], pixels, fmt, value_bits,
+                                 name=name)
+    return d[:, 0], mt[:, 0], ch[:, 0]
 
 
 def _footprint_tiles(view: ConvView, group: int, plan: FoldPlan, memory: MemoryConfig,
@@ -269,6 +280,7 @@ def _footprint_tiles(view: ConvView, group: int, plan: FoldPlan, memory: MemoryC
     n_tiles = counts[0] * counts[1]
     data = np.zeros(n_tiles, dtype=np.int64)
     meta = np.zeros(n_tiles, dtype=np.int64)
+    chosen = np.full(n_tiles, "", dtype=object)
     # col2im writes each pixel once; reads do too with a line buffer holding the halo rows
     owned = op == "O" or memory.conv_halo == "line_buffer"
     for tile in range(n_tiles):
@@ -280,9 +292,9 @@ def _footprint_tiles(view: ConvView, group: int, plan: FoldPlan, memory: MemoryC
         if key not in view.memo:
             view.memo[key] = _footprint_bits(source, m0, m1, k0, k1, fmt, value_bits, name,
                                              owned=owned)
-        d, mt = view.memo[key]
-        data[tile], meta[tile] = d[group], mt[group]
-    return _tiles(op, ids, data, meta, memory, value_bits)
+        d, mt, ch = view.memo[key]
+        data[tile], meta[tile], chosen[tile] = d[group], mt[group], ch[group]
+    return _tiles(op, ids, data, meta, memory, value_bits, chosen)
 
 
 def _check_mask(mask: np.ndarray | None, shape: tuple[int, int], what: str,

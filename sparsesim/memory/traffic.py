@@ -7,7 +7,7 @@ model's action counts (bits).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from sparsesim.energy import ActionCounts
 from sparsesim.memory.schedule import OPERANDS
@@ -57,6 +57,9 @@ class MemoryResult:
     w: OperandTraffic
     o: OperandTraffic
     events: int = 0
+    chosen: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per operand, the formats its tiles are stored in: ``{spec: tiles}`` (distinct tiles;
+    :meth:`~sparsesim.memory.schedule.FoldSchedule.chosen`)."""
 
     @property
     def dram_read_bytes(self) -> int:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from sparsesim.plot.accuracy import accuracy_tradeoff
+    from sparsesim.plot.choices import formats_chosen
     from sparsesim.plot.formats import format_sizes
     from sparsesim.plot.front import pareto, pareto_mask
     from sparsesim.plot.latencies import draw_latency_distribution, latency, latency_stats

@@ -46,5 +46,7 @@ KINDS: dict[str, PlotKind] = {kind.name: kind for kind in (
     PlotKind("accuracy", "accuracy", "accuracy_tradeoff", "sparsesim sweep results"),
     PlotKind("phases", "phases", "phase_breakdown", "sparsesim run --training -o"),
     PlotKind("latency", "latencies", "latency", "sparsesim run --dynamic N -o"),
+    PlotKind("formats-chosen", "choices", "formats_chosen",
+             "sparsesim run -o, e.g. with --set memory.format_w=auto"),
 )}
 """Plot kinds by name, in the order the CLI lists them."""

@@ -120,7 +120,7 @@ class _PlainLogLocator(Locator):
     def __init__(self, *, minor: bool) -> None:
         self.minor = minor
         self.log = LogLocator(subs=tuple(range(2, 10)) if minor else (1.0,))
-        self.even = MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10])
+        self.even = MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10])
 
     def set_axis(self, axis: Any) -> None:
         super().set_axis(axis)
