@@ -2,17 +2,20 @@
 styles, the series encoding (which parameter gets colour, line style, marker), plain log ticks,
 and the input checks that turn a wrong results file into one error naming the column.
 
-Every axis names its unit. Importing this module selects the Agg backend: files, not windows.
+Every axis names its unit. Importing this module selects the Agg backend (files, not windows),
+except inside a Jupyter kernel, whose inline backend shows the figures in the notebook.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 import matplotlib
 
-matplotlib.use("Agg")  # files, not windows: the CLI and tests run headless
+if "ipykernel" not in sys.modules:  # a notebook keeps its inline backend: figures show there
+    matplotlib.use("Agg")  # files, not windows: the CLI and tests run headless
 
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
