@@ -14,7 +14,7 @@ from sparsesim.arch.config import Arch, load_arch
 from sparsesim.engine.dynamic import DynamicInputs, run_dynamic
 from sparsesim.engine.inference import run
 from sparsesim.engine.memo import GemmMemo
-from sparsesim.engine.size import check_size
+from sparsesim.engine.size import LIMITS, SizeLimits, check_size
 from sparsesim.engine.training import Training
 from sparsesim.errors import SparsesimError
 from sparsesim.progress import ProgressFactory
@@ -29,19 +29,22 @@ def simulate(workload: Workload | str | Path = ..., arch: Arch | str | Path = ..
              sparsity: SparsityModel | None = ..., trace: None = ...,
              training: Training | None = ..., dynamic: None = ...,
              dynamic_seed: int = ..., memo: bool = ...,
-             progress: ProgressFactory | None = ...) -> SimResult: ...
+             progress: ProgressFactory | None = ...,
+             limits: SizeLimits = ...) -> SimResult: ...
 @overload
 def simulate(workload: Workload | str | Path = ..., arch: Arch | str | Path = ..., *,
              sparsity: SparsityModel | None = ..., trace: Trace | str | Path | None = ...,
              training: Training | None = ..., dynamic: DynamicInputs,
              dynamic_seed: int = ..., memo: bool = ...,
-             progress: ProgressFactory | None = ...) -> DynamicResult: ...
+             progress: ProgressFactory | None = ...,
+             limits: SizeLimits = ...) -> DynamicResult: ...
 @overload
 def simulate(workload: Workload | str | Path = ..., arch: Arch | str | Path = ..., *,
              sparsity: SparsityModel | None = ..., trace: Trace | str | Path | None = ...,
              training: Training | None = ..., dynamic: DynamicInputs | None = ...,
              dynamic_seed: int = ..., memo: bool = ...,
-             progress: ProgressFactory | None = ...) -> SimResult | DynamicResult: ...
+             progress: ProgressFactory | None = ...,
+             limits: SizeLimits = ...) -> SimResult | DynamicResult: ...
 
 
 def simulate(workload: Workload | str | Path = "resnet18",
@@ -52,7 +55,8 @@ def simulate(workload: Workload | str | Path = "resnet18",
              dynamic: DynamicInputs | None = None,
              dynamic_seed: int = 0,
              memo: bool = True,
-             progress: ProgressFactory | None = None) -> SimResult | DynamicResult:
+             progress: ProgressFactory | None = None,
+             limits: SizeLimits = LIMITS) -> SimResult | DynamicResult:
     """Run a workload (object, built-in name or file) on an arch (object, preset or file).
 
     Masks come from ``trace`` (a :class:`Trace` or its file; its layers replace the
@@ -63,7 +67,8 @@ def simulate(workload: Workload | str | Path = "resnet18",
     ``dynamic_seed``. ``memo`` simulates identical GEMMs (repeated blocks, equal layers)
     once in this call (:mod:`sparsesim.engine.memo`); ``False`` simulates every one — the
     same result, for checking it. ``progress``
-    (:mod:`sparsesim.progress`) is told of each layer (each run, when dynamic).
+    (:mod:`sparsesim.progress`) is told of each layer (each run, when dynamic). ``limits``: how
+    big a run may be before it is refused (:mod:`sparsesim.engine.size`).
     """
     ar = arch if isinstance(arch, Arch) else load_arch(arch)
     file = str(trace) if isinstance(trace, (str, Path)) else None
@@ -78,13 +83,15 @@ def simulate(workload: Workload | str | Path = "resnet18",
     meta = dict(tr.meta) if tr is not None else {}
 
     def size_of(passes: int) -> None:  # before any mask is drawn (sparsesim.engine.size)
-        check_size(list(wl.layers), ar, passes=passes, sparsity=sparsity,
+        check_size(list(wl.layers), ar, passes=passes, sparsity=sparsity, limits=limits,
                    file=file if tr is not None else wl.file)
 
     if dynamic is None and "dynamic" in meta:
         dynamic = DynamicInputs.from_meta(meta["dynamic"], wl, file=file)
     elif dynamic is not None and tr is None:
         DynamicInputs.from_meta(dynamic.as_meta(), wl)  # the same checks as from a trace
+    if not isinstance(limits, SizeLimits):
+        raise SparsesimError(f"must be a SizeLimits, got {type(limits).__name__}", field="limits")
     if not isinstance(memo, bool):
         raise SparsesimError(f"must be true or false, got {memo!r}", field="memo")
     cache = GemmMemo() if memo else None

@@ -45,3 +45,37 @@ def scalesim_python() -> str:
                     pytest.fail(message)
                 pytest.skip(message)
     return str(python)
+
+
+TINY_TOML = """[network]
+name = "t"
+[[layer]]
+name = "c1"
+op = "conv2d"
+c = 4
+h = 8
+w = 8
+m = 8
+r = 3
+s = 3
+[[layer]]
+name = "fc"
+op = "linear"
+in_features = 64
+out_features = 10
+"""
+"""A two-layer workload for tests of the surface (files, progress, plots), not of the model."""
+
+
+@pytest.fixture(scope="session")
+def tiny_toml() -> str:
+    """:data:`TINY_TOML`'s text; its dense MACs: c1 6·6 output pixels × 4·3·3 × 8 filters, fc 64 × 10."""
+    return TINY_TOML
+
+
+@pytest.fixture()
+def tiny(tmp_path, tiny_toml) -> Path:
+    """:data:`TINY_TOML` written to ``tmp_path/tiny.toml``."""
+    path = tmp_path / "tiny.toml"
+    path.write_text(tiny_toml)
+    return path

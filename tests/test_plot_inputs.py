@@ -9,14 +9,6 @@ import pytest
 
 from sparsesim.plot.registry import KINDS
 
-TINY = """[network]
-name = "t"
-[[layer]]
-name = "fc"
-op = "linear"
-in_features = 64
-out_features = 10
-"""
 SPEC = """[sweep]
 name = "s"
 [base]
@@ -36,9 +28,9 @@ def _cli(*args, cwd):
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
+def files(tmp_path_factory, tiny_toml):
     work = tmp_path_factory.mktemp("plots")
-    (work / "t.toml").write_text(TINY)
+    (work / "t.toml").write_text(tiny_toml)
     (work / "s.toml").write_text(SPEC)
     assert _cli("run", "-w", "t.toml", "-o", "gemms.csv", cwd=work).returncode == 0
     assert _cli("sweep", "s.toml", "-o", "sweep.csv", "-j", "1", cwd=work).returncode == 0

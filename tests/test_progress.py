@@ -15,20 +15,6 @@ from sparsesim.progress import DELAY_ENV, Progress, duration
 from sparsesim.validation import run_checks
 from sparsesim.workload.network import load_workload
 
-TINY = """[network]
-name = "t"
-[[layer]]
-name = "c1"
-op = "conv2d"
-c = 4
-h = 8
-w = 8
-m = 8
-r = 3
-s = 3
-"""
-
-
 class Tty(io.StringIO):
     def isatty(self):
         return True
@@ -76,24 +62,20 @@ def test_quick_work_shows_nothing():
     assert stream.getvalue() == ""
 
 
-def test_a_static_run_reports_each_layer(tmp_path):
-    path = tmp_path / "t.toml"
-    path.write_text(TINY + TINY.split("\n", 2)[2].replace('"c1"', '"c2"'))
+def test_a_static_run_reports_each_layer(tiny):
     counting = Counting()
-    result = simulate(load_workload(str(path)), "default", progress=counting)
+    result = simulate(load_workload(str(tiny)), "default", progress=counting)
     [bar] = counting.bars
     assert (bar.total, bar.done, bar.what) == (2, 2, "layers")
-    assert list(result.layers["layer"]) == ["c1", "c2"]
+    assert list(result.layers["layer"]) == ["c1", "fc"]
 
 
 def test_duration_text():
     assert [duration(s) for s in (0, 59.4, 75, float("inf"))] == ["0s", "59s", "1m15s", "?"]
 
 
-def test_a_dynamic_run_reports_the_static_run_and_each_input(tmp_path):
-    path = tmp_path / "t.toml"
-    path.write_text(TINY)
-    workload = load_workload(str(path))
+def test_a_dynamic_run_reports_the_static_run_and_each_input(tiny):
+    workload = load_workload(str(tiny))
     counting = Counting()
     result = simulate(workload, "default", dynamic=synthetic_dynamic(workload, inputs=5),
                       progress=counting)

@@ -15,23 +15,6 @@ from sparsesim.errors import SparsesimError
 from sparsesim.sweep import load_results, load_spec, run_sweep
 from sparsesim.workload.network import load_workload
 
-TINY = """[network]
-name = "t"
-[[layer]]
-name = "c1"
-op = "conv2d"
-c = 4
-h = 8
-w = 8
-m = 8
-r = 3
-s = 3
-[[layer]]
-name = "fc"
-op = "linear"
-in_features = 64
-out_features = 10
-"""
 # c1: 6·6 output pixels × (4·3·3) × 8 filters; fc: 64 × 10 — counted by hand
 TINY_MACS = [6 * 6 * 4 * 3 * 3 * 8, 64 * 10]
 
@@ -53,13 +36,6 @@ def _cli(*args, cwd=None, blocked=False):
     head = ["-c", WITHOUT_PYARROW] if blocked else ["-m", "sparsesim.cli"]
     return subprocess.run([sys.executable, *head, *args], capture_output=True, text=True,
                           cwd=cwd)
-
-
-@pytest.fixture()
-def tiny(tmp_path):
-    path = tmp_path / "tiny.toml"
-    path.write_text(TINY)
-    return path
 
 
 def test_run_json_holds_the_csv_rows(tmp_path, tiny):

@@ -7,24 +7,6 @@ import sys
 import pandas as pd
 import pytest
 
-TINY = """[network]
-name = "t"
-[[layer]]
-name = "c1"
-op = "conv2d"
-c = 4
-h = 8
-w = 8
-m = 8
-r = 3
-s = 3
-[[layer]]
-name = "fc"
-op = "linear"
-in_features = 64
-out_features = 10
-"""
-
 # The CLI with pyarrow made unimportable (None in sys.modules makes `import pyarrow` raise
 # ImportError), as on a machine without the `parquet` extra.
 WITHOUT_PYARROW = ("import sys; sys.modules['pyarrow'] = None; from sparsesim.cli import main; "
@@ -35,13 +17,6 @@ def _run(*args, blocked=False, cwd=None):
     head = ["-c", WITHOUT_PYARROW] if blocked else ["-m", "sparsesim.cli"]
     return subprocess.run([sys.executable, *head, *args], capture_output=True, text=True,
                           cwd=cwd)
-
-
-@pytest.fixture()
-def tiny(tmp_path):
-    path = tmp_path / "tiny.toml"
-    path.write_text(TINY)
-    return path
 
 
 @pytest.mark.parametrize("name", ["x.parquet", "x.PQ"])

@@ -3,6 +3,8 @@ and what to change, before any mask is drawn or event runs — never a MemoryErr
 an hour without output. Sizes below are computed by hand from the shapes."""
 
 import io
+import subprocess
+import sys
 from contextlib import redirect_stderr
 
 import pytest
@@ -132,3 +134,27 @@ def test_every_builtin_is_well_inside_the_limits(workload):
     for arch in ("default", "gemmini_like", "wide_16x64"):
         size = run_size(list(wl.layers), load_arch(arch))
         assert size.elements * 10 < LIMITS.elements and size.folds * 10 < LIMITS.folds
+
+
+def test_the_limits_are_settable_and_each_refusal_names_its_flag(tiny):
+    """The tiny workload on the default 32x32 os array: c1 is a 36x36x8 GEMM (6x6 output
+    pixels on the rows, 8 filters on the columns): 2 folds; fc 1x64x10: 1 fold; 3 in all. Its
+    largest operand: fc's 64x10 = 640 weights. Limits at them and just below."""
+    from sparsesim import simulate
+
+    simulate(str(tiny), limits=SizeLimits(folds=3, elements=640))
+    with pytest.raises(SparsesimError) as err:
+        simulate(str(tiny), limits=SizeLimits(folds=2))
+    assert "3 array folds" in err.value.message and "--max-folds" in err.value.message
+    with pytest.raises(SparsesimError) as err:
+        simulate(str(tiny), limits=SizeLimits(elements=639))
+    assert (err.value.layer, err.value.field) == ("fc", "weights.w")
+    assert "--max-elements" in err.value.message
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(SparsesimError):
+            SizeLimits(folds=bad)
+    cli = [sys.executable, "-m", "sparsesim.cli", "run", "-w", str(tiny), "--format", "csv"]
+    assert subprocess.run([*cli, "--max-folds", "3"], capture_output=True).returncode == 0
+    refused = subprocess.run([*cli, "--max-folds", "2"], capture_output=True, text=True)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "--max-folds" in refused.stderr

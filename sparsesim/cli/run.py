@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,7 @@ from sparsesim.cli.common import (DEFAULT_ARCH, DEFAULT_WORKLOAD, add_attention_
                                   progress_bar)
 from sparsesim.cli.flags import FRACTION, KEEP, SEED, SPREAD, count
 from sparsesim.checks import MAX_INPUTS
+from sparsesim.engine.size import LIMITS, SizeLimits
 from sparsesim.engine.training import GRADIENT_STRUCTURES, OPTIMIZERS, GradientModel, Training
 from sparsesim.errors import SparsesimError
 from sparsesim.frames import write_frame
@@ -115,9 +117,23 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                     help="standard deviation of the ratios across inputs (default: 0.1)")
     add_out(parser, "the per-GEMM results")
     add_quiet(parser)
+    lim = parser.add_argument_group(
+        "size limits", "a run beyond them is refused before it starts (sparsesim.engine.size)")
+    lim.add_argument("--max-elements", type=count(1), metavar="N",
+                     help=f"largest operand in elements, one byte each in memory (default: "
+                          f"{LIMITS.elements:,})")
+    lim.add_argument("--max-folds", type=count(1), metavar="N",
+                     help=f"array folds of the whole run, each one simulated (default: "
+                          f"{LIMITS.folds:,})")
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table",
                         help="what to print on stdout (default: %(default)s)")
     parser.set_defaults(func=run)
+
+
+def _limits(args: argparse.Namespace) -> SizeLimits:
+    """The size limits with ``--max-elements`` / ``--max-folds`` applied."""
+    given = {"elements": args.max_elements, "folds": args.max_folds}
+    return replace(LIMITS, **{k: v for k, v in given.items() if v is not None})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -161,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
                              field=stray[0])
     _check_attention_flags(args, workload)
     result = simulate(workload, arch, sparsity=sparsity, trace=trace, training=_training(args),
-                      dynamic=dynamic, progress=progress_bar(args))
+                      dynamic=dynamic, progress=progress_bar(args), limits=_limits(args))
     accuracy = trace_accuracy(result.trace_meta)
     compaction = compaction_text(result.trace_meta)  # what the shapes already lost
     notes = [] if compaction is None else [compaction]

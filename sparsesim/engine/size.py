@@ -16,8 +16,9 @@ input, and its static reference):
   (Llama-2-7B's block on the 16×16 ``gemmini_like`` array: 856,064) — hours of simulation
   beyond it.
 
-Both limits are module constants a library user may raise (``check_size(..., limits=...)``);
-the CLI has no flag for them: a run past them is not one its tables or sweeps are for.
+Both are defaults, not laws: a caller raises them (``simulate(..., limits=SizeLimits(...))``,
+``sparsesim run --max-elements / --max-folds``) when the machine has the memory or the time,
+and each refusal names the limit it hit.
 The number of layers a block expands to is guarded where blocks expand
 (:data:`sparsesim.workload.network.MAX_LAYERS`).
 """
@@ -41,6 +42,13 @@ class SizeLimits:
 
     elements: int = 2**31
     folds: int = 5 * 10**7
+
+    def __post_init__(self) -> None:
+        for name in ("elements", "folds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise SparsesimError(f"must be a whole number >= 1, got {value!r}",
+                                     field=f"limits.{name}")
 
 
 LIMITS = SizeLimits()
@@ -85,15 +93,19 @@ def run_size(layers: list[Layer], arch: Arch) -> RunSize:
 
 
 def check_elements(layers: list[Layer], *, limits: SizeLimits = LIMITS,
-                   file: str | None = None, per_element: str = "one byte each") -> None:
+                   file: str | None = None, per_element: str = "one byte each",
+                   flag: str | None = "--max-elements") -> None:
     """Refuse layers whose largest operand is beyond ``limits.elements`` (memory: pruning's
-    synthetic weights and every run's masks hold it whole), naming layer and tensor."""
+    synthetic weights and every run's masks hold it whole), naming layer and tensor, and
+    the ``flag`` that raises the limit (None: the command has none)."""
     elements, layer, tensor = largest_operand(layers)
     if elements > limits.elements:
         raise SparsesimError(
-            f"{elements:,} elements, more than the {limits.elements:,} a run holds in memory "
-            f"({per_element}): shrink the layer (channels, tokens, batch) or simulate a slice "
-            f"of it", file=file, layer=layer, field=tensor)
+            f"{elements:,} elements, more than the limit of {limits.elements:,} (a run holds an "
+            f"operand in memory, {per_element}): shrink the layer (channels, tokens, batch)"
+            f"{', simulate a slice of it,' if flag else ' or simulate a slice of it'}"
+            f"{f' or raise the limit ({flag})' if flag else ''}",
+            file=file, layer=layer, field=tensor)
 
 
 def check_size(layers: list[Layer], arch: Arch, *, passes: int = 1,
@@ -108,7 +120,8 @@ def check_size(layers: list[Layer], arch: Arch, *, passes: int = 1,
     if total > limits.folds:
         raise SparsesimError(
             f"the run has {total:,} array folds{f' ({passes} passes)' if passes > 1 else ''}, "
-            f"more than {limits.folds:,} (each one is simulated: hours): shrink the network "
-            f"(layers, repeats, tokens), give a larger array, or fewer inputs",
+            f"more than the limit of {limits.folds:,} (each one is simulated; 5e7 take hours): "
+            f"shrink the network (layers, repeats, tokens), give a larger array, fewer inputs, "
+            f"or raise the limit (--max-folds)",
             file=file, field="workload")
     return size

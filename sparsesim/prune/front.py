@@ -96,7 +96,7 @@ def prune_workload(
     source = "given weights"
     if weights is None:  # float32 weights of every layer: refuse what cannot be held
         check_elements(list(workload.layers), file=workload.file, limits=PRUNE_LIMITS,
-                       per_element="float32 synthetic weights, 4 bytes each")
+                       per_element="float32 synthetic weights, 4 bytes each", flag=None)
         weights = synthetic_weights(workload, distribution=spec.distribution, seed=spec.seed)
         source = f"synthetic {spec.distribution} weights (Kaiming scale), seed {spec.seed}"
     layers_meta: dict[str, dict[str, Any]] = {}
