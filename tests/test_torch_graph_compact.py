@@ -141,3 +141,71 @@ def test_an_unprovable_reshape_pins_and_says_why():
     assert _shapes(trace) == [("conv", 3, 4), ("fc", 64, 3)]
     kept = trace.meta["layers"]["conv"]["pruned_kept"]
     assert list(kept.values()) == [2] and "interleaves the channels" in next(iter(kept))
+
+
+# --- graph-captured HF models (sparsesim.prune.torch.export) -------------------------------------
+
+def _hf(family):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    if family == "llama":
+        cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2,
+                                       num_attention_heads=4, num_key_value_heads=2,
+                                       intermediate_size=48, max_position_embeddings=32)
+        return transformers.LlamaForCausalLM(cfg).eval(), {"use_cache": False}
+    if family == "bert":
+        cfg = transformers.BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2,
+                                      num_attention_heads=4, intermediate_size=48,
+                                      max_position_embeddings=32)
+        return transformers.BertModel(cfg).eval(), {}
+    cfg = transformers.GPT2Config(vocab_size=64, n_embd=32, n_layer=2, n_head=4, n_positions=32)
+    return transformers.GPT2LMHeadModel(cfg).eval(), {"use_cache": False}
+
+
+# family → (the producer made weak in rows 0..k-1, its [out, in] weight, the layers that shrink:
+# name → (in, out) after, the intermediate width)
+HF = {
+    "llama": ("model.layers.0.mlp.gate_proj", lambda m: m.model.layers[0].mlp.gate_proj.weight,
+              {"model.layers.0.mlp.gate_proj": (32, 24), "model.layers.0.mlp.up_proj": (32, 24),
+               "model.layers.0.mlp.down_proj": (24, 32)}, 48),
+    "bert": ("encoder.layer.0.intermediate.dense",
+             lambda m: m.encoder.layer[0].intermediate.dense.weight,
+             {"encoder.layer.0.intermediate.dense": (32, 24),
+              "encoder.layer.0.output.dense": (24, 32)}, 48),
+    "gpt2": ("transformer.h.0.mlp.c_fc", lambda m: m.transformer.h[0].mlp.c_fc.weight.T,
+             {"transformer.h.0.mlp.c_fc": (32, 64), "transformer.h.0.mlp.c_proj": (64, 32)},
+             128),
+}
+
+
+@pytest.mark.parametrize("family", sorted(HF))
+def test_captured_hf_mlp_compacts_by_hand(family):
+    from sparsesim.prune.torch.export import capture
+
+    model, kw = _hf(family)
+    target, weight, shrunk, inter = HF[family]
+    with torch.no_grad():
+        weight(model)[: inter // 2] *= 1e-4  # the weakest half of the filters, by magnitude
+    ids = torch.randint(0, 64, (2, 10))
+    cap = capture(model, (), {"input_ids": ids, **kw})
+    spec = PruneSpec("magnitude", granularity="filter", sparsity=0.5,
+                     skip=tuple(x.name for x in cap.workload.layers if x.name != target))
+    dense = cap.trace(spec.__class__("magnitude", granularity="filter", sparsity=0.5,
+                                     skip=spec.skip, compact=False))
+    trace = cap.trace(spec)
+    got = {x.name: (x.in_channels, x.out_channels) for x in trace.workload.layers}
+    for name, shape in shrunk.items():
+        assert got[name] == shape, name
+    others = [x for x in trace.workload.layers if x.name not in shrunk]
+    assert others == [x for x in cap.workload.layers if x.name not in shrunk]
+    # 20 tokens: each removed filter takes hidden (32) MACs per token from the producer,
+    # (llama) as many from up_proj, and 32 from its reader
+    per = 20 * 32 * (inter // 2)
+    removed = per * (3 if family == "llama" else 2)
+    assert dense.workload.dense_macs - trace.workload.dense_macs == removed
+    assert trace.meta["compaction"]["graph"] == "read from torch.export"
+    # the attention's q/k/v filters are pinned by the head reshape, never cut
+    for x in trace.workload.layers:
+        if x.name.endswith(("query", "q_proj", "c_attn")):
+            assert (x.in_channels, x.out_channels) == next(
+                (y.in_channels, y.out_channels) for y in cap.workload.layers if y.name == x.name)

@@ -153,7 +153,7 @@ class _Walk:
         if s.is_input:
             return s
         name = self.emit(f"{at}:{len(self.nodes)}", "opaque", (s.node,), note)
-        return Src(name, None, s.width, s.span)
+        return Src(name, s.axis, s.width, s.span)
 
     def of(self, x: Any) -> Any:
         """The Src of an argument (``None``: static or not a tensor)."""
@@ -181,6 +181,7 @@ class _Walk:
         first = next((p for p in pinned if p is not None), None)
         if first is None:
             return Src(NETWORK_INPUT, None)
+        first = Src(first.node, None, first.width, first.span)  # its shape may differ
         if isinstance(_val(n), (tuple, list)):
             return tuple(first for _ in _val(n))
         return first
@@ -231,7 +232,9 @@ def _unit(w: _Walk, u: Unit) -> Src:
         if isinstance(s, tuple):
             s = w.pin(s[0], first, "a layer reads one of several outputs")
         shape = _shape(u.input)
-        if (s.axis is not None and u.read_axis is not None and shape is not None
+        if u.read_axis is None:
+            s = w.pin(s, first, f"{first} reads no channel axis (an activation product)")
+        elif (s.axis is not None and shape is not None
                 and _norm_axis(u.read_axis, len(shape)) != s.axis):
             s = w.pin(s, first, f"{first} reads its channels on another axis")
         inp_name = s.node
@@ -244,8 +247,8 @@ def _unit(w: _Walk, u: Unit) -> Src:
         w.emit(name, op, (prev,))
         prev = name
     shape = _shape(u.output)
-    if u.write_axis is None or shape is None:
-        return Src(prev, None)
+    if u.write_axis is None or shape is None:  # an activation product: no channels to track
+        return w.pin(Src(prev, None), prev, f"the output of {prev} (no channel axis)")
     axis = _norm_axis(u.write_axis, len(shape))
     return Src(prev, axis, shape[axis] if shape else 1)
 
@@ -292,7 +295,17 @@ def _unary(w: _Walk, n: torch.fx.Node, name: str, s: Src, x: torch.fx.Node,
            out_shape: tuple[int, ...] | None) -> Any:
     assert s.axis is not None
     in_shape = _shape(x)
-    if in_shape is None or out_shape is None:
+    if in_shape is None:
+        return w.opaque(n, f"{name}: no static shape")
+    if name in ("chunk", "split", "split_with_sizes", "unbind"):
+        dim = _norm_axis(int(_arg(n, 2 if name != "unbind" else 1, "dim", 0)), len(in_shape))
+        if dim == s.axis:
+            return w.opaque(n, f"{name} of the channel axis (a split of the channels)")
+        parts = _val(n)
+        moved = Src(s.node, s.axis - (dim < s.axis) if name == "unbind" else s.axis, s.width,
+                    s.span)
+        return tuple(moved for _ in (parts or ()))
+    if out_shape is None:
         return w.opaque(n, f"{name}: no static shape")
     ndim = len(in_shape)
     axis = s.axis
@@ -307,6 +320,11 @@ def _unary(w: _Walk, n: torch.fx.Node, name: str, s: Src, x: torch.fx.Node,
         if name in ("mul", "div", "true_divide"):
             return moved
         return Src(w.emit(f"{n.name}:offset", "offset", (s.node,)), moved.axis, s.width, s.span)
+    if name == "pow":  # x^p with p > 0 maps 0 to 0 and a constant to a constant
+        p = _arg(n, 1, "exponent", None)
+        if isinstance(p, (int, float)) and p > 0:
+            return s
+        return w.opaque(n, f"pow with exponent {p}")
     if name in PASS:
         if name.startswith(("max_pool", "avg_pool", "adaptive", "upsample")) and axis != 1:
             return w.opaque(n, f"{name} over the channel axis")
@@ -333,7 +351,7 @@ def _unary(w: _Walk, n: torch.fx.Node, name: str, s: Src, x: torch.fx.Node,
         return out if name == "batch_norm" else (out, None, None)
     if name in NORMS:
         node = w.emit(f"{n.name}:norm", "layernorm", (s.node,))
-        out = Src(node, None, s.width, s.span)
+        out = Src(node, axis, s.width, s.span)  # new channels on the same axis (pinned)
         return out if not isinstance(_val(n), (tuple, list)) else tuple(
             out for _ in _val(n))
     if name in REDUCE:
@@ -367,13 +385,6 @@ def _unary(w: _Walk, n: torch.fx.Node, name: str, s: Src, x: torch.fx.Node,
         if name == "select":
             return Src(s.node, axis - (dim < axis), s.width, s.span)
         return s
-    if name in ("chunk", "split", "split_with_sizes", "unbind"):
-        dim = _norm_axis(int(_arg(n, 2 if name != "unbind" else 1, "dim", 0)), ndim)
-        if dim == axis:
-            return w.opaque(n, f"{name} of the channel axis (a split of the channels)")
-        parts = _val(n)
-        moved = Src(s.node, axis - (dim < axis) if name == "unbind" else axis, s.width, s.span)
-        return tuple(moved for _ in (parts or ()))
     if name in ("pad", "constant_pad_nd"):
         pads = [int(p) for p in n.args[1]]  # type: ignore[arg-type,union-attr]
         mode = _arg(n, 2, "mode", "constant") if name == "pad" else "constant"
@@ -418,6 +429,8 @@ def _binary(w: _Walk, n: torch.fx.Node, name: str, acts: list[tuple[torch.fx.Nod
             op = "mul" if name == "mul" else "add"
             node = w.emit(f"{n.name}:{op}", op, (srcs[0].node, srcs[1].node))
             return Src(node, a[0], a[1], a[2])
+        if a is None or b is None:
+            return w.opaque(n, f"{name} with a tensor whose channels are not mapped")
         return w.opaque(n, f"{name} of tensors whose channels differ (a per-position "
                            "activation scale, a broadcast)")
     return w.opaque(n, f"{name} of several activations")
