@@ -280,6 +280,10 @@ def _op(w: _Walk, n: torch.fx.Node) -> Any:
         if s.axis is None:
             if name in PASS or name in OFFSET or name in RESHAPE:
                 return Src(s.node, None, s.width, s.span)  # nothing provable: stays unmapped
+            shape = _shape(n)
+            if name in NORMS and shape:  # normalises the last axis: new channels there
+                node = w.emit(f"{n.name}:norm", "layernorm", (s.node,))
+                return Src(node, len(shape) - 1, shape[-1])
             return w.opaque(n, f"{name} of an unmapped tensor")
         return _unary(w, n, name, s, acts[0][0], out_shape)
     return _binary(w, n, name, acts, out_shape)
@@ -405,10 +409,20 @@ def _unary(w: _Walk, n: torch.fx.Node, name: str, s: Src, x: torch.fx.Node,
 def _binary(w: _Walk, n: torch.fx.Node, name: str, acts: list[tuple[torch.fx.Node, Any]],
             out_shape: tuple[int, ...] | None) -> Any:
     srcs: list[Src] = [s for _, s in acts]
-    if any(s.is_input for s in srcs):
-        return w.opaque(n, f"{name} with the network input")
     if out_shape is None:
         return w.opaque(n, f"{name}: no static shape")
+    if any(s.is_input for s in srcs):
+        kept = [(x, s) for x, s in acts if not s.is_input]
+        pinned = [w.pin(s, n.name, f"{name} with the network input (a residual stream from "
+                                   "the input: its channels stay)") for _, s in kept]
+        x, first = kept[0][0], pinned[0]
+        shape = _shape(x)
+        if name in ("add", "sub", "mul") and first.axis is not None and shape is not None \
+                and len(shape) <= len(out_shape) \
+                and out_shape[first.axis + len(out_shape) - len(shape)] == shape[first.axis]:
+            return Src(first.node, first.axis + len(out_shape) - len(shape), first.width,
+                       first.span)
+        return Src(first.node, None, first.width, first.span)
     if name in ("cat", "concat"):
         dim = _norm_axis(int(_arg(n, 1, "dim", 0)), len(out_shape))
         if all(s.axis == dim and s.span == 1 for s in srcs) and len(acts) == len(n.args[0]):  # type: ignore[arg-type]
