@@ -590,6 +590,10 @@ class Captured:
         info: dict[str, Any] = {"source": self.workload.source,
                                 "capture": {"method": "torch.export", **self.coverage.as_dict()}}
         compacting = spec is not None and spec.granularity in COMPACTING and spec.compact
+        if spec is not None and spec.granularity == "head":
+            from sparsesim.prune.torch import heads
+
+            return heads.prune(self, spec, meta=dict(meta or {}))
         if spec is not None:
             if spec.granularity not in WEIGHT_GRANULARITIES:
                 raise SparsesimError(f"{spec.granularity} pruning of a graph-captured model is "
