@@ -262,7 +262,7 @@ def _user_options(args: argparse.Namespace, act: object, dynamic: object) -> Non
     """Refuse what a captured user model does not do yet (each option by its flag)."""
     refused = {
         "--method": args.method == "slimming",
-        "--granularity": args.granularity in ("head", "token", "kv"),
+        "--granularity": args.granularity in ("token", "kv"),
         "--schedule": args.schedule != "oneshot",
         "--lambda": args.lam is not None,
         "--act-prune": act is not None,
@@ -276,7 +276,7 @@ def _user_options(args: argparse.Namespace, act: object, dynamic: object) -> Non
             raise SparsesimError(f"not available for a FILE.py:FACTORY model yet (it has no "
                                  "training data, attention layers with heads, or gates): "
                                  "weight criteria magnitude, random, wanda on unstructured, "
-                                 "nm, filter, channel or block", field=flag)
+                                 "nm, filter, channel, block or head", field=flag)
 
 
 BLOCK, STEPS = 4, 3
