@@ -477,6 +477,11 @@ class TorchNet:
                                           "note": f"{UNKNOWN_GRAPH} ({err.message})"}
                 else:
                     return self._graph_compacted_trace(graph, nonzero, layer_masks, info)
+            elif spec is not None and spec.granularity in COMPACTING:
+                info["compaction"] = {"compacted": False,
+                                      "note": "shape kept (--keep-shape): pruned units stay as "
+                                              "zeros in the masks, for hardware that cannot "
+                                              "compact"}
             return Trace(self.workload, layer_masks, info)
         ratios = None
         if spec.granularity == "token":
