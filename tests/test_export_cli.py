@@ -87,7 +87,8 @@ def test_prune_a_user_model_with_the_gate(factory, tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, field", [
     (["--act-prune", "topk:0.5", "--sparsity", "0"], "--act-prune"),
-    (["--granularity", "head"], "--granularity"),
+    (["--granularity", "token"], "--granularity"),
+    (["--granularity", "head"], "granularity"),  # no SDPA attention in this model
     (["--method", "taylor"], "--method"),
 ])
 def test_options_a_user_model_does_not_take_are_refused(factory, tmp_path, capsys, argv, field):

@@ -107,16 +107,45 @@ class Residual(nn.Module):
         return self.fc((h + torch.relu(self.conv(h))).flatten(1))
 
 
-def test_a_model_with_an_unknown_graph_keeps_its_shape(digits):
+def test_a_residual_model_compacts_along_its_exported_graph(digits):
     torch.manual_seed(2)
     model = Residual()
     assert not is_chain(model) and is_chain(M.DigitsCNN())
     spec = PruneSpec("magnitude", granularity="filter", sparsity=0.5, skip=("fc",))
     net, trace = _pruned(model, digits.x_train[:16], spec)
-    assert trace.workload.graph is None and net.compacted is None
-    assert _shapes(trace) == [("stem", 1, 8), ("conv", 8, 8), ("fc", 512, 10)]
+    assert net.compacted is None and net.compaction is not None  # not cut module by module
     comp = trace.meta["compaction"]
-    assert comp["compacted"] is False and "not a plain nn.Sequential" in comp["note"]
+    assert comp["compacted"] is True and comp["graph"] == "read from torch.export"
+    # stem's pruned filters are joined with conv's at the add: only those dead on both go
+    dead_stem = (net.weights()["stem"]["w"] == 0).reshape(8, -1).all(axis=1)
+    dead_conv = (net.weights()["conv"]["w"] == 0).reshape(8, -1).all(axis=1)
+    both = int((dead_stem & dead_conv).sum())
+    assert _shapes(trace)[0] == ("stem", 1, 8 - both)
+
+
+class Branchy(nn.Module):
+    """Data-dependent control flow: torch.export cannot capture it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 3, padding=1)
+        self.fc = nn.Linear(8 * 64, 10)
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x))
+        if h.sum() > 0:
+            h = h * 2
+        return self.fc(h.flatten(1))
+
+
+def test_a_model_with_an_unknown_graph_keeps_its_shape(digits):
+    model = Branchy()
+    spec = PruneSpec("magnitude", granularity="filter", sparsity=0.5, skip=("fc",))
+    net, trace = _pruned(model, digits.x_train[:16], spec)
+    assert trace.workload.graph is None and net.compacted is None and net.compaction is None
+    assert _shapes(trace) == [("conv", 1, 8), ("fc", 512, 10)]
+    comp = trace.meta["compaction"]
+    assert comp["compacted"] is False and "torch.export" in comp["note"]
 
 
 def test_digits_pipeline_reports_the_compacted_model(digits):

@@ -84,8 +84,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument("--nm", type=nm_ratio, metavar="N:M",
                         help="N kept of every M along the reduction axis (with --granularity nm; "
                              "default 2:4)")
-    parser.add_argument("--block", type=count(1), default=4, metavar="K",
-                        help="k×k block size (default: %(default)s)")
+    parser.add_argument("--block", type=count(1), metavar="K",
+                        help=f"k×k block size, with --granularity block (default: {BLOCK})")
     parser.add_argument("--keep-shape", action="store_true",
                         help="filter, channel, block, head: keep the masked, uncompacted shapes "
                              "(hardware that cannot compact); default: what is pruned leaves "
@@ -101,8 +101,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                              "(default: all)")
     parser.add_argument("--schedule", choices=("oneshot", "iterative", "imp"), default="oneshot",
                         help="iterative fine-tuning or IMP with rewinding: --model digits")
-    parser.add_argument("--steps", type=count(1), default=3, metavar="N",
-                        help="levels of an iterative schedule / IMP rounds (default: %(default)s)")
+    parser.add_argument("--steps", type=count(1), metavar="N",
+                        help=f"levels of an iterative schedule / IMP rounds (default: {STEPS})")
     parser.add_argument("--lambda", dest="lam", type=real(0), metavar="L",
                         help="train with L1 (unstructured) or group lasso (filter, channel) of "
                              "weight L, prune the zeros, cut to --sparsity if short: --model "
@@ -122,7 +122,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                              "(default: %(default)s)")
     add_attention_args(parser)
     parser.add_argument("--distribution", choices=("normal", "uniform", "laplace"),
-                        default="normal", help="synthetic weight law (default: %(default)s)")
+                        help="synthetic weight law, not with --model (default: normal)")
     parser.add_argument("--seed", type=SEED, default=0, help="seed (default: 0)")
     parser.add_argument("-o", "--out", type=Path, required=True, metavar="PATH",
                         help="the trace file to write (.npz)")
@@ -138,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
     from sparsesim.prune.spec import COMPACTING, DynamicSpec
 
     output_file(args.out, what="trace")  # before the pruning, not after it
+    refuse_noops(args)
     slimming = args.method == "slimming"
     sparsity = _sparsity(args)
     if args.keep_shape and (slimming or args.granularity not in COMPACTING):
@@ -265,7 +266,7 @@ def _user_options(args: argparse.Namespace, act: object, dynamic: object) -> Non
     """Refuse what a captured user model does not do yet (each option by its flag)."""
     refused = {
         "--method": args.method == "slimming",
-        "--granularity": args.granularity in ("head", "token", "kv"),
+        "--granularity": args.granularity in ("token", "kv"),
         "--schedule": args.schedule != "oneshot",
         "--lambda": args.lam is not None,
         "--act-prune": act is not None,
@@ -279,7 +280,45 @@ def _user_options(args: argparse.Namespace, act: object, dynamic: object) -> Non
             raise SparsesimError(f"not available for a FILE.py:FACTORY model yet (it has no "
                                  "training data, attention layers with heads, or gates): "
                                  "weight criteria magnitude, random, wanda on unstructured, "
-                                 "nm, filter, channel or block", field=flag)
+                                 "nm, filter, channel, block or head", field=flag)
+
+
+BLOCK, STEPS = 4, 3
+
+
+def refuse_noops(args: argparse.Namespace) -> None:
+    """Refuse a flag the run would accept and ignore (one line, naming it), then fill in the
+    defaults of ``--block``, ``--steps`` and ``--distribution``, which are ``None`` so that
+    giving them where nothing reads them can be told from not giving them."""
+    model = args.model is not None
+    checks = [
+        ("--block", args.block is not None and args.granularity != "block",
+         f"sets the block of --granularity block; {args.granularity} pruning ignores it"),
+        ("--steps", args.steps is not None and args.schedule == "oneshot",
+         "counts the levels of --schedule iterative or imp; one-shot pruning ignores it"),
+        ("--distribution", args.distribution is not None and model,
+         "draws synthetic weights; a --model has its own weights"),
+        ("--act-density", args.act_density != 1 and model,
+         "is the synthetic activation model; a --model's activations are measured (use "
+         "--act-prune to prune them)"),
+    ]
+    if args.sparsity == 0 and args.method != "slimming":
+        shape = args.granularity in ("head", "token", "kv")
+        other = (args.act_prune is not None or args.lam is not None or bool(args.dynamic)
+                 or args.attn_top_k is not None or args.attn_density != 1
+                 or args.act_density != 1)
+        checks.append(("--sparsity", shape or not other,
+                       f"0 removes no {args.granularity} " + (
+                           "(nothing else changes the shapes)" if shape else
+                           "and nothing else prunes (no --act-prune, --lambda, --dynamic or "
+                           "attention pruning): give a sparsity, or use `sparsesim import` "
+                           "for a model as it is")))
+    for flag, bad, why in checks:
+        if bad:
+            raise SparsesimError(f"{flag} {why}", field=flag)
+    args.block = BLOCK if args.block is None else args.block
+    args.steps = STEPS if args.steps is None else args.steps
+    args.distribution = "normal" if args.distribution is None else args.distribution
 
 
 def _sparsity(args: argparse.Namespace) -> float:

@@ -25,6 +25,11 @@ Towards Any Structural Pruning", CVPR 2023):
   a channel-mixing op (layer norm), at a grouped conv that is not depthwise (only whole
   groups could go; not modelled, so its channels stay), across an edge the graph does not
   know (``Workload.graph is None``: every edge is unknown).
+* **Per-channel ops** a captured graph writes out (``pad``, ``offset``: see
+  :mod:`sparsesim.workload.graph`) pass channel ``j`` on; after zero padding a non-zero
+  constant is constant only away from the borders (its readers fold a bias map), after an
+  offset (batch-norm, ``+ b``, a sigmoid) a zero channel is a non-zero constant (a mul with
+  it is not zero). An ``opaque`` node pins its input, with its ``note`` as the reason.
 * **Reader-local drops.** A plain reader that drops an input channel reads fewer channels
   (its ``c`` or ``in_features`` shrinks) even when the group stays — exact, its weights there
   are zero; the producer keeps computing the channel for its other readers.
@@ -52,7 +57,7 @@ from typing import Any
 import numpy as np
 
 from sparsesim.errors import SparsesimError
-from sparsesim.workload.graph import ELEMENTWISE, Graph, Node
+from sparsesim.workload.graph import ELEMENTWISE, PER_CHANNEL_OPS, Graph, Node
 from sparsesim.workload.layers import Layer
 from sparsesim.workload.network import Workload
 
@@ -331,6 +336,17 @@ def _groups(graph: Graph, by_name: Mapping[str, Layer], roles: Mapping[str, str]
             continue
         width = slots.width[known[0]]
         slots.add(node.name, width)
+        if node.op in PER_CHANNEL_OPS:  # channel j is channel j; what a constant becomes:
+            src = known[0]
+            slots.union(node.name, src)
+            const[node.name] = const[src].copy()
+            if node.op == "pad":  # zero borders: a non-zero constant varies near them
+                zero[node.name] = zero[src].copy()
+                approx[node.name] = approx[src] | (const[src] & ~zero[src])
+            else:  # offset: 0 maps to a non-zero constant
+                zero[node.name] = np.zeros(width, dtype=bool)
+                approx[node.name] = approx[src].copy()
+            continue
         if node.op in ELEMENTWISE:
             const[node.name] = np.logical_and.reduce([const[s] for s in known])
             zero[node.name] = np.logical_and.reduce([zero[s] for s in known])
@@ -348,8 +364,9 @@ def _groups(graph: Graph, by_name: Mapping[str, Layer], roles: Mapping[str, str]
             const[node.name] = np.zeros(width, dtype=bool)
             zero[node.name] = np.zeros(width, dtype=bool)
             approx[node.name] = np.zeros(width, dtype=bool)
-            slots.pin_all(known[0], f"channel-mixing {node.op}")
-            slots.pin_all(node.name, f"channel-mixing {node.op}")
+            pinned = node.note or f"channel-mixing {node.op}"
+            slots.pin_all(known[0], pinned)
+            slots.pin_all(node.name, pinned)
     for out in graph.outputs:
         if out in slots.width:
             slots.pin_all(out, "network output")

@@ -16,6 +16,14 @@ previous conv's output), so a workload TOML states its edges:
   channel-mixing op without MACs (LayerNorm, RMSNorm: every output channel depends on every
   input channel). ReLU, batch-norm and pooling are per channel and not listed: an edge passes
   through them.
+* three more nodes are written by graphs read from a captured model
+  (``sparsesim.prune.torch.graphs``), where an edge passes through ops a TOML leaves implicit:
+  ``op = "pad"`` (zero padding of the spatial axes: channel ``j`` stays channel ``j``, but a
+  constant map is constant only away from the borders), ``op = "offset"`` (a per-channel op
+  that maps 0 to a non-zero value — batch-norm, a sigmoid, ``+ b``: a constant stays
+  constant, a zero does not stay zero) and ``op = "opaque"`` (an op whose channel mapping is
+  not provable, or a network output: its input's channels are never removed; ``note`` says
+  why).
 
 A workload is said to have a graph when its TOML names an ``input``, lists a join, or sets
 ``[network] graph = true`` (a plain chain such as VGG); otherwise ``Workload.graph`` is
@@ -34,9 +42,11 @@ BLOCK_INPUT = "@block"
 #: element-wise joins: channel ``j`` of the output is channel ``j`` of every input
 ELEMENTWISE = ("add", "mul")
 JOIN_OPS = ELEMENTWISE + ("concat",)
-#: channel-mixing ops without MACs
-MIX_OPS = ("layernorm",)
-GRAPH_OPS = JOIN_OPS + MIX_OPS
+#: channel-mixing ops without MACs; ``opaque``: an op the graph reader cannot map (it pins)
+MIX_OPS = ("layernorm", "opaque")
+#: per-channel ops that change what a removed (constant) channel holds: see the docstring
+PER_CHANNEL_OPS = ("pad", "offset")
+GRAPH_OPS = JOIN_OPS + MIX_OPS + PER_CHANNEL_OPS
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +56,7 @@ class Node:
     name: str
     op: str
     inputs: tuple[str, ...]
+    note: str = ""  # why an ``opaque`` node pins (the op it stands for)
 
     @property
     def is_layer(self) -> bool:

@@ -27,11 +27,15 @@ batch of the pruned model. :meth:`TorchNet.effectual_macs` counts the non-zero p
 every layer from the real tensors (indicator convolutions and matmuls), independently of the
 simulator's lowering.
 
-Filter, channel and block pruning compact the trace (``sparsesim.prune.compact``) only where
-the model's graph is known: a plain ``nn.Sequential`` chain (``compact.chain_graph``). There
-the real model is cut alike, constants folded, and the trace is measured on the cut model
-(:attr:`TorchNet.compacted`); any other model keeps its shape, and ``meta["compaction"]``
-says why.
+Filter, channel and block pruning compact the trace (``sparsesim.prune.compact``) along the
+model's graph. A plain ``nn.Sequential`` chain (``compact.chain_graph``) is cut for real,
+constants folded, and the trace is measured on the cut model (:attr:`TorchNet.compacted`).
+Any other model's graph is read from ``torch.export`` (``sparsesim.prune.torch.graphs``): the
+trace is compacted, the masked model is the one evaluated (it computes what the compacted
+network does: a removed filter is a constant channel, folded into its readers' bias), and
+:attr:`TorchNet.rebuilt` runs the compacted network itself (``sparsesim.prune.torch.rebuild``),
+whose products :meth:`TorchNet.effectual_macs` counts. A model ``torch.export`` cannot capture
+keeps its shape, and ``meta["compaction"]`` says why.
 """
 
 from __future__ import annotations
@@ -62,6 +66,9 @@ from sparsesim.prune.schedule import imp_levels, iterative_levels
 from sparsesim.prune.compact import compact
 from sparsesim.prune.spec import COMPACTING, WEIGHT_GRANULARITIES, DynamicSpec, PruneSpec
 from sparsesim.prune.torch.compact import chain_graph, compact_sequential
+from sparsesim.prune.torch import graphs
+from sparsesim.prune.torch.rebuild import Rebuilt, compact_masks
+from sparsesim.prune.compact import Compaction
 from sparsesim.prune.synthetic import Weights
 from sparsesim.rules.keep import keep_count
 from sparsesim.sparsity.trace import Trace
@@ -110,9 +117,9 @@ def _effective(mod: Any) -> torch.Tensor:
 
 Loss = Callable[[torch.Tensor, slice], torch.Tensor]
 
-UNKNOWN_GRAPH = ("the model is not a plain nn.Sequential chain, so its graph (residual adds, "
-                 "concats) is unknown: shapes kept, pruned filters and channels stay as zeros "
-                 "in the masks")
+UNKNOWN_GRAPH = ("the model is not a plain nn.Sequential chain and its graph (residual adds, "
+                 "concats) could not be read from torch.export: shapes kept, pruned filters and "
+                 "channels stay as zeros in the masks")
 
 
 class TorchNet:
@@ -128,6 +135,8 @@ class TorchNet:
         self.output: Any = None  # the model's output on the inputs, before any pruning
         self.last_output: Any = None  # its output in the last trace() measurement
         self.compacted: TorchNet | None = None  # the last trace()'s compacted model, if any
+        self.compaction: Compaction | None = None  # the last trace()'s graph compaction
+        self._rebuilt: Rebuilt | None = None
         self._discover()
 
     # --- discovery ---------------------------------------------------------------------
@@ -473,12 +482,24 @@ class TorchNet:
                     "seed": 0 if spec is None else spec.seed, "weight_sparsity": 1 - kept / total,
                     "layers": per_layer, **info}
             self.compacted = None
+            self.compaction, self._rebuilt = None, None
             if spec is not None and spec.granularity in COMPACTING and spec.compact:
-                if self.workload.graph is None:
-                    info["compaction"] = {"compacted": False, "note": UNKNOWN_GRAPH}
-                else:
+                if self.workload.graph is not None:
                     return self._compacted_trace(nonzero, info, act_prune=act_prune,
                                                  act_skip=act_skip, dynamic=dynamic)
+                try:
+                    graph = graphs.module_graph(self.model, self.inputs, {
+                        n: b.layer.op for n, b in self.bound.items()})
+                except SparsesimError as err:
+                    info["compaction"] = {"compacted": False,
+                                          "note": f"{UNKNOWN_GRAPH} ({err.message})"}
+                else:
+                    return self._graph_compacted_trace(graph, nonzero, layer_masks, info)
+            elif spec is not None and spec.granularity in COMPACTING:
+                info["compaction"] = {"compacted": False,
+                                      "note": "shape kept (--keep-shape): pruned units stay as "
+                                              "zeros in the masks, for hardware that cannot "
+                                              "compact"}
             return Trace(self.workload, layer_masks, info)
         ratios = None
         if spec.granularity == "token":
@@ -488,6 +509,37 @@ class TorchNet:
         return prune_workload(self.workload, spec, weights=weights, stats=None if cal is None
                               else cal.stats, act_masks=measured.act_masks, keep_ratios=ratios,
                               meta=info)
+
+    def _graph_compacted_trace(self, graph: Any, nonzero: Masks,
+                               layer_masks: Mapping[str, LayerMasks],
+                               info: dict[str, Any]) -> Trace:
+        """The trace compacted along the graph read from torch.export; the masked model
+        stays the evaluated one (see the module docstring)."""
+        from dataclasses import replace
+
+        done = compact(replace(self.workload, graph=graph), nonzero)
+        self.compaction = done
+        for name, entry in done.layers.items():
+            info["layers"].setdefault(name, {}).update(entry)
+        info["compaction"] = {
+            **done.summary, "graph": "read from torch.export",
+            "real_model": "masked: computes what the compacted network does (a removed filter "
+                          "is a constant channel, folded into its readers' bias); "
+                          "sparsesim.prune.torch.rebuild runs the compacted network"}
+        return Trace(done.workload, compact_masks(done, layer_masks), info)
+
+    def rebuilt(self, *, act_prune: ActPrune | None = None,
+                act_skip: Sequence[str] = ()) -> Rebuilt | None:
+        """The compacted network of the last graph-compacted trace (``None`` if none),
+        its folds read on the calibration inputs (with ``act_prune``, as the trace was)."""
+        if self.compaction is None:
+            return None
+        if self._rebuilt is None:
+            with self._hooks(act_prune=act_prune, act_skip=act_skip):
+                self._rebuilt = Rebuilt(
+                    self.model, {n: b.module for n, b in self.bound.items()},
+                    {n: b.layer for n, b in self.bound.items()}, self.compaction, self.inputs)
+        return self._rebuilt
 
     def _compacted_trace(self, nonzero: Masks, info: dict[str, Any], *,
                          act_prune: ActPrune | None, act_skip: Sequence[str],
@@ -655,10 +707,16 @@ class TorchNet:
             add((name, "qk"), scores.sum())
             add((name, "pv"), (_nz(p) @ _nz(v)).sum())
 
+        rebuilt = self.rebuilt(act_prune=act_prune, act_skip=act_skip)
+        thin: dict[tuple[str, str], int] = {}
+        active = contextlib.nullcontext() if rebuilt is None else rebuilt.active(thin)
         with torch.no_grad(), self._hooks(act_prune=act_prune, act_skip=act_skip,
-                                          on_input=on_input, on_o_input=on_o, on_taps=on_taps):
+                                          on_input=on_input, on_o_input=on_o,
+                                          on_taps=on_taps), active:
             self.model(self.inputs)
-        return {k: int(round(v)) for k, v in counts.items()}
+        # a graph-compacted trace: the compacted layers' products, counted on their kept
+        # channels (sparsesim.prune.torch.rebuild)
+        return {**{k: int(round(v)) for k, v in counts.items()}, **thin}
 
     # --- schedules ---------------------------------------------------------------------
 

@@ -40,6 +40,11 @@ Activation masks are measured by running the exported module with a
 input) and an activation B are recorded as non-zero masks, with the weights a pruning chose
 applied at their GEMM node (the graph's weight times the mask), so the masks are those of the
 pruned model. The calibration batch is the simulated batch.
+
+Filter, channel and block pruning compact the trace (``sparsesim.prune.compact``) along the
+graph read from the same exported program (:func:`units`, ``sparsesim.prune.torch.graphs``):
+each GEMM node is a layer reading its activation operand; a matmul's other activation operand
+and SDPA's keys and values are pinned.
 """
 
 from __future__ import annotations
@@ -59,7 +64,10 @@ from sparsesim.prune.criteria import LayerStats
 from sparsesim.prune.front import Masks, score_weights, weight_masks
 from sparsesim.prune.spec import WEIGHT_GRANULARITIES, PruneSpec
 from sparsesim.prune.synthetic import Weights
-from sparsesim.prune.torch import parity
+from sparsesim.prune.compact import compact
+from sparsesim.prune.spec import COMPACTING
+from sparsesim.prune.torch import graphs, parity
+from sparsesim.prune.torch.rebuild import compact_masks
 from sparsesim.sparsity.masks import LayerMasks
 from sparsesim.sparsity.trace import Trace
 from sparsesim.workload.layers import Conv2d, Layer, Linear, MatMul
@@ -509,6 +517,47 @@ def run(graph: Graph, args: Sequence[Any], kwargs: Mapping[str, Any], *,
     return out
 
 
+# --- the graph ------------------------------------------------------------------------------------
+
+#: the activation operand a weight layer reads, by the argument holding its stored weight
+_READS = {"weight": "input", "mat2": ("self", "mat1"), "other": "self", "batch2": "batch1"}
+
+
+def units(graph: Graph) -> list[graphs.Unit]:
+    """The layers of ``graph`` as units of its fx graph (``sparsesim.prune.torch.graphs``): a
+    weight layer reads its activation operand (last axis; NCHW for a conv); a weight on the
+    left (``W·X``) and activation × activation products read on no provable channel axis,
+    their other operands pinned."""
+    gm = graph.module
+    static = graphs.static_nodes(gm, {n.name for n in gm.graph.nodes if n.op == "placeholder"})
+    by_node: dict[str, list[Site]] = {}
+    for s in graph.sites:
+        by_node.setdefault(s.node, []).append(s)
+    out = []
+    for node in graph.module.graph.nodes:
+        sites = by_node.get(node.name)
+        if not sites:
+            continue
+        v = _bind(node.target, node.args, node.kwargs)
+        acts = [x for k, x in v.items() if isinstance(x, torch.fx.Node)
+                and x.name not in static and (sites[0].w is None or k != sites[0].w.arg)]
+        layers = tuple((s.layer.name, s.layer.op) for s in sites)
+        w = sites[0].w
+        if isinstance(sites[0].layer, Conv2d):
+            unit = graphs.Unit(layers, v["input"], 1, node, 1)
+        elif w is not None and w.arg in _READS:
+            names = _READS[w.arg]
+            key = next((k for k in ((names,) if isinstance(names, str) else names)
+                        if isinstance(v.get(k), torch.fx.Node) and v[k].name not in static),
+                       None)  # addmm's "self" is its bias
+            unit = graphs.Unit(layers, None if key is None else v[key], -1, node, -1)
+        else:  # W·X, or both operands activations: nothing read on a channel axis
+            first = acts[0] if acts else None
+            unit = graphs.Unit(layers, first, None, node, None, tuple(acts[1:]))
+        out.append(unit)
+    return out
+
+
 # --- the front-end object ------------------------------------------------------------------------
 
 
@@ -540,6 +589,11 @@ class Captured:
         chosen: Masks | None = None
         info: dict[str, Any] = {"source": self.workload.source,
                                 "capture": {"method": "torch.export", **self.coverage.as_dict()}}
+        compacting = spec is not None and spec.granularity in COMPACTING and spec.compact
+        if spec is not None and spec.granularity == "head":
+            from sparsesim.prune.torch import heads
+
+            return heads.prune(self, spec, meta=dict(meta or {}))
         if spec is not None:
             if spec.granularity not in WEIGHT_GRANULARITIES:
                 raise SparsesimError(f"{spec.granularity} pruning of a graph-captured model is "
@@ -584,7 +638,34 @@ class Captured:
                 "seed": 0 if spec is None else spec.seed,
                 "weight_sparsity": 1 - kept / total if total else 0.0,
                 "layers": per_layer, **info, **(meta or {})}
+        if compacting:
+            return self._compacted(weights, chosen, layer_masks, info)
         return Trace(self.workload, layer_masks, info)
+
+    def graph_of(self) -> Any:
+        """The workload graph read from the exported program (``graphs.derive``)."""
+        gm = self.graph.module
+        user = {n.name for n in gm.graph.nodes if n.op == "placeholder"}
+        static = graphs.static_nodes(gm, user)
+        return graphs.derive(gm, units(self.graph), static)
+
+    def _compacted(self, weights: Weights, chosen: Masks | None,
+                   layer_masks: Mapping[str, LayerMasks], info: dict[str, Any]) -> Trace:
+        """The trace compacted along the exported graph: removed filters and input channels
+        leave the shapes, constants fold into the readers' bias (``prune.compact``)."""
+        from dataclasses import replace
+
+        nonzero: Masks = {}
+        for name, tensors in weights.items():
+            nz = tensors["w"] != 0
+            if chosen is not None and name in chosen:
+                nz = nz & chosen[name]["w"]
+            nonzero[name] = {"w": nz}
+        done = compact(replace(self.workload, graph=self.graph_of()), nonzero)
+        for name, entry in done.layers.items():
+            info["layers"].setdefault(name, {}).update(entry)
+        info["compaction"] = {**done.summary, "graph": "read from torch.export"}
+        return Trace(done.workload, compact_masks(done, layer_masks), info)
 
 
 def capture(model: nn.Module, args: Sequence[Any] | Any, kwargs: Mapping[str, Any] | None = None,
