@@ -272,3 +272,15 @@ def test_every_order_runs_the_same_folds(case, order):
     assert r0.w.sram_read_bytes == r1.w.sram_read_bytes
     assert r1.compute_cycles == r0.compute_cycles + extra
     assert math.isfinite(r1.cycles) and r1.cycles >= r1.compute_cycles
+
+
+def test_readme_mapping_block_is_a_valid_arch():
+    import re
+    import tomllib
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = re.search(r"^### Mapping\n(.*?)^### ", text, re.M | re.S)
+    assert section
+    block = re.search(r"^```toml\n(.*?)^```", section.group(1), re.M | re.S)
+    arch = arch_from_dict(tomllib.loads(block.group(1)))
+    assert arch.mapping == MappingConfig("scalesim", 0) and arch.pe.acc_entries == 1

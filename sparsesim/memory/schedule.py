@@ -4,9 +4,11 @@ No simpy here. :func:`fold_schedule` builds the :class:`FoldSchedule` of one GEM
 (which tile each fold needs and how many bytes every tile is in its storage format);
 :func:`sparsesim.memory.machine.simulate_gemm` runs it through the machine.
 
-**Tiles — one rule for every dataflow.** Folds run column folds outer, row folds inner
-(fold ``f`` is row fold ``f % R`` of column fold ``f // R``, as :class:`~sparsesim.mapping.dataflows.
-FoldPlan`). An operand's tile for fold (i, j) is its block along each of its axes (A: m, k;
+**Tiles — one rule for every dataflow.** Steps run in the mapping's loop order
+(:mod:`sparsesim.mapping.loops`; by default SCALE-Sim's: column folds outer, row folds inner,
+a fold's chunks innermost — fold ``f`` is row fold ``f % R`` of column fold ``f // R``, as
+:class:`~sparsesim.mapping.dataflows.FoldPlan`, the index ``compute_cycles`` is given by). An
+operand's tile for fold (i, j) is its block along each of its axes (A: m, k;
 W: k, n; O: m, n): block ``i`` of ``rows`` on the axis the dataflow lays on the array rows,
 block ``j`` of ``cols`` on the column axis, the whole extent on the streamed axis. Its id
 is the pair of block indices, flattened. Consecutive folds that need the same tile reuse it.
