@@ -90,3 +90,13 @@ def test_bad_override_names_file_layer_field(tmp_path, mapping, field):
     text = str(err.value)
     assert "two.toml" in text and "layer 'a'" in text and f"field '{field}'" in text
     assert "\n" not in text
+
+
+def test_size_guard_counts_the_stream_tiles_steps():
+    from sparsesim.engine.size import run_size
+    from sparsesim.workload.layers import MatMul
+    layers = [MatMul("mm", 64, 96, 48)]
+    arch = with_overrides(load_arch("default"), ARCH)  # ws 8×8: 12 × 6 folds, stream m = 64
+    assert run_size(layers, arch).folds == 12 * 6
+    tiled = with_overrides(arch, {"mapping.stream_tile": 10})
+    assert run_size(layers, tiled).folds == 12 * 6 * 7
