@@ -5,7 +5,8 @@ node rule, the overrides); this module says which parts an arch has and how many
 count below is a modelling choice:
 
 - ``mac``: one MAC per PE (``rows × cols``), the multiplier and its accumulator adder.
-- ``pe_registers``: per PE the A and W operand registers and the accumulator.
+- ``pe_registers``: per PE the A and W operand registers and its ``pe.acc_entries`` accumulators
+  (at least one: the MAC's own, also when ``acc_entries = 0`` keeps no partial sums across steps).
 - ``sparse_pe`` (by PE kind; ``dense``: none):
   ``gate`` — per PE a zero detector on each gated operand (``A``, ``W``: one; ``both``: two)
   and one clock-gating cell (priced as a flip-flop);
@@ -163,8 +164,8 @@ def area_breakdown(arch: Arch, table: AreaTable | None = None) -> AreaBreakdown:
     pes = a.rows * a.cols
     logic_um2 = {
         "mac": pes * t.mac(p.a_bits, p.w_bits),
-        "pe_registers": pes * t.registers(p.a_bits + p.w_bits
-                                          + t.accumulator_bits(p.a_bits, p.w_bits)),
+        "pe_registers": pes * t.registers(p.a_bits + p.w_bits + max(arch.pe.acc_entries, 1)
+                                          * t.accumulator_bits(p.a_bits, p.w_bits)),
         "sparse_pe": pes * sparse_pe_um2(arch, t),
         "decoder": decoder_um2(arch, t),
         "online": online_um2(arch, t),

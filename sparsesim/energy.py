@@ -36,7 +36,9 @@ class ActionCounts:
     ``macs`` full MACs and ``gated_macs`` clock-gated ones; ``register_accesses`` register-file
     accesses of operand width; SRAM and DRAM traffic in bits (per operand buffer for SRAM);
     ``decoded_elements`` values whose positions were decoded from format metadata;
-    ``comparisons`` of the online pruning unit (:mod:`sparsesim.pe.online`). Memory
+    ``comparisons`` of the online pruning unit (:mod:`sparsesim.pe.online`);
+    ``accumulator_accesses`` of PE accumulators draining partial sums to the O buffer or
+    filled back from it (output width; :mod:`sparsesim.mapping.loops`). Memory
     counts come from :func:`sparsesim.memory.actions`; the compute side is the caller's (a
     systolic PE touches about three registers per issued MAC: A, W and the accumulator).
     """
@@ -54,6 +56,7 @@ class ActionCounts:
     dram_write_bits: int = 0
     decoded_elements: int = 0
     comparisons: int = 0
+    accumulator_accesses: int = 0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -87,7 +90,8 @@ def energy_breakdown(actions: ActionCounts, table: EnergyTable, arch: Arch, *,
     out = {
         "mac": actions.macs * table.mac(p.a_bits, p.w_bits),
         "gated_mac": actions.gated_macs * table.gated_mac(p.a_bits, p.w_bits),
-        "register": actions.register_accesses * table.register(word),
+        "register": (actions.register_accesses * table.register(word)
+                     + actions.accumulator_accesses * table.accumulator(p.o_bits)),
     }
     for op in ("a", "w", "o"):
         half = mem.sram_bytes(op) / 2

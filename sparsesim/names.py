@@ -57,6 +57,17 @@ class Operand(StrEnum):
     O = "O"  # noqa: E741
 
 
+class MappingOrder(StrEnum):
+    """Named temporal loop orders over a GEMM's folds (``mapping.order``;
+    :mod:`sparsesim.mapping.loops`): SCALE-Sim's, or named by the operand whose tile stays
+    while the innermost loop runs (its loop is the GEMM axis that operand lacks)."""
+
+    SCALESIM = "scalesim"
+    OUTPUT_REUSE = "output_reuse"
+    WEIGHT_REUSE = "weight_reuse"
+    INPUT_REUSE = "input_reuse"
+
+
 class AttnOperand(StrEnum):
     """Attention's internal activations that carry masks (``LayerMasks.activations`` keys,
     trace members ``{i}/act/{name}``): the queries, keys, values, probabilities and the

@@ -2,7 +2,8 @@
 
 An arch TOML has one table per concern, each read by its own frozen config — ``[array]`` and
 ``[precision]`` (:mod:`.array`), ``[pe]`` (:mod:`.pe`), ``[memory]`` (:mod:`.memory`),
-``[online]`` (:mod:`.online`), ``[energy]`` (:mod:`.energy`), ``[area]`` (:mod:`.area`). A field left out takes the value
+``[online]`` (:mod:`.online`), ``[energy]`` (:mod:`.energy`), ``[area]`` (:mod:`.area`),
+``[mapping]`` (:mod:`.mapping`). A field left out takes the value
 of the preset named by ``[arch] base`` (the ``default`` preset unless given)::
 
     [arch]
@@ -29,6 +30,7 @@ of the preset named by ``[arch] base`` (the ``default`` preset unless given)::
     n = 2                     # nm: n multipliers per group of m elements along K
     m = 4
     nm_operand = "W"          # nm: whose N:M compresses K: W | A | both (joint)
+    acc_entries = 1           # accumulator entries per PE (partial sums kept across steps)
 
     [memory]                  # DRAM → SRAM (A, W, O buffers, double-buffered) → array
     ideal = false             # true: memory never stalls (the SCALE-Sim comparisons)
@@ -55,6 +57,10 @@ of the preset named by ``[arch] base`` (the ``default`` preset unless given)::
     table = "my_area.toml"    # optional file of overrides of the 45 nm area table
     flop_um2 = 5.0            # any field of sparsesim.arch.area.AreaTable
 
+    [mapping]                 # temporal loop order and tiles (sparsesim.mapping.loops)
+    order = "scalesim"        # output_reuse | weight_reuse | input_reuse | ["n", "k", "m"]
+    stream_tile = 0           # streamed-axis elements per DRAM→SRAM tile (0: tiling policy)
+
     [energy]                  # per-action energies in pJ over the 45 nm default table
     table = "my_energy.toml"  # optional file of overrides (relative to this file)
     dram_read_pj_per_bit = 20.0   # any field of sparsesim.arch.energy.EnergyTable
@@ -76,6 +82,7 @@ from sparsesim.arch.area import AreaConfig
 from sparsesim.arch.array import ArrayConfig, PrecisionConfig
 from sparsesim.arch.dram import CUSTOM, dram_tech
 from sparsesim.arch.energy import EnergyConfig
+from sparsesim.arch.mapping import MappingConfig
 from sparsesim.arch.memory import MemoryConfig
 from sparsesim.arch.online import OnlineConfig
 from sparsesim.arch.pe import PeConfig
@@ -97,6 +104,7 @@ class Arch:
     energy: EnergyConfig = EnergyConfig()
     online: OnlineConfig = OnlineConfig()
     area: AreaConfig = AreaConfig()
+    mapping: MappingConfig = MappingConfig()
     description: str = ""
     source: str = ""
     notes: str = ""
@@ -132,6 +140,7 @@ class Arch:
             "online": self.online.to_table(),
             "energy": self.energy.to_table(),
             "area": self.area.to_table(),
+            "mapping": self.mapping.to_table(),
         }
 
 
@@ -143,6 +152,7 @@ _SECTIONS: dict[str, type[Section]] = {
     "energy": EnergyConfig,
     "online": OnlineConfig,
     "area": AreaConfig,
+    "mapping": MappingConfig,
 }
 _ARCH_KEYS = frozenset({"name", "base", "clock_hz", "description", "source", "notes"})
 _TEXT_KEYS = ("name", "description", "source", "notes")

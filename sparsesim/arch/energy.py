@@ -23,6 +23,10 @@ integer add 0.03 pJ (8 bit) and 0.1 pJ (32 bit); a 64-bit SRAM read 10 pJ (8 KB)
   written priced by its own entry. Default (``[memory] dram = "custom"``): the midpoint of
   Horowitz's 1.3–2.6 nJ per 64 bits, 1.95 nJ / 64 = 30.47 pJ/bit, reads and writes alike; an
   arch that names a DRAM technology (:mod:`sparsesim.arch.dram`) takes its two figures.
+- **Accumulator** access (the PE register level, :mod:`sparsesim.mapping.loops`): a partial
+  sum drained from a PE accumulator to the O buffer or filled back costs ``acc_pj_per_bit``
+  × the output width; 0.03 pJ/bit, the register figure above (an accumulator is a register
+  file entry: Eyeriss's RF ≈ 1× MAC, Chen et al., ISCA 2016).
 - **Decode**: ``decode_pj_per_element`` = 0.05 pJ per value whose position is decoded from
   metadata — an assumption: about one 16-bit add (the index arithmetic) per value.
 - **Online pruning**: one comparison of the output width ``o_bits`` costs an add of that width
@@ -70,6 +74,7 @@ class EnergyTable:
     dram_read_pj_per_bit: float = 1950.0 / 64.0
     dram_write_pj_per_bit: float = 1950.0 / 64.0
     decode_pj_per_element: float = 0.05
+    acc_pj_per_bit: float = 0.03
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -110,6 +115,10 @@ class EnergyTable:
     def register(self, bits: int) -> float:
         """pJ of one register-file access of ``bits`` bits."""
         return self.reg_pj_per_bit * bits
+
+    def accumulator(self, bits: int) -> float:
+        """pJ of one PE accumulator access of ``bits`` bits (a drain to or fill from SRAM)."""
+        return self.acc_pj_per_bit * bits
 
     def sram_read_per_bit(self, size_bytes: float) -> float:
         """pJ per bit read from an SRAM of ``size_bytes`` (log–log interpolation)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sparsesim.arch.section import Section, positive_int
+from sparsesim.arch.section import MAX_COUNT, Section, positive_int
 from sparsesim.errors import SparsesimError
 from sparsesim.names import PeKind, PeOperand, Sync, choices
 from sparsesim.rules.nm import check_ratio
@@ -24,6 +24,13 @@ class PeConfig(Section):
     ``both`` (joint: the weights' slots, gated where the activation's metadata has no match;
     :mod:`sparsesim.pe.kinds`). ``nm_operand`` is a field of the ``nm`` kind only: another
     kind with a value other than the default ``W`` is refused.
+
+    ``acc_entries``: accumulator entries per PE that keep partial sums across a GEMM's steps
+    (the register level, :mod:`sparsesim.mapping.loops`): the array holds an output tile of
+    up to ``rows · cols · acc_entries`` elements while consecutive steps add into it, and
+    writes it to the O buffer only when it is done or the next step needs another tile.
+    ``1`` is the one accumulator every PE has; ``0`` sends every step's partial sums to the
+    O buffer (the model before the register level).
     """
 
     kind: str = "dense"
@@ -32,6 +39,7 @@ class PeConfig(Section):
     n: int = 2
     m: int = 4
     nm_operand: str = "W"
+    acc_entries: int = 1
 
     def __post_init__(self) -> None:
         for field, value, names in (("kind", self.kind, PeKind),
@@ -47,3 +55,8 @@ class PeConfig(Section):
         positive_int(self.n, "pe.n")
         positive_int(self.m, "pe.m")
         check_ratio((self.n, self.m), field="pe.n")
+        if isinstance(self.acc_entries, bool) or not isinstance(self.acc_entries, int) or \
+                not 0 <= self.acc_entries <= MAX_COUNT:
+            raise SparsesimError(f"must be a non-negative integer of at most {MAX_COUNT:,} "
+                                 f"(accumulator entries per PE), got {self.acc_entries!r}",
+                                 field="pe.acc_entries")

@@ -44,6 +44,7 @@ from sparsesim.arch.energy import EnergyTable, energy_table
 from sparsesim.engine.inference import (
     GemmResult,
     act_prune,
+    layer_mappings,
     layers_with_masks,
     online_row,
     run,
@@ -382,11 +383,12 @@ def run_dynamic(workload: Workload, arch: Arch, dynamic: DynamicInputs, *,
     name = trace.workload.name if trace is not None else workload.name
     act = act_prune(sparsity, trace)
     table = energy_table(arch)
+    mappings = layer_mappings(trace.workload if trace is not None else workload, arch)
     if dynamic.batched:  # each input alone at batch 1, nothing pruned: what it costs static
         static = [r for i in range(dynamic.inputs)
                   for r in run_layers(name, [_element(layer, m, i, dynamic.inputs)
                                              for layer, m in base], arch, act=act, table=table,
-                                      memo=memo)]
+                                      memo=memo, mappings=mappings)]
     else:
         static = run(workload, arch, sparsity=sparsity, trace=trace, memo=memo)
     bar = progress(dynamic.inputs + 1, "runs (static, then per input)") if progress else None
@@ -399,7 +401,7 @@ def run_dynamic(workload: Workload, arch: Arch, dynamic: DynamicInputs, *,
             if dynamic.batched else base
         shaped = _shape_input(layers_i, dynamic.keeps(i), dynamic.consumers, rng)
         rows = run_layers(name, [(s.layer, s.masks) for s in shaped], arch, act=act,
-                          table=table, memo=memo)
+                          table=table, memo=memo, mappings=mappings)
         for s in shaped:
             rows += _gate_rows(name, s, arch, table, memo)
         per_input.append(tuple(rows))

@@ -21,6 +21,7 @@ import numpy as np
 
 from sparsesim.arch.config import Arch
 from sparsesim.arch.energy import EnergyTable, energy_table
+from sparsesim.arch.mapping import MappingConfig
 from sparsesim.area import leakage_w
 from sparsesim.pe.kinds import ComputeResult, compute, nm_reads_activations
 from sparsesim.energy import ENERGY_COMPONENTS, ActionCounts, energy_breakdown
@@ -149,7 +150,8 @@ def _sum_memory(results: list[MemoryResult], repeat: int) -> MemoryResult:
                 into[spec] = into.get(spec, 0) + repeat * n
     return MemoryResult(total("cycles"), total("compute_cycles"), total("stall_cycles"),
                         total("decode_stall_cycles"), traffic["a"], traffic["w"], traffic["o"],
-                        total("events"), chosen)
+                        total("events"), chosen=chosen,
+                        accumulator_accesses=total("accumulator_accesses"))
 
 
 def _simulate_memory(ops: GemmOperands, memory_plan: FoldPlan, c: ComputeResult, arch: Arch
@@ -192,7 +194,8 @@ def _simulate_gemm(ops: GemmOperands, *, network: str, op: str, arch: Arch,
     fold_plan = plan(gemm, a.dataflow, a.rows, a.cols)  # built once: compute and memory share it
     c = compute(ops, arch, fold_plan)
     mem = _simulate_memory(ops, fold_plan, c, arch)
-    assert mem.compute_cycles == c.compute_cycles, "memory ran other folds than compute"
+    # the same folds; a reordered loop adds only the fill/drain of fold revisits
+    assert mem.compute_cycles >= c.compute_cycles, "memory ran other folds than compute"
     stall = mem.stall_cycles
     cycles = mem.cycles
     counts = actions(mem, macs=c.issued_macs, gated_macs=c.gated_macs,
@@ -207,7 +210,7 @@ def _simulate_gemm(ops: GemmOperands, *, network: str, op: str, arch: Arch,
         pe_kind=arch.pe.kind, folds=gemm.count * c.plan.folds, fold_cycles=c.plan.fold_cycles,
         dense_macs=gemm.dense_macs, effectual_macs=c.effectual_macs,
         a_density=_density(ops.a), w_density=_density(ops.w), cycles=cycles,
-        compute_cycles=c.compute_cycles, stall_cycles=stall, load_imbalance=c.load_imbalance,
+        compute_cycles=mem.compute_cycles, stall_cycles=stall, load_imbalance=c.load_imbalance,
         utilization=c.effectual_macs / (cycles * a.rows * a.cols) if cycles else 0.0,
         seconds=cycles / arch.clock_hz, dram_read_bytes=mem.dram_read_bytes,
         dram_write_bytes=mem.dram_write_bytes, traffic=traffic,
@@ -251,6 +254,26 @@ def layers_with_masks(workload: Workload, *, sparsity: SparsityModel | None = No
         yield shaped, masks
 
 
+def layer_mappings(workload: Workload, arch: Arch) -> dict[str, Arch]:
+    """The arch each layer with a ``mapping`` override in ``workload`` runs its GEMMs on: the
+    arch's ``[mapping]`` with the layer's fields replaced (a bad field names the workload's
+    file, the layer and ``mapping.<field>``)."""
+    out = {}
+    for name, override in workload.mappings:
+        fields_ = dict(override)
+        unknown = [k for k in fields_ if k not in MappingConfig.keys()]
+        try:
+            if unknown:
+                raise SparsesimError(f"unknown key; expected one of "
+                                     f"{', '.join(MappingConfig.keys())}",
+                                     field=f"mapping.{unknown[0]}")
+            config = MappingConfig.from_table({**arch.mapping.to_table(), **fields_})
+        except SparsesimError as err:
+            raise err.located(file=workload.file, layer=name) from None
+        out[name] = replace(arch, mapping=config)
+    return out
+
+
 def draw_trace(workload: Workload, sparsity: SparsityModel) -> Trace:
     """The layers and masks a run with ``sparsity`` would draw, as a trace: draw once, run
     many archs on it (sweeps, benchmarks) with the same numbers as direct runs."""
@@ -259,7 +282,8 @@ def draw_trace(workload: Workload, sparsity: SparsityModel) -> Trace:
         layers.append(layer)
         if m is not None:
             masks[layer.name] = m
-    return Trace(Workload(workload.name, tuple(layers), workload.source, workload.file), masks)
+    return Trace(Workload(workload.name, tuple(layers), workload.source, workload.file,
+                          mappings=workload.mappings), masks)
 
 
 def _side_row(network: str, layer: Layer, gemm: str, phase: str, kind: RowKind, *,
@@ -421,18 +445,21 @@ def run(workload: Workload, arch: Arch, *, sparsity: SparsityModel | None = None
     layers = list(layers_with_masks(workload, sparsity=sparsity, trace=trace))
     return run_layers(name, layers, arch, act=act_prune(sparsity, trace), training=training,
                       attn=attn_prune(sparsity, trace), memo=memo,
-                      bar=progress(len(layers), "layers") if progress else None)
+                      bar=progress(len(layers), "layers") if progress else None,
+                      mappings=layer_mappings(trace.workload if trace else workload, arch))
 
 
 def run_layers(name: str, layers: list[tuple[Layer, LayerMasks | None]], arch: Arch, *,
                act: OnlinePrune | None = None, training: Training | None = None,
                table: EnergyTable | None = None, attn: AttnPrune | None = None,
-               memo: GemmMemo | None = None, bar: Progress | None = None
-               ) -> list[GemmResult]:
+               memo: GemmMemo | None = None, bar: Progress | None = None,
+               mappings: dict[str, Arch] | None = None) -> list[GemmResult]:
     """:func:`run` on layers already shaped and masked (``name``: the network's); ``act``
     says how the online unit finds the activation zeros (``None``: they are free), ``attn``
     how it prunes the attention probabilities of layers whose P is masked, ``memo`` holds
-    the GEMMs already simulated."""
+    the GEMMs already simulated; ``mappings`` the arch of each layer whose mapping is
+    overridden (:func:`layer_mappings`: its GEMMs, forward and backward, run on it)."""
+    mappings = mappings or {}
     table = table or energy_table(arch)  # may read an override file: once, not per GEMM
     if nm_reads_activations(arch.pe) and all(m is None or m.inputs is None for _, m in layers):
         raise SparsesimError(  # else the option would be accepted and change nothing
@@ -448,7 +475,8 @@ def run_layers(name: str, layers: list[tuple[Layer, LayerMasks | None]], arch: A
                                          act, "forward", rows[-1].cycles, arch, table))
         ops_list = gemm_operands(layer, masks)
         forward.append(ops_list if training is not None else [])
-        layer_rows = [run_gemm(ops, network=name, op=layer.op, arch=arch, table=table,
+        layer_rows = [run_gemm(ops, network=name, op=layer.op,
+                               arch=mappings.get(layer.name, arch), table=table,
                                memo=memo) for ops in ops_list]
         if attn is not None and masks is not None and "p" in masks.activations:
             layer_rows = _attn_online_row(name, layer, attn, layer_rows, arch, table)
@@ -470,12 +498,13 @@ def run_layers(name: str, layers: list[tuple[Layer, LayerMasks | None]], arch: A
                                              producer, arch, table))
             dx_ops, dw_ops = backward_operands(ops, grad)
             first = layer is layers[0][0]
+            layer_arch = mappings.get(layer.name, arch)
             if not first or training.input_gradient:
-                rows.append(run_gemm(dx_ops, network=name, op=layer.op, arch=arch, table=table,
-                                     memo=memo))
+                rows.append(run_gemm(dx_ops, network=name, op=layer.op, arch=layer_arch,
+                                     table=table, memo=memo))
                 producer = rows[-1].cycles
-            rows.append(run_gemm(dw_ops, network=name, op=layer.op, arch=arch, table=table,
-                                 memo=memo))
+            rows.append(run_gemm(dw_ops, network=name, op=layer.op, arch=layer_arch,
+                                 table=table, memo=memo))
         if layer.weight_shapes():
             rows.append(_update_row(name, layer, masks, training, arch, table))
     return rows

@@ -14,7 +14,8 @@ input, and its static reference):
   (:func:`~sparsesim.mapping.dataflows.plan`), times their instances: each is at least one
   machine event (~10⁴–10⁵ a second). The limit, 5·10⁷, is ~60× the largest built-in run
   (Llama-2-7B's block on the 16×16 ``gemmini_like`` array: 856,064) — hours of simulation
-  beyond it.
+  beyond it. With an explicit ``mapping.stream_tile`` each fold counts as its stream chunks
+  (one machine step each).
 
 Both are defaults, not laws: a caller raises them (``simulate(..., limits=SizeLimits(...))``,
 ``sparsesim run --max-elements / --max-folds``) when the machine has the memory or the time,
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from sparsesim.arch.config import Arch
 from sparsesim.errors import SparsesimError
 from sparsesim.mapping.dataflows import plan
+from sparsesim.mapping.gemm import Gemm
 from sparsesim.mapping.lower import lower
 from sparsesim.sparsity.masks import SparsityModel
 from sparsesim.workload.layers import Layer
@@ -86,8 +88,13 @@ def largest_operand(layers: list[Layer]) -> tuple[int, str, str]:
 def run_size(layers: list[Layer], arch: Arch) -> RunSize:
     """The size of one pass of ``layers`` (already shaped: token/head/KV pruning applied)."""
     a = arch.array
-    folds = sum(plan(g, a.dataflow, a.rows, a.cols).folds * g.count
-                for layer in layers for g in lower(layer))
+    tile = arch.mapping.stream_tile  # an explicit stream tile runs each fold in its chunks
+
+    def steps(g: Gemm) -> int:
+        p = plan(g, a.dataflow, a.rows, a.cols)
+        return p.folds * (-(-p.extents[2] // tile) if tile else 1) * g.count
+
+    folds = sum(steps(g) for layer in layers for g in lower(layer))
     elements, layer, tensor = largest_operand(layers)
     return RunSize(elements, (layer, tensor), folds)
 

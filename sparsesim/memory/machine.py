@@ -17,6 +17,10 @@
   and its bytes are counted as ``refetch_bytes``;
 - O tiles are written back after the last fold that writes them; a partial-sum tile evicted
   before then is spilled and read back (a refetch) when a later fold accumulates into it.
+  The array reads a step's O tile from SRAM only when it accumulates and the PE accumulators
+  do not hold its partial sums, and writes it only when the next step does not keep them
+  (``FoldSchedule.o_reads`` / ``o_writes``: the register level, :mod:`sparsesim.mapping.loops`);
+  a held tile keeps its SRAM space (its write-back needs it), so timing does not depend on it.
   Write-backs hold their space until their data has left; a fold waits for that space;
 - the array: one timeout per fold of ``max(compute, decode A, decode W)`` cycles, where
   decoding a tile costs ``decode_cycles_per_element`` per value stored in a format with
@@ -77,11 +81,12 @@ def _ideal(schedule: FoldSchedule) -> MemoryResult:
     per_fold = o.encoded_bytes[o.tile_ids]
     traffic["O"] = OperandTraffic(
         dram_write_data_bytes=stored - meta, dram_write_meta_bytes=meta,
-        sram_read_bytes=int(per_fold[schedule.accumulates].sum()
+        sram_read_bytes=int(per_fold[schedule.o_reads].sum()
                             + o.encoded_bytes[distinct].sum()),
-        sram_write_bytes=int(per_fold.sum()))
+        sram_write_bytes=int(per_fold[schedule.o_writes].sum()))
     compute = int(schedule.compute_cycles.sum())
-    return MemoryResult(compute, compute, 0, 0, traffic["A"], traffic["W"], traffic["O"])
+    return MemoryResult(compute, compute, 0, 0, traffic["A"], traffic["W"], traffic["O"],
+                        accumulator_accesses=schedule.accumulator_accesses)
 
 
 @dataclass(slots=True)
@@ -163,6 +168,8 @@ class _Machine:
                         for op in OPERANDS}
         self.ids = {op: schedule.operand(op).tile_ids.tolist() for op in OPERANDS}
         self.accumulates = schedule.accumulates.tolist()
+        self.o_reads = schedule.o_reads.tolist()
+        self.o_writes = schedule.o_writes.tolist()
         o_ids = schedule.o.tile_ids
         last = np.full(schedule.o.tiles, -1, dtype=np.int64)
         np.maximum.at(last, o_ids, np.arange(schedule.folds, dtype=np.int64))
@@ -289,9 +296,10 @@ class _Machine:
             cw.sram_read_bytes += w_enc[tw]
             ca.decoded_elements += a_dec[ta]
             cw.decoded_elements += w_dec[tw]
-            if self.accumulates[fold]:
+            if self.o_reads[fold]:  # partial sums back from SRAM (not held in the PEs)
                 co.sram_read_bytes += o_enc[to]
-            co.sram_write_bytes += o_enc[to]
+            if self.o_writes[fold]:
+                co.sram_write_bytes += o_enc[to]
             yield env.timeout(self.duration[fold])
             bufs["A"].unpin(ta)
             bufs["W"].unpin(tw)
@@ -324,7 +332,7 @@ class _Machine:
         decode = int(sum(self.duration)) - compute
         c = {op: self.buffers[op].counts.frozen() for op in OPERANDS}
         return MemoryResult(cycles, compute, cycles - compute, decode, c["A"], c["W"], c["O"],
-                            events=events)
+                            events=events, accumulator_accesses=self.s.accumulator_accesses)
 
 
 def simulate_gemm(schedule: FoldSchedule, memory: MemoryConfig) -> MemoryResult:

@@ -4,9 +4,11 @@ No simpy here. :func:`fold_schedule` builds the :class:`FoldSchedule` of one GEM
 (which tile each fold needs and how many bytes every tile is in its storage format);
 :func:`sparsesim.memory.machine.simulate_gemm` runs it through the machine.
 
-**Tiles — one rule for every dataflow.** Folds run column folds outer, row folds inner
-(fold ``f`` is row fold ``f % R`` of column fold ``f // R``, as :class:`~sparsesim.mapping.dataflows.
-FoldPlan`). An operand's tile for fold (i, j) is its block along each of its axes (A: m, k;
+**Tiles — one rule for every dataflow.** Steps run in the mapping's loop order
+(:mod:`sparsesim.mapping.loops`; by default SCALE-Sim's: column folds outer, row folds inner,
+a fold's chunks innermost — fold ``f`` is row fold ``f % R`` of column fold ``f // R``, as
+:class:`~sparsesim.mapping.dataflows.FoldPlan`, the index ``compute_cycles`` is given by). An
+operand's tile for fold (i, j) is its block along each of its axes (A: m, k;
 W: k, n; O: m, n): block ``i`` of ``rows`` on the axis the dataflow lays on the array rows,
 block ``j`` of ``cols`` on the column axis, the whole extent on the streamed axis. Its id
 is the pair of block indices, flattened. Consecutive folds that need the same tile reuse it.
@@ -49,6 +51,7 @@ from sparsesim.formats.tiles import tile_bits_chosen
 from sparsesim.mapping.conv import ConvView, Im2col
 from sparsesim.mapping.dataflows import FoldPlan
 from sparsesim.mapping.gemm import Gemm, OperandKind
+from sparsesim.mapping.loops import Mapping, held, mapping_of, revisits
 
 OPERANDS = ("A", "W", "O")
 # Axes of each operand in the orientation the formats see (K on axis 0 where it has one).
@@ -96,7 +99,10 @@ class FoldSchedule:
     """The folds of one GEMM instance in execution order, and the tiles each one needs.
 
     ``compute_cycles[f]`` is fold f's compute time; ``accumulates[f]`` says it adds into an
-    O tile that an earlier fold wrote.
+    O tile that an earlier fold wrote; ``held[f]`` that its O tile's partial sums come from
+    step ``f − 1`` in the PE accumulators (:func:`sparsesim.mapping.loops.held`; default
+    none), ``o_elements`` the elements of each O tile (the accumulator entries it takes;
+    default unknown: no accumulator accesses counted).
     """
 
     layer: str
@@ -105,6 +111,8 @@ class FoldSchedule:
     w: OperandTiles
     o: OperandTiles
     accumulates: np.ndarray
+    held: np.ndarray | None = None
+    o_elements: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         f = self.compute_cycles.shape
@@ -118,6 +126,16 @@ class FoldSchedule:
         if self.accumulates.shape != f:
             raise SparsesimError("one accumulate flag per fold", layer=self.layer,
                                  field="accumulates")
+        if self.held is None:
+            object.__setattr__(self, "held", np.zeros(f, dtype=bool))
+        elif self.held.shape != f or (f[0] and self.held[0]):
+            raise SparsesimError("one held flag per fold, the first false", layer=self.layer,
+                                 field="held")
+        if self.o_elements is None:
+            object.__setattr__(self, "o_elements", np.zeros(self.o.tiles, dtype=np.int64))
+        elif self.o_elements.shape != (self.o.tiles,):
+            raise SparsesimError("one element count per O tile", layer=self.layer,
+                                 field="o_elements")
 
     @property
     def folds(self) -> int:
@@ -130,6 +148,28 @@ class FoldSchedule:
     def chosen(self) -> dict[str, dict[str, int]]:
         """Per operand, the formats its tiles are stored in: ``{spec: tiles}``."""
         return {op: dict(self.operand(op).chosen) for op in OPERANDS}
+
+    @property
+    def o_reads(self) -> np.ndarray:
+        """Per step: it reads its O tile's partial sums from the O buffer (it accumulates and
+        the accumulators do not hold them)."""
+        assert self.held is not None
+        return np.asarray(self.accumulates & ~self.held, dtype=bool)
+
+    @property
+    def o_writes(self) -> np.ndarray:
+        """Per step: it writes its O tile to the O buffer (the next step does not keep it in
+        the accumulators)."""
+        assert self.held is not None
+        return np.asarray(~np.r_[self.held[1:], False], dtype=bool)
+
+    @property
+    def accumulator_accesses(self) -> int:
+        """Accumulator register accesses moving partial sums to and from the O buffer: one
+        per element drained (written to SRAM) or filled (read back)."""
+        assert self.o_elements is not None
+        per_step = self.o_elements[self.o.tile_ids]
+        return int(per_step[self.o_writes].sum() + per_step[self.o_reads].sum())
 
 
 def _block(axis: str, plan: FoldPlan, chunk: int) -> tuple[int, str]:
@@ -311,7 +351,8 @@ def _check_mask(mask: np.ndarray | None, shape: tuple[int, int], what: str,
 def fold_schedule(plan: FoldPlan, arch: Arch, a_mask: np.ndarray | None = None,
                   w_mask: np.ndarray | None = None, *, compute_cycles: np.ndarray | None = None,
                   o_mask: np.ndarray | None = None, view: ConvView | None = None,
-                  group: int = 0, chunk: int | None = None) -> FoldSchedule:
+                  group: int = 0, chunk: int | None = None,
+                  mapping: Mapping | None = None) -> FoldSchedule:
     """The schedule of one instance of ``plan.gemm`` on ``arch``'s memory formats and widths.
 
     Masks are the instance's ``A[m, k]``, ``W[k, n]`` and (optionally) ``O[m, n]`` non-zero
@@ -322,7 +363,9 @@ def fold_schedule(plan: FoldPlan, arch: Arch, a_mask: np.ndarray | None = None,
     operand's tiles are the feature-map regions they touch (of conv group ``group``), not
     im2col copies. ``chunk`` cuts the streamed axis into chunks of that length (a
     :func:`chunk_ladder` entry); by default the largest ladder chunk whose tiles fit (the
-    engine picks among them: :mod:`sparsesim.memory.tiling`).
+    engine picks among them: :mod:`sparsesim.memory.tiling`), or the mapping's
+    ``stream_tile`` when it sets one. ``mapping`` orders the steps and sets the register
+    level (default: the arch's, :func:`sparsesim.mapping.loops.mapping_of`).
     """
     g = plan.gemm
     n_folds = plan.row_folds * plan.col_folds
@@ -338,10 +381,13 @@ def fold_schedule(plan: FoldPlan, arch: Arch, a_mask: np.ndarray | None = None,
     a = _check_mask(a_mask, (g.m, g.k), "A", g.layer)
     w = _check_mask(w_mask, (g.k, g.n), "W", g.layer)
     o = _check_mask(o_mask, (g.m, g.n), "O", g.layer)
+    mapping = mapping or mapping_of(arch)
+    if chunk is None and mapping.stream_tile is not None:
+        chunk = min(mapping.stream_tile, max(plan.extents[2], 1))
     if chunk is not None:
-        return _schedule(plan, arch, a, w, o, cycles, chunk, view, group)
+        return _schedule(plan, arch, a, w, o, cycles, chunk, view, group, mapping)
     for c in chunk_ladder(plan.extents[2]):
-        schedule = _schedule(plan, arch, a, w, o, cycles, c, view, group)
+        schedule = _schedule(plan, arch, a, w, o, cycles, c, view, group, mapping)
         if arch.memory.ideal or c == 1 or _fits(schedule, arch.memory):
             return schedule
     raise AssertionError("the chunk ladder ends at 1")  # pragma: no cover
@@ -369,19 +415,33 @@ def _split_cycles(cycles: np.ndarray, stream: int, chunk: int) -> np.ndarray:
     return share.ravel()
 
 
+def _o_elements(plan: FoldPlan, chunk: int) -> np.ndarray:
+    """Elements of every O tile (m × n block, the last blocks partial), in tile-id order."""
+    lengths = []
+    for axis in _FORMAT_AXES["O"]:
+        size, _ = _block(axis, plan, chunk)
+        extent = plan.gemm.dim(axis)
+        n = -(-extent // size) if size else 0
+        lengths.append(np.minimum(size, extent - size * np.arange(n, dtype=np.int64)))
+    return np.outer(lengths[0], lengths[1]).ravel()
+
+
 def _schedule(plan: FoldPlan, arch: Arch, a: np.ndarray | None, w: np.ndarray | None,
               o: np.ndarray | None, cycles: np.ndarray, chunk: int,
-              view: ConvView | None = None, group: int = 0) -> FoldSchedule:
-    """The schedule with the streamed axis cut into chunks of ``chunk``: a fold whose whole
-    stream would not fit its buffers runs as consecutive steps, one chunk each (the PEs keep
-    their accumulators and stationary operands across a fold's steps)."""
+              view: ConvView | None = None, group: int = 0,
+              mapping: Mapping | None = None) -> FoldSchedule:
+    """The schedule with the streamed axis cut into chunks of ``chunk``, its steps in the
+    mapping's loop order (:mod:`sparsesim.mapping.loops`): a fold whose whole stream would
+    not fit its buffers runs as several steps, one chunk each (the PEs keep their
+    accumulators and stationary operands across a fold's consecutive steps; a later visit
+    of a fold pays its fill/drain again)."""
     g = plan.gemm
+    mapping = mapping or mapping_of(arch)
     r, c = plan.row_folds, plan.col_folds
     chunks = -(-plan.extents[2] // chunk)
     steps = np.arange(r * c * chunks, dtype=np.int64)
-    s = steps % chunks
-    fold = steps // chunks
-    i, j = fold % r, fold // r
+    i, j, s = mapping.steps(r, c, chunks)
+    fold = j * r + i  # the fold's index in SCALE-Sim's order, as ``cycles`` is given
     p, mem = arch.precision, arch.memory
     masks = {"A": None if a is None else a.T, "W": w, "O": o}
     bits = {"A": p.a_bits, "W": p.a_bits if stored_as("W", g) == "A" else p.w_bits,
@@ -393,9 +453,17 @@ def _schedule(plan: FoldPlan, arch: Arch, a: np.ndarray | None, w: np.ndarray | 
     o_ids = tiles["O"].tile_ids
     first = np.full(tiles["O"].tiles, steps.size, dtype=np.int64)
     np.minimum.at(first, o_ids, steps)
-    step_cycles = cycles if chunks == 1 else _split_cycles(cycles, plan.extents[2], chunk)
+    share = cycles[:, None] if chunks == 1 else \
+        _split_cycles(cycles, plan.extents[2], chunk).reshape(cycles.size, chunks)
+    step_cycles = share[fold, s]
+    again = revisits(fold)
+    if again.any():
+        step_cycles = step_cycles + again * plan.dataflow.overhead_cycles(plan.rows, plan.cols)
+    o_elements = _o_elements(plan, chunk)
+    capacity = plan.rows * plan.cols * mapping.acc_entries
     return FoldSchedule(g.layer, step_cycles, tiles["A"], tiles["W"], tiles["O"],
-                        accumulates=first[o_ids] < steps)
+                        accumulates=first[o_ids] < steps,
+                        held=held(o_ids, o_elements, capacity), o_elements=o_elements)
 
 
 def _check_fits(schedule: FoldSchedule, memory: MemoryConfig) -> None:

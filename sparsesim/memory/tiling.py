@@ -33,7 +33,9 @@ is forced to. Searching them too was measured at 4-10x the run time of whole net
 (BERT-base-128 on gemmini_like) for no change in its cycles.
 
 Ideal memory has no stalls: every chunk gives the compute cycles, and the whole stream is
-taken (the fewest steps, the same traffic figures as before).
+taken (the fewest steps, the same traffic figures as before). A mapping that sets
+``stream_tile`` (:mod:`sparsesim.mapping.loops`) takes that chunk and no other: the policy
+is the default of a choice the user may make.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import numpy as np
 from sparsesim.arch.config import Arch
 from sparsesim.mapping.conv import ConvView
 from sparsesim.mapping.dataflows import FoldPlan
+from sparsesim.mapping.loops import Mapping, mapping_of
 from sparsesim.memory.machine import simulate_gemm
 from sparsesim.memory.schedule import (OPERANDS, FoldSchedule, _check_fits, _fits, chunk_ladder,
                                        fold_schedule)
@@ -93,15 +96,20 @@ def candidates(schedules: list[FoldSchedule]) -> list[bool]:
 def simulate_tiled(plan: FoldPlan, arch: Arch, a_mask: np.ndarray | None = None,
                    w_mask: np.ndarray | None = None, *,
                    compute_cycles: np.ndarray | None = None, o_mask: np.ndarray | None = None,
-                   view: ConvView | None = None, group: int = 0) -> MemoryResult:
+                   view: ConvView | None = None, group: int = 0,
+                   mapping: Mapping | None = None) -> MemoryResult:
     """One GEMM instance through the memory with the fastest candidate chunk that fits (the
-    arguments are :func:`~sparsesim.memory.schedule.fold_schedule`'s)."""
+    arguments are :func:`~sparsesim.memory.schedule.fold_schedule`'s), or with the
+    mapping's ``stream_tile`` when it sets one (an error if its tiles do not fit)."""
+    mapping = mapping or mapping_of(arch)
+
     def build(chunk: int | None) -> FoldSchedule:
         return fold_schedule(plan, arch, a_mask, w_mask, compute_cycles=compute_cycles,
-                             o_mask=o_mask, view=view, group=group, chunk=chunk)
+                             o_mask=o_mask, view=view, group=group, chunk=chunk,
+                             mapping=mapping)
 
     memory = arch.memory
-    if memory.ideal:
+    if memory.ideal or mapping.stream_tile is not None:
         return simulate_gemm(build(None), memory)
     stream = plan.extents[2]
     folds = plan.row_folds * plan.col_folds

@@ -46,7 +46,9 @@ class MemoryResult:
 
     ``stall_cycles = cycles − compute_cycles``: every cycle the array was not computing
     (``decode_stall_cycles`` of them spent on decoding beyond a fold's compute). ``events``
-    counts simpy events processed (0 for ideal memory).
+    counts simpy events processed (0 for ideal memory); ``accumulator_accesses`` the PE
+    accumulator accesses moving partial sums to and from the O buffer
+    (:attr:`~sparsesim.memory.schedule.FoldSchedule.accumulator_accesses`).
     """
 
     cycles: int
@@ -60,6 +62,7 @@ class MemoryResult:
     chosen: dict[str, dict[str, int]] = field(default_factory=dict)
     """Per operand, the formats its tiles are stored in: ``{spec: tiles}`` (distinct tiles;
     :meth:`~sparsesim.memory.schedule.FoldSchedule.chosen`)."""
+    accumulator_accesses: int = 0
 
     @property
     def dram_read_bytes(self) -> int:
@@ -97,4 +100,5 @@ def actions(result: MemoryResult, *, macs: int, gated_macs: int = 0,
         dram_read_bits=8 * result.dram_read_bytes,
         dram_write_bits=8 * result.dram_write_bytes,
         decoded_elements=result.a.decoded_elements + result.w.decoded_elements,
+        accumulator_accesses=result.accumulator_accesses,
     )

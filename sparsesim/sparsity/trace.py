@@ -116,8 +116,12 @@ class Trace:
         """Write the trace as one compressed ``.npz`` (masks bit-packed)."""
         arrays: dict[str, np.ndarray] = {}
         layers = []
+        overrides = dict(self.workload.mappings)
         for i, layer in enumerate(self.workload.layers):
             entry: dict[str, Any] = {"op": layer.op, **asdict(layer)}
+            if layer.name in overrides:  # its [mapping] override (left out when none)
+                entry["mapping"] = {k: list(v) if isinstance(v, tuple) else v
+                                    for k, v in overrides[layer.name]}
             masks = self.masks.get(layer.name)
             model = self.act_models.get(layer.name)
             measured = None if masks is None or model is not None else masks.inputs
@@ -295,6 +299,7 @@ def _read(archive: zipfile.ZipFile, file: str) -> Trace:
     wanted: dict[str, tuple[list[int], str, str]] = {}  # member → (shape, layer, field)
     shapes_of: dict[str, tuple[int, dict[str, Any], Any, dict[str, Any]]] = {}
     act_models: dict[str, ActivationModel] = {}
+    mappings: list[tuple[str, tuple[tuple[str, Any], ...]]] = []
     entries = manifest.get("layers")
     if not isinstance(entries, list) or not entries:
         raise SparsesimError("the manifest lists no layers", file=file, field="layers")
@@ -306,6 +311,13 @@ def _read(archive: zipfile.ZipFile, file: str) -> Trace:
         name = str(entry.get("name", f"#{i}"))
         op = entry.pop("op", None)
         shapes = entry.pop("masks", None)
+        mapping = entry.pop("mapping", None)
+        if mapping is not None:
+            if not isinstance(mapping, dict):
+                raise SparsesimError("must be a JSON object (order, stream_tile)", file=file,
+                                     layer=name, field="mapping")
+            mappings.append((name, tuple((k, tuple(v) if isinstance(v, list) else v)
+                                         for k, v in mapping.items())))
         model = entry.pop("act_model", None)
         if model is not None:
             act_models[name] = _act_model(model, file, name)
@@ -347,7 +359,8 @@ def _read(archive: zipfile.ZipFile, file: str) -> Trace:
     network = manifest.get("network", {})
     try:
         workload = Workload(str(network.get("name", Path(file).stem)), tuple(layers),
-                            str(network.get("source", "")), file=file)
+                            str(network.get("source", "")), file=file,
+                            mappings=tuple(mappings))
         return Trace(workload, masks, dict(manifest.get("meta", {})), act_models)
     except SparsesimError as err:
         raise err.located(file=file) from None

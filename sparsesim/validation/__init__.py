@@ -47,6 +47,7 @@ from sparsesim.validation import scalesim_stall  # noqa: F401
 from sparsesim.validation import scalesim_live  # noqa: F401
 from sparsesim.validation import formulas  # noqa: F401
 from sparsesim.validation import nm  # noqa: F401
+from sparsesim.validation import registers  # noqa: F401
 from sparsesim.validation import sparseloop  # noqa: F401
 from sparsesim.validation import systems  # noqa: F401
 # isort: on

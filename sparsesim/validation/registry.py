@@ -112,6 +112,7 @@ SOURCES = {
                   "Accelergy-Project/micro22-sparseloop-artifact, fig1_format_comparison_setup",
     "cnvlutin": "Albericio et al., Cnvlutin, ISCA 2016 (abstract: 1.24x–1.55x, 1.37x average)",
     "scnn": "Parashar et al., SCNN, ISCA 2017 (abstract: 2.7x performance, 2.3x energy)",
+    "registers": "closed form of the PE register level (sparsesim.validation.registers)",
 }
 
 

@@ -21,6 +21,7 @@ import pandas as pd
 from sparsesim.api import simulate
 from sparsesim.arch.array import ArrayConfig
 from sparsesim.arch.config import Arch, with_overrides
+from sparsesim.arch.pe import PeConfig
 from sparsesim.arch.memory import MemoryConfig
 from sparsesim.sparsity.masks import SparsityModel
 from sparsesim.validation.registry import (
@@ -57,9 +58,10 @@ simulates in seconds are run through it again now (a subset: conv layers are run
 def scalesim_arch(rows: int, cols: int, dataflow: str, conv_halo: str = "refetch",
                   nm: tuple[int, int] | None = None) -> Arch:
     """The arch of a SCALE-Sim comparison: memory that never stalls (its bandwidth-estimate
-    mode), 1-byte bursts (it counts words; int8 here); with ``nm``, N:M PEs and N:M-stored
-    weights (its sparsity mode)."""
-    arch = Arch(array=ArrayConfig(rows, cols, dataflow),
+    mode), 1-byte bursts (it counts words; int8 here), no accumulator register level
+    (``pe.acc_entries = 0``: it writes every partial sum to its OFMAP SRAM); with ``nm``, N:M
+    PEs and N:M-stored weights (its sparsity mode)."""
+    arch = Arch(array=ArrayConfig(rows, cols, dataflow), pe=PeConfig(acc_entries=0),
                 memory=MemoryConfig(ideal=True, burst_bytes=1, conv_halo=conv_halo))
     if nm is None:
         return arch

@@ -75,6 +75,10 @@ class Workload:
     source: str = ""
     file: str | None = None
     graph: Graph | None = None
+    #: Per-layer overrides of the arch's ``[mapping]``: ``(layer name, ((key, value), ...))``,
+    #: a layer's ``mapping`` table in the TOML (checked against the arch's mapping fields
+    #: when the layer runs: :func:`sparsesim.engine.inference.layer_mappings`).
+    mappings: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.layers:
@@ -86,6 +90,10 @@ class Workload:
                 raise SparsesimError("duplicate layer name", file=self.file, layer=layer.name,
                                      field="name")
             seen.add(layer.name)
+        for name, _ in self.mappings:
+            if name not in seen:
+                raise SparsesimError("a mapping override for a layer the workload does not "
+                                     "have", file=self.file, layer=name, field="mapping")
         if self.graph is not None:
             ops = {n.name: n.op for n in self.graph.nodes if n.is_layer}
             for layer in self.layers:
@@ -177,16 +185,17 @@ def workload_from_dict(data: Mapping[str, Any], *, file: str | None = None,
         raise SparsesimError(f"must be true or false, got {declared!r}", file=file,
                              field="network.graph")
     builder = GraphBuilder()
+    mappings: dict[str, tuple[tuple[str, Any], ...]] = {}
     try:
         layers = tuple(_expand(entries, defaults, prefix="", file=file, builder=builder,
-                               scope={}, block_input=None))
+                               scope={}, block_input=None, mappings=mappings))
         known = builder.declared if declared is None else declared
         graph = builder.graph() if known else None
         if graph is not None:
             check_edges(graph, layers)
         workload = Workload(
             name=str(network["name"]), layers=layers, source=str(network.get("source", "")),
-            file=file, graph=graph,
+            file=file, graph=graph, mappings=tuple(mappings.items()),
         )
     except SparsesimError as err:
         raise err.located(file=file) from None
@@ -216,6 +225,7 @@ def _count(entries: Any) -> int:
 def _expand(
     entries: Iterable[Any], defaults: Mapping[str, Any], *, prefix: str, file: str | None,
     builder: GraphBuilder, scope: Mapping[str, str], block_input: str | None,
+    mappings: dict[str, tuple[tuple[str, Any], ...]],
 ) -> Iterable[Layer]:
     entries = list(entries)
     if prefix:  # inside a body, its short names mean this repetition's nodes
@@ -241,7 +251,8 @@ def _expand(
                                      field="body")
             for i in range(repeat):
                 yield from _expand(body, defaults, prefix=f"{full}.{i}.", file=file,
-                                   builder=builder, scope=scope, block_input=builder.previous)
+                                   builder=builder, scope=scope, block_input=builder.previous,
+                                   mappings=mappings)
             continue
         if op in GRAPH_OPS:
             _reject_unknown(entry, JOIN_KEYS, file=file, layer=full)
@@ -254,10 +265,16 @@ def _expand(
                 layer=full, field="op",
             )
         allowed = set(layer_fields(op))
-        _reject_unknown(entry, allowed | {"op", "input"}, file=file, layer=full)
+        _reject_unknown(entry, allowed | {"op", "input", "mapping"}, file=file, layer=full)
         builder.add(full, op, entry, scope=scope, block_input=block_input)
+        if "mapping" in entry:
+            if not isinstance(entry["mapping"], Mapping):
+                raise SparsesimError("must be a table (order, stream_tile)", layer=full,
+                                     field="mapping")
+            mappings[full] = tuple((k, tuple(v) if isinstance(v, list) else v)
+                                   for k, v in entry["mapping"].items())
         kwargs = {k: v for k, v in defaults.items() if k in allowed}
-        kwargs.update({k: v for k, v in entry.items() if k not in ("op", "input")})
+        kwargs.update({k: v for k, v in entry.items() if k not in ("op", "input", "mapping")})
         kwargs["name"] = full
         cls = LAYER_TYPES[op]
         missing = [f for f in _required(op) if f not in kwargs]
