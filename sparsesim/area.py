@@ -18,6 +18,10 @@ count below is a modelling choice:
   one (``W``: the activation; ``A``: the weight; ``both``: both, plus a comparator of the two
   ``log2 m``-bit indices) and an index register of ``ceil(log2 m)`` bits per compressed
   operand (the STC-style 2:4 design).
+- ``merge``: the partial-sum merge unit of a dual-side skipping array that merges
+  (:func:`sparsesim.mapping.merge.merges`; else none): per lane (``pe.merge_lanes``, 0: one
+  per PE) an adder of the accumulator width, a comparator of ``merge_coordinate_bits`` and an
+  accumulator register (SCNN-style coordinate-addressed accumulators).
 - ``sram_a``, ``sram_w``, ``sram_o``: each buffer's two halves, single-ported banks (one half
   is filled while the other is read), by :meth:`~sparsesim.arch.area.AreaTable.sram_mm2`.
 - ``decoder``: per operand whose storage format carries metadata, a decoder of
@@ -47,9 +51,10 @@ from sparsesim.arch.area import AreaTable, area_table
 from sparsesim.arch.config import Arch
 from sparsesim.errors import SparsesimError
 from sparsesim.formats import parse_format
+from sparsesim.mapping.merge import merge_lanes, merges
 from sparsesim.names import PeKind, PeOperand, Sync
 
-AREA_COMPONENTS = ("mac", "pe_registers", "sparse_pe", "sram_a", "sram_w", "sram_o",
+AREA_COMPONENTS = ("mac", "pe_registers", "sparse_pe", "merge", "sram_a", "sram_w", "sram_o",
                    "decoder", "online")
 """Keys of :class:`AreaBreakdown`'s parts, in report order."""
 
@@ -148,6 +153,15 @@ def decoder_um2(arch: Arch, t: AreaTable) -> float:
     return um2
 
 
+def merge_um2(arch: Arch, t: AreaTable) -> float:
+    """µm² of the partial-sum merge unit (module notes), 0 where the PEs merge nothing."""
+    if not merges(arch):
+        return 0.0
+    acc = t.accumulator_bits(arch.precision.a_bits, arch.precision.w_bits)
+    lane = t.adder(acc) + t.adder(t.merge_coordinate_bits) + t.registers(acc)
+    return merge_lanes(arch) * lane
+
+
 def online_um2(arch: Arch, t: AreaTable) -> float:
     """µm² of the online pruning unit: comparators and the bitonic sorting network."""
     o, u = arch.precision.o_bits, arch.online
@@ -166,6 +180,7 @@ def area_breakdown(arch: Arch, table: AreaTable | None = None) -> AreaBreakdown:
         "pe_registers": pes * t.registers(p.a_bits + p.w_bits
                                           + t.accumulator_bits(p.a_bits, p.w_bits)),
         "sparse_pe": pes * sparse_pe_um2(arch, t),
+        "merge": merge_um2(arch, t),
         "decoder": decoder_um2(arch, t),
         "online": online_um2(arch, t),
     }

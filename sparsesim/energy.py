@@ -21,7 +21,7 @@ from sparsesim.errors import SparsesimError
 ENERGY_COMPONENTS = (
     "mac", "gated_mac", "register",
     "sram_a_read", "sram_a_write", "sram_w_read", "sram_w_write", "sram_o_read", "sram_o_write",
-    "dram", "decode", "online", "static",
+    "dram", "decode", "online", "merge", "static",
 )
 """Keys of :func:`energy_breakdown`, in report order (all in pJ)."""
 
@@ -36,7 +36,8 @@ class ActionCounts:
     ``macs`` full MACs and ``gated_macs`` clock-gated ones; ``register_accesses`` register-file
     accesses of operand width; SRAM and DRAM traffic in bits (per operand buffer for SRAM);
     ``decoded_elements`` values whose positions were decoded from format metadata;
-    ``comparisons`` of the online pruning unit (:mod:`sparsesim.pe.online`). Memory
+    ``comparisons`` of the online pruning unit (:mod:`sparsesim.pe.online`);
+    ``merged_psums`` partial sums merged by coordinate (:mod:`sparsesim.mapping.merge`). Memory
     counts come from :func:`sparsesim.memory.actions`; the compute side is the caller's (a
     systolic PE touches about three registers per issued MAC: A, W and the accumulator).
     """
@@ -54,6 +55,7 @@ class ActionCounts:
     dram_write_bits: int = 0
     decoded_elements: int = 0
     comparisons: int = 0
+    merged_psums: int = 0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -102,6 +104,7 @@ def energy_breakdown(actions: ActionCounts, table: EnergyTable, arch: Arch, *,
                    + actions.dram_write_bits * table.dram_write_pj_per_bit)
     out["decode"] = actions.decoded_elements * table.decode_pj_per_element
     out["online"] = actions.comparisons * table.compare(p.o_bits)
+    out["merge"] = actions.merged_psums * table.merge(p.a_bits, p.w_bits)
     if not (math.isfinite(leakage_w) and leakage_w >= 0 and math.isfinite(seconds)
             and seconds >= 0):
         raise SparsesimError(f"static energy needs a finite leakage and time, got "

@@ -19,7 +19,7 @@ KIB = 1024
 NET = Workload("tiny", (Conv2d("c1", c=8, h=16, w=16, m=40, r=3, s=3, padding=1),
                         Linear("fc", in_features=256, out_features=40, tokens=8)))
 DFF, MUX2, NAND2 = 4.522, 1.862, 0.798  # NanGate 45 nm DFF_X1, MUX2_X1, NAND2_X1 (µm²)
-LEAK = 80e3 / 6350  # nW/µm²: Aladdin's 40 nm 32-bit multiplier, 80 µW in 6350 µm²
+LEAK = 77.86052e3 / 6351.338  # nW/µm²: Aladdin's TSMC 40 nm multiplier, 77.86 µW in 6351 µm²
 
 
 def default(**over):
