@@ -27,7 +27,9 @@ count below is a modelling choice:
 - ``decoder``: per operand whose storage format carries metadata, a decoder of
   ``1 / decode_cycles_per_element`` lanes (the arch's decode rate; free decoding, rate 0, is
   priced as one lane per array row); a lane is a ``decoder_index_bits`` adder and index
-  register and a value multiplexer — one rule for every metadata format, as the decode energy.
+  register and a value multiplexer — one rule for every metadata format, as the decode energy;
+  a lane of a format that gathers by popcount (bitmap) adds its popcount/prefix unit,
+  ``log2(64)`` rows of a 64-bit adder (the energy table's rule for it).
 - ``online``: the online pruning unit the arch has: ``lanes`` comparators of ``o_bits`` and a
   bitonic network of ``sorter_width`` (``w/2 · log2 w · (log2 w + 1)/2`` compare-exchange
   units, each a comparator and two ``o_bits`` multiplexers). Always present: it is part of
@@ -51,6 +53,7 @@ from sparsesim.arch.area import AreaTable, area_table
 from sparsesim.arch.config import Arch
 from sparsesim.errors import SparsesimError
 from sparsesim.formats import parse_format
+from sparsesim.formats.bitmap import POPCOUNT_WORD_BITS
 from sparsesim.mapping.merge import merge_lanes, merges
 from sparsesim.names import PeKind, PeOperand, Sync
 
@@ -149,6 +152,8 @@ def decoder_um2(arch: Arch, t: AreaTable) -> float:
         if _has_metadata(mem.format_spec(op)):
             lane = (t.adder(t.decoder_index_bits) + t.registers(t.decoder_index_bits)
                     + t.mux(2, _bits(arch, op)))
+            if parse_format(mem.format_spec(op)).popcount_gather:
+                lane += math.log2(POPCOUNT_WORD_BITS) * t.adder(POPCOUNT_WORD_BITS)
             um2 += lanes * lane
     return um2
 

@@ -107,12 +107,14 @@ def test_sparse_pe_logic_by_kind():
 def test_metadata_formats_add_decoders():
     t = AreaTable()
     lane = t.adder(16) + 16 * DFF + 8 * MUX2
+    popcount = 6 * t.adder(64)  # a bitmap lane's popcount/prefix unit: log2(64) 64-bit adds
     for fmt in ("bitmap", "rle", "csr", "nm:n=2,m=4"):
         b = area_breakdown(default(**{"memory.format_w": fmt}))
-        assert b.area_mm2["decoder"] == pytest.approx(32 * lane * 1e-6), fmt  # 1/32 per value
+        per_lane = lane + (popcount if fmt == "bitmap" else 0.0)
+        assert b.area_mm2["decoder"] == pytest.approx(32 * per_lane * 1e-6), fmt  # 1/32 per value
     both = area_breakdown(default(**{"memory.format_w": "bitmap", "memory.format_a": "bitmap",
                                      "memory.decode_cycles_per_element": 1 / 64}))
-    assert both.area_mm2["decoder"] == pytest.approx(2 * 64 * lane * 1e-6)
+    assert both.area_mm2["decoder"] == pytest.approx(2 * 64 * (lane + popcount) * 1e-6)
 
 
 def test_node_scales_every_area_quadratically():

@@ -29,6 +29,11 @@ numbers), not against the paper itself. Rules and assumptions on top of it:
   arch that names a DRAM technology (:mod:`sparsesim.arch.dram`) takes its two figures.
 - **Decode**: ``decode_pj_per_element`` = 0.05 pJ per value whose position is decoded from
   metadata — an assumption: about one 16-bit add (the index arithmetic) per value.
+- **Bitmap gathering**: a bitmap format's values are gathered by a popcount and prefix sum
+  of each bitmap word the decoder reads (positions of the non-zeros); priced per 64-bit
+  word as ``log2(64) = 6`` rows of a 64-bit add (a parallel-prefix adder tree), through the
+  add power law: 6 × 0.18 = 1.10 pJ per word — an assumption built from Horowitz's adds.
+  It is part of the ``decode`` component; ``popcount_pj_per_word`` overrides it.
 - **Partial-sum merge** (dual-side skipping, :mod:`sparsesim.mapping.merge`): per merged partial
   sum a coordinate comparison of ``merge_coordinate_bits`` (16) and an add of the product's
   width ``a + w`` into its output's accumulator, both through the add power law above (int8:
@@ -80,12 +85,14 @@ class EnergyTable:
     dram_write_pj_per_bit: float = 1950.0 / 64.0
     decode_pj_per_element: float = 0.05
     merge_pj_per_psum: float | None = None
+    popcount_pj_per_word: float | None = None
     merge_coordinate_bits: float = 16.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is None and f.name in ("mac_pj", "gated_mac_pj", "merge_pj_per_psum"):
+            if value is None and f.name in ("mac_pj", "gated_mac_pj", "merge_pj_per_psum",
+                                            "popcount_pj_per_word"):
                 continue
             if (isinstance(value, bool) or not isinstance(value, (int, float))
                     or not math.isfinite(value) or value < 0):
@@ -123,6 +130,12 @@ class EnergyTable:
         if self.merge_pj_per_psum is not None:
             return float(self.merge_pj_per_psum)
         return self.compare(int(self.merge_coordinate_bits)) + self.compare(a_bits + w_bits)
+
+    def popcount(self, word_bits: int) -> float:
+        """pJ of popping one ``word_bits`` bitmap word: count and prefix sum."""
+        if self.popcount_pj_per_word is not None:
+            return float(self.popcount_pj_per_word)
+        return math.log2(word_bits) * self.compare(word_bits)
 
     def register(self, bits: int) -> float:
         """pJ of one register-file access of ``bits`` bits."""

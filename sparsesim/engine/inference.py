@@ -98,7 +98,8 @@ class GemmResult:
     events: int
 
 
-TRAFFIC_FIELDS = tuple(f.name for f in fields(OperandTraffic) if f.name != "fetches")
+TRAFFIC_FIELDS = tuple(f.name for f in fields(OperandTraffic)
+                       if f.name not in ("fetches", "popcount_words"))
 """Per-operand traffic columns (suffixed ``_a``, ``_w``, ``_o``) of every result row."""
 
 
