@@ -19,12 +19,18 @@ count below is a modelling choice:
   one (``W``: the activation; ``A``: the weight; ``both``: both, plus a comparator of the two
   ``log2 m``-bit indices) and an index register of ``ceil(log2 m)`` bits per compressed
   operand (the STC-style 2:4 design).
+- ``merge``: the partial-sum merge unit of a dual-side skipping array that merges
+  (:func:`sparsesim.mapping.merge.merges`; else none): per lane (``pe.merge_lanes``, 0: one
+  per PE) an adder of the accumulator width, a comparator of ``merge_coordinate_bits`` and an
+  accumulator register (SCNN-style coordinate-addressed accumulators).
 - ``sram_a``, ``sram_w``, ``sram_o``: each buffer's two halves, single-ported banks (one half
   is filled while the other is read), by :meth:`~sparsesim.arch.area.AreaTable.sram_mm2`.
 - ``decoder``: per operand whose storage format carries metadata, a decoder of
   ``1 / decode_cycles_per_element`` lanes (the arch's decode rate; free decoding, rate 0, is
   priced as one lane per array row); a lane is a ``decoder_index_bits`` adder and index
-  register and a value multiplexer — one rule for every metadata format, as the decode energy.
+  register and a value multiplexer — one rule for every metadata format, as the decode energy;
+  a lane of a format that gathers by popcount (bitmap) adds its popcount/prefix unit,
+  ``log2(64)`` rows of a 64-bit adder (the energy table's rule for it).
 - ``online``: the online pruning unit the arch has: ``lanes`` comparators of ``o_bits`` and a
   bitonic network of ``sorter_width`` (``w/2 · log2 w · (log2 w + 1)/2`` compare-exchange
   units, each a comparator and two ``o_bits`` multiplexers). Always present: it is part of
@@ -48,9 +54,11 @@ from sparsesim.arch.area import AreaTable, area_table
 from sparsesim.arch.config import Arch
 from sparsesim.errors import SparsesimError
 from sparsesim.formats import parse_format
+from sparsesim.formats.bitmap import POPCOUNT_WORD_BITS
+from sparsesim.mapping.merge import merge_lanes, merges
 from sparsesim.names import PeKind, PeOperand, Sync
 
-AREA_COMPONENTS = ("mac", "pe_registers", "sparse_pe", "sram_a", "sram_w", "sram_o",
+AREA_COMPONENTS = ("mac", "pe_registers", "sparse_pe", "merge", "sram_a", "sram_w", "sram_o",
                    "decoder", "online")
 """Keys of :class:`AreaBreakdown`'s parts, in report order."""
 
@@ -145,8 +153,19 @@ def decoder_um2(arch: Arch, t: AreaTable) -> float:
         if _has_metadata(mem.format_spec(op)):
             lane = (t.adder(t.decoder_index_bits) + t.registers(t.decoder_index_bits)
                     + t.mux(2, _bits(arch, op)))
+            if parse_format(mem.format_spec(op)).popcount_gather:
+                lane += math.log2(POPCOUNT_WORD_BITS) * t.adder(POPCOUNT_WORD_BITS)
             um2 += lanes * lane
     return um2
+
+
+def merge_um2(arch: Arch, t: AreaTable) -> float:
+    """µm² of the partial-sum merge unit (module notes), 0 where the PEs merge nothing."""
+    if not merges(arch):
+        return 0.0
+    acc = t.accumulator_bits(arch.precision.a_bits, arch.precision.w_bits)
+    lane = t.adder(acc) + t.adder(t.merge_coordinate_bits) + t.registers(acc)
+    return merge_lanes(arch) * lane
 
 
 def online_um2(arch: Arch, t: AreaTable) -> float:
@@ -167,6 +186,7 @@ def area_breakdown(arch: Arch, table: AreaTable | None = None) -> AreaBreakdown:
         "pe_registers": pes * t.registers(p.a_bits + p.w_bits + max(arch.pe.acc_entries, 1)
                                           * t.accumulator_bits(p.a_bits, p.w_bits)),
         "sparse_pe": pes * sparse_pe_um2(arch, t),
+        "merge": merge_um2(arch, t),
         "decoder": decoder_um2(arch, t),
         "online": online_um2(arch, t),
     }

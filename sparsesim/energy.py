@@ -17,11 +17,12 @@ from dataclasses import dataclass, fields
 from sparsesim.arch.config import Arch
 from sparsesim.arch.energy import EnergyTable
 from sparsesim.errors import SparsesimError
+from sparsesim.formats.bitmap import POPCOUNT_WORD_BITS
 
 ENERGY_COMPONENTS = (
     "mac", "gated_mac", "register",
     "sram_a_read", "sram_a_write", "sram_w_read", "sram_w_write", "sram_o_read", "sram_o_write",
-    "dram", "decode", "online", "static",
+    "dram", "decode", "online", "merge", "static",
 )
 """Keys of :func:`energy_breakdown`, in report order (all in pJ)."""
 
@@ -38,7 +39,9 @@ class ActionCounts:
     ``decoded_elements`` values whose positions were decoded from format metadata;
     ``comparisons`` of the online pruning unit (:mod:`sparsesim.pe.online`);
     ``accumulator_accesses`` of PE accumulators draining partial sums to the O buffer or
-    filled back from it (output width; :mod:`sparsesim.mapping.loops`). Memory
+    filled back from it (output width; :mod:`sparsesim.mapping.loops`);
+    ``popcount_words`` 64-bit bitmap words popped to gather non-zeros (priced in ``decode``);
+    ``merged_psums`` partial sums merged by coordinate (:mod:`sparsesim.mapping.merge`). Memory
     counts come from :func:`sparsesim.memory.actions`; the compute side is the caller's (a
     systolic PE touches about three registers per issued MAC: A, W and the accumulator).
     """
@@ -57,6 +60,8 @@ class ActionCounts:
     decoded_elements: int = 0
     comparisons: int = 0
     accumulator_accesses: int = 0
+    merged_psums: int = 0
+    popcount_words: int = 0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -104,8 +109,10 @@ def energy_breakdown(actions: ActionCounts, table: EnergyTable, arch: Arch, *,
             raise err.located(field=f"memory.sram_kib_{op}") from None
     out["dram"] = (actions.dram_read_bits * table.dram_read_pj_per_bit
                    + actions.dram_write_bits * table.dram_write_pj_per_bit)
-    out["decode"] = actions.decoded_elements * table.decode_pj_per_element
+    out["decode"] = (actions.decoded_elements * table.decode_pj_per_element
+                     + actions.popcount_words * table.popcount(POPCOUNT_WORD_BITS))
     out["online"] = actions.comparisons * table.compare(p.o_bits)
+    out["merge"] = actions.merged_psums * table.merge(p.a_bits, p.w_bits)
     if not (math.isfinite(leakage_w) and leakage_w >= 0 and math.isfinite(seconds)
             and seconds >= 0):
         raise SparsesimError(f"static energy needs a finite leakage and time, got "

@@ -28,7 +28,7 @@ energy_pj       total energy (pJ); events: simpy events processed
                 dram_write_meta_bytes, refetch_bytes (re-fetched after eviction),
                 sram_read_bytes, sram_write_bytes, decoded_elements
 energy_*_pj     energy by component: mac, gated_mac, register, sram_{a,w,o}_{read,write},
-                dram, decode, online (dynamic: per action) and static (the arch's leakage
+                dram, decode, online, merge (dynamic: per action) and static (the arch's leakage
                 for the row's seconds, stalls included); they sum to energy_pj
 seconds         cycles / clock_hz
 =============== =================================================================

@@ -19,21 +19,8 @@ Disclosed: these bands were set after a first hand estimate (0.42 and 0.21), not
 import pytest
 
 from sparsesim.arch.area import AreaTable
-
-EYERISS_KGATES = 1852
-EYERISS_CORE_MM2 = 3.5 * 3.5
-PES = 168
-
-
-def eyeriss_estimate(t: AreaTable) -> tuple[float, float]:
-    """(PE-array logic in kgates, core mm² at 65 nm) from the area table's parts."""
-    mac = t.multiplier(16, 16) + t.adder(16)          # 16-bit MAC, 16-bit partial sums
-    spad_regs = t.registers((12 + 24) * 16)           # ifmap and psum scratchpads
-    logic_um2 = PES * (mac + spad_regs)
-    filter_spad_mm2 = t.sram_mm2(224 * 2)             # 224 × 16 b
-    glb_mm2 = t.sram_mm2(108 * 1024)
-    core_45 = logic_um2 * 1e-6 + PES * filter_spad_mm2 + glb_mm2
-    return logic_um2 / t.gate_um2 / 1e3, core_45 * (65 / 45) ** 2
+from sparsesim.validation import run_checks
+from sparsesim.validation.area import EYERISS_CORE_MM2, EYERISS_KGATES, eyeriss_estimate
 
 
 def test_eyeriss_pe_array_within_the_stated_bands():
@@ -43,3 +30,23 @@ def test_eyeriss_pe_array_within_the_stated_bands():
     # the hand figures in the module notes
     assert kgates / EYERISS_KGATES == pytest.approx(0.42, abs=0.01)
     assert core / EYERISS_CORE_MM2 == pytest.approx(0.21, abs=0.01)
+
+
+def test_eyeriss_by_hand():
+    """The estimate again from the table's published entries, independently of the code."""
+    import math
+    mult16 = 282.0 * (256 / 64) ** (math.log(3495 / 282) / math.log(16))  # power law in a·w
+    add16 = 36.0 * 2 ** (math.log(137 / 36) / math.log(4))
+    logic = 168 * (mult16 + add16 + 36 * 16 * 4.522)
+    assert eyeriss_estimate(AreaTable())[0] == pytest.approx(logic / 0.798 / 1e3)
+
+
+def test_sparsesim_validate_reports_the_area_check(tmp_path, monkeypatch):
+    run = run_checks(fast=True, out_dir=tmp_path, only=["area"])
+    assert [c.id for c in run.checks] == ["area.eyeriss_kgates", "area.eyeriss_core"]
+    assert run.passed
+    # a chip with a tenth of the logic would put ours above 100 %: the check can fail
+    import sparsesim.validation.area as area
+    monkeypatch.setattr(area, "EYERISS_KGATES", EYERISS_KGATES / 10)
+    failed = run_checks(fast=True, out_dir=tmp_path, only=["area"])
+    assert [c.passed for c in failed.checks] == [False, True]

@@ -339,7 +339,7 @@ def test_result_row_is_flat_and_unit_suffixed():
     assert row["cycles"] == r.cycles and row["dram_read_data_bytes_a"] == r.a.dram_read_data_bytes
     assert all(k.endswith(("_cycles", "cycles", "_bytes_a", "_bytes_w", "_bytes_o", "_a", "_w",
                            "_o")) for k in row)
-    assert len(row) == 4 + 3 * 9
+    assert len(row) == 4 + 3 * 10  # 10 traffic fields per operand, popcount_words included
 
 
 def test_machine_tallies_every_traffic_field():

@@ -5,16 +5,25 @@ Sources of the 45 nm defaults (what an accelerator is built from):
 - **MAC** at widths (a, w): a multiplier and an accumulator adder. Areas are Horowitz's
   (M. Horowitz, "Computing's energy problem", ISSCC 2014, Fig. 1.1.9, 45 nm): integer multiply
   282 µm² (8 bit) and 3495 µm² (32 bit), integer add 36 µm² (8 bit) and 137 µm² (32 bit).
+  *Not verified*: the sources searched for this table (a transcription of the figure's energy
+  column, the energy table's) did not carry its area column; these four figures are as
+  recalled and stay unconfirmed until read from the paper.
   As in the energy table, the multiplier follows the power law through the two points in its
   size ``a·w`` and the adder in its width; the adder is as wide as the accumulator,
   ``a + w + accumulator_guard_bits`` (16 guard bits: int8 gets TPU's 32-bit accumulators).
 - **Registers**: one flip-flop per bit, 4.522 µm² (DFF_X1 of the NanGate FreePDK45 Open
   Cell Library); multiplexers per bit 1.862 µm² (MUX2_X1) and gates 0.798 µm² (NAND2_X1,
-  one gate equivalent) from the same library. A PE holds its A, W operand registers and its
+  one gate equivalent) from the same library. DFF_X1 and NAND2_X1 are as copies of the
+  library's liberty file give them; MUX2_X1's entry was not found in a stored copy — 1.862 is
+  7 placement sites of 0.19 µm × 1.4 µm, the grid NAND2_X1 (3 sites) and DFF_X1 (17) sit on,
+  so it is inferred, not read. A PE holds its A, W operand registers and its
   accumulator (``a + w + acc`` bits) whatever the dataflow: a stationary operand's register
   and the moving operand's pipeline register together are the same bits.
 - **SRAM** by capacity and ports: power laws fitted (least squares in log–log over
-  4 KiB–4 MiB) to CACTI 7.0 runs at 45 nm (Balasubramonian et al., "CACTI 7", ACM TACO
+  4 KiB–4 MiB) to CACTI 7.0 runs at 45 nm (made in an earlier session with hwcomponents-cacti;
+  CACTI is not installed here, so the runs were not repeated: the table is its log, not a
+  re-verified figure; a Bitfusion CACTI run of a 512 B, 32-bit-bus bank at 45 nm, 0.0076 mm²,
+  is larger than this table's 1 KiB bank — another configuration, not reconciled) (Balasubramonian et al., "CACTI 7", ACM TACO
   2017), listed in :data:`CACTI_45NM`: 0.208 mm² and 1.8 µW at 64 KiB, exponents 0.987
   (area) and 0.950 (leakage); the fit is within 6.4 % of every run's area and 11.4 % of its
   leakage from 1 KiB to 16 MiB (two ports: 10 % and 13 %). ITRS low-standby-power (LSTP) cells, the usual choice for
@@ -22,10 +31,12 @@ Sources of the 45 nm defaults (what an accelerator is built from):
   ~17 000× more (31 mW at 64 KiB, 497 mW at 1 MiB) — set ``sram_64kib_leak_mw = 31.1`` for
   them. A second read/write port multiplies area by 2.02 and leakage by 1.10 (the runs'
   mean ratios over 4 KiB–1 MiB).
-- **Leakage of logic**: a leakage density per µm² of standard cells, Aladdin's 40 nm
-  characterisation (Shao et al., ISCA 2014; its 32-bit multiplier leaks 80 µW in 6350 µm²:
-  12.6 nW/µm², the same density kept at 45 nm). Flip-flops, multiplexers and adders leak at
-  that density too (Aladdin's register entry gives none; assuming zero would hide them).
+- **Leakage of logic**: a leakage density per µm² of standard cells, Aladdin's TSMC 40 nm
+  characterisation (Shao et al., ISCA 2014; ``power_func.h`` of gem5-aladdin, 1 ns: the
+  multiplier leaks 77.86 µW in 6351 µm², 12.26 nW/µm²; its register 74.3 nW in 5.98 µm²,
+  12.4 nW/µm² — the same density), kept at 45 nm. Flip-flops, multiplexers and adders leak at
+  the multiplier's density. (An earlier version said 80 µW in 6350 µm² and that the register
+  entry gave no leakage: both were wrong, corrected here.)
 - **Sparse logic**, built from the parts above (each an assumption, written where the parts
   are summed, :mod:`sparsesim.area`): N:M operand multiplexers and index registers, zero
   detectors and clock gates, skip-PE operand queues, metadata decoders, the online pruning
@@ -102,10 +113,11 @@ class AreaTable:
     sram_leak_exponent: float = 0.9503
     sram_2port_factor: float = 2.02
     sram_2port_leak_factor: float = 1.10
-    logic_leak_nw_per_um2: float = 80e3 / 6350.0
+    logic_leak_nw_per_um2: float = 77.86052e3 / 6351.338
     skip_queue_depth: int = 4
     queue_index_bits: int = 8
     decoder_index_bits: int = 16
+    merge_coordinate_bits: int = 16
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -120,7 +132,7 @@ class AreaTable:
                 raise SparsesimError("an interpolation anchor must be positive, got 0",
                                      field=f"area.{name}")
         for name in ("accumulator_guard_bits", "skip_queue_depth", "queue_index_bits",
-                     "decoder_index_bits"):
+                     "decoder_index_bits", "merge_coordinate_bits"):
             if not isinstance(getattr(self, name), int):
                 raise SparsesimError(f"must be an integer, got {getattr(self, name)!r}",
                                      field=f"area.{name}")

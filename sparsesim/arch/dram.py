@@ -64,25 +64,30 @@ DRAM_TECHS: dict[str, DramTech] = {t.name: t for t in (
     DramTech(
         "ddr4", 25.6, 15.0, 15.0,
         "DDR4-3200, one 64-bit channel: 3200 MT/s × 8 B (JEDEC JESD79-4)",
-        "≈15 pJ/bit, the DDR4 access energy with I/O usually quoted; not re-derived here. "
+        "≈15 pJ/bit, the DDR4 access energy with I/O usually quoted: not verified against a "
+        "source here (a figure, not a citation). "
         "Its array part alone, by Micron TN-40-07's method on the DDR4 8Gb x8 currents "
-        "Ramulator 2 ships (VDD 1.2 V, IDD0 60, IDD2N 50, IDD3N 55, IDD4R = IDD4W 145 mA) at "
-        "DDR4-2400 with a 1 KB page read per activation, is 5.7 pJ/bit both ways: a floor"),
+        "Ramulator 2 ships (VDD 1.2 V, IDD0 60, IDD2N 50, IDD3N 55, IDD4R = IDD4W 145 mA; "
+        "checked) at DDR4-2400 with a 1 KB page read per activation, is 5.7 pJ/bit both ways "
+        "(its VPP currents left out): a floor"),
     DramTech(
         "lpddr4", 12.8, 8.0, 8.0,
         "LPDDR4-3200, 2 × x16 channels (32 bits): 3200 MT/s × 4 B (JEDEC JESD209-4)",
         "8 pJ/bit, the LPDDR4 entry of the Accelergy DRAM model (hwcomponents-cacti 1.0.40, "
-        "one figure for reads and writes)"),
+        "one figure for reads and writes; its comment: 'public data')"),
     DramTech(
         "lpddr5", 25.6, 5.6, 5.6,
         "LPDDR5-6400, 2 × x16 channels (32 bits): 6400 MT/s × 4 B (JEDEC JESD209-5)",
         "LPDDR4's 8 pJ/bit less 30 %, the power saving the first LPDDR5 parts were announced "
-        "with at double the data rate (Samsung, 2018): a derived figure, not a measured one"),
+        "with at double the data rate (Samsung, 2018, as recalled: not verified here): a "
+        "derived figure, not a measured one"),
     DramTech(
-        "hbm2", 256.0, 3.97, 3.97,
+        "hbm2", 256.0, 3.9, 3.9,
         "HBM2, one stack: 8 channels × 128 bits at 2 Gb/s per pin (JEDEC JESD235A)",
-        "3.97 pJ/bit, HBM2's access energy (activation, on-die data movement, I/O) in "
-        "O'Connor et al., 'Fine-Grained DRAM', MICRO 2017 (the Accelergy model has 6.25)"),
+        "3.9 pJ/bit, the HBM2 entry of the Accelergy DRAM model (hwcomponents-cacti 1.0.40, "
+        "one figure for reads and writes). Was 3.97, attributed to O'Connor et al., "
+        "'Fine-Grained DRAM', MICRO 2017, whose stored abstract gives only the 2x ratio to "
+        "FGDRAM: not verified, so the checked figure replaced it"),
 )}
 """The DRAM presets by name (``[memory] dram``)."""
 

@@ -3,7 +3,9 @@
 The default table is 45 nm, 0.9 V (M. Horowitz, "Computing's energy problem (and what we can do
 about it)", ISSCC 2014, Fig. 1.1.9): integer multiply 0.2 pJ (8 bit) and 3.1 pJ (32 bit),
 integer add 0.03 pJ (8 bit) and 0.1 pJ (32 bit); a 64-bit SRAM read 10 pJ (8 KB), 20 pJ
-(32 KB), 100 pJ (1 MB); DRAM 1.3–2.6 nJ per 64 bits. Rules and assumptions on top of it:
+(32 KB), 100 pJ (1 MB); DRAM 1.3–2.6 nJ per 64 bits. Checked against transcriptions of the
+figure (a public gist of its table; a design-space tool's energy database: the same eight
+numbers), not against the paper itself. Rules and assumptions on top of it:
 
 - **MAC** at widths (a, w) = multiply + add. The multiply follows the power law through
   Horowitz's two points in the multiplier's size ``a·w`` (0.2 pJ at 8×8, 3.1 pJ at 32×32:
@@ -14,7 +16,9 @@ integer add 0.03 pJ (8 bit) and 0.1 pJ (32 bit); a 64-bit SRAM read 10 pJ (8 KB)
   MAC — an assumption for the zero detection and the clock tree that still toggles; the
   figure is not in Horowitz's table. ``gated_mac_pj`` overrides it.
 - **Register** access: ``reg_pj_per_bit`` × the wider operand's bits; 0.03 pJ/bit makes an
-  int8 access ≈ one int8 MAC, Eyeriss's ratio (RF access ≈ 1× MAC; Chen et al., ISCA 2016).
+  int8 access ≈ one int8 MAC, Eyeriss's ratio (RF access ≈ 1× MAC; Chen et al., ISCA 2016,
+  its table of energy normalised to a MAC in a 65 nm process — the ratio as recalled: the
+  stored copies of the paper searched here name the table but do not carry its values).
 - **SRAM** per bit read = Horowitz's 64-bit figure / 64, interpolated between his three sizes
   as a power law in size (linear in log–log), extrapolated with the end segments' slopes. The
   size is one half of the double-buffered operand buffer (the bank an access touches).
@@ -29,6 +33,16 @@ integer add 0.03 pJ (8 bit) and 0.1 pJ (32 bit); a 64-bit SRAM read 10 pJ (8 KB)
   file entry: Eyeriss's RF ≈ 1× MAC, Chen et al., ISCA 2016).
 - **Decode**: ``decode_pj_per_element`` = 0.05 pJ per value whose position is decoded from
   metadata — an assumption: about one 16-bit add (the index arithmetic) per value.
+- **Bitmap gathering**: a bitmap format's values are gathered by a popcount and prefix sum
+  of each bitmap word the decoder reads (positions of the non-zeros); priced per 64-bit
+  word as ``log2(64) = 6`` rows of a 64-bit add (a parallel-prefix adder tree), through the
+  add power law: 6 × 0.18 = 1.10 pJ per word — an assumption built from Horowitz's adds.
+  It is part of the ``decode`` component; ``popcount_pj_per_word`` overrides it.
+- **Partial-sum merge** (dual-side skipping, :mod:`sparsesim.mapping.merge`): per merged partial
+  sum a coordinate comparison of ``merge_coordinate_bits`` (16) and an add of the product's
+  width ``a + w`` into its output's accumulator, both through the add power law above (int8:
+  0.055 + 0.055 = 0.11 pJ) — an assumption built from Horowitz's adds (SCNN's
+  crossbar and accumulator-bank wiring is not in it). ``merge_pj_per_psum`` overrides it.
 - **Online pruning**: one comparison of the output width ``o_bits`` costs an add of that width
   (a comparator is a subtractor), through the same power law as the MAC's add.
 
@@ -75,11 +89,15 @@ class EnergyTable:
     dram_write_pj_per_bit: float = 1950.0 / 64.0
     decode_pj_per_element: float = 0.05
     acc_pj_per_bit: float = 0.03
+    merge_pj_per_psum: float | None = None
+    popcount_pj_per_word: float | None = None
+    merge_coordinate_bits: float = 16.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is None and f.name in ("mac_pj", "gated_mac_pj"):
+            if value is None and f.name in ("mac_pj", "gated_mac_pj", "merge_pj_per_psum",
+                                            "popcount_pj_per_word"):
                 continue
             if (isinstance(value, bool) or not isinstance(value, (int, float))
                     or not math.isfinite(value) or value < 0):
@@ -111,6 +129,18 @@ class EnergyTable:
     def compare(self, bits: int) -> float:
         """pJ of one ``bits``-wide comparison (a subtractor: priced as an add)."""
         return _power_law(bits, 8.0, self.add_8b_pj, 32.0, self.add_32b_pj)
+
+    def merge(self, a_bits: int, w_bits: int) -> float:
+        """pJ of merging one partial sum by coordinate: a compare and an accumulate."""
+        if self.merge_pj_per_psum is not None:
+            return float(self.merge_pj_per_psum)
+        return self.compare(int(self.merge_coordinate_bits)) + self.compare(a_bits + w_bits)
+
+    def popcount(self, word_bits: int) -> float:
+        """pJ of popping one ``word_bits`` bitmap word: count and prefix sum."""
+        if self.popcount_pj_per_word is not None:
+            return float(self.popcount_pj_per_word)
+        return math.log2(word_bits) * self.compare(word_bits)
 
     def register(self, bits: int) -> float:
         """pJ of one register-file access of ``bits`` bits."""

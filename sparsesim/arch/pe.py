@@ -31,6 +31,11 @@ class PeConfig(Section):
     writes it to the O buffer only when it is done or the next step needs another tile.
     ``1`` is the one accumulator every PE has; ``0`` sends every step's partial sums to the
     O buffer (the model before the register level).
+
+    ``merge_lanes``: partial sums per cycle the merge unit of a dual-side skipping array
+    (``skip`` with ``operand = both``) accumulates by coordinate (:mod:`sparsesim.mapping.merge`);
+    0, the default, is one lane per PE. Another kind or operand has no merge unit: a value
+    other than 0 is refused there.
     """
 
     kind: str = "dense"
@@ -40,6 +45,7 @@ class PeConfig(Section):
     m: int = 4
     nm_operand: str = "W"
     acc_entries: int = 1
+    merge_lanes: int = 0
 
     def __post_init__(self) -> None:
         for field, value, names in (("kind", self.kind, PeKind),
@@ -52,6 +58,14 @@ class PeConfig(Section):
         if self.nm_operand != PeOperand.W and self.kind != PeKind.NM:
             raise SparsesimError(f"nm_operand {self.nm_operand!r} is for kind 'nm' only, not "
                                  f"kind {self.kind!r}", field="pe.nm_operand")
+        if (isinstance(self.merge_lanes, bool) or not isinstance(self.merge_lanes, int)
+                or self.merge_lanes < 0):
+            raise SparsesimError(f"must be a whole number >= 0, got {self.merge_lanes!r}",
+                                 field="pe.merge_lanes")
+        if self.merge_lanes and (self.kind != PeKind.SKIP or self.operand != PeOperand.BOTH):
+            raise SparsesimError(f"merge_lanes is for kind 'skip' with operand 'both' (the "
+                                 f"PEs that merge partial sums), not kind {self.kind!r} with "
+                                 f"operand {self.operand!r}", field="pe.merge_lanes")
         positive_int(self.n, "pe.n")
         positive_int(self.m, "pe.m")
         check_ratio((self.n, self.m), field="pe.n")

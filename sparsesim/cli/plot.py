@@ -54,6 +54,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                              "(default: sparsity.weight_density)")
     parser.add_argument("-a", "--arch", default=DEFAULT_ARCH, metavar="NAME|PATH",
                         help="roofline: the arch whose roofs to draw (default: %(default)s)")
+    parser.add_argument("--budget", metavar="CONSTRAINTS",
+                        help="pareto: fronts under a budget, e.g. 'area_mm2<=2;power_avg_w<=1' "
+                             "(default: the budget the sweep judged its rows under, if any); "
+                             "adds latency and energy against area")
     parser.add_argument("--dpi", type=count(1, MAX_DPI), default=150,
                         help=f"raster resolution, at most {MAX_DPI} (default: 150)")
     parser.set_defaults(func=run)
@@ -71,6 +75,11 @@ def run(args: argparse.Namespace) -> int:
     kwargs: dict[str, object] = {}
     if args.kind == "sparsity" and args.x:
         kwargs["x"] = args.x
+    if args.budget is not None:
+        if args.kind != "pareto":
+            raise SparsesimError("--budget draws Pareto fronts: only for 'pareto'",
+                                 field="--budget")
+        kwargs["budget"] = args.budget
     if args.kind == "roofline":
         arch = load_arch(args.arch)
         kwargs.update(peak_macs_per_cycle=arch.array.rows * arch.array.cols,

@@ -24,6 +24,7 @@ from sparsesim.arch.energy import EnergyTable, energy_table
 from sparsesim.arch.mapping import MappingConfig
 from sparsesim.area import leakage_w
 from sparsesim.pe.kinds import ComputeResult, compute, nm_reads_activations
+from sparsesim.mapping.merge import merge_excess_cycles, merged_psums
 from sparsesim.energy import ENERGY_COMPONENTS, ActionCounts, energy_breakdown
 from sparsesim.errors import SparsesimError
 from sparsesim.formats.auto import chosen_text
@@ -106,7 +107,8 @@ class GemmResult:
     format_o_chosen: str = ""
 
 
-TRAFFIC_FIELDS = tuple(f.name for f in fields(OperandTraffic) if f.name != "fetches")
+TRAFFIC_FIELDS = tuple(f.name for f in fields(OperandTraffic)
+                       if f.name not in ("fetches", "popcount_words"))
 """Per-operand traffic columns (suffixed ``_a``, ``_w``, ``_o``) of every result row."""
 
 
@@ -197,9 +199,11 @@ def _simulate_gemm(ops: GemmOperands, *, network: str, op: str, arch: Arch,
     # the same folds; a reordered loop adds only the fill/drain of fold revisits
     assert mem.compute_cycles >= c.compute_cycles, "memory ran other folds than compute"
     stall = mem.stall_cycles
-    cycles = mem.cycles
-    counts = actions(mem, macs=c.issued_macs, gated_macs=c.gated_macs,
-                     register_accesses=3 * c.issued_macs)
+    psums = merged_psums(arch, fold_plan.dataflow, c.issued_macs)
+    merge_cycles = merge_excess_cycles(arch, psums, c.compute_cycles)  # behind the array
+    cycles = mem.cycles + merge_cycles
+    counts = replace(actions(mem, macs=c.issued_macs, gated_macs=c.gated_macs,
+                             register_accesses=3 * c.issued_macs), merged_psums=psums)
     energy = energy_breakdown(counts, table, arch, leakage_w=leakage_w(arch),
                               seconds=cycles / arch.clock_hz)
     traffic = {f"{name}_{o.lower()}": getattr(mem.operand(o), name)
@@ -210,7 +214,8 @@ def _simulate_gemm(ops: GemmOperands, *, network: str, op: str, arch: Arch,
         pe_kind=arch.pe.kind, folds=gemm.count * c.plan.folds, fold_cycles=c.plan.fold_cycles,
         dense_macs=gemm.dense_macs, effectual_macs=c.effectual_macs,
         a_density=_density(ops.a), w_density=_density(ops.w), cycles=cycles,
-        compute_cycles=mem.compute_cycles, stall_cycles=stall, load_imbalance=c.load_imbalance,
+        compute_cycles=mem.compute_cycles + merge_cycles, stall_cycles=stall,
+        load_imbalance=c.load_imbalance,
         utilization=c.effectual_macs / (cycles * a.rows * a.cols) if cycles else 0.0,
         seconds=cycles / arch.clock_hz, dram_read_bytes=mem.dram_read_bytes,
         dram_write_bytes=mem.dram_write_bytes, traffic=traffic,

@@ -195,6 +195,10 @@ class Format(ABC):
     formula: ClassVar[str]
     """Closed form in bits per element for a uniform random mask (n value bits, density d)."""
     auto_candidate: ClassVar[bool] = True
+    popcount_gather: ClassVar[bool] = False
+    """Whether a decoder finds the values' positions by popcount/prefix sum of a presence
+    bitmap in its metadata (the bitmap format), priced per bitmap word read
+    (:mod:`sparsesim.memory.schedule`)."""
     """Whether :class:`~sparsesim.formats.auto.Auto` tries this format by default: every
     tensor encodes in it (False for a format that constrains the tensor, such as N:M)."""
 

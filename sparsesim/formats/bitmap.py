@@ -14,12 +14,18 @@ if TYPE_CHECKING:
     from sparsesim.formats.tiles import TileStats
 
 
+POPCOUNT_WORD_BITS = 64
+"""Width of the bitmap word a decoder lane pops (counts and prefix-sums) per step: the
+energy table's popcount and the decoder's area are priced per word of this width."""
+
+
 @dataclass(frozen=True, slots=True)
 class Bitmap(Format):
     """One presence bit per element plus the non-zero values: nnz*n + L bits."""
 
     name: ClassVar[str] = "bitmap"
     formula: ClassVar[str] = "n*d + 1"
+    popcount_gather: ClassVar[bool] = True
 
     def _encode(self, x: np.ndarray, value_bits: int, name: str) -> Encoded:
         flat = _flat(x)

@@ -53,13 +53,16 @@ from sparsesim.memory.traffic import MemoryResult, OperandTraffic
 
 
 def _decode_cycles(schedule: FoldSchedule, memory: MemoryConfig) -> np.ndarray:
-    """Per fold: the slower decoder's cycles (A or W), ``ceil(elements × cycles/element)``."""
+    """Per fold: the slower decoder's cycles (A or W), ``ceil(elements × cycles/element)``,
+    where a lane takes a value or a bitmap word per step: the more of the two counts."""
     per = memory.decode_cycles_per_element
     out = np.zeros(schedule.folds, dtype=np.int64)
     if per == 0:
         return out
     for tiles in (schedule.a, schedule.w):
-        elements = tiles.decode_elements[tiles.tile_ids].astype(np.float64)
+        assert tiles.popcount_words is not None
+        elements = np.maximum(tiles.decode_elements, tiles.popcount_words)[
+            tiles.tile_ids].astype(np.float64)
         out = np.maximum(out, np.ceil(elements * per).astype(np.int64))
     return out
 
@@ -74,7 +77,8 @@ def _ideal(schedule: FoldSchedule) -> MemoryResult:
             fetches=int(distinct.size), dram_read_data_bytes=stored - meta,
             dram_read_meta_bytes=meta, sram_read_bytes=int(t.encoded_bytes[t.tile_ids].sum()),
             sram_write_bytes=int(t.encoded_bytes[distinct].sum()),
-            decoded_elements=int(t.decode_elements[t.tile_ids].sum()))
+            decoded_elements=int(t.decode_elements[t.tile_ids].sum()),
+            popcount_words=int(np.asarray(t.popcount_words)[t.tile_ids].sum()))
     o = schedule.o
     distinct = np.unique(o.tile_ids)
     stored, meta = int(o.stored_bytes[distinct].sum()), int(o.meta_bytes[distinct].sum())
@@ -103,6 +107,7 @@ class _Counts:
     sram_read_bytes: int = 0
     sram_write_bytes: int = 0
     decoded_elements: int = 0
+    popcount_words: int = 0
 
     def frozen(self) -> OperandTraffic:
         return OperandTraffic(**{f.name: int(getattr(self, f.name)) for f in fields(self)})
@@ -288,6 +293,9 @@ class _Machine:
         a_enc, w_enc, o_enc = bufs["A"].encoded, bufs["W"].encoded, bufs["O"].encoded
         a_dec = s.a.decode_elements.tolist()
         w_dec = s.w.decode_elements.tolist()
+        assert s.a.popcount_words is not None and s.w.popcount_words is not None
+        a_pop = s.a.popcount_words.tolist()
+        w_pop = s.w.popcount_words.tolist()
         ca, cw, co = bufs["A"].counts, bufs["W"].counts, bufs["O"].counts
         for fold in range(s.folds):
             yield self.prepared[fold]
@@ -296,6 +304,8 @@ class _Machine:
             cw.sram_read_bytes += w_enc[tw]
             ca.decoded_elements += a_dec[ta]
             cw.decoded_elements += w_dec[tw]
+            ca.popcount_words += a_pop[ta]
+            cw.popcount_words += w_pop[tw]
             if self.o_reads[fold]:  # partial sums back from SRAM (not held in the PEs)
                 co.sram_read_bytes += o_enc[to]
             if self.o_writes[fold]:

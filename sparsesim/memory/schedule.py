@@ -46,6 +46,7 @@ from sparsesim.arch.config import Arch
 from sparsesim.arch.memory import MemoryConfig
 from sparsesim.errors import SparsesimError
 from sparsesim.formats.auto import Auto
+from sparsesim.formats.bitmap import POPCOUNT_WORD_BITS
 from sparsesim.formats.registry import as_format
 from sparsesim.formats.tiles import tile_bits_chosen
 from sparsesim.mapping.conv import ConvView, Im2col
@@ -67,7 +68,9 @@ class OperandTiles:
     ``stored_bytes`` is ``encoded_bytes`` rounded up to the DRAM burst (DRAM transfer and
     SRAM footprint); ``decode_elements`` the values decoded from metadata per read (0 for a
     format without metadata); ``chosen`` the format specs the tiles are stored in and how
-    many tiles each (one entry, unless an ``auto`` format picked per tile).
+    many tiles each (one entry, unless an ``auto`` format picked per tile); ``popcount_words`` the :data:`POPCOUNT_WORD_BITS`-bit bitmap
+    words a decoder pops per read to gather them (formats that gather by popcount only:
+    ``ceil(bitmap bits / 64)``, the bitmap being the tile's metadata).
     """
 
     operand: str
@@ -77,10 +80,13 @@ class OperandTiles:
     stored_bytes: np.ndarray
     decode_elements: np.ndarray
     chosen: tuple[tuple[str, int], ...] = ()
+    popcount_words: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         t = self.encoded_bytes.shape
-        for f in ("meta_bytes", "stored_bytes", "decode_elements"):
+        if self.popcount_words is None:
+            object.__setattr__(self, "popcount_words", np.zeros(t, dtype=np.int64))
+        for f in ("meta_bytes", "stored_bytes", "decode_elements", "popcount_words"):
             if getattr(self, f).shape != t:
                 raise SparsesimError(f"operand {self.operand}: {f} has shape "
                                      f"{getattr(self, f).shape}, expected {t}", field=f)
@@ -237,7 +243,7 @@ def _format(op: str, plan: FoldPlan, memory: MemoryConfig) -> Any:
 
 
 def _tiles(op: str, ids: np.ndarray, data: np.ndarray, meta: np.ndarray, memory: MemoryConfig,
-           value_bits: int, chosen: np.ndarray) -> OperandTiles:
+           value_bits: int, chosen: np.ndarray, fmt: Any = None) -> OperandTiles:
     """Per-tile data and metadata bits → bytes as encoded, as stored (burst-rounded), and the
     values a decoder expands (formats with metadata only); ``chosen``: each tile's format
     spec, counted (an empty spec: a tile that holds nothing)."""
@@ -247,10 +253,13 @@ def _tiles(op: str, ids: np.ndarray, data: np.ndarray, meta: np.ndarray, memory:
     stored = -(-encoded // burst) * burst
     decode = np.where(meta > 0, data // value_bits, 0)
     names, counts = np.unique(np.asarray(chosen, dtype=str).ravel(), return_counts=True)
+    words = (-(-meta // POPCOUNT_WORD_BITS) if getattr(fmt, "popcount_gather", False)
+             else np.zeros_like(meta))
     return OperandTiles(op, ids.astype(np.int64), encoded.astype(np.int64),
                         meta_bytes.astype(np.int64), stored.astype(np.int64),
                         decode.astype(np.int64),
-                        tuple((str(n), int(c)) for n, c in zip(names, counts) if n))
+                        chosen=tuple((str(n), int(c)) for n, c in zip(names, counts) if n),
+                        popcount_words=np.asarray(words, dtype=np.int64))
 
 
 def _operand_tiles(op: str, mask: np.ndarray | None, plan: FoldPlan, memory: MemoryConfig,
@@ -267,7 +276,7 @@ def _operand_tiles(op: str, mask: np.ndarray | None, plan: FoldPlan, memory: Mem
         m = np.ones(shape, dtype=bool) if mask is None else mask
         data, meta, chosen = tile_bits_chosen(m, block[0], block[1], fmt, value_bits, name=name)
     assert data.shape == counts
-    return _tiles(op, ids, data.ravel(), meta.ravel(), memory, value_bits, chosen)
+    return _tiles(op, ids, data.ravel(), meta.ravel(), memory, value_bits, chosen, fmt)
 
 
 _MATRIX_AXES = {"A": ("m", "k"), "O": ("m", "n")}
@@ -334,7 +343,7 @@ def _footprint_tiles(view: ConvView, group: int, plan: FoldPlan, memory: MemoryC
                                              owned=owned)
         d, mt, ch = view.memo[key]
         data[tile], meta[tile], chosen[tile] = d[group], mt[group], ch[group]
-    return _tiles(op, ids, data, meta, memory, value_bits, chosen)
+    return _tiles(op, ids, data, meta, memory, value_bits, chosen, fmt)
 
 
 def _check_mask(mask: np.ndarray | None, shape: tuple[int, int], what: str,

@@ -30,6 +30,7 @@ class OperandTraffic:
     sram_read_bytes: int = 0
     sram_write_bytes: int = 0
     decoded_elements: int = 0
+    popcount_words: int = 0
 
     @property
     def dram_read_bytes(self) -> int:
@@ -101,4 +102,5 @@ def actions(result: MemoryResult, *, macs: int, gated_macs: int = 0,
         dram_write_bits=8 * result.dram_write_bytes,
         decoded_elements=result.a.decoded_elements + result.w.decoded_elements,
         accumulator_accesses=result.accumulator_accesses,
+        popcount_words=result.a.popcount_words + result.w.popcount_words,
     )

@@ -82,7 +82,8 @@ def varying_params(df: pd.DataFrame, exclude: Sequence[str]) -> list[str]:
     result_cols = {"network", "layers", "dense_macs", "effectual_macs", "cycles",
                    "compute_cycles", "stall_cycles", "utilization", "seconds", "point_id",
                    "status", "error", "elapsed_s", "energy_pj", "dram_read_bytes",
-                   "dram_write_bytes", "accuracy"}
+                   "dram_write_bytes", "accuracy", "area_mm2", "leakage_w", "power_avg_w",
+                   "power_peak_w", "within_budget", "budget"}
     cols = [c for c in df.columns if c not in result_cols and c not in exclude
             and not c.startswith(("energy_", "dram_", "sram_"))]
     varying = [c for c in cols if df[c].astype(str).nunique() > 1]

@@ -21,6 +21,10 @@ A sweep spec is TOML::
     "pe.kind" = "nm"
     "sparsity.weight_nm" = [2, 4]     # or "2:4"
 
+    [constraints]                     # optional budget: judged, never filtered
+    area_mm2 = "<= 2"                 # OP NUMBER (<=, <, >=, >); a bare number means <=
+    power_avg_w = "<= 1"
+
 Keys: ``workload``, ``arch``, ``trace``; ``TABLE.FIELD`` of the arch (``array.rows``,
 ``pe.kind``, ...); ``sparsity.FIELD`` of :class:`~sparsesim.sparsity.masks.SparsityModel`
 (not with ``trace``, whose layers and masks are already pruned: refused, as ``run`` does);
@@ -29,6 +33,12 @@ Keys: ``workload``, ``arch``, ``trace``; ``TABLE.FIELD`` of the arch (``array.ro
 pruning, :class:`~sparsesim.engine.dynamic.DynamicModel`: ``inputs``, ``channel_keep``,
 ``token_keep``, ``head_keep``, ``spread``, ``seed``). A dynamic point's totals are means
 over its inputs, with ``cycles_p50`` and ``cycles_p99`` beside them.
+
+Budgets (:mod:`sparsesim.budget`): ``[constraints]`` bounds numeric result columns
+(:data:`BUDGET_COLUMNS`: ``area_mm2``, ``power_avg_w``, ``cycles``, ...). A sweep never loses a
+row to them: every row records ``within_budget`` (empty for a failed point) and the ``budget``
+text it was judged under; :func:`load_results` of a spec judges the rows again under the spec's
+current constraints, so editing them needs no re-run.
 
 Every finished point is appended at once, as one complete CSV line, to the results file, with
 every parameter as a column, the whole-network totals, its status (``ok`` or ``error`` with
@@ -64,6 +74,8 @@ import pandas as pd
 
 from sparsesim.arch.config import Arch, load_arch, with_overrides
 from sparsesim.api import simulate
+from sparsesim.area import area_breakdown
+from sparsesim.budget import Constraint, budget_from_table, budget_text, judge
 from sparsesim.engine.dynamic import DynamicModel
 from sparsesim.engine.inference import draw_trace
 from sparsesim.errors import SparsesimError
@@ -83,6 +95,7 @@ SPARSITY_FIELDS = {f.name for f in fields(SparsityModel)}
 TRAINING_FIELDS = {"optimizer", "state_bits", "grad_density", "grad_structure", "grad_nm"}
 DYNAMIC_FIELDS = {f.name for f in fields(DynamicModel)}
 STATUS_COLUMNS = ("point_id", "status", "error", "elapsed_s")
+BUDGET_RESULT_COLUMNS = ("within_budget", "budget")
 
 
 @dataclass(frozen=True)
@@ -94,6 +107,7 @@ class SweepSpec:
     out: Path | None = None
     file: str | None = None
     params: tuple[str, ...] = field(default=())
+    constraints: tuple[Constraint, ...] = field(default=())
 
     def __post_init__(self) -> None:
         if not self.points:
@@ -102,7 +116,7 @@ class SweepSpec:
     @property
     def columns(self) -> tuple[str, ...]:
         """The results file's header: every parameter, the totals, the status columns."""
-        return (*self.params, *RESULT_COLUMNS, *STATUS_COLUMNS)
+        return (*self.params, *RESULT_COLUMNS, *BUDGET_RESULT_COLUMNS, *STATUS_COLUMNS)
 
 
 def spec_keys() -> dict[str, tuple[str, ...]]:
@@ -138,10 +152,11 @@ def spec_from_dict(data: Mapping[str, Any], *, file: str | None = None,
     """The spec of parsed TOML; ``root`` is the folder its ``out`` is relative to (and
     confined to: a spec file cannot make a sweep write elsewhere)."""
     for key in data:
-        if key not in ("sweep", "base", "grid", "point"):
-            raise SparsesimError("unknown table; expected sweep, base, grid, point", file=file,
-                                 field=key)
+        if key not in ("sweep", "base", "grid", "point", "constraints"):
+            raise SparsesimError("unknown table; expected sweep, base, grid, point, "
+                                 "constraints", file=file, field=key)
     head, base, grid = (_table(data, key, file) for key in ("sweep", "base", "grid"))
+    constraints = budget_from_table(_table(data, "constraints", file), BUDGET_COLUMNS, file=file)
     for key in head:
         if key not in ("name", "out"):
             raise SparsesimError("unknown key; expected name, out", file=file,
@@ -181,7 +196,7 @@ def spec_from_dict(data: Mapping[str, Any], *, file: str | None = None,
         out_path: Path | None = root / f"{name}.csv"
     else:
         out_path = None if out is None else _confined(out, root or Path("."), file)
-    return SweepSpec(name, tuple(points), out_path, file, params)
+    return SweepSpec(name, tuple(points), out_path, file, params, constraints)
 
 
 def _table(data: Mapping[str, Any], key: str, file: str | None) -> dict[str, Any]:
@@ -315,8 +330,13 @@ def _group(name: str) -> Iterator[None]:
 
 RESULT_COLUMNS = ("network", "layers", "dense_macs", "effectual_macs", "cycles",
                   "compute_cycles", "stall_cycles", "utilization", "seconds", "dram_read_bytes",
-                  "dram_write_bytes", "energy_pj", *ENERGY_COLUMNS, "cycles_p50", "cycles_p99",
+                  "dram_write_bytes", "energy_pj", *ENERGY_COLUMNS, "area_mm2", "leakage_w",
+                  "power_avg_w", "power_peak_w", "cycles_p50", "cycles_p99",
                   "inputs", "accuracy", "accuracy_metric", "accuracy_includes")
+
+BUDGET_COLUMNS = tuple(c for c in RESULT_COLUMNS
+                       if c not in ("network", "accuracy_metric", "accuracy_includes"))
+"""The result columns a ``[constraints]`` budget may bound (the numeric ones)."""
 
 
 def run_point(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -338,6 +358,8 @@ def run_point(params: Mapping[str, Any]) -> dict[str, Any]:
         totals = result.totals
         row.update({"network": result.workload.name, "layers": len(result.layers)})
         row.update({k: _plain(totals[k]) for k in RESULT_COLUMNS if k in totals})
+        area = area_breakdown(p.arch)  # the arch's silicon: what an area budget bounds
+        row.update(area_mm2=area.total_mm2, leakage_w=area.leakage_w)
         accuracy = trace_accuracy(result.trace_meta)
         if accuracy is not None:  # the pruned model's, a number beside its metric's name
             row.update(accuracy=accuracy.value, accuracy_metric=accuracy.metric)
@@ -369,14 +391,27 @@ def load_results(path: str | Path) -> pd.DataFrame:
     Parquet or JSON by its extension) or from the spec (``.toml``: its ``out``, else
     ``NAME.csv`` in the current folder, where ``sparsesim sweep`` writes)."""
     p = Path(path)
+    spec = None
     if p.suffix.lower() == ".toml":
         spec = load_spec(p)
         p = spec.out or Path(f"{spec.name}.csv")
     if frame_format(p, field=None) == "csv":
         if not p.exists():
             raise SparsesimError("no such results file", file=str(p))
-        return read_results(p)
-    return read_frame(p)
+        df = read_results(p)
+    else:
+        df = read_frame(p)
+    return df if spec is None or df.empty else judged(df, spec.constraints)
+
+
+def judged(df: pd.DataFrame, constraints: Sequence[Constraint]) -> pd.DataFrame:
+    """Rows judged under ``constraints``: ``within_budget`` (empty for failed points) and
+    ``budget``; every row kept."""
+    out = judge(df, constraints)
+    if "status" in out:
+        out["within_budget"] = out["within_budget"].astype(object).where(
+            out["status"] == "ok", None)
+    return out
 
 
 def read_results(path: Path) -> pd.DataFrame:
@@ -591,7 +626,8 @@ def run_sweep(spec: SweepSpec, *, out: Path | None = None, executor: str = "loca
         workers_n = workers if workers is not None else (os.cpu_count() or 1)
         for row in EXECUTORS[executor](todo, workers=workers_n, scheduler=scheduler):
             params = by_id[row["point_id"]]
-            appender.append({**{k: _cell(v) for k, v in params.items()}, **row})
+            appender.append({**{k: _cell(v) for k, v in params.items()}, **row,
+                             **_judged_row(row, spec.constraints)})
             failed += row["status"] != "ok"
             if bar is not None:
                 bar.update(row["status"] == "ok")
@@ -601,6 +637,15 @@ def run_sweep(spec: SweepSpec, *, out: Path | None = None, executor: str = "loca
         write_frame(read_results(path), target)
     return SweepSummary(len(spec.points), len(todo), len(spec.points) - len(todo), failed,
                         time.perf_counter() - start, target, path)
+
+
+def _judged_row(row: Mapping[str, Any], constraints: Sequence[Constraint]) -> dict[str, Any]:
+    """``within_budget`` and ``budget`` of one finished row (a failed point: unknown)."""
+    if row.get("status") != "ok":
+        return {"within_budget": None, "budget": budget_text(constraints)}
+    judged_row = judge(pd.DataFrame([dict(row)]), constraints).iloc[0]
+    return {"within_budget": bool(judged_row["within_budget"]),
+            "budget": judged_row["budget"]}
 
 
 def _cell(value: Any) -> Any:

@@ -18,7 +18,7 @@ One module per idea:
   comparison helpers shared with ``tests/test_scalesim.py``), ``scalesim_nm`` (its N:M mode),
   ``scalesim_stall`` (its bandwidth-limited mode), ``scalesim_live`` (SCALE-Sim run now),
   ``formulas`` (the seed's closed forms), ``nm`` (N:M bounds), ``sparseloop`` (Sparseloop's
-  Figure 1 trend), ``systems`` (Cnvlutin and SCNN in shape);
+  Figure 1 trend), ``systems`` (Cnvlutin and SCNN in shape), ``area`` (Eyeriss's area);
 * ``report`` — the markdown report; ``data`` — where the oracle files are;
   ``scalesim_runner`` — running SCALE-Sim itself.
 """
@@ -50,6 +50,7 @@ from sparsesim.validation import nm  # noqa: F401
 from sparsesim.validation import registers  # noqa: F401
 from sparsesim.validation import sparseloop  # noqa: F401
 from sparsesim.validation import systems  # noqa: F401
+from sparsesim.validation import area  # noqa: F401
 # isort: on
 
 from sparsesim.validation.nm import byte_ratio
