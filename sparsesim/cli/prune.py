@@ -91,8 +91,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                              "the shapes along the workload's graph")
     parser.add_argument("--scope", choices=("layer", "global"), default="layer",
                         help="rank per weight tensor or over all of them (default: %(default)s)")
-    parser.add_argument("--compare", choices=("tensor", "row"), default="tensor",
-                        help="row: each output row prunes the same fraction (Wanda's rule)")
+    parser.add_argument("--compare", choices=("tensor", "row"),
+                        help="row: each output row prunes the same fraction (Wanda's rule); "
+                             "default: row for --method wanda (unstructured, layer scope), "
+                             "as its paper defines it, else tensor")
+    parser.add_argument("--norm", type=real(1), default=1.0, metavar="P",
+                        help="filter, channel, block, head: units scored by the p-norm of "
+                             "their weights' scores over their size, (mean s^p)^(1/p) (1: L1, "
+                             "2: L2; default: %(default)s)")
     parser.add_argument("--skip", action="append", default=[], metavar="PATTERN",
                         help="layer names (fnmatch) left dense (repeatable)")
     parser.add_argument("--token-layers", type=count(0), nargs="+", metavar="I",
@@ -145,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     spec = PruneSpec(
         criterion="magnitude" if slimming else args.method, granularity=args.granularity,
         sparsity=sparsity, nm=args.nm or (2, 4), block=args.block, scope=args.scope,
-        compare=args.compare, skip=tuple(args.skip), distribution=args.distribution,
+        compare=args.compare, norm=args.norm, skip=tuple(args.skip), distribution=args.distribution,
         token_layers=None if args.token_layers is None else tuple(args.token_layers),
         seed=args.seed, regularizer=None if args.lam is None else Regularizer(args.lam),
         compact=not args.keep_shape)

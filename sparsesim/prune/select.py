@@ -14,7 +14,11 @@ matmul's ``[k, n]`` transposed — and pruned in units:
 ``block``          ``k × k`` tiles of the view (edge tiles may be smaller)
 =================  ==========================================================================
 
-A unit's score is the mean of its weights' scores (the L1 norm over the size for magnitude).
+A unit's score is the power mean of order ``spec.norm = p`` of its weights' scores,
+``(mean s^p)^(1/p)`` (:func:`power_mean`): ``p = 1`` the mean (the L1 norm over the size for
+magnitude), ``p = 2`` the root mean square (the L2 norm over √size) — one mechanism for
+filters, channels, blocks and heads. A pruned weight of an iterative schedule scores ``-inf``
+and makes its whole unit ``-inf`` whatever ``p``.
 Per tensor, ``prune_count(units, sparsity)`` units go (``compare = "row"``: that many weights
 of every row); globally, the lowest units of all tensors go until ``prune_count(weights,
 sparsity)`` weights are pruned (exact for single weights, within one unit otherwise). The
@@ -78,28 +82,45 @@ def lowest(scores: np.ndarray, count: int) -> np.ndarray:
     return out
 
 
+def power_mean(scores: np.ndarray, p: float, axis: int | tuple[int, ...] | None = None
+               ) -> np.ndarray:
+    """``(mean s^p)^(1/p)`` of non-negative scores over ``axis``; ``-inf`` (a weight pruned
+    before) makes the result ``-inf``. ``p = 1`` is the plain mean, bit for bit."""
+    if p == 1:
+        return np.asarray(scores.mean(axis=axis))
+    s = np.asarray(scores, dtype=np.float64)
+    dead = np.isneginf(s).any(axis=axis)
+    m = np.power(np.where(np.isneginf(s), 0.0, s), p).mean(axis=axis)
+    return np.asarray(np.where(dead, -np.inf, np.power(m, 1 / p)))
+
+
 def _units(view: np.ndarray, spec: PruneSpec, layer: Layer) -> tuple[np.ndarray, np.ndarray]:
-    """Per-unit mean scores (flat) and unit sizes (elements)."""
+    """Per-unit scores (flat; the power mean of order ``spec.norm``) and unit sizes."""
     rows, k = view.shape
-    g = spec.granularity
+    g, p = spec.granularity, spec.norm
     if g == "unstructured":
         return view.ravel(), np.ones(view.size, dtype=np.int64)
     if g == "filter":
-        return view.mean(axis=1), np.full(rows, k, dtype=np.int64)
+        return power_mean(view, p, axis=1), np.full(rows, k, dtype=np.int64)
     if g == "channel":
         w = channel_width(layer)
-        return (view.reshape(rows, k // w, w).mean(axis=(0, 2)),
+        return (power_mean(view.reshape(rows, k // w, w), p, axis=(0, 2)),
                 np.full(k // w, rows * w, dtype=np.int64))
     if g == "block":
         b = spec.block
         rb, kb = -(-rows // b), -(-k // b)
+        v = view if p == 1 else np.where(np.isneginf(view), -np.inf,
+                                         np.power(np.maximum(view, 0), p))
         padded = np.zeros((rb * b, kb * b), dtype=np.float64)
         valid = np.zeros_like(padded, dtype=bool)
-        padded[:rows, :k] = view
+        padded[:rows, :k] = v
         valid[:rows, :k] = True
         sums = padded.reshape(rb, b, kb, b).sum(axis=(1, 3))
         sizes = valid.reshape(rb, b, kb, b).sum(axis=(1, 3))
-        return (sums / sizes).ravel(), sizes.ravel().astype(np.int64)
+        means = sums / sizes  # -inf stays -inf: (-inf)^p is not taken (see above)
+        if p != 1:
+            means = np.where(np.isneginf(means), -np.inf, np.power(means, 1 / p))
+        return means.ravel(), sizes.ravel().astype(np.int64)
     raise ValueError(f"not a unit granularity: {g}")
 
 

@@ -37,6 +37,8 @@ SHAPE_GRANULARITIES = ("head", "token", "kv")
 #: ``compact = False`` they keep the masked, uncompacted shapes.
 COMPACTING = ("filter", "channel", "block", "head")
 GRANULARITIES = WEIGHT_GRANULARITIES + SHAPE_GRANULARITIES
+#: Granularities whose units hold several weights, scored by the power mean of order ``norm``.
+NORMED = ("filter", "channel", "block", "head")
 SCOPES = ("layer", "global")
 COMPARE = ("tensor", "row")
 DISTRIBUTIONS = ("normal", "uniform", "laplace")
@@ -80,7 +82,14 @@ class PruneSpec:
     what is removed together; ``scope`` ``"layer"`` prunes every weight tensor to the same
     sparsity, ``"global"`` ranks the units of all tensors together (sizes differ, so unit
     scores are means: an L1 norm divided by the unit's size). ``compare = "row"`` ranks the
-    weights of each output row separately (Wanda's per-output comparison; unstructured only).
+    weights of each output row separately (Wanda's per-output comparison; unstructured only);
+    ``None`` takes the criterion's own group (:attr:`Criterion.compare`: ``"row"`` for Wanda,
+    as its paper defines it) where it applies — unstructured, layer scope — else ``"tensor"``.
+    ``norm`` is the order ``p >= 1`` of the norm a structured unit (filter, channel, block,
+    head) is scored by: the power mean ``(mean over the unit of s^p)^(1/p)`` of its weights'
+    scores ``s`` — with magnitude, ``p = 1`` is the L1 norm and ``p = 2`` the L2 norm, each
+    over its unit's size (``size`` resp. ``√size``), so that units of different sizes compare
+    globally on one scale.
     ``skip`` lists layer names (fnmatch patterns) left dense. ``distribution`` is the law of
     synthetic weights when no real weights are given (Kaiming-scaled, seeded per layer).
     ``token_layers`` are the indices (among the attention layers) where token pruning drops
@@ -97,7 +106,8 @@ class PruneSpec:
     nm: tuple[int, int] = (2, 4)
     block: int = 4
     scope: str = "layer"
-    compare: str = "tensor"
+    compare: str | None = None
+    norm: float = 1
     skip: tuple[str, ...] = ()
     token_layers: tuple[int, ...] | None = None
     distribution: str = "normal"
@@ -113,7 +123,19 @@ class PruneSpec:
                                  f"{', '.join(CRITERIA)}", field="criterion")
         _one_of(self.granularity, GRANULARITIES, "granularity")
         _one_of(self.scope, SCOPES, "scope")
-        _one_of(self.compare, COMPARE, "compare")
+        if self.compare is None:
+            own = CRITERIA[self.criterion].compare
+            fits = self.granularity == "unstructured" and self.scope == "layer"
+            object.__setattr__(self, "compare", own if fits else "tensor")
+        _one_of(str(self.compare), COMPARE, "compare")
+        p = self.norm
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 1 <= p < math.inf:
+            raise SparsesimError(f"must be a finite number >= 1, got {p!r}", field="norm")
+        if p != 1 and self.granularity not in NORMED:
+            raise SparsesimError(f"the unit norm scores {', '.join(NORMED)} units; "
+                                 f"{self.granularity} pruning ranks single weights (or groups "
+                                 "of tokens/keys by position), so a norm would change nothing",
+                                 field="norm")
         _one_of(self.distribution, DISTRIBUTIONS, "distribution")
         s = self.sparsity
         if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0 <= s < 1:
@@ -167,6 +189,8 @@ class PruneSpec:
             out["sparsity"] = self.sparsity
         if self.granularity == "block":
             out["block"] = self.block
+        if self.norm != 1:
+            out["norm"] = self.norm
         if self.granularity in COMPACTING:
             out["compact"] = self.compact
         if self.compare != "tensor":
