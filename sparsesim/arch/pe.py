@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sparsesim.arch.section import Section, positive_int
 from sparsesim.errors import SparsesimError
-from sparsesim.names import PeKind, PeOperand, Sync, choices
+from sparsesim.names import NmNonconformant, PeKind, PeOperand, Sync, choices
 from sparsesim.rules.nm import check_ratio
 
 
@@ -23,7 +23,11 @@ class PeConfig(Section):
     N:M-conformant), ``A`` (the activations, pruned N:M along K online or in a trace) or
     ``both`` (joint: the weights' slots, gated where the activation's metadata has no match;
     :mod:`sparsesim.pe.kinds`). ``nm_operand`` is a field of the ``nm`` kind only: another
-    kind with a value other than the default ``W`` is refused.
+    kind with a value other than the default ``W`` is refused. ``nm_nonconformant``
+    (``nm`` only): a forward GEMM whose named operand is sparse but not N:M-conformant is
+    refused (``refuse``, the default: the N:M error naming layer and group) or run densely
+    (``dense``, its row's ``nm_mode`` says so); a dense operand (no mask, or no zero in it:
+    a layer the pruning left dense) always runs densely.
     """
 
     kind: str = "dense"
@@ -32,18 +36,24 @@ class PeConfig(Section):
     n: int = 2
     m: int = 4
     nm_operand: str = "W"
+    nm_nonconformant: str = "refuse"
 
     def __post_init__(self) -> None:
         for field, value, names in (("kind", self.kind, PeKind),
                                     ("operand", self.operand, PeOperand),
                                     ("sync", self.sync, Sync),
-                                    ("nm_operand", self.nm_operand, PeOperand)):
+                                    ("nm_operand", self.nm_operand, PeOperand),
+                                    ("nm_nonconformant", self.nm_nonconformant,
+                                     NmNonconformant)):
             if value not in tuple(names):
                 raise SparsesimError(f"unknown {field} {value!r}; expected one of "
                                      f"{choices(names)}", field=f"pe.{field}")
         if self.nm_operand != PeOperand.W and self.kind != PeKind.NM:
             raise SparsesimError(f"nm_operand {self.nm_operand!r} is for kind 'nm' only, not "
                                  f"kind {self.kind!r}", field="pe.nm_operand")
+        if self.nm_nonconformant != NmNonconformant.REFUSE and self.kind != PeKind.NM:
+            raise SparsesimError(f"nm_nonconformant {self.nm_nonconformant!r} is for kind 'nm' "
+                                 f"only, not kind {self.kind!r}", field="pe.nm_nonconformant")
         positive_int(self.n, "pe.n")
         positive_int(self.m, "pe.m")
         check_ratio((self.n, self.m), field="pe.n")

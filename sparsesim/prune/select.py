@@ -7,6 +7,8 @@ matmul's ``[k, n]`` transposed — and pruned in units:
 =================  ==========================================================================
 ``unstructured``   single weights
 ``nm``             in every group of ``m`` consecutive K of a row, the ``m − n`` lowest
+                   (``nm_layout = "channel"``: groups of ``m`` consecutive input channels
+                   at each kernel tap, NVIDIA ASP's layout, :func:`nm_keep`)
 ``filter``         rows of the view: whole output filters / neurons (the shape stays, the mask
                    is zero there: a zero column of the GEMM's W, which a ``wavefront``-synced
                    skipping array gets for free)
@@ -142,6 +144,20 @@ def _expand(pruned: np.ndarray, view_shape: tuple[int, int], spec: PruneSpec,
     return full[:rows, :k]
 
 
+def nm_keep(view: np.ndarray, layer: Layer, spec: PruneSpec) -> np.ndarray:
+    """N:M keep-mask of a ``[out, K]`` score view: groups along K (``flat``), or along the
+    input channels at each kernel tap (``channel``: K seen as ``[channels, taps]``, the
+    ``k_per_channel`` taps of a channel consecutive, groups along the channels for every
+    tap — NVIDIA ASP's layout; one tap per channel makes it ``flat``)."""
+    n, m = spec.nm
+    if spec.nm_layout == "flat":
+        return conformant_mask(view.shape, n, m, (1,), scores=view)
+    rows, k = view.shape
+    taps = channel_width(layer)
+    cube = view.reshape(rows, k // taps, taps)
+    return conformant_mask(cube.shape, n, m, (1,), scores=cube).reshape(rows, k)
+
+
 def _row_keep(view: np.ndarray, amount: float) -> np.ndarray:
     rows, k = view.shape
     count = prune_count(k, amount)
@@ -167,9 +183,8 @@ def keep_masks(entries: Sequence[Entry], spec: PruneSpec,
             v = np.where(gemm_view(layer, tensor, p), v, -np.inf)
         views.append(v)
     if spec.granularity == "nm":
-        n, m = spec.nm
-        return [from_view(layer, tensor, conformant_mask(v.shape, n, m, (1,), scores=v),
-                          s.shape) for (layer, tensor, s), v in zip(entries, views)]
+        return [from_view(layer, tensor, nm_keep(v, layer, spec), s.shape)
+                for (layer, tensor, s), v in zip(entries, views)]
     if spec.compare == "row":
         return [from_view(layer, tensor, _row_keep(v, spec.sparsity), s.shape)
                 for (layer, tensor, s), v in zip(entries, views)]
