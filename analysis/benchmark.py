@@ -31,6 +31,13 @@ Figures (medians of repeated warm runs, seconds):
   the memo, its hits and misses, and the rows' equality.
 * ``startup``: CPU and wall seconds (median of 3) of ``sparsesim --help`` and of a cold
   ``sparsesim run`` (default workload), each a fresh interpreter (issue 20 item 5).
+* ``capture``: ``sparsesim import``'s work on a user's model — ``torch.export`` capture, the
+  measured pass, the parity gate's independent count and the trace (masks bit-packed when
+  saved) — of a 12-layer BERT-base (seq 128) and a ViT-B/16 (224², HF ``ViTModel``), built
+  offline from HF transformers' code with random weights (seeded), as
+  tests/test_export_capture.py builds its small ones; wall seconds and CPU seconds (all
+  threads), medians of 3, with the 1-minute load average (target ≤ 10 s wall on 2 idle
+  cores, issue 16 item 9). Skipped, and said so, without transformers.
 * ``formats_tile_sizes_resnet50``: per-tile encoded sizes of all ResNet-50 weights in every
   format on a 32×32 os tiling (from ``analysis/bench_formats.py``).
 """
@@ -268,17 +275,60 @@ def bench_scalesim(repeats: int, python: str) -> dict[str, Any]:
     }
 
 
+def _capture_models() -> dict[str, tuple[Any, dict[str, Any]]]:
+    """BERT-base and ViT-B/16 from HF transformers' code, random (seeded) weights, offline."""
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    bert = transformers.BertModel(transformers.BertConfig()).eval()
+    vit = transformers.ViTModel(transformers.ViTConfig(), add_pooling_layer=False).eval()
+    return {"bert_base_seq128": (bert, {"input_ids": torch.randint(0, 30522, (1, 128))}),
+            "vit_b16_224": (vit, {"pixel_values": torch.randn(1, 3, 224, 224)})}
+
+
+def bench_capture(repeats: int = 3) -> dict[str, Any]:
+    """Capture + trace of BERT-base and ViT-B/16 (wall seconds, median of ``repeats``)."""
+    try:
+        models = _capture_models()
+    except ImportError as err:
+        return {"skipped": f"needs torch and transformers ({err})"}
+    import torch
+
+    from sparsesim.prune.torch.export import capture
+
+    out: dict[str, Any] = {"torch_threads": torch.get_num_threads()}
+    for name, (model, kwargs) in models.items():
+        trace = None
+
+        def one() -> None:
+            nonlocal trace
+            trace = capture(model, (), kwargs, name=name).trace(None)
+
+        cpu = cpu_timed(one, repeats)  # CPU seconds of all threads: the machine's load aside
+        t = timed(one, repeats)
+        assert trace is not None
+        out[name] = {**t, **cpu, "layers": len(trace.workload.layers),
+                     "macs": sum(layer.dense_macs for layer in trace.workload.layers),
+                     "load_avg_1min": os.getloadavg()[0], "target_median_s": 10.0}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--no-scalesim", action="store_true", help="skip the SCALE-Sim figure")
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--only", choices=("training", "memo", "startup"),
+    parser.add_argument("--only", choices=("training", "memo", "startup", "capture"),
                         help="re-measure one figure and keep the others in the file")
     args = parser.parse_args(argv)
 
     figures: dict[str, Any] = json.loads(args.out.read_text())["figures"] if args.out.exists() \
         else {}
+    if args.only == "capture":
+        figures["capture"] = bench_capture()
+        print("capture:", json.dumps(figures["capture"]))
+        return _write(args.out, figures)
     if args.only in ("memo", "startup"):
         figures[args.only] = bench_memo() if args.only == "memo" else bench_startup()
         print(f"{args.only}:", json.dumps(figures[args.only]))
@@ -305,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     print("memo:", json.dumps({k: v["speedup_median"] for k, v in figures["memo"].items()}))
     figures["startup"] = bench_startup()
     print("startup:", json.dumps(figures["startup"]))
+    figures["capture"] = bench_capture()
+    print("capture:", json.dumps(figures["capture"]))
     try:
         from analysis.bench_formats import bench_tile_sizes
     except ImportError:

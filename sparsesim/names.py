@@ -38,6 +38,24 @@ class PeOperand(StrEnum):
     BOTH = "both"
 
 
+class NmMode(StrEnum):
+    """How an N:M array ran a GEMM (the ``nm_mode`` result column): K compressed to K′, or
+    uncompressed (no operand carried N:M metadata: dense weights, attention's score GEMMs, a
+    non-conformant layer the arch lets run densely); ``none`` on arrays of other PE kinds."""
+
+    NM = "nm"
+    DENSE = "dense"
+    NONE = "none"
+
+
+class NmNonconformant(StrEnum):
+    """What an N:M array does with a forward GEMM whose N:M operand is sparse but not
+    conformant (``pe.nm_nonconformant``): refuse it (the N:M error) or run it densely."""
+
+    REFUSE = "refuse"
+    DENSE = "dense"
+
+
 class Sync(StrEnum):
     """Which PEs a skipping array synchronises: each PE alone, a row, a column, or the whole
     wavefront of a fold."""

@@ -15,6 +15,10 @@ count           identical GEMM instances (conv groups, batch × heads); 0: work 
 M, K, N         GEMM shape of one instance: O[M×N] = A[M×K] · W[K×N] (0 beside the array)
 elements        elements a unit beside the array processed (0 for GEMMs)
 dataflow        os, ws or is; rows, cols: array size (PEs); pe_kind: dense, gate, skip, nm
+nm_mode         N:M arrays: ``nm`` (K compressed to K′) or ``dense`` (run uncompressed, the
+                dense array's cycles: a layer left dense, attention's score GEMMs, a
+                non-conformant layer with ``pe.nm_nonconformant = "dense"``); ``none``
+                on other PE kinds
 folds           folds of all instances; fold_cycles: cycles of one dense fold (of K′ for nm)
 dense_macs      multiply-accumulates of the dense GEMM
 effectual_macs  products with both operands non-zero (the work the masks leave)

@@ -128,8 +128,10 @@ def test_nm_rejects_non_conformant_weights_naming_the_group():
         compute(ops, arch(4, 4, "os", kind="nm", n=2, m=4))
     assert err.value.layer == "fc7" and err.value.field == "W"
     assert "group rows 0..3 of column 0 holds 4 non-zeros, at most 2 allowed" in str(err.value)
-    with pytest.raises(SparsesimError, match="not 2:4-conformant.*the weights are dense"):
-        compute(GemmOperands(Gemm("fc8", "fc", 2, 8, 3)), arch(4, 4, "os", kind="nm"))
+    # dense weights (a layer left dense) run densely: the dense array's cycles
+    dense = compute(GemmOperands(Gemm("fc8", "fc", 2, 8, 3)), arch(4, 4, "os", kind="nm"))
+    assert dense.nm_mode == "dense"
+    assert dense.compute_cycles == plan(Gemm("fc8", "fc", 2, 8, 3), "os", 4, 4).compute_cycles
 
 
 def naive_fold_steps(h, other, stationary, rows, cols, sync):

@@ -96,7 +96,7 @@ def test_wanda_compares_within_each_output_row():
     [row] = keep_masks([(layer, "w", s)], PruneSpec("wanda", sparsity=0.5, compare="row"))
     # row 0: 0.1 and the first 1 (ties: lower index first) go; row 1: 2 and 3 go.
     np.testing.assert_array_equal(row, [[False, True, True, False], [True, False, False, True]])
-    [whole] = keep_masks([(layer, "w", s)], PruneSpec("wanda", sparsity=0.5))
+    [whole] = keep_masks([(layer, "w", s)], PruneSpec("wanda", sparsity=0.5, compare="tensor"))
     assert whole[0].sum() == 1 and whole[1].sum() == 3  # per tensor: rows end up unequal
 
 

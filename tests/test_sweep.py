@@ -83,7 +83,7 @@ def test_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path):
     df = read_results(tmp_path / "f.csv")
     assert summary.failed == 1 and summary.ran == 3 and len(df) == 3
     bad = df[df["status"] == "error"]
-    assert len(bad) == 1 and "2:4-conformant" in bad["error"].iloc[0]
+    assert len(bad) == 1 and "every layer would run densely" in bad["error"].iloc[0]
 
 
 @pytest.mark.parametrize(("extra", "field"), [

@@ -31,6 +31,7 @@ of the preset named by ``[arch] base`` (the ``default`` preset unless given)::
     m = 4
     nm_operand = "W"          # nm: whose N:M compresses K: W | A | both (joint)
     acc_entries = 1           # accumulator entries per PE (partial sums kept across steps)
+    nm_nonconformant = "refuse"  # nm: a sparse, non-N:M layer: refuse | dense (run densely)
 
     [memory]                  # DRAM → SRAM (A, W, O buffers, double-buffered) → array
     ideal = false             # true: memory never stalls (the SCALE-Sim comparisons)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sparsesim.arch.section import MAX_COUNT, Section, positive_int
 from sparsesim.errors import SparsesimError
-from sparsesim.names import PeKind, PeOperand, Sync, choices
+from sparsesim.names import NmNonconformant, PeKind, PeOperand, Sync, choices
 from sparsesim.rules.nm import check_ratio
 
 
@@ -36,6 +36,12 @@ class PeConfig(Section):
     (``skip`` with ``operand = both``) accumulates by coordinate (:mod:`sparsesim.mapping.merge`);
     0, the default, is one lane per PE. Another kind or operand has no merge unit: a value
     other than 0 is refused there.
+
+    ``nm_nonconformant``
+    (``nm`` only): a forward GEMM whose named operand is sparse but not N:M-conformant is
+    refused (``refuse``, the default: the N:M error naming layer and group) or run densely
+    (``dense``, its row's ``nm_mode`` says so); a dense operand (no mask, or no zero in it:
+    a layer the pruning left dense) always runs densely.
     """
 
     kind: str = "dense"
@@ -46,12 +52,15 @@ class PeConfig(Section):
     nm_operand: str = "W"
     acc_entries: int = 1
     merge_lanes: int = 0
+    nm_nonconformant: str = "refuse"
 
     def __post_init__(self) -> None:
         for field, value, names in (("kind", self.kind, PeKind),
                                     ("operand", self.operand, PeOperand),
                                     ("sync", self.sync, Sync),
-                                    ("nm_operand", self.nm_operand, PeOperand)):
+                                    ("nm_operand", self.nm_operand, PeOperand),
+                                    ("nm_nonconformant", self.nm_nonconformant,
+                                     NmNonconformant)):
             if value not in tuple(names):
                 raise SparsesimError(f"unknown {field} {value!r}; expected one of "
                                      f"{choices(names)}", field=f"pe.{field}")
@@ -66,6 +75,9 @@ class PeConfig(Section):
             raise SparsesimError(f"merge_lanes is for kind 'skip' with operand 'both' (the "
                                  f"PEs that merge partial sums), not kind {self.kind!r} with "
                                  f"operand {self.operand!r}", field="pe.merge_lanes")
+        if self.nm_nonconformant != NmNonconformant.REFUSE and self.kind != PeKind.NM:
+            raise SparsesimError(f"nm_nonconformant {self.nm_nonconformant!r} is for kind 'nm' "
+                                 f"only, not kind {self.kind!r}", field="pe.nm_nonconformant")
         positive_int(self.n, "pe.n")
         positive_int(self.m, "pe.m")
         check_ratio((self.n, self.m), field="pe.n")

@@ -84,6 +84,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument("--nm", type=nm_ratio, metavar="N:M",
                         help="N kept of every M along the reduction axis (with --granularity nm; "
                              "default 2:4)")
+    parser.add_argument("--nm-layout", choices=("flat", "channel"), default="flat",
+                        help="with --granularity nm: groups along K as the lowering orders it, "
+                             "conv (c, r, s) (flat, default), or along input channels at each "
+                             "kernel tap (channel: NVIDIA ASP's layout; an N:M array's K is "
+                             "(c, r, s), so beyond 1x1 convs it refuses such masks unless "
+                             "pe.nm_nonconformant = dense)")
     parser.add_argument("--block", type=count(1), metavar="K",
                         help=f"k×k block size, with --granularity block (default: {BLOCK})")
     parser.add_argument("--keep-shape", action="store_true",
@@ -92,8 +98,18 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                              "the shapes along the workload's graph")
     parser.add_argument("--scope", choices=("layer", "global"), default="layer",
                         help="rank per weight tensor or over all of them (default: %(default)s)")
-    parser.add_argument("--compare", choices=("tensor", "row"), default="tensor",
-                        help="row: each output row prunes the same fraction (Wanda's rule)")
+    parser.add_argument("--compare", choices=("tensor", "row"),
+                        help="row: each output row prunes the same fraction (Wanda's rule); "
+                             "default: row for --method wanda (unstructured, layer scope), "
+                             "as its paper defines it, else tensor")
+    parser.add_argument("--calibration", choices=("once", "sequential"), default="once",
+                        help="wanda on a FILE.py:FACTORY model: measure input norms in one pass "
+                             "(once, default) or block by block, each block on the already "
+                             "pruned earlier blocks (sequential, as Wanda's reference code)")
+    parser.add_argument("--norm", type=real(1), default=1.0, metavar="P",
+                        help="filter, channel, block, head: units scored by the p-norm of "
+                             "their weights' scores over their size, (mean s^p)^(1/p) (1: L1, "
+                             "2: L2; default: %(default)s)")
     parser.add_argument("--skip", action="append", default=[], metavar="PATTERN",
                         help="layer names (fnmatch) left dense (repeatable)")
     parser.add_argument("--token-layers", type=count(0), nargs="+", metavar="I",
@@ -147,8 +163,10 @@ def run(args: argparse.Namespace) -> int:
                              f"{', '.join(COMPACTING)}", field="--keep-shape")
     spec = PruneSpec(
         criterion="magnitude" if slimming else args.method, granularity=args.granularity,
-        sparsity=sparsity, nm=args.nm or (2, 4), block=args.block, scope=args.scope,
-        compare=args.compare, skip=tuple(args.skip), distribution=args.distribution,
+        sparsity=sparsity, nm=args.nm or (2, 4), nm_layout=args.nm_layout, block=args.block,
+        scope=args.scope,
+        compare=args.compare, norm=args.norm, calibration=args.calibration,
+        skip=tuple(args.skip), distribution=args.distribution,
         token_layers=None if args.token_layers is None else tuple(args.token_layers),
         seed=args.seed, regularizer=None if args.lam is None else Regularizer(args.lam),
         compact=not args.keep_shape)

@@ -44,7 +44,7 @@ from sparsesim.memory import (
     actions,
 )
 from sparsesim.memory.tiling import simulate_tiled
-from sparsesim.names import OnlineKind, RowKind
+from sparsesim.names import NmMode, OnlineKind, PeKind, RowKind
 from sparsesim.pe.online import OnlinePrune, online_cost
 from sparsesim.progress import Progress, ProgressFactory
 from sparsesim.rules.nm import parse_nm
@@ -84,6 +84,7 @@ class GemmResult:
     rows: int
     cols: int
     pe_kind: str
+    nm_mode: str
     folds: int
     fold_cycles: int
     dense_macs: int
@@ -211,7 +212,8 @@ def _simulate_gemm(ops: GemmOperands, *, network: str, op: str, arch: Arch,
     return GemmResult(
         network=network, layer=gemm.layer, op=op, gemm=gemm.name, kind=kind.value,
         phase=gemm.phase, count=gemm.count, m=gemm.m, k=gemm.k, n=gemm.n, elements=0, dataflow=a.dataflow, rows=a.rows, cols=a.cols,
-        pe_kind=arch.pe.kind, folds=gemm.count * c.plan.folds, fold_cycles=c.plan.fold_cycles,
+        pe_kind=arch.pe.kind, nm_mode=c.nm_mode, folds=gemm.count * c.plan.folds,
+        fold_cycles=c.plan.fold_cycles,
         dense_macs=gemm.dense_macs, effectual_macs=c.effectual_macs,
         a_density=_density(ops.a), w_density=_density(ops.w), cycles=cycles,
         compute_cycles=mem.compute_cycles + merge_cycles, stall_cycles=stall,
@@ -305,7 +307,8 @@ def _side_row(network: str, layer: Layer, gemm: str, phase: str, kind: RowKind, 
     return GemmResult(
         network=network, layer=layer.name, op=layer.op, gemm=gemm, kind=kind.value,
         phase=phase, count=0, m=0, k=0, n=0, elements=elements, dataflow=a.dataflow, rows=a.rows, cols=a.cols,
-        pe_kind=arch.pe.kind, folds=0, fold_cycles=0, dense_macs=0, effectual_macs=0,
+        pe_kind=arch.pe.kind, nm_mode=NmMode.NONE, folds=0, fold_cycles=0, dense_macs=0,
+        effectual_macs=0,
         a_density=1.0, w_density=1.0, cycles=cycles, compute_cycles=cycles - stall,
         stall_cycles=stall,
         load_imbalance=1.0, utilization=0.0, seconds=cycles / arch.clock_hz,
@@ -454,6 +457,16 @@ def run(workload: Workload, arch: Arch, *, sparsity: SparsityModel | None = None
                       mappings=layer_mappings(trace.workload if trace else workload, arch))
 
 
+def _check_nm_used(arch: Arch, rows: list[GemmResult]) -> None:
+    """An N:M array that compressed no GEMM would change nothing: refused, not run densely."""
+    if arch.pe.kind == PeKind.NM and rows and all(r.nm_mode != NmMode.NM for r in rows):
+        raise SparsesimError(
+            f"no GEMM has {arch.pe.nm_operand} operands with N:M metadata: every layer would "
+            f"run densely on the {arch.pe.n}:{arch.pe.m} unit (prune the weights N:M, e.g. "
+            f"`sparsesim prune --granularity nm`, or give a weight_nm model)",
+            field="pe.kind")
+
+
 def run_layers(name: str, layers: list[tuple[Layer, LayerMasks | None]], arch: Arch, *,
                act: OnlinePrune | None = None, training: Training | None = None,
                table: EnergyTable | None = None, attn: AttnPrune | None = None,
@@ -488,6 +501,7 @@ def run_layers(name: str, layers: list[tuple[Layer, LayerMasks | None]], arch: A
         rows += layer_rows
         if bar is not None:
             bar.update()
+    _check_nm_used(arch, rows)
     if training is None:
         return rows
     grads = training.gradients

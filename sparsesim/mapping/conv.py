@@ -63,6 +63,28 @@ class Im2col:
                 f"along K only under a 1×1 kernel with c/groups a multiple of {m})")
 
 
+    def nm_weight_hint(self, m: int) -> str:
+        """Why a weight pruned N:M along its input channels at each kernel tap (NVIDIA ASP's
+        layout, ``sparsesim prune --nm-layout channel``) may not be N:M along this GEMM's K.
+
+        Our im2col orders K as ``(c/groups, r, s)``, ``s`` fastest, and W's rows the same way
+        (:func:`im2col_matrix`); SCALE-Sim v3 orders its window as ``(r, s, c)``, ``c``
+        fastest (``operand_matrix.calc_ifmap_elem_addr``: HWC addresses) — the order of
+        ASP's groups and of NHWC implicit-GEMM kernels. Under our order a group of ``m``
+        consecutive k is ``m`` taps of one channel, so ASP's masks are N:M along K only for a
+        1×1 kernel (one tap per channel: the two layouts are the same groups). The N:M unit
+        sees its groups along K as this lowering orders it and does not re-order K: any other
+        conv with such a mask is the N:M error (naming layer and group), or runs densely with
+        ``pe.nm_nonconformant = "dense"`` (its row says ``nm_mode = "dense"``)."""
+        conv = self.layer
+        if conv.r * conv.s == 1:
+            return ""
+        return (f" (a conv's W is K×N with K over (c/groups, r, s) = ({conv.c // conv.groups}, "
+                f"{conv.r}, {conv.s}), s fastest: masks N:M along input channels at each tap "
+                f"(ASP, --nm-layout channel) are N:M along K only under a 1×1 kernel; prune "
+                f"with --nm-layout flat, or set pe.nm_nonconformant = dense to run it densely)")
+
+
 @lru_cache(maxsize=1 << 14)
 def _touched(conv: Conv2d, m0: int, m1: int) -> tuple[tuple[int, np.ndarray], ...]:
     """Per image, the input pixels that output pixels ``m0:m1`` (row-major n, e, f) read.

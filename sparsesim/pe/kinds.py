@@ -12,8 +12,14 @@ One registry, one rule each:
   ``K′ = floor(K/m)·n + min(n, K mod m)`` (SCALE-Sim's K′, :mod:`sparsesim.rules.nm`)
   wherever the dataflow maps K (the stream for ``os``, the rows for ``ws``/``is``), on the
   operand(s) ``pe.nm_operand`` names (below). A named operand that is not N:M-conformant along
-  K is an error naming the layer and group; a GEMM where no named operand carries N:M
-  metadata runs uncompressed.
+  K is an error naming the layer and group, unless ``pe.nm_nonconformant = "dense"`` lets the
+  unit run that GEMM densely; a GEMM where no named operand carries N:M metadata runs
+  uncompressed — among them a *dense* weight operand (no mask, or a mask without a zero: a
+  layer the pruning left dense, such as a first conv), as sparse tensor cores run a dense
+  layer with their dense instructions. An uncompressed GEMM takes exactly the dense array's
+  cycles (every step issues on K, not K′) and its row says ``nm_mode = "dense"``
+  (:class:`~sparsesim.names.NmMode`); a run in which no GEMM is compressed is refused
+  (:func:`~sparsesim.engine.inference.run_layers`), since the N:M unit would change nothing.
 
 N:M operands (``pe.nm_operand``):
 
@@ -85,8 +91,8 @@ from sparsesim.arch.pe import PeConfig
 from sparsesim.kernels.skip import fold_steps, gated_fold_steps
 from sparsesim.mapping.dataflows import Dataflow, FoldPlan, plan
 from sparsesim.mapping.gemm import GemmOperands, OperandKind
-from sparsesim.names import PeKind, PeOperand, check_complete
-from sparsesim.rules.nm import Violation, compressed_k, first_violation
+from sparsesim.names import NmMode, NmNonconformant, PeKind, PeOperand, check_complete
+from sparsesim.rules.nm import compressed_k, first_violation
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +113,7 @@ class ComputeResult:
     issued_macs: int = 0
     gated_macs: int = 0
     fold_cycles: tuple[np.ndarray, ...] | None = None
+    nm_mode: str = NmMode.NONE
 
     @property
     def load_imbalance(self) -> float:
@@ -258,7 +265,7 @@ def _conformant(mask: np.ndarray, k_axis: int, ops: GemmOperands, pe: PeConfig, 
         bad = first_violation(x, pe.n, pe.m, k_axis=k_axis)
         if bad is None:
             continue
-        if g.phase != "forward":
+        if g.phase != "forward" or pe.nm_nonconformant == NmNonconformant.DENSE:
             return False
         shape = x.shape if k_axis == 0 else x.shape[::-1]
         raise bad.error(pe.n, pe.m, tensor=tensor, shape=shape, layer=g.layer, field=tensor,
@@ -270,19 +277,12 @@ def _w_slots(ops: GemmOperands, pe: PeConfig) -> bool:
     """Whether the weights give the unit its slots: a weight operand's static N:M metadata.
     An activation as W (``QKᵀ``, ``PV``, a weight gradient's ``dO``) has none."""
     g = ops.gemm
-    if g.w_kind is not OperandKind.WEIGHT:
-        return False
-    if ops.w is not None:
-        return _conformant(ops.w, 0, ops, pe, "W")
-    if g.phase != "forward":
-        return False  # backward: a dense Wᵀ; the unit runs it uncompressed
-    group = min(pe.m, g.k)  # dense weights: every group is full, the first fails if any does
-    if group > pe.n:
-        raise Violation(group=0, first=0, last=group - 1, column=0, count=group).error(
-            pe.n, pe.m, tensor="W", layer=g.layer, field="W",
-            context=" (the weights are dense: prune them, e.g. with a trace or an N:M "
-            "weight mask)")
-    return True
+    if g.w_kind is not OperandKind.WEIGHT or ops.w is None or bool(ops.w.all()):
+        return False  # no weight metadata, or a layer left dense: run densely
+    view = ops.view
+    hint = view.im2col.nm_weight_hint(pe.m) if view is not None and view.operand == "A" \
+        and not view.transposed else ""
+    return _conformant(ops.w, 0, ops, pe, "W", hint)
 
 
 def _a_slots(ops: GemmOperands, pe: PeConfig) -> bool:
@@ -291,7 +291,7 @@ def _a_slots(ops: GemmOperands, pe: PeConfig) -> bool:
     was pruned by nothing and has none (the network's first input, the O projection's
     input), and attention's score GEMMs (both operands activations: Q, and P whose causal
     mask is structure, not N:M pruning) are not the online unit's: those run uncompressed."""
-    if ops.a is None or ops.gemm.w_kind is not OperandKind.WEIGHT:
+    if ops.a is None or ops.gemm.w_kind is not OperandKind.WEIGHT or bool(ops.a.all()):
         return False
     view = ops.view
     hint = ""
@@ -320,7 +320,7 @@ def _nm(ops: GemmOperands, p: FoldPlan, arch: Arch) -> ComputeResult:
     g, pe = ops.gemm, arch.pe
     sides = sum(side(ops, pe) for side in _NM_SIDES[PeOperand(pe.nm_operand)])  # all checked
     if not sides:
-        return _dense(ops, p, arch)
+        return replace(_dense(ops, p, arch), nm_mode=NmMode.DENSE)
     compressed = replace(g, k=compressed_k(g.k, pe.n, pe.m))
     pc = replace(p, gemm=compressed)  # the unit's plan: the same array on K′
     steps = g.count * pc.folds * pc.extents[2]
@@ -328,7 +328,7 @@ def _nm(ops: GemmOperands, p: FoldPlan, arch: Arch) -> ComputeResult:
     effectual = effectual_macs(ops)
     issued = effectual if sides == 2 else slots  # joint: only index matches are full MACs
     return ComputeResult(pc, pc.compute_cycles, effectual, steps, float(steps),
-                         issued_macs=issued, gated_macs=slots - issued)
+                         issued_macs=issued, gated_macs=slots - issued, nm_mode=NmMode.NM)
 
 
 @dataclass(frozen=True, slots=True)

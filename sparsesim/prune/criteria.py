@@ -15,10 +15,23 @@ name           score                       needs
                                            its r×s taps)
 =============  ==========================  ==============================================
 
-Wanda compares within each output row (Sun et al., ICLR 2024): use it with
-``compare = "row"`` for unstructured pruning (``PruneSpec`` does not force it, so the effect
-of the comparison group can be studied). Statistics come from ``sparsesim.prune.torch.capture`` on a
-real model, or from any other source as numpy arrays in the weight's layout.
+Wanda compares within each output row (Sun et al., ICLR 2024, arXiv 2306.11695, §3: the
+weights feeding one output are ranked together): its :attr:`Criterion.compare` is ``"row"``, the
+comparison group a :class:`~sparsesim.prune.spec.PruneSpec` takes when none is given for
+unstructured, layer-scope pruning (``compare = "tensor"`` keeps the per-tensor rule, so the
+effect of the comparison group can be studied; N:M compares within each group anyway).
+
+*How ``‖X_j‖₂`` is accumulated.* Over every calibration token (a linear layer: all ``B·L``
+rows; a conv: all ``N·H·W`` input pixels of channel j), the squared feature summed in float64
+and its square root taken once. The authors' reference code (locuslab/wanda,
+``lib/layerwrapper.py``, ``WrappedGPT.add_batch``) keeps a running mean over calibration
+*samples* (sequences) of the per-sample squared norms, in float32: ``Σ ‖X_j‖² / nsamples``,
+i.e. our ``‖X_j‖²`` divided by the number of samples. That factor is the same for every j of
+every layer (all layers see the same samples), so the masks are identical; the scores differ by
+``1/√nsamples``. Sequential calibration (each block's inputs from the already pruned earlier
+blocks, as the reference ``prune_wanda`` does) is ``sparsesim.prune.torch.sequential``.
+Statistics come from ``sparsesim.prune.torch.capture`` on a real model, or from any other
+source as numpy arrays in the weight's layout.
 """
 
 from __future__ import annotations
@@ -43,11 +56,13 @@ class LayerStats:
 
 @dataclass(frozen=True, slots=True)
 class Criterion:
-    """A scoring rule and the statistic it needs (``None``: weights alone)."""
+    """A scoring rule, the statistic it needs (``None``: weights alone) and the comparison
+    group it is defined with (``"row"``: within each output row, unstructured only)."""
 
     name: str
     needs: str | None
     score: Callable[..., np.ndarray]
+    compare: str = "tensor"
 
 
 def _magnitude(w: np.ndarray, **_: object) -> np.ndarray:
@@ -76,7 +91,7 @@ CRITERIA: dict[str, Criterion] = {
         Criterion("random", None, _random),
         Criterion("taylor", "grads", _taylor),
         Criterion("fisher", "fisher", _fisher),
-        Criterion("wanda", "act_norms", _wanda),
+        Criterion("wanda", "act_norms", _wanda, compare="row"),
     )
 }
 

@@ -154,7 +154,8 @@ def prune_workload(
         att = replace(workload, layers=tuple(
             layer for layer in workload.layers if isinstance(layer, Attention)))
         scores = score_weights(att, spec, weights, stats)
-        shaped, layers_meta = prune_heads(workload, scores, spec.sparsity, skip=spec.skip)
+        shaped, layers_meta = prune_heads(workload, scores, spec.sparsity, skip=spec.skip,
+                                          norm=spec.norm)
         if not spec.compact:  # the same heads, masked in the unpruned shapes
             shaped = workload
             for name, entry in layers_meta.items():

@@ -7,6 +7,8 @@ matmul's ``[k, n]`` transposed — and pruned in units:
 =================  ==========================================================================
 ``unstructured``   single weights
 ``nm``             in every group of ``m`` consecutive K of a row, the ``m − n`` lowest
+                   (``nm_layout = "channel"``: groups of ``m`` consecutive input channels
+                   at each kernel tap, NVIDIA ASP's layout, :func:`nm_keep`)
 ``filter``         rows of the view: whole output filters / neurons (the shape stays, the mask
                    is zero there: a zero column of the GEMM's W, which a ``wavefront``-synced
                    skipping array gets for free)
@@ -14,7 +16,11 @@ matmul's ``[k, n]`` transposed — and pruned in units:
 ``block``          ``k × k`` tiles of the view (edge tiles may be smaller)
 =================  ==========================================================================
 
-A unit's score is the mean of its weights' scores (the L1 norm over the size for magnitude).
+A unit's score is the power mean of order ``spec.norm = p`` of its weights' scores,
+``(mean s^p)^(1/p)`` (:func:`power_mean`): ``p = 1`` the mean (the L1 norm over the size for
+magnitude), ``p = 2`` the root mean square (the L2 norm over √size) — one mechanism for
+filters, channels, blocks and heads. A pruned weight of an iterative schedule scores ``-inf``
+and makes its whole unit ``-inf`` whatever ``p``.
 Per tensor, ``prune_count(units, sparsity)`` units go (``compare = "row"``: that many weights
 of every row); globally, the lowest units of all tensors go until ``prune_count(weights,
 sparsity)`` weights are pruned (exact for single weights, within one unit otherwise). The
@@ -78,28 +84,45 @@ def lowest(scores: np.ndarray, count: int) -> np.ndarray:
     return out
 
 
+def power_mean(scores: np.ndarray, p: float, axis: int | tuple[int, ...] | None = None
+               ) -> np.ndarray:
+    """``(mean s^p)^(1/p)`` of non-negative scores over ``axis``; ``-inf`` (a weight pruned
+    before) makes the result ``-inf``. ``p = 1`` is the plain mean, bit for bit."""
+    if p == 1:
+        return np.asarray(scores.mean(axis=axis))
+    s = np.asarray(scores, dtype=np.float64)
+    dead = np.isneginf(s).any(axis=axis)
+    m = np.power(np.where(np.isneginf(s), 0.0, s), p).mean(axis=axis)
+    return np.asarray(np.where(dead, -np.inf, np.power(m, 1 / p)))
+
+
 def _units(view: np.ndarray, spec: PruneSpec, layer: Layer) -> tuple[np.ndarray, np.ndarray]:
-    """Per-unit mean scores (flat) and unit sizes (elements)."""
+    """Per-unit scores (flat; the power mean of order ``spec.norm``) and unit sizes."""
     rows, k = view.shape
-    g = spec.granularity
+    g, p = spec.granularity, spec.norm
     if g == "unstructured":
         return view.ravel(), np.ones(view.size, dtype=np.int64)
     if g == "filter":
-        return view.mean(axis=1), np.full(rows, k, dtype=np.int64)
+        return power_mean(view, p, axis=1), np.full(rows, k, dtype=np.int64)
     if g == "channel":
         w = channel_width(layer)
-        return (view.reshape(rows, k // w, w).mean(axis=(0, 2)),
+        return (power_mean(view.reshape(rows, k // w, w), p, axis=(0, 2)),
                 np.full(k // w, rows * w, dtype=np.int64))
     if g == "block":
         b = spec.block
         rb, kb = -(-rows // b), -(-k // b)
+        v = view if p == 1 else np.where(np.isneginf(view), -np.inf,
+                                         np.power(np.maximum(view, 0), p))
         padded = np.zeros((rb * b, kb * b), dtype=np.float64)
         valid = np.zeros_like(padded, dtype=bool)
-        padded[:rows, :k] = view
+        padded[:rows, :k] = v
         valid[:rows, :k] = True
         sums = padded.reshape(rb, b, kb, b).sum(axis=(1, 3))
         sizes = valid.reshape(rb, b, kb, b).sum(axis=(1, 3))
-        return (sums / sizes).ravel(), sizes.ravel().astype(np.int64)
+        means = sums / sizes  # -inf stays -inf: (-inf)^p is not taken (see above)
+        if p != 1:
+            means = np.where(np.isneginf(means), -np.inf, np.power(means, 1 / p))
+        return means.ravel(), sizes.ravel().astype(np.int64)
     raise ValueError(f"not a unit granularity: {g}")
 
 
@@ -119,6 +142,20 @@ def _expand(pruned: np.ndarray, view_shape: tuple[int, int], spec: PruneSpec,
     rb, kb = -(-rows // b), -(-k // b)
     full = np.repeat(np.repeat(pruned.reshape(rb, kb), b, axis=0), b, axis=1)
     return full[:rows, :k]
+
+
+def nm_keep(view: np.ndarray, layer: Layer, spec: PruneSpec) -> np.ndarray:
+    """N:M keep-mask of a ``[out, K]`` score view: groups along K (``flat``), or along the
+    input channels at each kernel tap (``channel``: K seen as ``[channels, taps]``, the
+    ``k_per_channel`` taps of a channel consecutive, groups along the channels for every
+    tap — NVIDIA ASP's layout; one tap per channel makes it ``flat``)."""
+    n, m = spec.nm
+    if spec.nm_layout == "flat":
+        return conformant_mask(view.shape, n, m, (1,), scores=view)
+    rows, k = view.shape
+    taps = channel_width(layer)
+    cube = view.reshape(rows, k // taps, taps)
+    return conformant_mask(cube.shape, n, m, (1,), scores=cube).reshape(rows, k)
 
 
 def _row_keep(view: np.ndarray, amount: float) -> np.ndarray:
@@ -164,9 +201,7 @@ def keep_masks(entries: Sequence[Entry], spec: PruneSpec,
         return from_view(layer, tensor, keep, s.shape)
 
     if spec.granularity == "nm":
-        n, m = spec.nm
-        return each(lambda i: back(i, conformant_mask(views[i].shape, n, m, (1,),
-                                                      scores=views[i])))
+        return each(lambda i: back(i, nm_keep(views[i], layer_of(i), spec)))
     if spec.compare == "row":
         return each(lambda i: back(i, _row_keep(views[i], spec.sparsity)))
     if spec.scope == "layer":

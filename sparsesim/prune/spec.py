@@ -12,7 +12,10 @@ Counting conventions (the ones users know from ``torch.nn.utils.prune``):
 * ``nm = (n, m)`` keeps ``n`` of every ``m`` consecutive weights along the reduction axis K
   (the GEMM's K, ordered as the lowering orders it: conv ``(c, r, s)``); a last, shorter
   group keeps ``min(n, its length)`` (:mod:`sparsesim.rules.nm`). ``sparsity`` is ignored
-  for ``nm``.
+  for ``nm``. ``nm_layout = "channel"`` groups instead along the input channels at each
+  kernel tap (NVIDIA ASP's layout: ``m`` consecutive channels ``c`` of one ``(r, s)``), the
+  same groups as ``flat`` for layers whose input channel spans one K column (linear,
+  attention, 1×1 convs); a tap's last short group keeps ``min(n, its length)``.
 * Ties (equal scores) are broken by position: the lower flat index goes first.
 * With a :class:`Regularizer` the model is first trained with a sparsity-inducing penalty
   over the granularity's units (``sparsesim.prune.torch.regularize``); the units it zeroed are
@@ -37,9 +40,17 @@ SHAPE_GRANULARITIES = ("head", "token", "kv")
 #: ``compact = False`` they keep the masked, uncompacted shapes.
 COMPACTING = ("filter", "channel", "block", "head")
 GRANULARITIES = WEIGHT_GRANULARITIES + SHAPE_GRANULARITIES
+#: Granularities whose units hold several weights, scored by the power mean of order ``norm``.
+NORMED = ("filter", "channel", "block", "head")
 SCOPES = ("layer", "global")
 COMPARE = ("tensor", "row")
 DISTRIBUTIONS = ("normal", "uniform", "laplace")
+#: How calibration statistics are measured on a real model (``calibration``): in one pass of
+#: the dense model, or block by block on the already pruned model (Wanda's reference code).
+CALIBRATIONS = ("once", "sequential")
+#: Where N:M groups run (``nm_layout``): along the flattened K in the lowering's order, or
+#: along input channels at each kernel tap (ASP).
+NM_LAYOUTS = ("flat", "channel")
 #: The penalty a regularized run trains with, by granularity: single weights → L1; whole
 #: filters or input channels → group lasso (L1 is group lasso over groups of one weight).
 PENALTIES = {"unstructured": "l1", "filter": "group_lasso", "channel": "group_lasso"}
@@ -80,30 +91,44 @@ class PruneSpec:
     what is removed together; ``scope`` ``"layer"`` prunes every weight tensor to the same
     sparsity, ``"global"`` ranks the units of all tensors together (sizes differ, so unit
     scores are means: an L1 norm divided by the unit's size). ``compare = "row"`` ranks the
-    weights of each output row separately (Wanda's per-output comparison; unstructured only).
-    ``skip`` lists layer names (fnmatch patterns) left dense. ``distribution`` is the law of
+    weights of each output row separately (Wanda's per-output comparison; unstructured only);
+    ``None`` takes the criterion's own group (:attr:`Criterion.compare`: ``"row"`` for Wanda,
+    as its paper defines it) where it applies — unstructured, layer scope — else ``"tensor"``.
+    ``norm`` is the order ``p >= 1`` of the norm a structured unit (filter, channel, block,
+    head) is scored by: the power mean ``(mean over the unit of s^p)^(1/p)`` of its weights'
+    scores ``s`` — with magnitude, ``p = 1`` is the L1 norm and ``p = 2`` the L2 norm, each
+    over its unit's size (``size`` resp. ``√size``), so that units of different sizes compare
+    globally on one scale.
+    ``nm_layout`` says where N:M groups run (``flat``: along K as the lowering orders it;
+    ``channel``: along input channels at each kernel tap, ASP's layout). ``skip`` lists layer names (fnmatch patterns) left dense. ``distribution`` is the law of
     synthetic weights when no real weights are given (Kaiming-scaled, seeded per layer).
     ``token_layers`` are the indices (among the attention layers) where token pruning drops
     ``sparsity`` of the tokens; ``None`` means every attention layer. ``regularizer`` trains
     the model with L1 (unstructured) or group lasso (filter, channel) first: real models only.
     ``compact`` (filter, channel, block, head) removes what is pruned from the shapes along
     the workload's graph (``sparsesim.prune.compact``); ``False`` keeps the masked shapes,
-    for hardware that cannot compact.
+    for hardware that cannot compact. ``calibration = "sequential"`` measures a graph-captured
+    model's statistics block by block, each block on the inputs of the already pruned earlier
+    blocks (``sparsesim.prune.torch.sequential``; Wanda, layer scope); ``"once"``: one pass
+    of the model as it is.
     """
 
     criterion: str = "magnitude"
     granularity: str = "unstructured"
     sparsity: float = 0.5
     nm: tuple[int, int] = (2, 4)
+    nm_layout: str = "flat"
     block: int = 4
     scope: str = "layer"
-    compare: str = "tensor"
+    compare: str | None = None
+    norm: float = 1
     skip: tuple[str, ...] = ()
     token_layers: tuple[int, ...] | None = None
     distribution: str = "normal"
     seed: int = 0
     regularizer: Regularizer | None = None
     compact: bool = True
+    calibration: str = "once"
 
     def __post_init__(self) -> None:
         from sparsesim.prune.criteria import CRITERIA  # the registry lives with the functions
@@ -113,12 +138,35 @@ class PruneSpec:
                                  f"{', '.join(CRITERIA)}", field="criterion")
         _one_of(self.granularity, GRANULARITIES, "granularity")
         _one_of(self.scope, SCOPES, "scope")
-        _one_of(self.compare, COMPARE, "compare")
+        if self.compare is None:
+            own = CRITERIA[self.criterion].compare
+            fits = self.granularity == "unstructured" and self.scope == "layer"
+            object.__setattr__(self, "compare", own if fits else "tensor")
+        _one_of(str(self.compare), COMPARE, "compare")
+        p = self.norm
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 1 <= p < math.inf:
+            raise SparsesimError(f"must be a finite number >= 1, got {p!r}", field="norm")
+        if p != 1 and self.granularity not in NORMED:
+            raise SparsesimError(f"the unit norm scores {', '.join(NORMED)} units; "
+                                 f"{self.granularity} pruning ranks single weights (or groups "
+                                 "of tokens/keys by position), so a norm would change nothing",
+                                 field="norm")
         _one_of(self.distribution, DISTRIBUTIONS, "distribution")
         s = self.sparsity
         if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0 <= s < 1:
             raise SparsesimError(f"must be in [0, 1), got {s!r}", field="sparsity")
         check_ratio(self.nm, field="nm")
+        _one_of(self.nm_layout, NM_LAYOUTS, "nm_layout")
+        _one_of(self.calibration, CALIBRATIONS, "calibration")
+        if self.calibration == "sequential" and (CRITERIA[self.criterion].needs != "act_norms"
+                                                 or self.scope != "layer"):
+            raise SparsesimError(f"sequential calibration re-measures each block's inputs on "
+                                 f"the pruned model: it needs a criterion that reads them "
+                                 f"(wanda, not {self.criterion!r}) and scope 'layer'",
+                                 field="calibration")
+        if self.nm_layout != "flat" and self.granularity != "nm":
+            raise SparsesimError(f"the N:M layout is for granularity 'nm', not "
+                                 f"{self.granularity!r}", field="nm_layout")
         if isinstance(self.block, bool) or not isinstance(self.block, int) or self.block < 1:
             raise SparsesimError(f"must be a positive integer, got {self.block!r}",
                                  field="block")
@@ -163,10 +211,14 @@ class PruneSpec:
             "scope": self.scope, "seed": self.seed}
         if self.granularity == "nm":
             out["nm"] = f"{self.nm[0]}:{self.nm[1]}"
+            if self.nm_layout != "flat":
+                out["nm_layout"] = self.nm_layout
         else:
             out["sparsity"] = self.sparsity
         if self.granularity == "block":
             out["block"] = self.block
+        if self.norm != 1:
+            out["norm"] = self.norm
         if self.granularity in COMPACTING:
             out["compact"] = self.compact
         if self.compare != "tensor":
@@ -175,6 +227,8 @@ class PruneSpec:
             out["skip"] = list(self.skip)
         if self.token_layers is not None:
             out["token_layers"] = list(self.token_layers)
+        if self.calibration != "once":
+            out["calibration"] = self.calibration
         if self.regularizer is not None:
             r = self.regularizer
             out["regularizer"] = {"penalty": self.penalty, "lam": r.lam,

@@ -31,14 +31,16 @@ from dataclasses import replace
 import numpy as np
 
 from sparsesim.errors import SparsesimError
-from sparsesim.prune.select import lowest
+from sparsesim.prune.select import lowest, power_mean
 from sparsesim.rules.keep import keep_count, prune_count
 from sparsesim.workload.layers import Attention, Conv2d, Layer, Linear
 from sparsesim.workload.network import Workload
 
 
-def head_scores(layer: Attention, scores: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Mean score per (active) query head from the q/k/v/o weight scores."""
+def head_scores(layer: Attention, scores: Mapping[str, np.ndarray], norm: float = 1
+                ) -> np.ndarray:
+    """Score per (active) query head: the power mean of order ``norm`` (1: the mean) of its
+    q/k/v/o weight scores (:func:`sparsesim.prune.select.power_mean`)."""
     h, d = layer.active_heads, layer.head_dim
     group = 1 if layer.kv_heads is None else layer.heads // layer.kv_heads
     out = np.zeros(h)
@@ -46,7 +48,7 @@ def head_scores(layer: Attention, scores: Mapping[str, np.ndarray]) -> np.ndarra
         kv = i // group
         parts = [scores["q"][i * d:(i + 1) * d].ravel(), scores["o"][:, i * d:(i + 1) * d].ravel(),
                  scores["k"][kv * d:(kv + 1) * d].ravel(), scores["v"][kv * d:(kv + 1) * d].ravel()]
-        out[i] = np.concatenate(parts).mean()
+        out[i] = float(power_mean(np.concatenate(parts), norm))
     return out
 
 
@@ -73,15 +75,17 @@ def choose_heads(layer: Attention, head_score: np.ndarray, amount: float) -> np.
 
 
 def prune_heads(workload: Workload, scores: Mapping[str, Mapping[str, np.ndarray]],
-                amount: float, *, skip: Sequence[str] = ()) -> tuple[Workload, dict[str, dict]]:
-    """Each attention layer keeps ``heads − round(amount · heads)`` heads (at least one)."""
+                amount: float, *, skip: Sequence[str] = (), norm: float = 1
+                ) -> tuple[Workload, dict[str, dict]]:
+    """Each attention layer keeps ``heads − round(amount · heads)`` heads (at least one),
+    heads scored by the power mean of order ``norm``."""
     from fnmatch import fnmatch
 
     layers: list[Layer] = []
     info: dict[str, dict] = {}
     for layer in workload.layers:
         if isinstance(layer, Attention) and not any(fnmatch(layer.name, p) for p in skip):
-            kept = choose_heads(layer, head_scores(layer, scores[layer.name]), amount)
+            kept = choose_heads(layer, head_scores(layer, scores[layer.name], norm), amount)
             layers.append(replace(layer, heads_kept=len(kept)))
             info[layer.name] = {"heads_kept": len(kept), "heads": layer.active_heads,
                                 "kept_heads": kept.tolist()}

@@ -6,6 +6,12 @@ activations are pruned N:M. They start at k = 0 and every M after it; in a tiled
 restart at every tile's first row (each tile is stored on its own). A last, shorter group of
 g < M elements holds at most min(N, g).
 
+*Where the groups come from.* The pruning front-end groups a weight along K (``flat``) or, as
+NVIDIA's ASP does, along the input channels at each kernel tap (``nm_layout = "channel"``).
+The rule here, and so the N:M PE, sees K only in the lowering's order — conv ``(c, r, s)``,
+``s`` fastest, where SCALE-Sim v3 and ASP order ``(r, s, c)``: the channel layout is
+conformant here only for 1×1 kernels (:meth:`sparsesim.mapping.conv.Im2col.nm_weight_hint`).
+
 *Units.* An N:M unit keeps N **slots** (a value and its index in the group) per whole group and
 min(N, g) for a short last one, non-zeros first and explicit zeros as padding. So K
 compresses to ``K′ = floor(K/M)·N + min(N, K mod M)`` weight slots along K, SCALE-Sim v3's K′

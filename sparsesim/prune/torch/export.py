@@ -580,8 +580,8 @@ class Captured:
         return {n: LayerStats(act_norms={"w": v}) for n, v in self.first.norms.items()
                 if n in self.first.weights}
 
-    def trace(self, spec: PruneSpec | None = None, *, meta: Mapping[str, Any] | None = None
-              ) -> Trace:
+    def trace(self, spec: PruneSpec | None = None, *, meta: Mapping[str, Any] | None = None,
+              masks: Masks | None = None) -> Trace:
         """The trace: weight masks = non-zero patterns of the effective weights (after
         ``spec``'s pruning, computed on them), activation masks measured on the pruned model.
         ``spec = None`` is the model as it is (its own zeros)."""
@@ -603,8 +603,10 @@ class Captured:
             with_w = Workload(self.workload.name, tuple(
                 layer for layer in self.workload.layers if layer.name in weights),
                 self.workload.source)
-            scores = score_weights(with_w, spec, weights, self.stats())
-            chosen = weight_masks(with_w, spec, scores)
+            if masks is None:  # else chosen already (sparsesim.prune.torch.sequential)
+                masks = weight_masks(with_w, spec, score_weights(with_w, spec, weights,
+                                                                 self.stats()))
+            chosen = masks
             measured = run(self.graph, self.args, self.kwargs, masks=chosen)
         else:
             measured = self.first

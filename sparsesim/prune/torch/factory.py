@@ -109,6 +109,11 @@ def user_trace(spec: str, prune: Any = None, *, allow_uncaptured: float = 0.0) -
                       norms=prune is not None and prune.criterion == "wanda")
     except SparsesimError as err:
         raise err.located(file=path) from None
+    if prune is not None and prune.calibration == "sequential":
+        from sparsesim.prune.torch.sequential import sequential_masks
+
+        masks, passes = sequential_masks(cap, prune)
+        return cap.trace(prune, masks=masks, meta={"calibration_passes": passes})
     return cap.trace(prune)
 
 __all__ = ["UserModel", "load_factory", "user_trace"]

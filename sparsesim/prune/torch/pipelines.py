@@ -104,6 +104,10 @@ def _ticker(progress: ProgressFactory | None, total: int, what: str
 def _calibrate(net: TorchNet, spec: PruneSpec, loss: Loss | None, act: ActPrune | None,
                skip: tuple[str, ...], micro_batch: int = 1,
                progress: ProgressFactory | None = None) -> Calibration:
+    if spec.calibration != "once":
+        raise SparsesimError("sequential calibration runs on graph-captured models "
+                             "(FILE.py:FACTORY), not on the shipped models yet",
+                             field="calibration")
     if _needs_loss(spec) and loss is None:
         raise SparsesimError(f"criterion {spec.criterion!r} needs a training objective this "
                              "model does not ship; use magnitude, random or wanda",
