@@ -238,13 +238,15 @@ def layers_with_masks(workload: Workload, *, sparsity: SparsityModel | None = No
 
 def draw_trace(workload: Workload, sparsity: SparsityModel) -> Trace:
     """The layers and masks a run with ``sparsity`` would draw, as a trace: draw once, run
-    many archs on it (sweeps, benchmarks) with the same numbers as direct runs."""
+    many archs on it (sweeps, benchmarks) with the same numbers as direct runs; its ``meta``
+    records the model's ``mask_draw_version``."""
     layers, masks = [], {}
     for layer, m in layers_with_masks(workload, sparsity=sparsity):
         layers.append(layer)
         if m is not None:
             masks[layer.name] = m
-    return Trace(Workload(workload.name, tuple(layers), workload.source, workload.file), masks)
+    return Trace(Workload(workload.name, tuple(layers), workload.source, workload.file), masks,
+                 {"mask_draw_version": sparsity.mask_draw_version})
 
 
 def _side_row(network: str, layer: Layer, gemm: str, phase: str, kind: RowKind, *,

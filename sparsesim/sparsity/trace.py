@@ -18,6 +18,12 @@ and the O projection's input, :class:`~sparsesim.names.AttnOperand`), one bit-pa
 shape (:meth:`~sparsesim.workload.layers.Attention.activation_shapes`). A version-2 reader
 would drop them and simulate dense internals, hence the version; version-1 and -2 files still
 load, with dense internals (all they described).
+Version 4 adds ``draw_version`` to an ``act_model`` (the mask-drawing version its mask is
+drawn with, :mod:`sparsesim.sparsity.masks`); an ``act_model`` without it (versions 2 and 3)
+draws as version 1, what those files were written with, so they load to the same masks. A
+trace of masks drawn from a :class:`~sparsesim.sparsity.masks.SparsityModel`
+(:func:`sparsesim.engine.inference.draw_trace`) records the model's version in
+``meta["mask_draw_version"]``; its masks are stored, so loading draws nothing.
 By convention (``sparsesim.prune``) ``meta`` holds ``method`` (criterion, granularity,
 schedule and their parameters), ``seed``, ``accuracy`` (one row per measured sparsity level)
 and ``layers`` (per layer: achieved sparsity, kept tokens / heads / KV entries, measured
@@ -53,8 +59,8 @@ from sparsesim.sparsity.masks import ActivationModel, LayerMasks, check_masks
 from sparsesim.workload.network import Workload
 
 FORMAT = "sparsesim-trace"
-VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 
 
 @dataclass(frozen=True)
@@ -137,7 +143,7 @@ class Trace:
                 entry["act_model"] = {
                     "density": model.density, "seed": model.seed,
                     "channel_densities": None if model.channel_densities is None
-                    else list(model.channel_densities)}
+                    else list(model.channel_densities), "draw_version": model.draw_version}
             layers.append(entry)
         manifest = {"format": FORMAT, "version": VERSION,
                     "network": {"name": self.workload.name, "source": self.workload.source},
@@ -421,18 +427,18 @@ def _member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, size: int | None, f
 
 def _act_model(data: Any, file: str, layer: str) -> ActivationModel:
     """A layer's ``act_model``, its values as written (a seed of 1.5 or a density of "0.5" is
-    refused by :class:`ActivationModel`, not truncated or parsed)."""
+    refused by :class:`ActivationModel`, not truncated or parsed); no ``draw_version``: 1."""
     if not isinstance(data, dict) or "density" not in data or not set(data) <= {
-            "density", "channel_densities", "seed"}:
-        raise SparsesimError("expected {density, channel_densities, seed}", file=file,
-                             layer=layer, field="act_model")
+            "density", "channel_densities", "seed", "draw_version"}:
+        raise SparsesimError("expected {density, channel_densities, seed, draw_version}",
+                             file=file, layer=layer, field="act_model")
     channels = data.get("channel_densities")
     if channels is not None and not isinstance(channels, list):
         raise SparsesimError(f"channel_densities must be a list, got {channels!r}", file=file,
                              layer=layer, field="act_model.channel_densities")
     try:
         return ActivationModel(data["density"], None if channels is None else tuple(channels),
-                               data.get("seed", 0))
+                               data.get("seed", 0), data.get("draw_version", 1))
     except SparsesimError as err:
         raise SparsesimError(err.message, file=file, layer=layer,
                              field=f"act_model.{err.field}") from None
