@@ -69,7 +69,7 @@ def simulate(workload: Workload | str | Path = "resnet18",
     """
     ar = arch if isinstance(arch, Arch) else load_arch(arch)
     file = str(trace) if isinstance(trace, (str, Path)) else None
-    tr = trace if trace is None or isinstance(trace, Trace) else load_trace(trace)
+    tr = trace if trace is None or isinstance(trace, Trace) else load_trace(trace, packed=True)
     if tr is not None and sparsity is not None and not sparsity.is_dense:
         raise SparsesimError("a trace carries its own masks: drop the sparsity model",
                              file=file, field="sparsity")

@@ -60,6 +60,16 @@ def test_version_2_is_uniform_over_the_subsets():
     assert all(800 <= n <= 1200 for n in counts.values()), counts
 
 
+def test_version_2_is_uniform_at_a_density_off_a_power_of_two():
+    # 3 of 7 kept (d = 3/7: 8 binary digits and a fix-up): 35 subsets, 3,500 draws, 100 each
+    # (sd ~9.9); 55..145 is > 4.5 sd.
+    counts = {c: 0 for c in combinations(range(7), 3)}
+    for seed in range(3500):
+        m = exact_density_mask((7,), 3 / 7, np.random.default_rng(seed), version=2)
+        counts[tuple(int(i) for i in np.flatnonzero(m))] += 1
+    assert all(55 <= n <= 145 for n in counts.values()), counts
+
+
 def test_version_2_bernoulli_is_exact_below_the_uint16_step():
     # d = 0.5 / 2^16: a plain uint16 threshold (u < floor(d·2^16) = 0) would keep nothing;
     # the tie bucket keeps half of 1 in 65,536: 2^24 elements -> 128 expected (sd 11.3).
@@ -160,3 +170,13 @@ def test_version_flag_is_checked(capsys):
     assert "unknown mask-drawing version 3" in capsys.readouterr().err
     with pytest.raises(SparsesimError):
         SparsityModel(mask_draw_version=True)
+
+
+def test_a_trace_is_written_in_the_oldest_version_that_describes_it(tmp_path):
+    def version(trace):
+        trace.save(tmp_path / "v.npz")
+        with np.load(tmp_path / "v.npz") as data:
+            return json.loads(data["manifest"].tobytes().decode())["version"]
+
+    assert version(Trace(TINY, {})) == 3  # no act_model: nothing version 4 added
+    assert version(Trace(TINY, {}, act_models={"b": ActivationModel(0.4, seed=7)})) == 4

@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         workload = load_workload(args.workload or DEFAULT_WORKLOAD,
                                  decode_tokens=args.decode_tokens)
     else:
-        trace = load_trace(args.trace)
+        trace = load_trace(args.trace, packed=True)
         if args.workload is not None:  # both given: the trace must be of that workload
             given = load_workload(args.workload)
             if given.name != trace.workload.name:

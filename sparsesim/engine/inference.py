@@ -32,6 +32,7 @@ from sparsesim.mapping.lower import gemm_operands
 from sparsesim.sparsity.masks import (
     LayerMasks,
     SparsityModel,
+    as_bool,
     check_masks,
 )
 from sparsesim.memory import (
@@ -222,7 +223,7 @@ def layers_with_masks(workload: Workload, *, sparsity: SparsityModel | None = No
     """Each layer (after shape pruning) with its masks: from the trace, else the model."""
     if trace is not None:
         for layer in trace.workload.layers:
-            yield layer, trace.masks.get(layer.name)
+            yield layer, as_bool(trace.masks.get(layer.name))  # packed: unpacked per layer
         return
     if sparsity is not None and sparsity.sparse_attention:
         check_sparse_attention(workload, sparsity)

@@ -70,6 +70,11 @@ class PackedMask:
         return math.prod(self.shape)
 
     @property
+    def dtype(self) -> np.dtype:
+        """What :meth:`unpack` gives: ``bool``."""
+        return np.dtype(np.bool_)
+
+    @property
     def nbytes(self) -> int:
         """Bytes the packed words take (1/8 of a ``bool`` array, rounded up per row)."""
         return int(self.words.nbytes)
