@@ -168,6 +168,8 @@ def test_version_flag_is_checked(capsys):
     assert main(["run", "-w", "resnet18", "--weight-density", "0.5", "--mask-draw-version",
                  "3"]) == 2
     assert "unknown mask-drawing version 3" in capsys.readouterr().err
+    assert main(["run", "-w", "resnet18", "--mask-draw-version", "1"]) == 2  # dense: nothing
+    assert "would change nothing" in capsys.readouterr().err
     with pytest.raises(SparsesimError):
         SparsityModel(mask_draw_version=True)
 

@@ -198,8 +198,8 @@ def _sparsity(args: argparse.Namespace) -> SparsityModel | None:
         token_keep=args.token_keep, head_keep=args.head_keep, kv_keep=args.kv_keep,
         act_prune=args.act_prune, act_nm=args.act_nm, attn_density=args.attn_density,
         attn_top_k=args.attn_top_k, seed=args.seed)
-    return None if model.is_dense else with_draw_version(model, args.mask_draw_version,
-                                                         field="--mask-draw-version")
+    model = with_draw_version(model, args.mask_draw_version, field="--mask-draw-version")
+    return None if model.is_dense else model
 
 
 def _training(args: argparse.Namespace) -> Training | None:
