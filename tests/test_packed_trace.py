@@ -82,6 +82,9 @@ def test_drawn_masks_packed_in_a_trace_run_the_same():
     packed = Trace(drawn.workload, drawn.masks, drawn.meta, packed=True)
     assert all(isinstance(m, PackedLayerMasks) for m in packed.masks.values())
     assert simulate(trace=packed).rows == simulate(NET, sparsity=model).rows
+    at_once = draw_trace(NET, model, packed=True)
+    assert at_once.packed and at_once.meta == {"mask_draw_version": 2}
+    assert simulate(trace=at_once).rows == simulate(NET, sparsity=model).rows
 
 
 def test_packed_loading_allows_8x_the_elements(tmp_path):

@@ -31,6 +31,7 @@ from sparsesim.mapping.gemm import GemmOperands
 from sparsesim.mapping.lower import gemm_operands
 from sparsesim.sparsity.masks import (
     LayerMasks,
+    PackedLayerMasks,
     SparsityModel,
     as_bool,
     check_masks,
@@ -237,17 +238,19 @@ def layers_with_masks(workload: Workload, *, sparsity: SparsityModel | None = No
         yield shaped, masks
 
 
-def draw_trace(workload: Workload, sparsity: SparsityModel) -> Trace:
+def draw_trace(workload: Workload, sparsity: SparsityModel, *, packed: bool = False) -> Trace:
     """The layers and masks a run with ``sparsity`` would draw, as a trace: draw once, run
     many archs on it (sweeps, benchmarks) with the same numbers as direct runs; its ``meta``
-    records the model's ``mask_draw_version``."""
-    layers, masks = [], {}
+    records the model's ``mask_draw_version``. ``packed``: each layer's masks are packed as
+    they are drawn (:attr:`Trace.packed`), so a whole LLM's fit in memory."""
+    layers: list[Layer] = []
+    masks: dict[str, LayerMasks | PackedLayerMasks] = {}
     for layer, m in layers_with_masks(workload, sparsity=sparsity):
         layers.append(layer)
         if m is not None:
-            masks[layer.name] = m
+            masks[layer.name] = PackedLayerMasks.of(m) if packed else m
     return Trace(Workload(workload.name, tuple(layers), workload.source, workload.file), masks,
-                 {"mask_draw_version": sparsity.mask_draw_version})
+                 {"mask_draw_version": sparsity.mask_draw_version}, packed=packed)
 
 
 def _side_row(network: str, layer: Layer, gemm: str, phase: str, kind: RowKind, *,
