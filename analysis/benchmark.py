@@ -31,6 +31,10 @@ Figures (medians of repeated warm runs, seconds):
   the memo, its hits and misses, and the rows' equality.
 * ``startup``: CPU and wall seconds (median of 3) of ``sparsesim --help`` and of a cold
   ``sparsesim run`` (default workload), each a fresh interpreter (issue 20 item 5).
+* ``llm``: whole Llama-2 models (``llama2_7b_prefill``, ``llama2_7b_decode``,
+  ``llama2_70b_decode``) dense and at 50 % weights (prefill also 50 % activations), skip/both
+  PEs, bitmap weights, default arch, full machine: one fresh interpreter per case, its
+  simulation CPU seconds, process CPU seconds and peak RSS (issue 20 items 6-7).
 * ``capture``: ``sparsesim import``'s work on a user's model — ``torch.export`` capture, the
   measured pass, the parity gate's independent count and the trace (masks bit-packed when
   saved) — of a 12-layer BERT-base (seq 128) and a ViT-B/16 (224², HF ``ViTModel``), built
@@ -248,6 +252,51 @@ def bench_startup(repeats: int = 3) -> dict[str, Any]:
     return {"help": one(["--help"]), "run_default": one(["run"])}
 
 
+#: Whole-LLM cases of ``bench_llm`` (issue 20 items 6-7): (workload, weight density,
+#: activation density, PE kind), each on the default arch, bitmap weights, full machine.
+LLM_CASES = (("llama2_7b_prefill", 1.0, 1.0, "dense"), ("llama2_7b_prefill", 0.5, 0.5, "skip"),
+             ("llama2_7b_decode", 1.0, 1.0, "dense"), ("llama2_7b_decode", 0.5, 1.0, "skip"),
+             ("llama2_70b_decode", 1.0, 1.0, "dense"), ("llama2_70b_decode", 0.5, 1.0, "skip"))
+
+_LLM_RUN = """
+import sys, time
+from sparsesim import load_arch, simulate
+from sparsesim.arch.config import with_overrides
+from sparsesim.sparsity.masks import SparsityModel
+name, wd, ad, kind = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+arch = with_overrides(load_arch("default"), {"pe.kind": kind, "pe.operand": "both",
+                                             "memory.format_w": "bitmap"})
+model = SparsityModel(weight_density=wd, act_density=ad, seed=0)
+t = time.process_time()
+r = simulate(name, arch, sparsity=None if model.is_dense else model)
+import resource
+u = resource.getrusage(resource.RUSAGE_SELF)
+print(time.process_time() - t, int(r.df["cycles"].sum()), u.ru_utime + u.ru_stime,
+      u.ru_maxrss / 1024)
+"""
+
+
+def bench_llm() -> dict[str, Any]:
+    """Whole Llama-2 models, one fresh interpreter per case (one run each: they are long):
+    the simulation's CPU seconds, the process's CPU seconds and peak RSS (start-up, imports
+    and Numba's cache included), and the cycles. Targets (issue 20): 7B prefill 50 % <= 20 s
+    and <= 2 GB, dense <= 2 s; 7B decode 50 % <= 5 s and <= 1 GB."""
+    import subprocess
+
+    out: dict[str, Any] = {}
+    for name, wd, ad, kind in LLM_CASES:
+        t0 = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", _LLM_RUN, name, str(wd), str(ad), kind],
+                              check=True, capture_output=True, text=True, cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+        wall = time.perf_counter() - t0
+        sim_cpu, cycles, cpu, rss = done.stdout.split()
+        out[f"{name}_w{wd}_a{ad}_{kind}"] = {
+            "simulate_cpu_s": float(sim_cpu), "process_cpu_s": float(cpu), "wall_s": wall,
+            "peak_rss_mb": float(rss), "cycles": int(cycles), "load": os.getloadavg()[0]}
+    return out
+
+
 def bench_scalesim(repeats: int, python: str) -> dict[str, Any]:
     import tempfile
 
@@ -319,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--no-scalesim", action="store_true", help="skip the SCALE-Sim figure")
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--only", choices=("training", "memo", "startup", "capture"),
+    parser.add_argument("--only", choices=("training", "memo", "startup", "llm", "capture"),
                         help="re-measure one figure and keep the others in the file")
     args = parser.parse_args(argv)
 
@@ -329,8 +378,9 @@ def main(argv: list[str] | None = None) -> int:
         figures["capture"] = bench_capture()
         print("capture:", json.dumps(figures["capture"]))
         return _write(args.out, figures)
-    if args.only in ("memo", "startup"):
-        figures[args.only] = bench_memo() if args.only == "memo" else bench_startup()
+    if args.only in ("memo", "startup", "llm"):
+        figures[args.only] = {"memo": bench_memo, "startup": bench_startup,
+                              "llm": bench_llm}[args.only]()
         print(f"{args.only}:", json.dumps(figures[args.only]))
         return _write(args.out, figures)
     figures["training_resnet18"] = bench_training(max(3, args.repeats // 3))
@@ -355,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     print("memo:", json.dumps({k: v["speedup_median"] for k, v in figures["memo"].items()}))
     figures["startup"] = bench_startup()
     print("startup:", json.dumps(figures["startup"]))
+    figures["llm"] = bench_llm()
+    print("llm:", json.dumps(figures["llm"]))
     figures["capture"] = bench_capture()
     print("capture:", json.dumps(figures["capture"]))
     try:

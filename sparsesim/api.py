@@ -68,11 +68,12 @@ def simulate(workload: Workload | str | Path = "resnet18",
     once in this call (:mod:`sparsesim.engine.memo`); ``False`` simulates every one — the
     same result, for checking it. ``progress``
     (:mod:`sparsesim.progress`) is told of each layer (each run, when dynamic). ``limits``: how
-    big a run may be before it is refused (:mod:`sparsesim.engine.size`).
+    big a run may be before it is refused (:mod:`sparsesim.engine.size`). The result's ``trace_meta`` is the trace's ``meta``; masks drawn from ``sparsity`` record
+    its ``mask_draw_version`` there.
     """
     ar = arch if isinstance(arch, Arch) else load_arch(arch)
     file = str(trace) if isinstance(trace, (str, Path)) else None
-    tr = trace if trace is None or isinstance(trace, Trace) else load_trace(trace)
+    tr = trace if trace is None or isinstance(trace, Trace) else load_trace(trace, packed=True)
     if tr is not None and sparsity is not None and not sparsity.is_dense:
         raise SparsesimError("a trace carries its own masks: drop the sparsity model",
                              file=file, field="sparsity")
@@ -81,6 +82,8 @@ def simulate(workload: Workload | str | Path = "resnet18",
     else:
         wl = workload if isinstance(workload, Workload) else load_workload(workload)
     meta = dict(tr.meta) if tr is not None else {}
+    if tr is None and sparsity is not None and not sparsity.is_dense:  # how its masks were drawn
+        meta["mask_draw_version"] = sparsity.mask_draw_version
 
     def size_of(passes: int) -> None:  # before any mask is drawn (sparsesim.engine.size)
         check_size(list(wl.layers), ar, passes=passes, sparsity=sparsity, limits=limits,

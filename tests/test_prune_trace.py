@@ -53,7 +53,7 @@ def test_trace_is_self_describing(saved):
         np.testing.assert_array_equal(m.weights["w"], loaded.masks[name].weights["w"])
     with zipfile.ZipFile(path) as z:
         manifest = json.loads(np.load(path)["manifest"].tobytes().decode())
-        assert manifest["version"] == VERSION == 3 and "manifest.npy" in z.namelist()
+        assert manifest["version"] == 3 and VERSION == 4 and "manifest.npy" in z.namelist()
 
 
 def test_version_1_files_still_load(saved, tmp_path):

@@ -128,12 +128,21 @@ def test_folds_beyond_the_limit_are_refused_with_their_count():
     check_size(layers, tiny, passes=3, limits=SizeLimits(folds=30_000))
 
 
+#: Whole LLMs: inside the limits, not 10x inside them (7B prefill on gemmini_like's 16x16 ws
+#: array: 27,906,048 folds; 70B's lm_head: 262,144,000 elements); Llama-2-70B decode on
+#: gemmini_like is refused (tests/test_llama_full.py).
+WHOLE_LLMS = {"llama2_7b_prefill", "llama2_7b_decode", "llama2_70b_decode"}
+
+
 @pytest.mark.parametrize("workload", builtin_workloads())
 def test_every_builtin_is_well_inside_the_limits(workload):
     wl = load_workload(workload)
     for arch in ("default", "gemmini_like", "wide_16x64"):
+        if workload == "llama2_70b_decode" and arch == "gemmini_like":
+            continue
         size = run_size(list(wl.layers), load_arch(arch))
-        assert size.elements * 10 < LIMITS.elements and size.folds * 10 < LIMITS.folds
+        margin = 1 if workload in WHOLE_LLMS else 10
+        assert size.elements * margin < LIMITS.elements and size.folds * margin < LIMITS.folds
 
 
 def test_the_limits_are_settable_and_each_refusal_names_its_flag(tiny):

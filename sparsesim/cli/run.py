@@ -19,7 +19,7 @@ from sparsesim.engine.size import LIMITS, SizeLimits
 from sparsesim.engine.training import GRADIENT_STRUCTURES, OPTIMIZERS, GradientModel, Training
 from sparsesim.errors import SparsesimError
 from sparsesim.frames import write_frame
-from sparsesim.sparsity.masks import ACT_PRUNE_KINDS, SparsityModel
+from sparsesim.sparsity.masks import ACT_PRUNE_KINDS, SparsityModel, with_draw_version
 from sparsesim.sparsity.trace import compaction_text, load_trace, trace_accuracy
 from sparsesim.units import fmt_si
 from sparsesim.workload.layers import Attention
@@ -82,6 +82,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                     help="N:M activation pruning along the channels (with --act-prune nm)")
     add_attention_args(sp)
     sp.add_argument("--seed", type=SEED, default=0, help="seed of the masks (default: 0)")
+    sp.add_argument("--mask-draw-version", type=int, metavar="V",
+                    help="how unstructured weight and Bernoulli activation masks are drawn: 1 "
+                         "(runs before version 2 existed), 2 (faster; the default)")
     tr = parser.add_argument_group(
         "training step", "simulate forward + backward (input and weight gradients) + update")
     tr.add_argument("--training", action="store_true",
@@ -157,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
         workload = load_workload(args.workload or DEFAULT_WORKLOAD,
                                  decode_tokens=args.decode_tokens)
     else:
-        trace = load_trace(args.trace)
+        trace = load_trace(args.trace, packed=True)
         if args.workload is not None:  # both given: the trace must be of that workload
             given = load_workload(args.workload)
             if given.name != trace.workload.name:
@@ -211,6 +214,7 @@ def _sparsity(args: argparse.Namespace) -> SparsityModel | None:
         token_keep=args.token_keep, head_keep=args.head_keep, kv_keep=args.kv_keep,
         act_prune=args.act_prune, act_nm=args.act_nm, attn_density=args.attn_density,
         attn_top_k=args.attn_top_k, seed=args.seed)
+    model = with_draw_version(model, args.mask_draw_version, field="--mask-draw-version")
     return None if model.is_dense else model
 
 

@@ -12,8 +12,9 @@ input, and its static reference):
   same as a trace's masks (:data:`sparsesim.sparsity.trace.MAX_TRACE_ELEMENTS`);
 - **folds**: the array folds of every GEMM of the network on the arch
   (:func:`~sparsesim.mapping.dataflows.plan`), times their instances: each is at least one
-  machine event (~10⁴–10⁵ a second). The limit, 5·10⁷, is ~60× the largest built-in run
-  (Llama-2-7B's block on the 16×16 ``gemmini_like`` array: 856,064) — hours of simulation
+  machine event (~10⁴–10⁵ a second). The limit, 5·10⁷, is ~60× a Llama-2-7B block on the
+  16×16 ``gemmini_like`` array (856,064) and ~1.8× the whole 7B model's prefill there
+  (27,906,048); Llama-2-70B's decode there (269,721,600) is refused — hours of simulation
   beyond it. With an explicit ``mapping.stream_tile`` each fold counts as its stream chunks
   (one machine step each).
 

@@ -4,6 +4,12 @@ A tile is encoded as a tensor of its own: coordinates, indices and N:M groups ar
 tile, and index widths follow the tile's own shape. :func:`tile_stats` counts what every format
 needs (non-zeros, run-length paddings) in one kernel pass; each format turns the counts into
 its (data bits, metadata bits) per tile (``Format.tile_bits_from_stats``).
+
+Non-zeros alone (every format but run-length) are counted on the mask bit-packed along the
+axis it is stored along (:class:`~sparsesim.kernels.packed.PackedMask`, popcounts): a weight
+read as the transpose ``[K, N]`` of its stored ``[N, K]`` is packed as stored, never copied
+transposed. Run-length padding depends on the walk order (row by row along K), so it walks a
+C-ordered copy of the mask.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from sparsesim.formats.base import _MAX_RUN_BITS, _MAX_VALUE_BITS, Format, TileB
     _as_mask, _check_int
 from sparsesim.formats.registry import as_format, with_widths
 from sparsesim.kernels.format_sizes import _tile_counts
+from sparsesim.kernels.packed import PackedMask
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -59,7 +66,7 @@ def tile_stats(mask: object, tile_rows: int, tile_cols: int, *,
     ``run_bits`` lists the run-field widths whose run-length padding to count. A tile size
     larger than the mask means one tile along that axis.
     """
-    m = np.ascontiguousarray(_as_mask(mask, name, ndim=2))
+    m = _as_mask(mask, name, ndim=2)
     owner = f"tensor {name!r}"
     tr = _check_int(tile_rows, "tile_rows", owner, 1)
     tc = _check_int(tile_cols, "tile_cols", owner, 1)
@@ -67,9 +74,15 @@ def tile_stats(mask: object, tile_rows: int, tile_cols: int, *,
                               for r in run_bits}), dtype=np.int64)
     k, n = m.shape
     n_tr, n_tc = -(-k // tr), -(-n // tc)
-    nnz = np.zeros((n_tr, n_tc), dtype=np.int64)
     pad = np.zeros((shifts.size, n_tr, n_tc), dtype=np.int64)
-    _tile_counts(m, tr, tc, shifts, nnz, pad)
+    if shifts.size:  # run lengths: walk the tiles row by row, in K order
+        m = np.ascontiguousarray(m)
+        nnz = np.zeros((n_tr, n_tc), dtype=np.int64)
+        _tile_counts(m, tr, tc, shifts, nnz, pad)
+    elif m.T.flags.c_contiguous and not m.flags.c_contiguous:  # a transposed [N, K] weight
+        nnz = np.ascontiguousarray(PackedMask.of(m.T).tile_counts(tc, tr).T)
+    else:
+        nnz = PackedMask.of(m).tile_counts(tr, tc)
     rows = np.minimum(tr, k - np.arange(n_tr, dtype=np.int64) * tr)[:, None]
     cols = np.minimum(tc, n - np.arange(n_tc, dtype=np.int64) * tc)[None, :]
     return TileStats(mask=m, tile_rows=tr, tile_cols=tc, rows=rows, cols=cols, nnz=nnz,

@@ -27,7 +27,7 @@ from sparsesim.progress import Progress, ProgressFactory
 from sparsesim.workload.layers import Attention, Layer
 from sparsesim.engine.inference import attn_prune_meta, check_sparse_attention
 from sparsesim.engine.size import SizeLimits, check_elements
-from sparsesim.sparsity.masks import ActivationModel, LayerMasks, SparsityModel
+from sparsesim.sparsity.masks import ActivationModel, LayerMasks, SparsityModel, as_bool
 from sparsesim.prune.criteria import LayerStats, score
 from sparsesim.prune.select import keep_masks
 from sparsesim.prune.compact import compact
@@ -231,14 +231,14 @@ def with_sparse_attention(trace: Trace, model: SparsityModel) -> Trace:
     for index, layer in enumerate(trace.workload.layers):
         internal = model.internal_masks(layer, index)
         if internal:
-            have = masks.get(layer.name, LayerMasks())
+            have = as_bool(masks.get(layer.name)) or LayerMasks()
             masks[layer.name] = LayerMasks(have.weights, have.inputs,
                                            {**have.activations, **internal})
     meta = {**trace.meta, "attn_prune": attn_prune_meta(model)}
     # act_models' draws are already in masks: keep the models, not the drawn inputs
-    kept = {k: (LayerMasks(m.weights, None, m.activations) if k in trace.act_models else m)
+    kept = {k: (replace(m, inputs=None) if k in trace.act_models else m)
             for k, m in masks.items()}
-    return Trace(trace.workload, kept, meta, trace.act_models)
+    return Trace(trace.workload, kept, meta, trace.act_models, trace.packed)
 
 
 def _density_model(mask: np.ndarray, layer: Layer, seed: int) -> ActivationModel:

@@ -18,6 +18,13 @@ and the O projection's input, :class:`~sparsesim.names.AttnOperand`), one bit-pa
 shape (:meth:`~sparsesim.workload.layers.Attention.activation_shapes`). A version-2 reader
 would drop them and simulate dense internals, hence the version; version-1 and -2 files still
 load, with dense internals (all they described).
+Version 4 adds ``draw_version`` to an ``act_model`` (the mask-drawing version its mask is
+drawn with, :mod:`sparsesim.sparsity.masks`); an ``act_model`` without it (versions 2 and 3)
+draws as version 1, what those files were written with, so they load to the same masks. A
+trace of masks drawn from a :class:`~sparsesim.sparsity.masks.SparsityModel`
+(:func:`sparsesim.engine.inference.draw_trace`) records the model's version in
+``meta["mask_draw_version"]``; its masks are stored, so loading draws nothing. A trace
+without activation models is written as version 3 (all it uses), so version-3 readers read it.
 By convention (``sparsesim.prune``) ``meta`` holds ``method`` (criterion, granularity,
 schedule and their parameters), ``seed``, ``accuracy`` (one row per measured sparsity level)
 and ``layers`` (per layer: achieved sparsity, kept tokens / heads / KV entries, measured
@@ -39,7 +46,7 @@ import json
 import math
 import zipfile
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -49,12 +56,14 @@ import numpy as np
 from sparsesim.errors import SparsesimError
 from sparsesim.files import regular_file
 from sparsesim.workload.layers import LAYER_TYPES, Layer
-from sparsesim.sparsity.masks import ActivationModel, LayerMasks, check_masks
+from sparsesim.kernels.packed import PackedMask
+from sparsesim.sparsity.masks import (ActivationModel, AnyLayerMasks, LayerMasks,
+                                      PackedLayerMasks, as_bool, check_masks)
 from sparsesim.workload.network import Workload
 
 FORMAT = "sparsesim-trace"
-VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 
 
 @dataclass(frozen=True)
@@ -63,12 +72,16 @@ class Trace:
 
     ``act_models`` gives a layer an activation-density model instead of a measured input
     mask; the mask drawn from it is put into ``masks`` here, so the simulator sees one kind.
+    ``packed``: every mask is held bit-packed (:class:`~sparsesim.sparsity.masks.
+    PackedLayerMasks`, 1/8 of the memory), drawn ones included; the engine unpacks a layer
+    when it runs it. The numbers are the same either way.
     """
 
     workload: Workload
-    masks: dict[str, LayerMasks]
+    masks: Mapping[str, AnyLayerMasks]
     meta: dict[str, Any] = field(default_factory=dict)
     act_models: dict[str, ActivationModel] = field(default_factory=dict)
+    packed: bool = False
 
     def __post_init__(self) -> None:
         file = self.workload.file
@@ -87,12 +100,17 @@ class Trace:
                                          "not both", file=file, layer=layer.name,
                                          field="act_model")
                 try:
-                    masks[layer.name] = LayerMasks(have.weights, model.draw(layer),
-                                                   have.activations)
+                    drawn = model.draw(layer)
                 except SparsesimError as err:
                     raise err.located(file=file, layer=layer.name) from None
-            if layer.name in masks:
-                check_masks(layer, masks[layer.name], file=file)
+                masks[layer.name] = (replace(have, inputs=PackedMask.of(drawn))
+                                     if isinstance(have, PackedLayerMasks)
+                                     else replace(have, inputs=drawn))
+            here = masks.get(layer.name)
+            if here is not None:
+                check_masks(layer, here, file=file)
+                if self.packed and isinstance(here, LayerMasks):
+                    masks[layer.name] = PackedLayerMasks.of(here)
         object.__setattr__(self, "masks", masks)
 
     def check_workload(self, workload: Workload) -> None:
@@ -122,7 +140,7 @@ class Trace:
             if layer.name in overrides:  # its [mapping] override (left out when none)
                 entry["mapping"] = {k: list(v) if isinstance(v, tuple) else v
                                     for k, v in overrides[layer.name]}
-            masks = self.masks.get(layer.name)
+            masks = as_bool(self.masks.get(layer.name))  # one layer unpacked at a time
             model = self.act_models.get(layer.name)
             measured = None if masks is None or model is not None else masks.inputs
             if masks is not None:
@@ -141,9 +159,10 @@ class Trace:
                 entry["act_model"] = {
                     "density": model.density, "seed": model.seed,
                     "channel_densities": None if model.channel_densities is None
-                    else list(model.channel_densities)}
+                    else list(model.channel_densities), "draw_version": model.draw_version}
             layers.append(entry)
-        manifest = {"format": FORMAT, "version": VERSION,
+        # the oldest version that describes the file: only act_models gained a field in 4
+        manifest = {"format": FORMAT, "version": VERSION if self.act_models else 3,
                     "network": {"name": self.workload.name, "source": self.workload.source},
                     "layers": layers, "meta": self.meta}
         arrays["manifest"] = np.frombuffer(json.dumps(manifest).encode(), dtype=np.uint8)
@@ -197,8 +216,9 @@ def trace_accuracy(meta: Mapping[str, Any]) -> TraceAccuracy | None:
 #: Largest manifest read (bytes): a manifest is JSON of shapes and metadata, kilobytes even for
 #: a large network; a bigger one is not a trace's.
 MAX_MANIFEST_BYTES = 64 * 2**20
-#: Most mask elements a trace may hold (all layers): each unpacks to one byte in memory, so
-#: 2^31 is 2 GiB — above any shipped network's masks (an LLM block's are ~10^8).
+#: Most mask elements a trace may hold (all layers) as bools: each unpacks to one byte in
+#: memory, so 2^31 is 2 GiB — an LLM block's are ~10^8. Loaded packed (what a run does), 8x
+#: more: 2 GiB of packed bits.
 MAX_TRACE_ELEMENTS = 2**31
 _NPY_MAGIC = b"\x93NUMPY"
 
@@ -240,12 +260,16 @@ def compaction_text(meta: Mapping[str, Any]) -> str | None:
     return line
 
 
-def load_trace(path: str | Path) -> Trace:
+def load_trace(path: str | Path, *, packed: bool = False) -> Trace:
     """Read a trace file; a malformed one is one error naming the file, layer and field.
 
     The manifest is read first; every other member's size and type are checked against it
     from the member's header before its data is read, and a member the manifest does not
-    name is refused (a 1 MB trace cannot make the reader load a 1 GiB array)."""
+    name is refused (a 1 MB trace cannot make the reader load a 1 GiB array).
+
+    ``packed``: hold the masks bit-packed (:attr:`Trace.packed`; each tensor is unpacked once,
+    alone, while it is read), what a run does; the masks may then total 2³⁴ elements (2 GiB
+    packed: a whole Llama-2-7B's 6.6·10⁹ weights) instead of 2³¹ as bools."""
     file = str(path)
     p = regular_file(path, what="trace file")
     try:
@@ -255,14 +279,14 @@ def load_trace(path: str | Path) -> Trace:
             raise SparsesimError("a plain .npy array, not a trace (a trace is the .npz that "
                                  "`sparsesim prune` writes)", file=file)
         with zipfile.ZipFile(p) as archive:
-            return _read(archive, file)
+            return _read(archive, file, packed)
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         # A truncated or corrupted file fails inside zipfile/zlib: say so once.
         raise SparsesimError(f"cannot read trace (truncated or not an .npz?): {err}",
                              file=file) from None
 
 
-def _read(archive: zipfile.ZipFile, file: str) -> Trace:
+def _read(archive: zipfile.ZipFile, file: str, packed: bool) -> Trace:
     members = {info.filename[:-4]: info for info in archive.infolist()
                if info.filename.endswith(".npy")}
     others = [info.filename for info in archive.infolist() if not info.filename.endswith(".npy")]
@@ -344,10 +368,12 @@ def _read(archive: zipfile.ZipFile, file: str) -> Trace:
         raise SparsesimError(f"member {unused[0]!r} is named by no layer of the manifest",
                              file=file, field="masks")
     total = sum(math.prod(shape) for shape, _, _ in wanted.values())
-    if total > MAX_TRACE_ELEMENTS:
+    limit = MAX_TRACE_ELEMENTS * (8 if packed else 1)
+    if total > limit:
         raise SparsesimError(f"the manifest's masks hold {total:,} elements, more than "
-                             f"{MAX_TRACE_ELEMENTS:,} (2 GiB unpacked)", file=file, field="masks")
-    masks: dict[str, LayerMasks] = {}
+                             f"{limit:,} (2 GiB {'packed' if packed else 'unpacked'})",
+                             file=file, field="masks")
+    masks: dict[str, AnyLayerMasks] = {}
     for name, (i, weights, inputs, internal) in shapes_of.items():
         unpacked = {k: _unpack(archive, members, f"{i}/w/{k}", s, file, name, f"weights.{k}")
                     for k, s in weights.items()}
@@ -355,13 +381,14 @@ def _read(archive: zipfile.ZipFile, file: str) -> Trace:
                                                        file, name, "inputs")
         activations = {k: _unpack(archive, members, f"{i}/act/{k}", s, file, name,
                                   f"activations.{k}") for k, s in internal.items()}
-        masks[name] = LayerMasks(unpacked, measured, activations)
+        layer_masks = LayerMasks(unpacked, measured, activations)
+        masks[name] = PackedLayerMasks.of(layer_masks) if packed else layer_masks
     network = manifest.get("network", {})
     try:
         workload = Workload(str(network.get("name", Path(file).stem)), tuple(layers),
                             str(network.get("source", "")), file=file,
                             mappings=tuple(mappings))
-        return Trace(workload, masks, dict(manifest.get("meta", {})), act_models)
+        return Trace(workload, masks, dict(manifest.get("meta", {})), act_models, packed)
     except SparsesimError as err:
         raise err.located(file=file) from None
 
@@ -434,18 +461,18 @@ def _member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, size: int | None, f
 
 def _act_model(data: Any, file: str, layer: str) -> ActivationModel:
     """A layer's ``act_model``, its values as written (a seed of 1.5 or a density of "0.5" is
-    refused by :class:`ActivationModel`, not truncated or parsed)."""
+    refused by :class:`ActivationModel`, not truncated or parsed); no ``draw_version``: 1."""
     if not isinstance(data, dict) or "density" not in data or not set(data) <= {
-            "density", "channel_densities", "seed"}:
-        raise SparsesimError("expected {density, channel_densities, seed}", file=file,
-                             layer=layer, field="act_model")
+            "density", "channel_densities", "seed", "draw_version"}:
+        raise SparsesimError("expected {density, channel_densities, seed, draw_version}",
+                             file=file, layer=layer, field="act_model")
     channels = data.get("channel_densities")
     if channels is not None and not isinstance(channels, list):
         raise SparsesimError(f"channel_densities must be a list, got {channels!r}", file=file,
                              layer=layer, field="act_model.channel_densities")
     try:
         return ActivationModel(data["density"], None if channels is None else tuple(channels),
-                               data.get("seed", 0))
+                               data.get("seed", 0), data.get("draw_version", 1))
     except SparsesimError as err:
         raise SparsesimError(err.message, file=file, layer=layer,
                              field=f"act_model.{err.field}") from None
