@@ -571,7 +571,7 @@ class Captured:
             x = measured.inputs.get(name)
             if x is not None:
                 per_layer.setdefault(name, {})["act_density"] = float(x.mean())
-            padded = isinstance(layer, Conv2d) and layer.padding > 0
+            padded = isinstance(layer, Conv2d) and layer.reads_zeros
             x = None if x is None or (x.all() and not padded) else x
             act = {}
             for key, mask in measured.internal.get(name, {}).items():
