@@ -46,7 +46,8 @@ Activation masks are measured by running the exported module with a
 :class:`torch.fx.Interpreter` on the calibration inputs: every GEMM's A operand (its layer's
 input) and an activation B are recorded as non-zero masks, with the weights a pruning chose
 applied at their GEMM node (the graph's weight times the mask), so the masks are those of the
-pruned model. The calibration batch is the simulated batch.
+pruned model. The calibration batch is the simulated batch unless ``sim_batch`` says how many
+of its samples (the first) are simulated (:func:`capture`).
 """
 
 from __future__ import annotations
@@ -631,12 +632,13 @@ class _Run(torch.fx.Interpreter):
     """Runs the graph; at each GEMM node records its operands (and applies weight masks)."""
 
     def __init__(self, graph: Graph, out: Measured, masks: Masks | None, count: bool,
-                 norms: bool) -> None:
+                 norms: bool, record: bool = True) -> None:
         super().__init__(graph.module)
         self.by_node: dict[str, list[Site]] = {}
         for s in graph.sites:
             self.by_node.setdefault(s.node, []).append(s)
         self.out, self.masks, self.count, self.want_norms = out, masks, count, norms
+        self.record = record
 
     def run_node(self, n: torch.fx.Node) -> Any:
         if n.op != "call_function":
@@ -670,6 +672,10 @@ class _Run(torch.fx.Interpreter):
     def _record(self, s: Site, v: Values, cache: dict[str, Any]) -> None:
         name, layer = s.layer.name, s.layer
         a = s.a(v, cache)
+        if not self.record:  # a statistics pass: no masks kept
+            if self.want_norms:
+                self.out.norms[name] = _sq_norms(layer, a)
+            return
         self.out.inputs[name] = (a != 0).numpy()
         if s.b is not None:
             self.out.internal.setdefault(name, {})["b"] = (s.b(v, cache) != 0).numpy()
@@ -695,13 +701,36 @@ def flat_inputs(program: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) ->
 
 
 def run(graph: Graph, args: Sequence[Any], kwargs: Mapping[str, Any], *,
-        masks: Masks | None = None, count: bool = False, norms: bool = False) -> Measured:
-    """One pass of the graph on the inputs (no grad)."""
+        masks: Masks | None = None, count: bool = False, norms: bool = False,
+        record: bool = True) -> Measured:
+    """One pass of the graph on the inputs (no grad); ``record = False`` keeps only the
+    statistics (``norms``), no operand masks."""
     out = Measured()
     with torch.no_grad():
-        out.output = _Run(graph, out, masks, count, norms).run(
+        out.output = _Run(graph, out, masks, count, norms, record).run(
             *flat_inputs(graph.program, args, kwargs))
     return out
+
+
+def first_samples(args: Sequence[Any], kwargs: Mapping[str, Any], n: int
+                  ) -> tuple[tuple[Any, ...], dict[str, Any], int]:
+    """The first ``n`` samples of a calibration batch: every input tensor whose first axis is
+    the batch ``B`` (the first input tensor's first axis) cut to its first ``n`` rows; other
+    inputs (flags, broadcast ``[1, …]`` tensors) as they are. Returns them and ``B``."""
+    from torch.utils import _pytree
+
+    leaves, spec = _pytree.tree_flatten((tuple(args), dict(kwargs)))
+    tensors = [x for x in leaves if isinstance(x, torch.Tensor) and x.dim() > 0]
+    if not tensors:
+        raise SparsesimError("the inputs hold no tensor with a batch axis", field="--sim-batch")
+    batch = int(tensors[0].shape[0])
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= batch:
+        raise SparsesimError(f"must be an integer in [1, {batch}] (the calibration batch), got "
+                             f"{n!r}", field="--sim-batch")
+    cut = [x[:n] if isinstance(x, torch.Tensor) and x.dim() > 0 and x.shape[0] == batch
+           else x for x in leaves]
+    sim_args, sim_kwargs = _pytree.tree_unflatten(cut, spec)
+    return tuple(sim_args), dict(sim_kwargs), batch
 
 
 # --- the front-end object ------------------------------------------------------------------------
@@ -717,6 +746,7 @@ class Captured:
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     first: Measured  # the pass on the model as it is (its own zeros)
+    calibration: dict[str, Any] | None = None  # the batches, with sim_batch (trace meta)
 
     def weights(self) -> Weights:
         return self.first.weights
@@ -735,6 +765,8 @@ class Captured:
         chosen: Masks | None = None
         info: dict[str, Any] = {"source": self.workload.source,
                                 "capture": {"method": "torch.export", **self.coverage.as_dict()}}
+        if self.calibration is not None:
+            info["calibration"] = dict(self.calibration)
         if spec is not None:
             if spec.granularity not in WEIGHT_GRANULARITIES:
                 raise SparsesimError(f"{spec.granularity} pruning of a graph-captured model is "
@@ -782,22 +814,51 @@ class Captured:
         return Trace(self.workload, layer_masks, info)
 
 
-def capture(model: nn.Module, args: Sequence[Any] | Any, kwargs: Mapping[str, Any] | None = None,
-            *, name: str = "model", source: str = "", allow_uncaptured: float = 0.0,
-            norms: bool = False) -> Captured:
-    """Export, walk and run ``model`` on ``(args, kwargs)``; refuse it (one error listing the
-    uncaptured ops) if the capture misses more than ``allow_uncaptured`` of its MACs."""
-    args = tuple(args) if isinstance(args, (tuple, list)) else (args,)
-    kwargs = dict(kwargs or {})
-    model = model.eval()
+def _export(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     try:
-        program = torch.export.export(model, args, kwargs)
+        return torch.export.export(model, args, kwargs)
     except Exception as err:  # torch raises many kinds; the user needs its one line
         line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SparsesimError(f"torch.export cannot capture the model: {line}",
                              field="model") from None
+
+
+def _calibration_norms(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
+                       graph: Graph) -> dict[str, np.ndarray]:
+    """Wanda's input norms over the whole calibration batch: the model exported at that batch
+    and run once keeping only the norms (never the batch's masks); its layers must be the
+    simulated graph's."""
+    calib = walk(_export(model, args, kwargs))
+    if [s.layer.name for s in calib.sites] != [s.layer.name for s in graph.sites]:
+        raise SparsesimError("the model's GEMM nodes differ between the calibration batch and "
+                             "the simulated batch (shape-dependent control flow?)",
+                             field="--sim-batch")
+    return run(calib, args, kwargs, norms=True, record=False).norms
+
+
+def capture(model: nn.Module, args: Sequence[Any] | Any, kwargs: Mapping[str, Any] | None = None,
+            *, name: str = "model", source: str = "", allow_uncaptured: float = 0.0,
+            norms: bool = False, sim_batch: int | None = None) -> Captured:
+    """Export, walk and run ``model`` on ``(args, kwargs)``; refuse it (one error listing the
+    uncaptured ops) if the capture misses more than ``allow_uncaptured`` of its MACs.
+
+    ``sim_batch = N`` decouples the simulated batch from the calibration batch ``B`` (the
+    inputs): the workload is the model on the *first* ``N`` samples (:func:`first_samples`),
+    exported at that batch, whose operand masks (of the pruned model) are measured on those
+    ``N`` samples only; the statistics a criterion reads (Wanda's input norms) come from all
+    ``B`` samples, in a second pass that keeps no masks. ``None``: ``N = B``."""
+    args = tuple(args) if isinstance(args, (tuple, list)) else (args,)
+    kwargs = dict(kwargs or {})
+    model = model.eval()
+    calib_args, calib_kwargs, batch = args, kwargs, None
+    if sim_batch is not None:
+        args, kwargs, batch = first_samples(args, kwargs, sim_batch)
+    program = _export(model, args, kwargs)
     graph = walk(program)
-    first = run(graph, args, kwargs, count=True, norms=norms)
+    split = batch is not None and sim_batch != batch
+    first = run(graph, args, kwargs, count=True, norms=norms and not split)
+    if norms and split:
+        first.norms = _calibration_norms(model, calib_args, calib_kwargs, graph)
     total, _ = parity.independent_macs(model, args, kwargs)
     captured_nodes = {s.node for s in graph.sites}
     uncaptured = []
@@ -819,7 +880,13 @@ def capture(model: nn.Module, args: Sequence[Any] | Any, kwargs: Mapping[str, An
     cov = parity.Coverage(sum(s.macs for s in graph.sites), total, tuple(uncaptured))
     parity.check_coverage(cov, allow_uncaptured)
     workload = Workload(name, layers, source or f"torch.export of {type(model).__name__}")
-    return Captured(graph, workload, cov, args, kwargs, first)
+    calibration = None
+    if batch is not None:
+        calibration = {"batch": batch, "sim_batch": sim_batch,
+                       "masks": f"the first {sim_batch} of the {batch} calibration samples",
+                       "statistics": (f"all {batch} samples (Wanda's input norms)" if norms
+                                      else "none (the criterion reads no activations)")}
+    return Captured(graph, workload, cov, args, kwargs, first, calibration)
 
 
 def _node(graph: Graph, name: str) -> torch.fx.Node:
@@ -834,5 +901,5 @@ def _path_of(graph: Graph, name: str) -> str:
     return module_path(_node(graph, name))
 
 
-__all__ = ["Captured", "Graph", "HANDLERS", "Measured", "Site", "capture", "probabilities",
-           "run", "walk"]
+__all__ = ["Captured", "Graph", "HANDLERS", "Measured", "Site", "capture", "first_samples",
+           "probabilities", "run", "walk"]

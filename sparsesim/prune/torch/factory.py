@@ -92,10 +92,12 @@ def _user_model(out: Any, path: str, func: str) -> UserModel:
 
 
 
-def user_trace(spec: str, prune: Any = None, *, allow_uncaptured: float = 0.0) -> Any:
+def user_trace(spec: str, prune: Any = None, *, allow_uncaptured: float = 0.0,
+               sim_batch: int | None = None) -> Any:
     """Load ``file.py:factory``, capture it by graph (the parity gate at ``allow_uncaptured``)
     and return its trace: pruned by ``prune`` (a :class:`~sparsesim.prune.spec.PruneSpec`,
-    weight granularities) or, with ``None``, as it is (its own zeros)."""
+    weight granularities) or, with ``None``, as it is (its own zeros); ``sim_batch``: simulate
+    the first N of the calibration samples (:func:`~sparsesim.prune.torch.export.capture`)."""
     from sparsesim.prune.torch.export import capture
 
     user = load_factory(spec)
@@ -106,7 +108,8 @@ def user_trace(spec: str, prune: Any = None, *, allow_uncaptured: float = 0.0) -
     try:
         cap = capture(user.model, user.args, user.kwargs, name=user.name, source=user.source,
                       allow_uncaptured=allow_uncaptured,
-                      norms=prune is not None and prune.criterion == "wanda")
+                      norms=prune is not None and prune.criterion == "wanda",
+                      sim_batch=sim_batch)
     except SparsesimError as err:
         raise err.located(file=path) from None
     return cap.trace(prune)
