@@ -224,3 +224,35 @@ def test_mha_split_masks_prune_their_own_rows():
     # the pruned pass applies each part's mask to its rows: the out_proj's input (attention
     # output) now differs from the unpruned model's
     assert trace.meta["capture"]["captured_macs"] == 3360
+
+
+def test_wanda_on_a_3d_and_a_transposed_conv():
+    """Wanda's per-input-channel norms broadcast over a 3-D kernel's (t, r, s) taps and a
+    transposed conv's regrouped kernel; the masks apply back in PyTorch's layout."""
+    from sparsesim.prune.spec import PruneSpec
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.c3 = nn.Conv3d(2, 4, 3, padding=1)
+            self.up = nn.ConvTranspose2d(4, 2, 2, stride=2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = torch.relu(self.c3(x))
+            return self.up(y.mean(dim=2))
+
+    torch.manual_seed(0)
+    model = Net().eval()
+    x = torch.randn(2, 2, 3, 4, 4)
+    cap = capture(model, (x,), norms=True)
+    spec = PruneSpec(criterion="wanda", granularity="unstructured", sparsity=0.5)
+    trace = cap.trace(spec)
+    c3, up = cap.workload.layers
+    w3 = trace.masks["c3"].weights["w"]
+    assert w3.shape == (4, 2, 3, 3, 3) and w3.mean() == pytest.approx(0.5)
+    # Wanda's score |W|·‖X_c‖ by hand, ranked per tensor
+    norms = x.double().pow(2).sum(dim=(0, 2, 3, 4)).sqrt().numpy()
+    score = np.abs(model.c3.weight.detach().numpy()) * norms[None, :, None, None, None]
+    assert score[w3].min() >= score[~w3].max()
+    wu = trace.masks["up"].weights["w"]
+    assert wu.shape == (2, 4, 2, 2) and up.transposed and wu.mean() == pytest.approx(0.5)
