@@ -71,13 +71,19 @@ class Im2col:
                 f"along K only under a 1×1 kernel with c/groups a multiple of {m})")
 
 
+@lru_cache(maxsize=1 << 10)
+def _tap_maps(conv: Conv2d) -> tuple[tuple[np.ndarray, ...], tuple[int, int, int]]:
+    """Per axis (d, h, w) the tap map ``[out, kernel]`` and the output size, once per layer."""
+    axes = conv.axes
+    return tuple(a.taps() for a in axes), (axes[0].out, axes[1].out, axes[2].out)
+
+
 @lru_cache(maxsize=1 << 14)
 def _touched(conv: Conv2d, m0: int, m1: int) -> tuple[tuple[int, np.ndarray], ...]:
     """Per image, the input pixels that output pixels ``m0:m1`` (row-major n, z, e, f) read
     (``[h, w]`` planes; ``[d, h, w]`` in 3-D), structural zeros aside. Cached: every group and
     every K block of a layer reads the same pixels."""
-    dz, dy, dx = (axis.taps() for axis in conv.axes)
-    z, e, f = conv.z, conv.e, conv.f
+    (dz, dy, dx), (z, e, f) = _tap_maps(conv)
     shape = (conv.d, conv.h, conv.w)
     touched: dict[int, np.ndarray] = {}
     for row in range(m0 // f, (m1 - 1) // f + 1):  # output rows (n, z, e) the pixels cover
@@ -88,8 +94,7 @@ def _touched(conv: Conv2d, m0: int, m1: int) -> tuple[tuple[int, np.ndarray], ..
         plane = touched.setdefault(n, np.zeros(shape, dtype=bool))
         zs, ys = dz[out_z], dy[out_y]
         xs = dx[first:last + 1].ravel()  # gaps between windows when stride > span
-        zs, ys, xs = (np.unique(v[v >= 0]) for v in (zs, ys, xs))
-        plane[np.ix_(zs, ys, xs)] = True
+        plane[np.ix_(zs[zs >= 0], ys[ys >= 0], xs[xs >= 0])] = True
     planes = []
     for n, plane in sorted(touched.items()):
         out = plane if conv.spatial_dims == 3 else plane[0]
