@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from sparsesim.cli.common import save_trace
-from sparsesim.cli.prune import add_allow_uncaptured, model_source, print_capture, \
-    user_model_trace
+from sparsesim.cli.prune import add_allow_uncaptured, add_sim_batch, model_source, \
+    print_capture, user_model_trace
 from sparsesim.errors import SparsesimError
 from sparsesim.units import fmt_si
 
@@ -26,6 +26,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                         help="a function returning (model, example_inputs) or (model, args, "
                              "kwargs)")
     add_allow_uncaptured(parser)
+    add_sim_batch(parser)
     parser.add_argument("-o", "--out", type=Path, required=True, metavar="PATH",
                         help="the trace file to write (.npz)")
     parser.set_defaults(func=run)
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     if args.model in SHIPPED:
         raise SparsesimError("import takes FILE.py:FACTORY; the shipped models are pruned with "
                              "`sparsesim prune --model`", field="--model")
-    trace = user_model_trace(args.model, None, args.allow_uncaptured)
+    trace = user_model_trace(args.model, None, args.allow_uncaptured, args.sim_batch)
     out: Path = args.out
     save_trace(trace, out)
     print(f"{trace.workload.name}: {len(trace.workload.layers)} layers, weight sparsity "

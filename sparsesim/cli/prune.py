@@ -42,14 +42,24 @@ def add_allow_uncaptured(parser: argparse.ArgumentParser) -> None:
                              "GEMM captured, or an error listing the ops missed)")
 
 
-def user_model_trace(model: str, spec: object, allow: float) -> Trace:
+def add_sim_batch(parser: argparse.ArgumentParser) -> None:
+    """``--sim-batch``: simulate fewer samples than the calibration batch holds."""
+    parser.add_argument("--sim-batch", type=count(1), metavar="N",
+                        help="FILE.py:FACTORY models: simulate the first N samples of the "
+                             "calibration inputs (their masks), while the criterion's "
+                             "statistics (wanda's input norms) come from all of them "
+                             "(default: the whole calibration batch)")
+
+
+def user_model_trace(model: str, spec: object, allow: float,
+                     sim_batch: int | None = None) -> Trace:
     """The trace of a user's model (``spec`` None: as it is)."""
     try:
         from sparsesim.prune.torch.factory import user_trace
     except ImportError as err:
         raise SparsesimError(f"--model needs PyTorch: pip install 'sparsesim[torch]' ({err})",
                              field="--model") from None
-    trace: Trace = user_trace(model, spec, allow_uncaptured=allow)
+    trace: Trace = user_trace(model, spec, allow_uncaptured=allow, sim_batch=sim_batch)
     return trace
 
 
@@ -69,6 +79,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                           "returning (model, example_inputs) or (model, args, kwargs); "
                           "captured by torch.export, every GEMM node a layer)")
     add_allow_uncaptured(parser)
+    add_sim_batch(parser)
     parser.add_argument("--method", default="magnitude",
                         choices=("magnitude", "random", "taylor", "fisher", "wanda", "slimming"),
                         help="criterion (default: %(default)s); taylor, fisher and wanda need "
@@ -184,9 +195,12 @@ def run(args: argparse.Namespace) -> int:
     if args.allow_uncaptured and (args.model is None or args.model in SHIPPED):
         raise SparsesimError("the parity gate's allowance is for a FILE.py:FACTORY model",
                              field="--allow-uncaptured")
+    if args.sim_batch is not None and (args.model is None or args.model in SHIPPED):
+        raise SparsesimError("the simulated batch of a shipped model or workload is its own: "
+                             "--sim-batch is for a FILE.py:FACTORY model", field="--sim-batch")
     if args.model is not None and args.model not in SHIPPED:
         _user_options(args, act, dynamic)
-        trace = user_model_trace(args.model, spec, args.allow_uncaptured)
+        trace = user_model_trace(args.model, spec, args.allow_uncaptured, args.sim_batch)
     elif args.model is not None:
         if args.attn_density != 1:
             raise SparsesimError("a real model's probabilities are pruned by their top-k: use "

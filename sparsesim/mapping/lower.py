@@ -67,10 +67,10 @@ from sparsesim.workload.layers import LAYER_TYPES, Attention, Conv2d, Layer, Lin
 
 
 def _lower_conv(layer: Conv2d) -> list[Gemm]:
-    # im2col per group: rows are the n·e·f output pixels, K the c/g·r·s window.
+    # im2col per group: rows are the n·z·e·f output pixels, K the c/g·t·r·s window.
     g = layer.groups
-    return [Gemm(layer.name, "conv", m=layer.n * layer.e * layer.f,
-                 k=(layer.c // g) * layer.r * layer.s, n=layer.m // g, count=g)]
+    return [Gemm(layer.name, "conv", m=layer.n * layer.pixels, k=(layer.c // g) * layer.taps,
+                 n=layer.m // g, count=g)]
 
 
 def _lower_linear(layer: Linear) -> list[Gemm]:

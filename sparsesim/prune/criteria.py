@@ -126,7 +126,7 @@ def _broadcast_norms(layer: Layer, w: np.ndarray, norms: np.ndarray) -> np.ndarr
                                  layer=layer.name, field="act_norms.w")
         g, cg, per_group = layer.groups, layer.c // layer.groups, layer.m // layer.groups
         rows = norms.reshape(g, cg)[np.arange(layer.m) // per_group]  # [m, c/g]
-        return rows[:, :, None, None]
+        return rows.reshape(rows.shape + (1,) * (w.ndim - 2))  # over the (t,) r, s taps
     if isinstance(layer, MatMul):
         if norms.shape != (w.shape[0],):
             raise SparsesimError(f"expected {w.shape[0]} input norms, got {norms.shape}",

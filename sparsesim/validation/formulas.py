@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -47,20 +48,34 @@ def clog2(x: int) -> int:
     return 0 if x <= 1 else math.ceil(math.log2(x))
 
 
-def _conv_out(size: int, kernel: int, stride: int, padding: int, ceil_mode: bool) -> int:
-    span = size + 2 * padding - kernel
+def _conv_out(size: int, kernel: int, stride: int, pad: tuple[int, int], dilation: int,
+              ceil_mode: bool, transposed: bool, output_padding: int) -> int:
+    """PyTorch's output sizes (SCALE-Sim's ceil rule with ``ceil_mode``)."""
+    window = dilation * (kernel - 1) + 1
+    if transposed:
+        return (size - 1) * stride - pad[0] - pad[1] + window + output_padding
+    span = size + pad[0] + pad[1] - window
     return (math.ceil(span / stride) if ceil_mode else span // stride) + 1
 
 
+def _per_axis(value: object, dims: int) -> list[Any]:
+    return list(value) if isinstance(value, tuple) else [value] * dims
+
+
 def _conv_closed(layer: Conv2d, bits: tuple[int, int, int]) -> tuple[int, tuple[int, int, int]]:
-    """MACs N·M·E·F·(C/g)·R·S and storage (weights, inputs, outputs) in bits."""
+    """MACs N·M·Z·E·F·(C/g)·T·R·S and storage (weights, inputs, outputs) in bits."""
     a, w, o = bits
-    e = _conv_out(layer.h, layer.r, layer.stride, layer.padding, layer.ceil_mode)
-    f = _conv_out(layer.w, layer.s, layer.stride, layer.padding, layer.ceil_mode)
-    cg = layer.c // layer.groups
-    macs = layer.n * layer.m * e * f * cg * layer.r * layer.s
-    return macs, (layer.m * cg * layer.r * layer.s * w, layer.n * layer.c * layer.h * layer.w * a,
-                  layer.n * layer.m * e * f * o)
+    dims = 3 if layer.d > 1 or layer.t > 1 else 2
+    sizes, kernels = [layer.d, layer.h, layer.w][3 - dims:], [layer.t, layer.r, layer.s][3 - dims:]
+    pads = [(p, p) if isinstance(p, int) else p for p in _per_axis(layer.padding, dims)]
+    outs = [_conv_out(size, k, st, pad, dl, layer.ceil_mode, layer.transposed, op)
+            for size, k, st, pad, dl, op in zip(
+                sizes, kernels, _per_axis(layer.stride, dims), pads,
+                _per_axis(layer.dilation, dims), _per_axis(layer.output_padding, dims))]
+    cg, taps, pixels = layer.c // layer.groups, math.prod(kernels), math.prod(outs)
+    macs = layer.n * layer.m * pixels * cg * taps
+    return macs, (layer.m * cg * taps * w, layer.n * layer.c * math.prod(sizes) * a,
+                  layer.n * layer.m * pixels * o)
 
 
 def _linear_closed(layer: Linear, bits: tuple[int, int, int]

@@ -17,7 +17,7 @@ Dimension names follow the accelerator literature (Eyeriss, SCALE-Sim): a convol
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import ClassVar, Protocol, Union
+from typing import Any, ClassVar, Protocol, Union
 
 import numpy as np
 
@@ -96,14 +96,148 @@ def _no_cut(layer: Layer, what: str) -> SparsesimError:
                           layer=layer.name, field="channels")
 
 
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+"""How a convolution fills its padding (PyTorch's ``padding_mode``). Only ``zeros`` puts zeros
+in the im2col matrix; the others copy input pixels there (data movement: the GEMM is the same,
+only its A operand's non-zero pattern differs)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConvAxis:
+    """One spatial axis of a convolution: ``size`` input pixels, ``kernel`` taps.
+
+    A transposed axis is lowered as the equivalent direct convolution over the zero-inserted
+    input (``stride − 1`` zeros between pixels, ``span − 1 − pad`` pixels of zero padding each
+    side, ``output_padding`` more at the end, stride 1, the kernel flipped): :meth:`taps` says
+    which input pixel each output reads at each tap, ``-1`` where it reads a structural zero
+    (zero padding, an inserted zero, a ceil-mode overhang) — known before compute, so a
+    PE that skips zero A operands skips them.
+    """
+
+    size: int
+    kernel: int
+    stride: int = 1
+    pad: tuple[int, int] = (0, 0)
+    dilation: int = 1
+    transposed: bool = False
+    output_padding: int = 0
+    ceil_mode: bool = False
+    mode: str = "zeros"
+
+    @property
+    def span(self) -> int:
+        """Input pixels one window covers, ``dilation·(kernel − 1) + 1``."""
+        return self.dilation * (self.kernel - 1) + 1
+
+    @property
+    def out(self) -> int:
+        """Output pixels (0 or less: the geometry is impossible)."""
+        lo, hi = self.pad
+        if self.transposed:  # PyTorch: (size − 1)·stride − 2·pad + span + output_padding
+            return (self.size - 1) * self.stride - lo - hi + self.span + self.output_padding
+        span = self.size + lo + hi - self.span
+        if span < 0:
+            return 0
+        if self.ceil_mode:
+            return -(-span // self.stride) + 1
+        return span // self.stride + 1
+
+    def taps(self) -> np.ndarray:
+        """``[out, kernel]``: the input pixel each output pixel reads at each tap (``-1``: a
+        structural zero). Non-zero padding modes read the pixel they copy."""
+        o = np.arange(self.out)[:, None]
+        j = np.arange(self.kernel)[None, :] * self.dilation
+        if self.transposed:
+            x = o - (self.span - 1 - self.pad[0]) + j  # in the zero-inserted input
+            real = (x >= 0) & (x % self.stride == 0) & (x // self.stride < self.size)
+            return np.where(real, x // self.stride, -1)
+        x = o * self.stride - self.pad[0] + j
+        inside = (x >= 0) & (x < self.size)
+        padded = (x >= -self.pad[0]) & (x < self.size + self.pad[1]) & ~inside
+        n = self.size
+        if self.mode == "reflect":
+            src = np.abs(x)
+            src = np.where(src >= n, 2 * (n - 1) - src, src)
+        elif self.mode == "replicate":
+            src = np.clip(x, 0, n - 1)
+        elif self.mode == "circular":
+            src = np.mod(x, n)
+        else:
+            src = x
+        copied = padded if self.mode != "zeros" else np.zeros_like(padded)
+        return np.where(inside, x, np.where(copied, src, -1))
+
+
+def _ints(layer: str, field: str, value: object, dims: int, *, low: int) -> tuple[int, ...]:
+    """A per-axis parameter as ``dims`` integers ``>= low`` (one integer: every axis)."""
+    vals = list(value) if isinstance(value, (list, tuple)) else [value]
+    if len(vals) == 1:
+        vals = vals * dims
+    if len(vals) != dims:
+        raise SparsesimError(f"needs one value or {dims} (one per spatial axis, "
+                             f"{'(d, h, w)' if dims == 3 else '(h, w)'}), got {value!r}",
+                             layer=layer, field=field)
+    out: list[int] = []
+    for v in vals:
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise SparsesimError(f"must be {'positive' if low else 'non-negative'} integers, "
+                                 f"got {value!r}", layer=layer, field=field)
+        out.append(v)
+    return tuple(out)
+
+
+def _pads(layer: str, value: object, dims: int) -> tuple[tuple[int, int], ...]:
+    """Padding per axis as ``(before, after)``: one integer (every side), or one entry per
+    axis, each an integer (both sides) or ``[before, after]``."""
+    if isinstance(value, (list, tuple)):
+        entries = list(value)
+        if len(entries) != dims:
+            raise SparsesimError(f"needs one value or {dims} (one per spatial axis, each n or "
+                                 f"[before, after]), got {value!r}", layer=layer,
+                                 field="padding")
+    else:
+        entries = [value] * dims
+    out = []
+    for e in entries:
+        pair = list(e) if isinstance(e, (list, tuple)) else [e, e]
+        if len(pair) != 2 or any(isinstance(x, bool) or not isinstance(x, int) or x < 0
+                                 for x in pair):
+            raise SparsesimError(f"must be non-negative integers (n or [before, after] per "
+                                 f"axis), got {value!r}", layer=layer, field="padding")
+        out.append((pair[0], pair[1]))
+    return tuple(out)
+
+
+def _canon(values: tuple[object, ...]) -> object:
+    """One value when every axis has it (the plain layer's form), else the per-axis tuple."""
+    return values[0] if len(set(values)) == 1 else values
+
+
 @dataclass(frozen=True, slots=True)
 class Conv2d:
-    """2-D convolution; ``groups = c = m`` is depthwise.
+    """Convolution: 2-D, 1-D (``h = r = 1``) and 3-D (``d``, ``t`` > 1); ``groups = c = m`` is
+    depthwise.
+
+    Per-axis parameters (``stride``, ``dilation``, ``output_padding``) are one integer for every
+    spatial axis or one per axis, ``(h, w)`` (2-D) or ``(d, h, w)`` (3-D); ``padding`` is one
+    integer, ``"same"``/``"valid"`` (PyTorch's rule: ``dilation·(kernel − 1)`` split with the
+    odd pixel after), or per axis an integer or ``[before, after]`` (asymmetric). They are
+    stored in that order, one integer when every axis agrees, so a plain conv is the same
+    object however it was spelled. ``padding_mode`` (PyTorch's) other than ``zeros`` copies
+    input pixels into the padding: data movement (the address generator reads the pixel it
+    copies), the GEMM is the same; only the im2col matrix's zeros differ.
+
+    ``transposed`` is a transposed convolution (its ``c`` inputs, ``m`` outputs, PyTorch's
+    output size ``(size − 1)·stride − 2·pad + dilation·(kernel − 1) + output_padding + 1``),
+    lowered as the equivalent direct convolution over the zero-inserted input
+    (:class:`ConvAxis`); its MACs are that direct conv's, what a dense array computes,
+    the inserted zeros included. Its weights are held in that direct conv's layout
+    ``[m, c/g, (t,) r, s]`` (PyTorch's ``[c, m/g, …]`` regrouped and flipped).
 
     ``ceil_mode`` rounds the output size up, as SCALE-Sim does for its topology files
     (``ceil((h − r + stride) / stride)``); the default is PyTorch's
-    ``floor((h + 2·padding − r) / stride) + 1``. ``norm`` adds a batch-norm's two affine
-    parameters per filter to the parameter count (it costs no MACs here).
+    ``floor((h + pad_before + pad_after − span) / stride) + 1``. ``norm`` adds a batch-norm's
+    two affine parameters per filter to the parameter count (it costs no MACs here).
     """
 
     name: str
@@ -114,84 +248,177 @@ class Conv2d:
     r: int
     s: int
     n: int = 1
-    stride: int = 1
-    padding: int = 0
+    stride: int | tuple[int, ...] = 1
+    padding: int | str | tuple[Any, ...] = 0
     groups: int = 1
     bias: bool = False
     norm: bool = False
     ceil_mode: bool = False
+    d: int = 1
+    t: int = 1
+    dilation: int | tuple[int, ...] = 1
+    padding_mode: str = "zeros"
+    transposed: bool = False
+    output_padding: int | tuple[int, ...] = 0
     op: ClassVar[str] = "conv2d"
 
     def __post_init__(self) -> None:
         _check_positive(
             self.name, n=self.n, c=self.c, h=self.h, w=self.w, m=self.m, r=self.r, s=self.s,
-            stride=self.stride, groups=self.groups,
+            groups=self.groups, d=self.d, t=self.t,
         )
-        if isinstance(self.padding, bool) or not isinstance(self.padding, int) or self.padding < 0:
-            raise SparsesimError(
-                f"must be a non-negative integer, got {self.padding!r}", layer=self.name,
-                field="padding",
-            )
-        _check_flags(self.name, bias=self.bias, norm=self.norm, ceil_mode=self.ceil_mode)
+        _check_flags(self.name, bias=self.bias, norm=self.norm, ceil_mode=self.ceil_mode,
+                     transposed=self.transposed)
+        dims = self.spatial_dims
+        stride = _ints(self.name, "stride", self.stride, dims, low=1)
+        dilation = _ints(self.name, "dilation", self.dilation, dims, low=1)
+        out_pad = _ints(self.name, "output_padding", self.output_padding, dims, low=0)
+        kernel = (self.t, self.r, self.s)[3 - dims:]
+        if self.padding == "valid":
+            pads = ((0, 0),) * dims
+        elif self.padding == "same":
+            if self.transposed or any(x != 1 for x in stride):
+                raise SparsesimError("padding = 'same' needs stride 1 and a direct conv (as in "
+                                     "PyTorch)", layer=self.name, field="padding")
+            pads = tuple((dl * (k - 1) // 2, dl * (k - 1) - dl * (k - 1) // 2)
+                         for dl, k in zip(dilation, kernel))
+        elif isinstance(self.padding, str):
+            raise SparsesimError(f"unknown padding {self.padding!r}: an integer, per-axis "
+                                 "values, 'same' or 'valid'", layer=self.name, field="padding")
+        else:
+            pads = _pads(self.name, self.padding, dims)
+        if self.padding_mode not in PADDING_MODES:
+            raise SparsesimError(f"unknown padding_mode {self.padding_mode!r}; expected one of "
+                                 f"{', '.join(PADDING_MODES)}", layer=self.name,
+                                 field="padding_mode")
+        if self.transposed and self.padding_mode != "zeros":
+            raise SparsesimError("a transposed conv pads with zeros only (as in PyTorch)",
+                                 layer=self.name, field="padding_mode")
+        if self.transposed and self.ceil_mode:
+            raise SparsesimError("ceil_mode is SCALE-Sim's rule for direct convs only",
+                                 layer=self.name, field="ceil_mode")
+        sizes = (self.d, self.h, self.w)[3 - dims:]
+        for st_, dl, op_, k, p, size in zip(stride, dilation, out_pad, kernel, pads, sizes):
+            if self.transposed and op_ >= max(st_, dl):
+                raise SparsesimError(f"output_padding {op_} must be smaller than the stride "
+                                     f"or the dilation", layer=self.name, field="output_padding")
+            if not self.transposed and op_:
+                raise SparsesimError("output_padding is for transposed convs only",
+                                     layer=self.name, field="output_padding")
+            limit = {"reflect": size - 1, "circular": size}.get(self.padding_mode)
+            if limit is not None and max(p) > limit:  # PyTorch's limits: one reflection/wrap
+                raise SparsesimError(f"{self.padding_mode} padding {max(p)} is more than "
+                                     f"{limit} for an input of {size}", layer=self.name,
+                                     field="padding")
+        object.__setattr__(self, "stride", _canon(stride))
+        object.__setattr__(self, "dilation", _canon(dilation))
+        object.__setattr__(self, "output_padding", _canon(out_pad))
+        symmetric = all(lo == hi for lo, hi in pads)
+        object.__setattr__(self, "padding", pads[0][0] if symmetric and len(set(pads)) == 1
+                           else tuple(lo if lo == hi else (lo, hi) for lo, hi in pads))
         for field in ("c", "m"):
             if getattr(self, field) % self.groups:
                 raise SparsesimError(
                     f"{getattr(self, field)} is not divisible by groups={self.groups}",
                     layer=self.name, field=field,
                 )
-        for field, size, kernel in (("h", self.h, self.r), ("w", self.w, self.s)):
-            if self._out(size, kernel) <= 0:
+        for field, axis in zip(("d", "h", "w"), self.axes):
+            if axis.out <= 0:
                 raise SparsesimError(
-                    f"output size is not positive: input {size}, kernel {kernel}, "
-                    f"stride {self.stride}, padding {self.padding}", layer=self.name, field=field,
+                    f"output size is not positive: input {axis.size}, kernel {axis.kernel}, "
+                    f"stride {axis.stride}, padding {list(axis.pad)}, dilation "
+                    f"{axis.dilation}", layer=self.name, field=field,
                 )
 
-    def _out(self, size: int, kernel: int) -> int:
-        span = size + 2 * self.padding - kernel
-        if span < 0:
-            return 0
-        if self.ceil_mode:
-            return -(-span // self.stride) + 1
-        return span // self.stride + 1
+    @property
+    def spatial_dims(self) -> int:
+        """3 for a 3-D conv (``d`` or ``t`` > 1), else 2 (1-D convs are ``h = r = 1``)."""
+        return 3 if self.d > 1 or self.t > 1 else 2
+
+    def _per_axis(self, value: object) -> tuple[Any, ...]:
+        """A canonical per-axis field as ``(d, h, w)`` (depth neutral in 2-D)."""
+        dims = self.spatial_dims
+        vals = tuple(value) if isinstance(value, tuple) else (value,) * dims
+        return vals if dims == 3 else (None, *vals)
+
+    @property
+    def axes(self) -> tuple[ConvAxis, ConvAxis, ConvAxis]:
+        """The depth, height and width axes (depth is one pixel, one tap in 2-D)."""
+        pads = self._per_axis(self.padding)
+        stride, dil, op_ = (self._per_axis(x) for x in
+                            (self.stride, self.dilation, self.output_padding))
+        out = []
+        for i, (size, kernel) in enumerate(((self.d, self.t), (self.h, self.r), (self.w, self.s))):
+            if stride[i] is None:  # 2-D: the depth axis reads its one pixel
+                out.append(ConvAxis(size, kernel))
+                continue
+            p = pads[i]
+            out.append(ConvAxis(size, kernel, stride[i], (p, p) if isinstance(p, int) else p,
+                                dil[i], self.transposed, op_[i], self.ceil_mode,
+                                self.padding_mode))
+        return out[0], out[1], out[2]
+
+    @property
+    def z(self) -> int:
+        """Output depth (pixels; 1 in 2-D)."""
+        return self.axes[0].out
 
     @property
     def e(self) -> int:
         """Output height (pixels)."""
-        return self._out(self.h, self.r)
+        return self.axes[1].out
 
     @property
     def f(self) -> int:
         """Output width (pixels)."""
-        return self._out(self.w, self.s)
+        return self.axes[2].out
+
+    @property
+    def taps(self) -> int:
+        """Kernel taps per input channel, ``t·r·s``."""
+        return self.t * self.r * self.s
+
+    @property
+    def pixels(self) -> int:
+        """Output pixels per image, ``z·e·f`` (the GEMM's rows per image)."""
+        return self.z * self.e * self.f
+
+    @property
+    def reads_zeros(self) -> bool:
+        """Whether im2col reads structural zeros that are not in the input (zero padding,
+        inserted zeros of a transposed conv, a ceil-mode overhang): then a dense input still
+        has a sparse A operand."""
+        return any(bool((a.taps() < 0).any()) for a in self.axes)
 
     @property
     def dense_macs(self) -> int:
-        """``n·m·(c/groups)·r·s·e·f``."""
-        return self.n * self.m * (self.c // self.groups) * self.r * self.s * self.e * self.f
+        """``n·m·(c/groups)·t·r·s·z·e·f`` (a transposed conv: its direct equivalent's)."""
+        return self.n * self.m * (self.c // self.groups) * self.taps * self.pixels
 
     @property
     def weights(self) -> int:
-        return self.m * (self.c // self.groups) * self.r * self.s
+        return self.m * (self.c // self.groups) * self.taps
 
     @property
     def params(self) -> int:
         return self.weights + self.m * (int(self.bias) + 2 * int(self.norm))
 
     def storage(self, a_bits: int, w_bits: int, o_bits: int) -> Storage:
-        """Weights ``m·c/g·r·s``, inputs ``n·c·h·w`` (unpadded), outputs ``n·m·e·f``."""
+        """Weights ``m·c/g·t·r·s``, inputs ``n·c·d·h·w`` (unpadded), outputs ``n·m·z·e·f``."""
         return Storage(
             self.weights * w_bits,
-            self.n * self.c * self.h * self.w * a_bits,
-            self.n * self.m * self.e * self.f * o_bits,
+            self.n * self.c * self.d * self.h * self.w * a_bits,
+            self.n * self.m * self.pixels * o_bits,
         )
 
     input_channel_axis: ClassVar[int] = 1
 
     def weight_shapes(self) -> dict[str, tuple[int, ...]]:
-        return {"w": (self.m, self.c // self.groups, self.r, self.s)}
+        kernel = (self.t, self.r, self.s) if self.spatial_dims == 3 else (self.r, self.s)
+        return {"w": (self.m, self.c // self.groups, *kernel)}
 
     def reduction_axes(self, tensor: str) -> tuple[int, ...]:
-        return (1, 2, 3)  # K = (c/g, r, s): the im2col window
+        return tuple(range(1, self.spatial_dims + 2))  # K = (c/g, (t,) r, s): the window
 
     def activation_shapes(self) -> dict[str, tuple[int, ...]]:
         """None beside its input (only attention has internal, masked activations)."""
@@ -199,6 +426,8 @@ class Conv2d:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
+        if self.spatial_dims == 3:
+            return (self.n, self.c, self.d, self.h, self.w)
         return (self.n, self.c, self.h, self.w)
 
     @property
@@ -210,8 +439,8 @@ class Conv2d:
 
     @property
     def k_per_channel(self) -> int:
-        """Consecutive K columns one input channel spans (its ``r·s`` taps)."""
-        return self.r * self.s
+        """Consecutive K columns one input channel spans (its ``t·r·s`` taps)."""
+        return self.taps
 
     @property
     def out_channels(self) -> int:
@@ -634,6 +863,6 @@ def layer_fields(op: str) -> tuple[str, ...]:
 
 
 __all__ = [
-    "Attention", "Conv2d", "LAYER_TYPES", "Layer", "LayerShape", "Linear", "MatMul", "Storage",
-    "layer_fields",
+    "Attention", "Conv2d", "ConvAxis", "LAYER_TYPES", "Layer", "LayerShape", "Linear", "MatMul",
+    "PADDING_MODES", "Storage", "layer_fields",
 ]

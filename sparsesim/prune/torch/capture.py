@@ -461,7 +461,7 @@ class TorchNet:
                 x = measured.act_masks.get(b.layer.name)
                 # An all-ones mask is dense, except that a padded conv needs it: the lowering
                 # marks padding zeros only where an input mask is given.
-                padded = isinstance(b.layer, Conv2d) and b.layer.padding > 0
+                padded = isinstance(b.layer, Conv2d) and b.layer.reads_zeros
                 x = None if x is None or (x.all() and not padded) else x
                 internal = {t: m.reshape(b.layer.activation_shapes()[t])
                             for t, m in measured.internal.get(b.layer.name, {}).items()

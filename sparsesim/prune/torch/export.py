@@ -21,12 +21,19 @@ code calls them). :func:`capture` walks it node by node:
   mask and the scale to measure its zeros (the causal mask's among them). The scores the
   causal mask or ``attn_mask`` discards are ``qk``'s output mask ``o`` (known before the
   scores, so a skipping PE need not compute them; a dense array computes them all, and the
-  dense MACs count them), as :class:`~sparsesim.workload.layers.Attention` does for causal. 1-D and 2-D convolutions become
-  :class:`~sparsesim.workload.layers.Conv2d` (1-D as height 1) when the layer protocol holds
-  them: one stride and one symmetric zero padding for both axes, no dilation, not transposed.
-  3-D and transposed convolutions, dilation, per-axis stride or padding, a padded 1-D conv and
-  a batch of stored weight matrices are refused in one line naming the op, and counted as
-  uncaptured.
+  dense MACs count them), as :class:`~sparsesim.workload.layers.Attention` does for causal.
+  Every convolution (``conv1d/2d/3d``, ``conv_transpose*``, ``convolution``) becomes one
+  :class:`~sparsesim.workload.layers.Conv2d` with its parameters: 1-D as height 1, 3-D with
+  its depth, per-axis stride, dilation, padding (``'same'`` included), groups, transposed with
+  its ``output_padding``. A ``pad`` node feeding a conv (``nn.Conv2d(padding_mode=...)``
+  exports as one; so does a TF-style ``F.pad``) is folded into the conv's padding and
+  ``padding_mode`` when it pads only spatial axes by non-negative amounts, with zeros or a
+  copying mode (and the conv adds no zero padding of its own to a copying one); the conv's
+  input is then the pad's input. PyTorch counts a transposed conv as its scatter
+  (``n·c·m/g·kernel·input pixels``), the layer as its direct equivalent over the
+  zero-inserted input (what a dense array computes): the parity gate compares the node with
+  PyTorch's count (:attr:`Site.macs`). A batch of stored weight matrices is refused in one
+  line naming the op, and counted as uncaptured.
 * **Names** come from the node's ``nn_module_stack``: the innermost module's path
   (``encoder.layer.0.attention.self.query``), ``model`` at the root; a module holding several
   GEMM nodes names each ``{path}.{node}`` (e.g. ``attn.matmul_1``), SDPA's two ``.qk``/``.pv``.
@@ -45,6 +52,8 @@ Filter, channel and block pruning compact the trace (``sparsesim.prune.compact``
 graph read from the same exported program (:func:`units`, ``sparsesim.prune.torch.graphs``):
 each GEMM node is a layer reading its activation operand; a matmul's other activation operand
 and SDPA's keys and values are pinned.
+pruned model. The calibration batch is the simulated batch unless ``sim_batch`` says how many
+of its samples (the first) are simulated (:func:`capture`).
 """
 
 from __future__ import annotations
@@ -92,12 +101,26 @@ def _bind(target: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Values
 
 @dataclass(frozen=True)
 class WeightRef:
-    """Where a layer's stored weight is among its node's arguments, and how its layout maps
-    to the layer's (``to``) and back (``back``: to apply a mask in the graph's layout)."""
+    """Where a layer's stored weight is among its node's arguments (``index``: its place in
+    a list argument, einsum's ``tensors``), and how its layout maps to the layer's (``to``)
+    and back (``back``: to apply a mask in the graph's layout)."""
 
     arg: str
     to: Callable[[torch.Tensor], torch.Tensor] = lambda t: t
     back: Callable[[torch.Tensor], torch.Tensor] = lambda t: t
+    index: int | None = None
+
+    def get(self, v: Values) -> torch.Tensor:
+        x = v[self.arg]
+        return x if self.index is None else x[self.index]
+
+    def put(self, v: Values, value: torch.Tensor) -> None:
+        if self.index is None:
+            v[self.arg] = value
+        else:
+            items = list(v[self.arg])
+            items[self.index] = value
+            v[self.arg] = items
 
 
 def _t(t: torch.Tensor) -> torch.Tensor:
@@ -116,6 +139,12 @@ class Site:
     w: WeightRef | None = None
     b: Callable[[Values, dict[str, Any]], torch.Tensor] | None = None
     o: Callable[[Values, dict[str, Any]], torch.Tensor | None] | None = None  # needed outputs
+    counted_macs: int | None = None  # PyTorch's count when it differs from the layer's
+
+    @property
+    def macs(self) -> int:
+        """The node's MACs as PyTorch counts them (the parity gate's unit)."""
+        return self.layer.dense_macs if self.counted_macs is None else self.counted_macs
 
 
 class Refusal(Exception):
@@ -190,6 +219,8 @@ def _linear(name: str, node: torch.fx.Node, v: Values, static: Callable[[Any], b
     bias = v.get("bias") is not None
     if static(v["weight"]):
         tokens = _prod(sx[:-1])
+        if _is_in_proj(node, v["weight"], sw):
+            return _split_in_proj(name, node, tokens, sw, bias)
         layer = Linear(name, in_features=sw[1], out_features=sw[0], tokens=tokens, bias=bias)
         return [Site(layer, node.name, lambda vv, c: vv["input"].reshape(tokens, sw[1]),
                      WeightRef("weight"))]
@@ -197,6 +228,99 @@ def _linear(name: str, node: torch.fx.Node, v: Values, static: Callable[[Any], b
     mm = MatMul(name, m=rows, k=sw[1], n=sw[0], weights_operand=False)
     return [Site(mm, node.name, lambda vv, c: vv["input"].reshape(rows, sw[1]),
                  None, lambda vv, c: _t(vv["weight"]))]
+
+
+def _is_in_proj(node: torch.fx.Node, weight: Any, sw: tuple[int, ...]) -> bool:
+    """``nn.MultiheadAttention``'s packed ``in_proj_weight`` (``[3·e, e]``, self-attention):
+    PyTorch runs Q, K and V as one linear on it."""
+    stack = node.meta.get("nn_module_stack") or {}
+    inner = str(list(stack.values())[-1][1]) if stack else ""
+    return (inner.endswith("MultiheadAttention") and str(weight).endswith("in_proj_weight")
+            and len(sw) == 2 and sw[0] == 3 * sw[1])
+
+
+def _split_in_proj(name: str, node: torch.fx.Node, tokens: int, sw: tuple[int, ...],
+                   bias: bool) -> list[Site]:
+    """The packed Q/K/V projection as three linears ``{name}.q/.k/.v`` on the same input,
+    each its ``e`` rows of the weight (so its heads are rows of its own layer); a mask of
+    one is applied to its rows only."""
+    e = sw[1]
+
+    def a_of(vv: Values, c: dict[str, Any]) -> torch.Tensor:
+        return vv["input"].reshape(tokens, e)
+
+    def part_of(rows: slice) -> WeightRef:
+        def to(t: torch.Tensor) -> torch.Tensor:
+            return t[rows]
+
+        def back(t: torch.Tensor) -> torch.Tensor:
+            full = torch.ones(sw, dtype=t.dtype)
+            full[rows] = t
+            return full
+
+        return WeightRef("weight", to, back)
+
+    return [Site(Linear(f"{name}.{part}", in_features=e, out_features=e, tokens=tokens,
+                        bias=bias), node.name, a_of, part_of(slice(i * e, (i + 1) * e)))
+            for i, part in enumerate("qkv")]
+
+
+def _einsum(name: str, node: torch.fx.Node, v: Values, static: Callable[[Any], bool]
+            ) -> list[Site]:
+    """A two-operand einsum that is a GEMM: indices in both operands and the output are batch
+    axes (``count``), in both but not the output the contraction (K), in one operand and the
+    output its free axes (M, N). A stored operand with no batch axis makes it a Linear."""
+    eq = str(v["equation"]).replace(" ", "")
+    tensors = list(v["tensors"])
+    if "->" not in eq or "." in eq or len(tensors) != 2:
+        raise Refusal(f"einsum {eq!r} is not a two-operand GEMM with an explicit output")
+    ins, out = eq.split("->")
+    sa_idx, sb_idx = ins.split(",")
+    sa, sb = _shape(tensors[0]), _shape(tensors[1])
+    if (len(set(sa_idx)) != len(sa_idx) or len(set(sb_idx)) != len(sb_idx)
+            or len(set(out)) != len(out) or len(sa_idx) != len(sa) or len(sb_idx) != len(sb)):
+        raise Refusal(f"einsum {eq!r} repeats an index (a diagonal) or mismatches its shapes")
+    size = {**dict(zip(sa_idx, sa)), **dict(zip(sb_idx, sb))}
+    if any(size[i] != d for i, d in zip(sa_idx, sa)):
+        raise Refusal(f"einsum {eq!r} broadcasts an axis")
+    batch = [i for i in out if i in sa_idx and i in sb_idx]
+    contract = [i for i in sa_idx if i in sb_idx and i not in out]
+    free_a = [i for i in sa_idx if i not in sb_idx]
+    free_b = [i for i in sb_idx if i not in sa_idx]
+    if any(i not in out for i in free_a + free_b) or any(
+            i not in sa_idx and i not in sb_idx for i in out):
+        raise Refusal(f"einsum {eq!r} sums an axis of one operand alone (not a GEMM)")
+    st_a, st_b = static(tensors[0]), static(tensors[1])
+    ai, bi, ia, ib, fa, fb = 0, 1, sa_idx, sb_idx, free_a, free_b
+    if st_a and not st_b:  # O = A·W with the stored operand first: Oᵀ = W'·A'
+        ai, bi, ia, ib, fa, fb = 1, 0, sb_idx, sa_idx, free_b, free_a
+    m, k, n = (_prod([size[i] for i in x]) for x in (fa, contract, fb))
+    count = _prod([size[i] for i in batch])
+    lead = (count,) if batch else ()
+    perm_a = [ia.index(i) for i in batch + fa + contract]
+    perm_b = [ib.index(i) for i in batch + contract + fb]
+
+    def a_of(vv: Values, c: dict[str, Any]) -> torch.Tensor:
+        return vv["tensors"][ai].permute(perm_a).reshape(*lead, m, k)
+
+    def b_of(vv: Values, c: dict[str, Any]) -> torch.Tensor:
+        return vv["tensors"][bi].permute(perm_b).reshape(*lead, k, n)
+
+    if st_a and st_b:
+        raise Refusal("an einsum of two stored tensors is not a layer (no activation)")
+    if st_a or st_b:
+        if batch:
+            raise Refusal("a batch of stored weight matrices (an einsum whose weight operand "
+                          "has batch axes) is not a layer sparsesim holds yet")
+        wshape = _shape(tensors[bi])
+        inverse = [perm_b.index(j) for j in range(len(perm_b))]
+        layout = [wshape[j] for j in perm_b]
+        ref = WeightRef("tensors", lambda t: t.permute(perm_b).reshape(k, n).T,
+                        lambda t: t.T.reshape(layout).permute(inverse), index=bi)
+        layer: Layer = Linear(name, in_features=k, out_features=n, tokens=m)
+        return [Site(layer, node.name, a_of, ref)]
+    layer = MatMul(name, m=m, k=k, n=n, weights_operand=False, count=count)
+    return [Site(layer, node.name, a_of, None, b_of)]
 
 
 def _pairs(x: Any, dims: int, what: str) -> list[int]:
@@ -208,50 +332,122 @@ def _pairs(x: Any, dims: int, what: str) -> list[int]:
     return vals
 
 
+_PAD_MODES = {"constant": "zeros", "reflect": "reflect", "replicate": "replicate",
+              "circular": "circular"}
+
+
+def _folded_pad(x: Any, dims: int) -> tuple[list[tuple[int, int]], str] | None:
+    """The padding a ``pad`` node in front of a conv adds per spatial axis (``(before,
+    after)``, PyTorch's ``F.pad`` lists the last axis first) and its mode, when the conv
+    can hold it (non-negative, spatial axes only, zeros or a copying mode); else ``None``.
+    ``nn.Conv2d(padding_mode='reflect')`` and TF-style asymmetric ``F.pad`` are this."""
+    if not isinstance(x, torch.fx.Node) or x.op != "call_function":
+        return None
+    if x.target == aten.pad.default:
+        v = _bind(x.target, x.args, x.kwargs)
+        mode, value = v.get("mode", "constant"), v.get("value")
+    elif x.target == aten.constant_pad_nd.default:
+        v = _bind(x.target, x.args, x.kwargs)
+        mode, value = "constant", v.get("value", 0)
+    else:
+        return None
+    pad = [int(p) for p in v["pad"]]
+    if (mode not in _PAD_MODES or (mode == "constant" and value not in (None, 0, 0.0))
+            or len(pad) % 2 or len(pad) > 2 * dims or min(pad, default=0) < 0):
+        return None
+    pad += [0] * (2 * dims - len(pad))
+    per_axis = [(pad[2 * i], pad[2 * i + 1]) for i in range(dims)][::-1]  # first axis first
+    return per_axis, _PAD_MODES[mode]
+
+
+def _conv_weight(layer: Conv2d, sw: tuple[int, ...], transposed: bool) -> WeightRef:
+    """PyTorch's kernel ↔ the layer's ``[m, c/g, (t,) r, s]``: a 1-D kernel gains ``r = 1``;
+    a transposed one (``[c, m/g, k…]``) is regrouped and flipped into the direct conv's."""
+    shape = layer.weight_shapes()["w"]
+    if not transposed:
+        return WeightRef("weight", lambda t: t.reshape(shape), lambda t: t.reshape(sw))
+    g, c, mg = layer.groups, sw[0], sw[1]
+    kernel = shape[2:]
+    flip = tuple(range(3, 3 + len(kernel)))
+
+    def to(t: torch.Tensor) -> torch.Tensor:
+        x = t.reshape(g, c // g, mg, *kernel).transpose(1, 2).flip(flip)
+        return x.reshape(shape)
+
+    def back(t: torch.Tensor) -> torch.Tensor:
+        x = t.reshape(g, mg, c // g, *kernel).flip(flip).transpose(1, 2)
+        return x.reshape(sw)
+
+    return WeightRef("weight", to, back)
+
+
 def _conv(name: str, node: torch.fx.Node, v: Values, static: Callable[[Any], bool],
           transposed: bool) -> list[Site]:
+    """Any aten convolution as one Conv2d: 1-D as height 1, 3-D with its depth, per-axis
+    stride, padding (a ``pad`` node in front folded in) and dilation, transposed."""
     sx, sw = _shape(v["input"]), _shape(v["weight"])
     dims = len(sw) - 2
-    if transposed:
-        raise Refusal("a transposed convolution is not a layer sparsesim holds yet")
-    if dims not in (1, 2):
-        raise Refusal(f"a {dims}-D convolution is not a layer sparsesim holds yet "
-                      "(Conv2d holds 1-D and 2-D)")
+    if dims not in (1, 2, 3):
+        raise Refusal(f"a {dims}-D convolution is not a layer sparsesim holds")
     if not static(v["weight"]):
         raise Refusal("a convolution whose kernel is an activation is not modelled")
     stride = _pairs(v.get("stride", 1), dims, "stride")
     dilation = _pairs(v.get("dilation", 1), dims, "dilation")
+    out_pad = _pairs(v.get("output_padding", 0), dims, "output_padding")
     groups = int(v.get("groups", 1))
-    pad = v.get("padding", 0)
     kernel = list(sw[2:])
-    if isinstance(pad, str):
-        if pad == "valid":
-            pad = [0] * dims
-        elif any((d * (r - 1)) % 2 for d, r in zip(dilation, kernel)):
-            raise Refusal(f"padding='same' with an even kernel {kernel} pads one side "
-                          "more than the other; Conv2d pads symmetrically")
-        else:
-            pad = [d * (r - 1) // 2 for d, r in zip(dilation, kernel)]
-    padding = _pairs(pad, dims, "padding")
-    if any(d != 1 for d in dilation):
-        raise Refusal(f"dilation {dilation} is not modelled (Conv2d has no dilation)")
-    if len(set(stride)) != 1 or len(set(padding)) != 1:
-        raise Refusal(f"per-axis stride {stride} / padding {padding} is not modelled "
-                      "(Conv2d has one stride and one padding for both axes)")
-    if dims == 1 and padding[0]:
-        raise Refusal(f"a padded 1-D convolution (padding {padding[0]}) is not modelled "
-                      "(as Conv2d of height 1 the padding would pad the height too)")
+    pad = v.get("padding", 0)
+    pads: list[tuple[int, int]] | str
+    pads = pad if isinstance(pad, str) else [(p, p) for p in _pairs(pad, dims, "padding")]
+    mode = "zeros"
+    folded = None if transposed or isinstance(pads, str) else _folded_pad(v["input"], dims)
     batched = len(sx) == dims + 2
+    spatial = list(sx[2:] if batched else sx[1:])
+    if folded is not None and (folded[1] == "zeros" or all(p == (0, 0) for p in pads)):
+        extra, mode = folded
+        assert not isinstance(pads, str)
+        pads = [(a + x, b + y) for (a, b), (x, y) in zip(pads, extra)]
+        crop = [(lo, size - hi) for (lo, hi), size in zip(extra, spatial)]
+        spatial = [hi - lo for lo, hi in crop]
+    else:
+        crop = None
     n = sx[0] if batched else 1
-    c, spatial = (sx[1], sx[2:]) if batched else (sx[0], sx[1:])
-    h, w = (1, spatial[0]) if dims == 1 else spatial
-    r, s = (1, kernel[0]) if dims == 1 else kernel
-    layer = Conv2d(name, c=c, h=h, w=w, m=sw[0], r=r, s=s, n=n, stride=stride[0],
-                   padding=padding[0], groups=groups, bias=v.get("bias") is not None)
+    c = sx[1] if batched else sx[0]
+    m = sw[1] * groups if transposed else sw[0]
+    if dims == 3 and spatial[0] == 1 and kernel[0] == 1:
+        if isinstance(pads, str) or pads[0] != (0, 0) or out_pad[0]:
+            raise Refusal("a 3-D convolution padding a depth of one pixel is not modelled")
+        dims, spatial, kernel = 2, spatial[1:], kernel[1:]
+        stride, dilation, out_pad, pads = stride[1:], dilation[1:], out_pad[1:], pads[1:]
+    if dims == 1:  # height 1: one pixel, one tap, no padding (its stride and dilation, the
+        # width's, change nothing there: the layer stays the plain one it was)
+        spatial, kernel = [1, *spatial], [1, *kernel]
+        stride, dilation, out_pad = [stride[0], *stride], [dilation[0], *dilation], [0, *out_pad]
+        if not isinstance(pads, str):
+            pads = [(0, 0), *pads]
+    d, t = (spatial[0], kernel[0]) if dims == 3 else (1, 1)
+    layer = Conv2d(name, c=c, h=spatial[-2], w=spatial[-1], m=m, r=kernel[-2], s=kernel[-1],
+                   n=n, stride=tuple(stride), groups=groups, bias=v.get("bias") is not None,
+                   padding=pads if isinstance(pads, str) else tuple(pads),
+                   dilation=tuple(dilation), padding_mode=mode, transposed=transposed,
+                   output_padding=tuple(out_pad) if transposed else 0, d=d, t=t)
     shape = layer.input_shape
-    wshape = (sw[0], sw[1], r, s)
-    ref = WeightRef("weight", lambda t: t.reshape(wshape), lambda t: t.reshape(sw))
-    return [Site(layer, node.name, lambda vv, cc: vv["input"].reshape(shape), ref)]
+
+    def a_of(vv: Values, cc: dict[str, Any]) -> torch.Tensor:
+        x = vv["input"]
+        if crop is not None:  # the pad node's input: the pad is the conv's own padding
+            lead = x.dim() - len(crop)
+            x = x[(slice(None),) * lead + tuple(slice(lo, hi) for lo, hi in crop)]
+        return x.reshape(shape)
+
+    # PyTorch counts a transposed conv's MACs as the scatter (every input pixel × kernel);
+    # the layer's are its direct equivalent's over the zero-inserted input
+    counted = None
+    if transposed:
+        counted = n * c * (m // groups) * math.prod(sw[2:]) * math.prod(sx[2:] if batched
+                                                                         else sx[1:])
+    return [Site(layer, node.name, a_of, _conv_weight(layer, sw, transposed),
+                 counted_macs=counted)]
 
 
 def needed_scores(v: Values) -> torch.Tensor | None:
@@ -343,6 +539,7 @@ def _handlers() -> dict[Any, _Handler]:
         aten.baddbmm.default: lambda n, node, v, st: _matmul_sites(n, node, v, st, "batch1",
                                                                    "batch2", True),
         aten.scaled_dot_product_attention.default: _sdpa,
+        aten.einsum.default: _einsum,
     }
     for op in (aten.conv1d.default, aten.conv2d.default, aten.conv3d.default,
                aten.conv1d.padding, aten.conv2d.padding, aten.conv3d.padding):
@@ -434,7 +631,7 @@ def _sq_norms(layer: Layer, a: torch.Tensor) -> np.ndarray:
     """``‖X_j‖₂`` per input feature (conv: per input channel), Wanda's statistic."""
     x = a.detach().double()
     if isinstance(layer, Conv2d):
-        s = x.pow(2).sum(dim=(0, 2, 3))
+        s = x.pow(2).sum(dim=tuple(d for d in range(x.dim()) if d != 1))
     else:
         s = x.reshape(-1, x.shape[-1]).pow(2).sum(dim=0)
     return s.sqrt().float().numpy()
@@ -444,12 +641,13 @@ class _Run(torch.fx.Interpreter):
     """Runs the graph; at each GEMM node records its operands (and applies weight masks)."""
 
     def __init__(self, graph: Graph, out: Measured, masks: Masks | None, count: bool,
-                 norms: bool) -> None:
+                 norms: bool, record: bool = True) -> None:
         super().__init__(graph.module)
         self.by_node: dict[str, list[Site]] = {}
         for s in graph.sites:
             self.by_node.setdefault(s.node, []).append(s)
         self.out, self.masks, self.count, self.want_norms = out, masks, count, norms
+        self.record = record
 
     def run_node(self, n: torch.fx.Node) -> Any:
         if n.op != "call_function":
@@ -463,8 +661,8 @@ class _Run(torch.fx.Interpreter):
             for s in sites:
                 mask = (self.masks or {}).get(s.layer.name, {}).get("w")
                 if s.w is not None and mask is not None:
-                    w = v[s.w.arg]
-                    v[s.w.arg] = w * s.w.back(torch.as_tensor(mask, dtype=w.dtype))
+                    w = s.w.get(v)
+                    s.w.put(v, w * s.w.back(torch.as_tensor(mask, dtype=w.dtype)))
             cache: dict[str, Any] = {}
             for s in sites:
                 self._record(s, v, cache)
@@ -483,6 +681,10 @@ class _Run(torch.fx.Interpreter):
     def _record(self, s: Site, v: Values, cache: dict[str, Any]) -> None:
         name, layer = s.layer.name, s.layer
         a = s.a(v, cache)
+        if not self.record:  # a statistics pass: no masks kept
+            if self.want_norms:
+                self.out.norms[name] = _sq_norms(layer, a)
+            return
         self.out.inputs[name] = (a != 0).numpy()
         if s.b is not None:
             self.out.internal.setdefault(name, {})["b"] = (s.b(v, cache) != 0).numpy()
@@ -490,7 +692,7 @@ class _Run(torch.fx.Interpreter):
         if o is not None:
             self.out.internal.setdefault(name, {})["o"] = o.numpy().copy()
         if s.w is not None and self.masks is None:  # a pruned pass: the masks say
-            self.out.weights[name] = {"w": s.w.to(v[s.w.arg]).detach().float().numpy().copy()}
+            self.out.weights[name] = {"w": s.w.to(s.w.get(v)).detach().float().numpy().copy()}
         if self.want_norms:
             self.out.norms[name] = _sq_norms(layer, a)
 
@@ -508,11 +710,13 @@ def flat_inputs(program: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) ->
 
 
 def run(graph: Graph, args: Sequence[Any], kwargs: Mapping[str, Any], *,
-        masks: Masks | None = None, count: bool = False, norms: bool = False) -> Measured:
-    """One pass of the graph on the inputs (no grad)."""
+        masks: Masks | None = None, count: bool = False, norms: bool = False,
+        record: bool = True) -> Measured:
+    """One pass of the graph on the inputs (no grad); ``record = False`` keeps only the
+    statistics (``norms``), no operand masks."""
     out = Measured()
     with torch.no_grad():
-        out.output = _Run(graph, out, masks, count, norms).run(
+        out.output = _Run(graph, out, masks, count, norms, record).run(
             *flat_inputs(graph.program, args, kwargs))
     return out
 
@@ -556,6 +760,25 @@ def units(graph: Graph) -> list[graphs.Unit]:
             unit = graphs.Unit(layers, first, None, node, None, tuple(acts[1:]))
         out.append(unit)
     return out
+def first_samples(args: Sequence[Any], kwargs: Mapping[str, Any], n: int
+                  ) -> tuple[tuple[Any, ...], dict[str, Any], int]:
+    """The first ``n`` samples of a calibration batch: every input tensor whose first axis is
+    the batch ``B`` (the first input tensor's first axis) cut to its first ``n`` rows; other
+    inputs (flags, broadcast ``[1, …]`` tensors) as they are. Returns them and ``B``."""
+    from torch.utils import _pytree
+
+    leaves, spec = _pytree.tree_flatten((tuple(args), dict(kwargs)))
+    tensors = [x for x in leaves if isinstance(x, torch.Tensor) and x.dim() > 0]
+    if not tensors:
+        raise SparsesimError("the inputs hold no tensor with a batch axis", field="--sim-batch")
+    batch = int(tensors[0].shape[0])
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= batch:
+        raise SparsesimError(f"must be an integer in [1, {batch}] (the calibration batch), got "
+                             f"{n!r}", field="--sim-batch")
+    cut = [x[:n] if isinstance(x, torch.Tensor) and x.dim() > 0 and x.shape[0] == batch
+           else x for x in leaves]
+    sim_args, sim_kwargs = _pytree.tree_unflatten(cut, spec)
+    return tuple(sim_args), dict(sim_kwargs), batch
 
 
 # --- the front-end object ------------------------------------------------------------------------
@@ -571,6 +794,7 @@ class Captured:
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     first: Measured  # the pass on the model as it is (its own zeros)
+    calibration: dict[str, Any] | None = None  # the batches, with sim_batch (trace meta)
 
     def weights(self) -> Weights:
         return self.first.weights
@@ -589,11 +813,14 @@ class Captured:
         chosen: Masks | None = None
         info: dict[str, Any] = {"source": self.workload.source,
                                 "capture": {"method": "torch.export", **self.coverage.as_dict()}}
+        if self.calibration is not None:
+            info["calibration"] = dict(self.calibration)
         compacting = spec is not None and spec.granularity in COMPACTING and spec.compact
         if spec is not None and spec.granularity == "head":
             from sparsesim.prune.torch import heads
 
-            return heads.prune(self, spec, meta=dict(meta or {}))
+            extra = {} if self.calibration is None else {"calibration": dict(self.calibration)}
+            return heads.prune(self, spec, meta={**extra, **dict(meta or {})})
         if spec is not None:
             if spec.granularity not in WEIGHT_GRANULARITIES:
                 raise SparsesimError(f"{spec.granularity} pruning of a graph-captured model is "
@@ -627,7 +854,7 @@ class Captured:
             x = measured.inputs.get(name)
             if x is not None:
                 per_layer.setdefault(name, {})["act_density"] = float(x.mean())
-            padded = isinstance(layer, Conv2d) and layer.padding > 0
+            padded = isinstance(layer, Conv2d) and layer.reads_zeros
             x = None if x is None or (x.all() and not padded) else x
             act = {}
             for key, mask in measured.internal.get(name, {}).items():
@@ -670,28 +897,57 @@ class Captured:
         return Trace(done.workload, compact_masks(done, layer_masks), info)
 
 
-def capture(model: nn.Module, args: Sequence[Any] | Any, kwargs: Mapping[str, Any] | None = None,
-            *, name: str = "model", source: str = "", allow_uncaptured: float = 0.0,
-            norms: bool = False) -> Captured:
-    """Export, walk and run ``model`` on ``(args, kwargs)``; refuse it (one error listing the
-    uncaptured ops) if the capture misses more than ``allow_uncaptured`` of its MACs."""
-    args = tuple(args) if isinstance(args, (tuple, list)) else (args,)
-    kwargs = dict(kwargs or {})
-    model = model.eval()
+def _export(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     try:
-        program = torch.export.export(model, args, kwargs)
+        return torch.export.export(model, args, kwargs)
     except Exception as err:  # torch raises many kinds; the user needs its one line
         line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SparsesimError(f"torch.export cannot capture the model: {line}",
                              field="model") from None
+
+
+def _calibration_norms(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
+                       graph: Graph) -> dict[str, np.ndarray]:
+    """Wanda's input norms over the whole calibration batch: the model exported at that batch
+    and run once keeping only the norms (never the batch's masks); its layers must be the
+    simulated graph's."""
+    calib = walk(_export(model, args, kwargs))
+    if [s.layer.name for s in calib.sites] != [s.layer.name for s in graph.sites]:
+        raise SparsesimError("the model's GEMM nodes differ between the calibration batch and "
+                             "the simulated batch (shape-dependent control flow?)",
+                             field="--sim-batch")
+    return run(calib, args, kwargs, norms=True, record=False).norms
+
+
+def capture(model: nn.Module, args: Sequence[Any] | Any, kwargs: Mapping[str, Any] | None = None,
+            *, name: str = "model", source: str = "", allow_uncaptured: float = 0.0,
+            norms: bool = False, sim_batch: int | None = None) -> Captured:
+    """Export, walk and run ``model`` on ``(args, kwargs)``; refuse it (one error listing the
+    uncaptured ops) if the capture misses more than ``allow_uncaptured`` of its MACs.
+
+    ``sim_batch = N`` decouples the simulated batch from the calibration batch ``B`` (the
+    inputs): the workload is the model on the *first* ``N`` samples (:func:`first_samples`),
+    exported at that batch, whose operand masks (of the pruned model) are measured on those
+    ``N`` samples only; the statistics a criterion reads (Wanda's input norms) come from all
+    ``B`` samples, in a second pass that keeps no masks. ``None``: ``N = B``."""
+    args = tuple(args) if isinstance(args, (tuple, list)) else (args,)
+    kwargs = dict(kwargs or {})
+    model = model.eval()
+    calib_args, calib_kwargs, batch = args, kwargs, None
+    if sim_batch is not None:
+        args, kwargs, batch = first_samples(args, kwargs, sim_batch)
+    program = _export(model, args, kwargs)
     graph = walk(program)
-    first = run(graph, args, kwargs, count=True, norms=norms)
+    split = batch is not None and sim_batch != batch
+    first = run(graph, args, kwargs, count=True, norms=norms and not split)
+    if norms and split:
+        first.norms = _calibration_norms(model, calib_args, calib_kwargs, graph)
     total, _ = parity.independent_macs(model, args, kwargs)
     captured_nodes = {s.node for s in graph.sites}
     uncaptured = []
     for node, macs in first.node_macs.items():
         if node in captured_nodes:
-            held = sum(s.layer.dense_macs for s in graph.sites if s.node == node)
+            held = sum(s.macs for s in graph.sites if s.node == node)
             if held != macs:
                 raise SparsesimError(f"node {node}: the layers hold {held} MACs, PyTorch counts "
                                      f"{macs}", layer=node, field="parity")
@@ -704,10 +960,16 @@ def capture(model: nn.Module, args: Sequence[Any] | Any, kwargs: Mapping[str, An
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise SparsesimError("two GEMM nodes got the same name", layer=dup, field="name")
-    cov = parity.Coverage(sum(layer.dense_macs for layer in layers), total, tuple(uncaptured))
+    cov = parity.Coverage(sum(s.macs for s in graph.sites), total, tuple(uncaptured))
     parity.check_coverage(cov, allow_uncaptured)
     workload = Workload(name, layers, source or f"torch.export of {type(model).__name__}")
-    return Captured(graph, workload, cov, args, kwargs, first)
+    calibration = None
+    if batch is not None:
+        calibration = {"batch": batch, "sim_batch": sim_batch,
+                       "masks": f"the first {sim_batch} of the {batch} calibration samples",
+                       "statistics": (f"all {batch} samples (Wanda's input norms)" if norms
+                                      else "none (the criterion reads no activations)")}
+    return Captured(graph, workload, cov, args, kwargs, first, calibration)
 
 
 def _node(graph: Graph, name: str) -> torch.fx.Node:
@@ -722,5 +984,5 @@ def _path_of(graph: Graph, name: str) -> str:
     return module_path(_node(graph, name))
 
 
-__all__ = ["Captured", "Graph", "HANDLERS", "Measured", "Site", "capture", "probabilities",
-           "run", "walk"]
+__all__ = ["Captured", "Graph", "HANDLERS", "Measured", "Site", "capture", "first_samples",
+           "probabilities", "run", "walk"]

@@ -5,7 +5,11 @@ The factory is a function of no arguments returning ``(model, example_inputs)`` 
 dict of keyword inputs (HF models: ``{"input_ids": ids, "use_cache": False}``). The inputs are
 the calibration batch: the workload is the model on exactly them (batch, sequence, image
 size). The file is run as a module, as ``python file.py`` would import it, so it may import
-its own libraries (torchvision, timm, transformers) and build or load its weights.
+its own libraries (torchvision, timm, transformers) and build or load its weights. When
+torchvision is installed, it is imported first through
+:func:`~sparsesim.prune.torch.vision.import_torchvision`, so that PyPI's wheel works beside the
+CPU torch (its model code, without its compiled detection ops) for the file's own
+``import torchvision`` / ``import timm``.
 """
 
 from __future__ import annotations
@@ -49,6 +53,10 @@ def load_factory(spec: str) -> UserModel:
         raise SparsesimError("cannot import as a Python module", file=path, field="--model")
     module = importlib.util.module_from_spec(loader)
     sys.modules[name] = module
+    if "torchvision" not in sys.modules and importlib.util.find_spec("torchvision") is not None:
+        from sparsesim.prune.torch.vision import import_torchvision
+
+        import_torchvision()
     sys.path.insert(0, str(file.resolve().parent))  # its own helper modules beside it
     try:
         loader.loader.exec_module(module)
@@ -92,10 +100,12 @@ def _user_model(out: Any, path: str, func: str) -> UserModel:
 
 
 
-def user_trace(spec: str, prune: Any = None, *, allow_uncaptured: float = 0.0) -> Any:
+def user_trace(spec: str, prune: Any = None, *, allow_uncaptured: float = 0.0,
+               sim_batch: int | None = None) -> Any:
     """Load ``file.py:factory``, capture it by graph (the parity gate at ``allow_uncaptured``)
     and return its trace: pruned by ``prune`` (a :class:`~sparsesim.prune.spec.PruneSpec`,
-    weight granularities) or, with ``None``, as it is (its own zeros)."""
+    weight granularities) or, with ``None``, as it is (its own zeros); ``sim_batch``: simulate
+    the first N of the calibration samples (:func:`~sparsesim.prune.torch.export.capture`)."""
     from sparsesim.prune.torch.export import capture
 
     user = load_factory(spec)
@@ -106,7 +116,8 @@ def user_trace(spec: str, prune: Any = None, *, allow_uncaptured: float = 0.0) -
     try:
         cap = capture(user.model, user.args, user.kwargs, name=user.name, source=user.source,
                       allow_uncaptured=allow_uncaptured,
-                      norms=prune is not None and prune.criterion == "wanda")
+                      norms=prune is not None and prune.criterion == "wanda",
+                      sim_batch=sim_batch)
     except SparsesimError as err:
         raise err.located(file=path) from None
     if prune is not None and prune.calibration == "sequential":

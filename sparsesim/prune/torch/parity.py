@@ -8,7 +8,11 @@ difference. One addition: PyTorch 2.13 registers no formula for the CPU flash-at
 that ``scaled_dot_product_attention`` dispatches to on CPU, so without it SDPA's two GEMMs would
 count as zero; we register PyTorch's own ``sdpa_flop`` for it (``2·b·h·l·s·(d_qk + d_v)``
 FLOPs, the query heads' count also under GQA). The mathematical fallback SDPA takes with some
-masks dispatches ``bmm``, which is counted anyway.
+masks dispatches ``bmm``, which is counted anyway. And ``nn.MultiheadAttention`` (and
+``nn.TransformerEncoderLayer``) in eval mode without grad takes an inference fast path, one
+fused ``_native_multi_head_attention`` op that has no formula (it would count zero): the count
+runs the eager forward with that fast path off (``torch.backends.mha``), the same math as the
+exported graph's linear / attention / linear.
 
 :func:`check_coverage` is the gate: captured MACs must equal the count, or the shortfall
 be at most the fraction the user allows; otherwise one error listing the uncaptured ops.
@@ -59,8 +63,16 @@ def count_call(fn: Callable[[], Any]) -> tuple[Any, int]:
 def independent_macs(model: torch.nn.Module, args: Sequence[Any],
                      kwargs: Mapping[str, Any]) -> tuple[int, dict[str, int]]:
     """Total MACs of the eager ``model(*args, **kwargs)`` (no grad) and MACs per aten op."""
-    with torch.no_grad(), counter() as mode:
-        model(*args, **kwargs)
+    mha = getattr(torch.backends, "mha", None)
+    fast = mha.get_fastpath_enabled() if mha is not None else False
+    if mha is not None:
+        mha.set_fastpath_enabled(False)
+    try:
+        with torch.no_grad(), counter() as mode:
+            model(*args, **kwargs)
+    finally:
+        if mha is not None:
+            mha.set_fastpath_enabled(fast)
     per_op = {str(op): int(v) // 2 for op, v in mode.get_flop_counts().get("Global", {}).items()}
     return macs_of(mode), per_op
 

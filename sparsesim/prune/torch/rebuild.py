@@ -40,7 +40,7 @@ def compact_masks(done: Compaction, measured: Mapping[str, LayerMasks]) -> dict[
         x = None if lm is None else lm.inputs
         if x is not None and name in done.kept_inputs:
             x = np.take(x, done.kept_inputs[name], axis=layer.input_channel_axis)
-        padded = isinstance(layer, Conv2d) and layer.padding > 0
+        padded = isinstance(layer, Conv2d) and layer.reads_zeros
         if x is not None and bool(x.all()) and not padded:
             x = None
         w = {t: m for t, m in done.masks.get(name, {}).items() if not m.all()}
