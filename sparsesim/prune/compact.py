@@ -100,7 +100,7 @@ def dropped_inputs(layer: Layer, mask: np.ndarray | None) -> np.ndarray:
 def exact_fold(layer: Layer) -> bool:
     """A constant input channel folds into a scalar bias of this reader exactly: no padding
     can differ from it (a linear layer, a 1×1 conv, an unpadded conv); else a bias map."""
-    return layer.k_per_channel == 1 or getattr(layer, "padding", 0) == 0
+    return layer.k_per_channel == 1 or not getattr(layer, "reads_zeros", False)
 
 
 @dataclass(frozen=True)
