@@ -56,11 +56,11 @@ from torch import nn
 
 from sparsesim.errors import SparsesimError
 from sparsesim.prune.criteria import LayerStats
-from sparsesim.prune.front import Masks, score_weights, weight_masks
-from sparsesim.prune.spec import WEIGHT_GRANULARITIES, PruneSpec
+from sparsesim.prune.front import Masks
+from sparsesim.prune.graphtrace import Measured, graph_trace, stats_of
+from sparsesim.prune.spec import PruneSpec
 from sparsesim.prune.synthetic import Weights
 from sparsesim.prune.torch import parity
-from sparsesim.sparsity.masks import LayerMasks
 from sparsesim.sparsity.trace import Trace
 from sparsesim.workload.layers import Conv2d, Layer, Linear, MatMul
 from sparsesim.workload.network import Workload
@@ -410,18 +410,6 @@ def walk(program: Any) -> Graph:
 # --- running the graph ----------------------------------------------------------------------------
 
 
-@dataclass
-class Measured:
-    """One pass over the calibration inputs (numpy, per layer name)."""
-
-    inputs: dict[str, np.ndarray] = field(default_factory=dict)
-    internal: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # b, o
-    weights: Weights = field(default_factory=dict)
-    norms: dict[str, np.ndarray] = field(default_factory=dict)
-    node_macs: dict[str, int] = field(default_factory=dict)  # counted, per graph node
-    output: Any = None
-
-
 def _sq_norms(layer: Layer, a: torch.Tensor) -> np.ndarray:
     """``‖X_j‖₂`` per input feature (conv: per input channel), Wanda's statistic."""
     x = a.detach().double()
@@ -528,63 +516,16 @@ class Captured:
 
     def stats(self) -> dict[str, LayerStats]:
         """Wanda's input norms per layer with a stored weight."""
-        return {n: LayerStats(act_norms={"w": v}) for n, v in self.first.norms.items()
-                if n in self.first.weights}
+        return stats_of(self.first)
 
     def trace(self, spec: PruneSpec | None = None, *, meta: Mapping[str, Any] | None = None
               ) -> Trace:
-        """The trace: weight masks = non-zero patterns of the effective weights (after
-        ``spec``'s pruning, computed on them), activation masks measured on the pruned model.
-        ``spec = None`` is the model as it is (its own zeros)."""
-        weights = self.weights()
-        chosen: Masks | None = None
-        info: dict[str, Any] = {"source": self.workload.source,
-                                "capture": {"method": "torch.export", **self.coverage.as_dict()}}
-        if spec is not None:
-            if spec.granularity not in WEIGHT_GRANULARITIES:
-                raise SparsesimError(f"{spec.granularity} pruning of a graph-captured model is "
-                                     "not supported yet (its attention is MatMul layers, not "
-                                     "attention layers with heads): use a weight granularity",
-                                     field="granularity")
-            with_w = Workload(self.workload.name, tuple(
-                layer for layer in self.workload.layers if layer.name in weights),
-                self.workload.source)
-            scores = score_weights(with_w, spec, weights, self.stats())
-            chosen = weight_masks(with_w, spec, scores)
-            measured = run(self.graph, self.args, self.kwargs, masks=chosen)
-        else:
-            measured = self.first
-        layer_masks: dict[str, LayerMasks] = {}
-        per_layer: dict[str, dict[str, float]] = {}
-        kept = total = 0
-        for layer in self.workload.layers:
-            name = layer.name
-            w: dict[str, np.ndarray] = {}
-            if name in weights:  # the effective weights' zeros, and the pruning's
-                nz = weights[name]["w"] != 0
-                if chosen is not None and name in chosen:
-                    nz &= chosen[name]["w"]
-                kept, total = kept + int(nz.sum()), total + nz.size
-                per_layer.setdefault(name, {})["weight_sparsity"] = 1 - float(nz.mean())
-                if not nz.all():
-                    w["w"] = nz
-            x = measured.inputs.get(name)
-            if x is not None:
-                per_layer.setdefault(name, {})["act_density"] = float(x.mean())
-            padded = isinstance(layer, Conv2d) and layer.padding > 0
-            x = None if x is None or (x.all() and not padded) else x
-            act = {}
-            for key, mask in measured.internal.get(name, {}).items():
-                per_layer.setdefault(name, {})[f"{key}_density"] = float(mask.mean())
-                if not mask.all():
-                    act[key] = mask
-            if w or x is not None or act:
-                layer_masks[name] = LayerMasks(w, x, act)
-        info = {"method": {} if spec is None else spec.as_dict(),
-                "seed": 0 if spec is None else spec.seed,
-                "weight_sparsity": 1 - kept / total if total else 0.0,
-                "layers": per_layer, **info, **(meta or {})}
-        return Trace(self.workload, layer_masks, info)
+        """The trace (:func:`~sparsesim.prune.graphtrace.graph_trace`): ``spec = None`` is
+        the model as it is (its own zeros)."""
+        return graph_trace(self.workload, self.first,
+                           lambda chosen: run(self.graph, self.args, self.kwargs, masks=chosen),
+                           {"method": "torch.export", **self.coverage.as_dict()}, spec,
+                           meta=meta)
 
 
 def capture(model: nn.Module, args: Sequence[Any] | Any, kwargs: Mapping[str, Any] | None = None,
@@ -621,7 +562,8 @@ def capture(model: nn.Module, args: Sequence[Any] | Any, kwargs: Mapping[str, An
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise SparsesimError("two GEMM nodes got the same name", layer=dup, field="name")
-    cov = parity.Coverage(sum(layer.dense_macs for layer in layers), total, tuple(uncaptured))
+    cov = parity.Coverage(sum(layer.dense_macs for layer in layers), total, tuple(uncaptured),
+                          parity.COUNTER)
     parity.check_coverage(cov, allow_uncaptured)
     workload = Workload(name, layers, source or f"torch.export of {type(model).__name__}")
     return Captured(graph, workload, cov, args, kwargs, first)
