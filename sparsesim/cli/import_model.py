@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from sparsesim.cli.common import save_trace
+from sparsesim.cli.onnx_model import add_onnx_args, check_not_onnx, is_onnx, onnx_trace
 from sparsesim.cli.prune import add_allow_uncaptured, model_source, print_capture, \
     user_model_trace
 from sparsesim.errors import SparsesimError
@@ -22,10 +23,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                     "weights and zeros (no pruning), measure every GEMM operand's zeros on "
                     "those inputs, and write the trace `sparsesim run --trace` simulates. "
                     "Needs sparsesim[torch].")
-    parser.add_argument("--model", required=True, type=model_source, metavar="FILE.py:FACTORY",
+    parser.add_argument("--model", required=True, type=model_source,
+                        metavar="FILE.py:FACTORY|FILE.onnx",
                         help="a function returning (model, example_inputs) or (model, args, "
-                             "kwargs)")
+                             "kwargs), or an ONNX file (needs sparsesim[onnx])")
     add_allow_uncaptured(parser)
+    add_onnx_args(parser, seed=True)
     parser.add_argument("-o", "--out", type=Path, required=True, metavar="PATH",
                         help="the trace file to write (.npz)")
     parser.set_defaults(func=run)
@@ -38,7 +41,14 @@ def run(args: argparse.Namespace) -> int:
     if args.model in SHIPPED:
         raise SparsesimError("import takes FILE.py:FACTORY; the shipped models are pruned with "
                              "`sparsesim prune --model`", field="--model")
-    trace = user_model_trace(args.model, None, args.allow_uncaptured)
+    if is_onnx(args.model):
+        trace = onnx_trace(args, None)
+    else:
+        check_not_onnx(args)
+        if args.seed is not None:
+            raise SparsesimError("is for --model model.onnx (its random calibration inputs)",
+                                 field="--seed")
+        trace = user_model_trace(args.model, None, args.allow_uncaptured)
     out: Path = args.out
     save_trace(trace, out)
     print(f"{trace.workload.name}: {len(trace.workload.layers)} layers, weight sparsity "

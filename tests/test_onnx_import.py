@@ -1,0 +1,214 @@
+"""ONNX import (sparsesim.prune.onnx): files exported from our own tiny torch models (the legacy
+TorchScript exporter, ``torch.onnx.export(..., dynamo=False)``: the dynamo exporter needs
+onnxscript, not installed) and files built with ``onnx.helper``. Expected values are closed
+forms, the torch capture of the same model (tests/test_export_capture.py checks that one
+against PyTorch's own count) and onnxruntime's intermediate tensors read by a session of our
+own here."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+torch = pytest.importorskip("torch")
+
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.nn.utils import prune as torch_prune  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
+
+from sparsesim.errors import SparsesimError  # noqa: E402
+from sparsesim.prune.onnx.capture import capture  # noqa: E402
+from sparsesim.prune.spec import PruneSpec  # noqa: E402
+from sparsesim.prune.torch.export import capture as torch_capture  # noqa: E402
+from sparsesim.sparsity.trace import load_trace  # noqa: E402
+from sparsesim.workload.layers import Conv2d, Linear, MatMul  # noqa: E402
+
+
+def export(model: nn.Module, args: tuple, path, names: list[str], **kw) -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval(), args, str(path), dynamo=False, input_names=names, **kw)
+    return str(path)
+
+
+def ort_tensors(path: str, feeds: dict[str, np.ndarray], names: list[str]) -> dict:
+    """Intermediate tensors as onnxruntime computes them (our own session, not the import's)."""
+    m = onnx.load(path)
+    m = onnx.shape_inference.infer_shapes(m)
+    types = {v.name: v.type.tensor_type.elem_type for v in m.graph.value_info}
+    for n in names:
+        m.graph.output.append(helper.make_tensor_value_info(n, types.get(n, TensorProto.FLOAT),
+                                                            None))
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    return dict(zip(names, sess.run(names, feeds)))
+
+
+def node_input(path: str, node_name: str, i: int = 0) -> str:
+    return next(n for n in onnx.load(path).graph.node if n.name == node_name).input[i]
+
+
+# --- a CNN ---------------------------------------------------------------------------------------
+
+
+class Cnn(nn.Module):
+    """Conv (padded), depthwise conv (stride 2), grouped 1×1, a Linear: ReLU zeros throughout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.dw = nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=8, bias=False)
+        self.pw = nn.Conv2d(8, 16, 1, groups=2)
+        self.fc = nn.Linear(16 * 6 * 6, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.conv1(x))
+        y = F.relu(self.dw(y))
+        y = F.relu(self.pw(y))
+        return self.fc(y.flatten(1))
+
+
+def cnn_macs(n: int) -> dict[str, int]:
+    """Closed form: N·M·(C/g)·R·S·E·F per conv, B·in·out for the Linear (12×12 input)."""
+    return {"conv1": n * 8 * 3 * 9 * 12 * 12, "dw": n * 8 * 1 * 9 * 6 * 6,
+            "pw": n * 16 * 4 * 1 * 6 * 6, "fc": n * 16 * 36 * 10}
+
+
+@pytest.fixture(scope="module")
+def cnn(tmp_path_factory):
+    torch.manual_seed(0)
+    model = Cnn()
+    x = torch.randn(2, 3, 12, 12)
+    path = export(model, (x,), tmp_path_factory.mktemp("cnn") / "cnn.onnx", ["x"])
+    return model, x, path
+
+
+def test_cnn_layers_macs_and_weights_equal_torch_capture_and_closed_form(cnn):
+    model, x, path = cnn
+    cap = capture(path, calibration={"x": x.numpy()})
+    ref = torch_capture(model, (x,))
+    assert cap.workload.layers == ref.workload.layers
+    macs = {layer.name: layer.dense_macs for layer in cap.workload.layers}
+    assert macs == cnn_macs(2)
+    assert cap.coverage.captured_macs == cap.coverage.total_macs == sum(cnn_macs(2).values()) \
+        == ref.coverage.total_macs
+    assert cap.workload.layers[1] == Conv2d("dw", c=8, h=12, w=12, m=8, r=3, s=3, n=2, stride=2,
+                                            padding=1, groups=8)
+    for name, w in ref.weights().items():
+        assert np.array_equal(cap.weights()[name]["w"], w["w"]), name
+
+
+def test_cnn_activation_masks_equal_onnxruntime_tensors_and_torch(cnn):
+    model, x, path = cnn
+    cap = capture(path, calibration={"x": x.numpy()})
+    ref = torch_capture(model, (x,))
+    names = {layer: node_input(path, f"/{layer}/{op}") for layer, op in
+             (("conv1", "Conv"), ("dw", "Conv"), ("pw", "Conv"), ("fc", "Gemm"))}
+    got = ort_tensors(path, {"x": x.numpy()}, list(names.values()))
+    for layer, tensor in names.items():
+        mask = cap.first.inputs[layer]
+        assert np.array_equal(mask, got[tensor].reshape(mask.shape) != 0), layer
+        assert np.array_equal(mask, ref.first.inputs[layer]), layer
+    assert 0.3 < cap.first.inputs["pw"].mean() < 0.8  # ReLU zeros, really measured
+
+
+def test_cnn_pruned_trace_equals_torch_captures(cnn, tmp_path):
+    model, x, path = cnn
+    cap = capture(path, calibration={"x": x.numpy()}, norms=True)
+    ref = torch_capture(model, (x,), norms=True)
+    for criterion in ("magnitude", "wanda"):
+        spec = PruneSpec(criterion=criterion, granularity="unstructured", sparsity=0.5)
+        got, want = cap.trace(spec), ref.trace(spec)
+        assert set(got.masks) == set(want.masks)
+        for name, lm in want.masks.items():
+            assert np.array_equal(got.masks[name].weights["w"], lm.weights["w"]), name
+            # activations measured on the pruned model: the masks were applied in the graph
+            assert np.array_equal(got.masks[name].inputs, lm.inputs), name
+        assert got.meta["capture"]["method"] == "onnx"
+        got.save(tmp_path / f"{criterion}.npz")
+        back = load_trace(tmp_path / f"{criterion}.npz")
+        for name, lm in got.masks.items():
+            assert np.array_equal(back.masks[name].weights["w"], lm.weights["w"])
+
+
+def test_zeros_in_weights_are_masks_round_trip(tmp_path):
+    """torch.nn.utils.prune's masks, exported (weight_orig · weight_mask folds to a weight
+    with zeros): the trace's masks are exactly those masks."""
+    torch.manual_seed(1)
+    model = Cnn()
+    masks = {}
+    for name in ("conv1", "fc"):
+        mod = getattr(model, name)
+        torch_prune.l1_unstructured(mod, "weight", amount=0.6)
+        masks[name] = mod.weight_mask.detach().numpy().astype(bool)
+    x = torch.randn(1, 3, 12, 12)
+    path = export(model, (x,), tmp_path / "pruned.onnx", ["x"])
+    trace = capture(path, calibration={"x": x.numpy()}).trace()
+    for name, mask in masks.items():
+        assert np.array_equal(trace.masks[name].weights["w"], mask), name
+    assert "w" not in (trace.masks["dw"].weights if "dw" in trace.masks else {})  # dense
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+
+def _cli(*argv: str, env_extra: str = "") -> subprocess.CompletedProcess:
+    code = f"import sys; {env_extra}from sparsesim.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
+
+
+def test_cli_import_prune_and_run(cnn, tmp_path):
+    model, x, path = cnn
+    np.savez(tmp_path / "cal.npz", x=x.numpy())
+    out = tmp_path / "as_is.npz"
+    proc = _cli("import", "--model", path, "--calibration", str(tmp_path / "cal.npz"),
+                "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    total = sum(cnn_macs(2).values())
+    assert f"captured {total:,} of {total:,} MACs" in proc.stdout
+    trace = load_trace(out)
+    assert [layer.name for layer in trace.workload.layers] == ["conv1", "dw", "pw", "fc"]
+    ref = torch_capture(model, (x,)).trace()
+    for name, lm in ref.masks.items():
+        assert np.array_equal(trace.masks[name].inputs, lm.inputs), name
+    pruned = tmp_path / "p.npz"
+    proc = _cli("prune", "--model", path, "--input-shape", "x=2x3x12x12", "--method",
+                "magnitude", "--sparsity", "0.5", "-o", str(pruned))
+    assert proc.returncode == 0, proc.stderr
+    assert load_trace(pruned).meta["weight_sparsity"] == pytest.approx(0.5, abs=1e-3)
+    proc = _cli("run", "--trace", str(pruned), "--set", "pe.kind=skip")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_cli_refusals_are_one_line(cnn, tmp_path):
+    _, _, path = cnn
+    cases = [
+        (("import", "--model", path, "--input-shape", "x=1x3x12", "-o", str(tmp_path / "a.npz")),
+         "--input-shape", "4 dimensions"),
+        (("import", "--model", path, "--input-shape", "y=1x3x12x12", "-o",
+          str(tmp_path / "a.npz")), "--input-shape", "no input 'y'"),
+        (("import", "--model", path, "--input-shape", "x=3x3x12x12", "-o",
+          str(tmp_path / "a.npz")), "--input-shape", "fixed at 2"),
+        (("prune", "-w", "resnet18", "--input-shape", "1x3x8x8", "-o", str(tmp_path / "b.npz")),
+         "--input-shape", "model.onnx"),
+    ]
+    for argv, field, text in cases:
+        proc = _cli(*argv)
+        assert proc.returncode == 2, (argv, proc.stderr)
+        assert field in proc.stderr and text in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_without_onnx_one_line_names_the_extra(cnn, tmp_path):
+    _, _, path = cnn
+    proc = _cli("import", "--model", path, "-o", str(tmp_path / "a.npz"),
+                env_extra="sys.modules['onnx'] = None; ")
+    assert proc.returncode == 2
+    assert "pip install 'sparsesim[onnx]'" in proc.stderr and "Traceback" not in proc.stderr
