@@ -212,3 +212,111 @@ def test_without_onnx_one_line_names_the_extra(cnn, tmp_path):
                 env_extra="sys.modules['onnx'] = None; ")
     assert proc.returncode == 2
     assert "pip install 'sparsesim[onnx]'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# --- transformer blocks: attention's QKᵀ and PV -------------------------------------------------
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, e: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(e))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * self.weight
+
+
+class Block(nn.Module):
+    """A BERT-like (bidirectional, key-padding mask, LayerNorm, GELU, biases) or Llama-like
+    (causal, GQA by repeated K/V, RMSNorm, SwiGLU, no biases) transformer block on SDPA."""
+
+    def __init__(self, e: int, heads: int, kv_heads: int, ffn: int, llama: bool) -> None:
+        super().__init__()
+        self.h, self.kvh, self.llama = heads, kv_heads, llama
+        d, bias = e // heads, not llama
+        self.q = nn.Linear(e, e, bias=bias)
+        self.k = nn.Linear(e, d * kv_heads, bias=bias)
+        self.v = nn.Linear(e, d * kv_heads, bias=bias)
+        self.o = nn.Linear(e, e, bias=bias)
+        self.norm1 = RMSNorm(e) if llama else nn.LayerNorm(e)
+        self.norm2 = RMSNorm(e) if llama else nn.LayerNorm(e)
+        self.up = nn.Linear(e, ffn, bias=bias)
+        self.gate = nn.Linear(e, ffn, bias=False) if llama else None
+        self.down = nn.Linear(ffn, e, bias=bias)
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        b, l, e = x.shape  # noqa: E741
+        d = e // self.h
+        y = self.norm1(x)
+        q = self.q(y).view(b, l, self.h, d).transpose(1, 2)
+        k = self.k(y).view(b, l, self.kvh, d).transpose(1, 2)
+        v = self.v(y).view(b, l, self.kvh, d).transpose(1, 2)
+        rep = self.h // self.kvh
+        if rep > 1:
+            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+        mask = None if keep is None else keep[:, None, None, :]
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=self.llama)
+        x = x + self.o(a.transpose(1, 2).reshape(b, l, e))
+        y = self.norm2(x)
+        if self.gate is not None:
+            y = F.silu(self.gate(y)) * self.up(y)
+        else:
+            y = F.gelu(self.up(y))
+        return x + self.down(y)
+
+
+def block_macs(b: int, l: int, e: int, heads: int, kv_heads: int, ffn: int,  # noqa: E741
+               llama: bool) -> int:
+    """Closed form: projections B·L·E·(E + 2·E·kv/h + E), MLP (2 or 3)·B·L·E·F, and the two
+    score GEMMs 2·B·h·L²·d (QKᵀ and PV, GQA's K/V repeated per query head)."""
+    d = e // heads
+    proj = b * l * e * (2 * e + 2 * d * kv_heads)
+    mlp = (3 if llama else 2) * b * l * e * ffn
+    return proj + mlp + 2 * b * heads * l * l * d
+
+
+@pytest.mark.parametrize("llama", [False, True], ids=["bert", "llama"])
+def test_transformer_block_equals_torch_capture_and_onnxruntime(llama, tmp_path):
+    torch.manual_seed(3)
+    b, l, e, heads, kvh, ffn = 2, 6, 32, 4, (2 if llama else 4), 48  # noqa: E741
+    model = Block(e, heads, kvh, ffn, llama)
+    x = torch.randn(b, l, e)
+    if llama:
+        args, names, feeds = (x,), ["x"], {"x": x.numpy()}
+    else:
+        keep = torch.ones(b, l, dtype=torch.bool)
+        keep[1, 4:] = False  # the second sequence is padded: its last two keys discarded
+        args, names, feeds = (x, keep), ["x", "keep"], {"x": x.numpy(), "keep": keep.numpy()}
+    path = export(model, args, tmp_path / "block.onnx", names)
+    cap = capture(path, calibration=feeds)
+    ref = torch_capture(model, args)
+    total = block_macs(b, l, e, heads, kvh, ffn, llama)
+    assert cap.coverage.captured_macs == cap.coverage.total_macs == total \
+        == ref.coverage.total_macs
+    assert cap.workload.layers == ref.workload.layers
+    qk = next(x for x in cap.workload.layers if x.name == "model.qk")
+    assert qk == MatMul("model.qk", m=l, k=e // heads, n=l, weights_operand=False,
+                        count=b * heads)
+    assert isinstance(cap.workload.layers[0], Linear)
+    for name in ref.first.inputs:
+        assert np.array_equal(cap.first.inputs[name], ref.first.inputs[name]), name
+    for name, internal in ref.first.internal.items():
+        assert set(cap.first.internal[name]) == set(internal), name
+        for key, mask in internal.items():
+            assert np.array_equal(cap.first.internal[name][key], mask), (name, key)
+    # the needed scores: causal (tril) or the padded keys discarded, as the model defines them
+    o = cap.first.internal["model.qk"]["o"].reshape(b, heads, l, l)
+    if llama:
+        assert np.array_equal(o, np.broadcast_to(np.tril(np.ones((l, l), bool)), o.shape))
+    else:
+        assert o[0].all() and o[1, :, :, :4].all() and not o[1, :, :, 4:].any()
+    # P (pv's A operand) is the Softmax output onnxruntime computes: its zeros are the masked
+    softmax = node_input(path, "/MatMul_1")
+    p = ort_tensors(path, feeds, [softmax])[softmax]
+    assert np.array_equal(cap.first.inputs["model.pv"], p.reshape(b * heads, l, l) != 0)
+    assert cap.first.inputs["model.pv"].mean() < 1  # masked probabilities are exact zeros
+    spec = PruneSpec(criterion="magnitude", granularity="nm", nm=(2, 4))
+    got, want = cap.trace(spec), ref.trace(spec)
+    for name, lm in want.masks.items():
+        assert np.array_equal(got.masks[name].weights.get("w"), lm.weights.get("w")), name
+        assert np.array_equal(got.masks[name].inputs, lm.inputs), name

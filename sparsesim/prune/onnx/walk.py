@@ -276,8 +276,9 @@ _ON_PATH = {"Mul", "Div", "Add", "Sub", "Where", "Cast", "Identity"}
 
 
 def attention_patterns(graph: onnx.GraphProto, c: Constants) -> list[Pattern]:
-    """Every ``MatMul → elementwise* → Softmax → (Cast | Identity | Dropout)* → MatMul`` with
-    the softmax output as the second MatMul's A operand (found on the graph's topology)."""
+    """Every ``MatMul → elementwise* → Softmax → (Cast | Identity | Dropout | NaN guard)* →
+    MatMul`` with the softmax output as the second MatMul's A operand (found on the graph's
+    topology; the NaN guard is ``Where(IsNaN(P), 0, P)``, which the exporter adds with masks)."""
     consumers: dict[str, list[int]] = {}
     for i, node in enumerate(graph.node):
         for t in node.input:
@@ -311,12 +312,13 @@ def attention_patterns(graph: onnx.GraphProto, c: Constants) -> list[Pattern]:
         if j is None:
             continue
         t = nodes[j].output[0]
-        while True:
-            users = consumers.get(t, [])
+        while True:  # IsNaN + Where: the exporter's guard for fully masked rows (NaN → 0)
+            users = [k for k in consumers.get(t, []) if nodes[k].op_type != "IsNaN"]
             if len(users) != 1:
                 break
             u = nodes[users[0]]
-            if u.op_type in ("Cast", "Identity", "Dropout"):
+            if u.op_type in ("Cast", "Identity", "Dropout") or (
+                    u.op_type == "Where" and t in u.input[1:]):
                 t = u.output[0]
                 continue
             if u.op_type == "MatMul" and u.input[0] == t and not c.is_static(u.input[1]):
