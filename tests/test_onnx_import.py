@@ -320,3 +320,139 @@ def test_transformer_block_equals_torch_capture_and_onnxruntime(llama, tmp_path)
     for name, lm in want.masks.items():
         assert np.array_equal(got.masks[name].weights.get("w"), lm.weights.get("w")), name
         assert np.array_equal(got.masks[name].inputs, lm.inputs), name
+
+
+# --- files built with onnx.helper: Gemm forms, weights behind ops, refusals, symbolic dims ------
+
+
+def save(tmp_path, name, nodes, inputs, outputs, inits=(), sparse=(), opset=17) -> str:
+    graph = helper.make_graph(nodes, name, inputs, outputs, initializer=list(inits),
+                              sparse_initializer=list(sparse))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path = str(tmp_path / f"{name}.onnx")
+    onnx.save(model, path)
+    return path
+
+
+def _vi(name, shape, t=TensorProto.FLOAT):
+    return helper.make_tensor_value_info(name, t, shape)
+
+
+def test_gemm_forms_and_weights_behind_cast_transpose_dequantize(tmp_path):
+    rng = np.random.default_rng(5)
+    bt = rng.standard_normal((5, 6)).astype(np.float16)  # [n, k], transB=1, stored as fp16
+    c1 = rng.standard_normal(5).astype(np.float32)
+    w2t = rng.standard_normal((4, 3)).astype(np.float32)  # W2 [3, 4] stored transposed
+    q3 = rng.integers(-3, 4, (4, 2)).astype(np.int8)  # int8 weight, zeros among them
+    q3[0, 0] = 0
+    nodes = [
+        helper.make_node("Cast", ["bt16"], ["bt"], to=TensorProto.FLOAT),
+        helper.make_node("Gemm", ["x", "bt", "c1"], ["y1"], name="/g1/Gemm", transB=1,
+                         alpha=0.5),
+        helper.make_node("Relu", ["y1"], ["r1"]),
+        helper.make_node("Transpose", ["w2t"], ["w2"], perm=[1, 0]),
+        helper.make_node("Gemm", ["w2", "r1"], ["y2"], name="/g2/Gemm"),  # W·X: [3, 5]
+        helper.make_node("DequantizeLinear", ["q3", "s3", "z3"], ["w3"]),
+        helper.make_node("Gemm", ["r1", "w3"], ["y3"], name="/g3/Gemm", transA=1),  # [5, 2]
+        helper.make_node("Gemm", ["y2", "y2"], ["y4"], name="/g4/Gemm", transB=1),  # [3, 3]
+    ]
+    inits = [numpy_helper.from_array(bt, "bt16"), numpy_helper.from_array(c1, "c1"),
+             numpy_helper.from_array(w2t, "w2t"), numpy_helper.from_array(q3, "q3"),
+             numpy_helper.from_array(np.array(0.25, np.float32), "s3"),
+             numpy_helper.from_array(np.array(0, np.int8), "z3")]
+    path = save(tmp_path, "gemms", nodes, [_vi("x", [4, 6])],
+                [_vi("y3", [5, 2]), _vi("y4", [3, 3])], inits)
+    x = rng.standard_normal((4, 6)).astype(np.float32)
+    x[x < -0.5] = 0  # zeros in the input
+    cap = capture(path, calibration={"x": x})
+    layers = {layer.name: layer for layer in cap.workload.layers}
+    assert layers == {"g1": Linear("g1", 6, 5, tokens=4, bias=True),
+                      "g2": Linear("g2", 4, 3, tokens=5),
+                      "g3": Linear("g3", 4, 2, tokens=5),
+                      "g4": MatMul("g4", m=3, k=5, n=3, weights_operand=False)}
+    assert cap.coverage.total_macs == cap.coverage.captured_macs == \
+        4 * 6 * 5 + 3 * 4 * 5 + 5 * 4 * 2 + 3 * 5 * 3
+    w = cap.weights()
+    assert np.array_equal(w["g1"]["w"], 0.5 * bt.astype(np.float32))  # alpha scales W
+    assert np.array_equal(w["g2"]["w"], w2t.T)
+    assert np.array_equal(w["g3"]["w"], (q3.astype(np.float32) * 0.25).T)
+    assert not cap.trace().masks["g3"].weights["w"][0, 0]  # the int8 zero is a mask
+    r1 = np.maximum(0.5 * x @ bt.astype(np.float32).T + c1, 0)
+    assert np.array_equal(cap.first.inputs["g1"], x != 0)
+    assert np.array_equal(cap.first.inputs["g2"], r1.T != 0)
+    assert np.array_equal(cap.first.inputs["g3"], r1.T != 0)  # transA: A's rows are tokens
+    # pruned: g1's mask (layer layout [n, k]) applied to the [n, k] graph weight (transB)
+    spec = PruneSpec(criterion="magnitude", granularity="unstructured", sparsity=0.8)
+    trace = cap.trace(spec)
+    m1 = trace.masks["g1"].weights["w"]
+    assert m1.sum() == 6  # 30 weights, 24 pruned
+    r1p = np.maximum(0.5 * x @ (bt.astype(np.float32) * m1).T + c1, 0)
+    assert not np.array_equal(r1p != 0, r1 != 0)  # the pruning moved the activation zeros
+    assert np.array_equal(trace.masks["g2"].inputs, r1p.T != 0)
+
+
+def test_sparse_initializer_and_symbolic_batch(tmp_path):
+    rng = np.random.default_rng(6)
+    dense = rng.standard_normal((8, 3)).astype(np.float32)
+    dense[rng.random((8, 3)) < 0.5] = 0
+    flat = np.flatnonzero(dense)
+    sparse = helper.make_sparse_tensor(numpy_helper.from_array(dense.reshape(-1)[flat], "w"),
+                                       numpy_helper.from_array(flat.astype(np.int64), "w_idx"),
+                                       [8, 3])
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["y"], name="/fc/MatMul"),
+             helper.make_node("Relu", ["y"], ["z"])]
+    path = save(tmp_path, "sparse", nodes, [_vi("x", ["batch", 8])], [_vi("z", ["batch", 3])],
+                sparse=[sparse])
+    cap = capture(path, ["x=5x8"])
+    assert cap.workload.layers == (Linear("fc", 8, 3, tokens=5),)
+    assert np.array_equal(cap.weights()["fc"]["w"], dense.T)
+    assert np.array_equal(cap.trace().masks["fc"].weights["w"], dense.T != 0)
+    assert cap.coverage.total_macs == 5 * 8 * 3
+    assert capture(path, ["7x8"]).workload.layers[0].tokens == 7  # positional
+    with pytest.raises(SparsesimError, match=r"axis 0 is symbolic \(batch\)"):
+        capture(path)
+    with pytest.raises(SparsesimError, match="random normal calibration is for float"):
+        p2 = save(tmp_path, "ints", [helper.make_node("Cast", ["i"], ["x"], to=1)] + nodes,
+                  [_vi("i", [2, 8], TensorProto.INT64)], [_vi("z", [2, 3])], sparse=[sparse])
+        capture(p2)
+
+
+def _conv(name, x, y, k, **attrs):
+    return helper.make_node("Conv", [x, f"w_{name}"], [y], name=f"/{name}/Conv", **attrs)
+
+
+def test_conv_refusals_name_node_and_attribute_and_count_as_uncaptured(tmp_path):
+    rng = np.random.default_rng(7)
+    w3 = rng.standard_normal((4, 4, 3, 3)).astype(np.float32)
+    w2 = rng.standard_normal((4, 4, 2, 2)).astype(np.float32)
+    nodes = [
+        _conv("dil", "x", "a", 3, dilations=[2, 2], pads=[2, 2, 2, 2]),  # 9×9
+        _conv("asym", "a", "b", 2, pads=[0, 0, 1, 1]),  # 9×9, the pad on one side only
+        _conv("same", "b", "c", 3, auto_pad="SAME_UPPER"),  # pads 1 on every side: captured
+        helper.make_node("ConvTranspose", ["c", "w_tr"], ["d"], name="/tr/ConvTranspose",
+                         strides=[2, 2]),  # 18×18
+        _conv("s2", "d", "e", 3, auto_pad="SAME_UPPER", strides=[2, 2]),  # 9×9, pads 0/1
+    ]
+    inits = [numpy_helper.from_array(w, f"w_{n}") for n, w in
+             (("dil", w3), ("asym", w2), ("same", w3), ("tr", w2), ("s2", w3))]
+    path = save(tmp_path, "convs", nodes, [_vi("x", [1, 4, 9, 9])], [_vi("e", [1, 4, 9, 9])],
+                inits)
+    conv3 = 4 * 4 * 9 * 81  # M · C · R·S · E·F
+    tr = 4 * 81 * 4 * 4  # every input pixel × M · taps
+    total = 3 * conv3 + 4 * 4 * 4 * 81 + tr
+    with pytest.raises(SparsesimError) as err:
+        capture(path)
+    msg = str(err.value)
+    assert f"{total - conv3} of {total} MACs" in msg
+    assert "dil (Conv, node /dil/Conv)" in msg and "attribute dilations [2, 2]" in msg
+    assert "attribute pads [0, 0, 1, 1]" in msg and "attribute pads [0, 0, 1, 1] (begin" in msg
+    assert "tr (ConvTranspose, node /tr/ConvTranspose)" in msg
+    assert "s2 (Conv, node /s2/Conv)" in msg
+    cap = capture(path, allow_uncaptured=0.9)
+    assert cap.workload.layers == (Conv2d("same", c=4, h=9, w=9, m=4, r=3, s=3, padding=1),)
+    cov = cap.trace().meta["capture"]
+    assert (cov["captured_macs"], cov["total_macs"]) == (conv3, total)
+    assert {u["module"]: u["macs"] for u in cov["uncaptured"]} == {
+        "dil": conv3, "asym": 4 * 4 * 4 * 81, "tr": tr, "s2": conv3}
