@@ -456,3 +456,86 @@ def test_conv_refusals_name_node_and_attribute_and_count_as_uncaptured(tmp_path)
     assert (cov["captured_macs"], cov["total_macs"]) == (conv3, total)
     assert {u["module"]: u["macs"] for u in cov["uncaptured"]} == {
         "dil": conv3, "asym": 4 * 4 * 4 * 81, "tr": tr, "s2": conv3}
+
+
+# --- onnxruntime's contrib attention ops -----------------------------------------------------------
+
+
+def _attention_models(tmp_path, rng, b, s, hidden, heads):
+    """The same attention as ``com.microsoft.Attention`` and as plain ONNX ops."""
+    d = hidden // heads
+    w = rng.standard_normal((hidden, 3 * hidden)).astype(np.float32) * 0.3
+    bias = rng.standard_normal(3 * hidden).astype(np.float32) * 0.1
+    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(bias, "bias")]
+    ins = [_vi("x", [b, s, hidden]), _vi("mask", [b, s], TensorProto.INT32)]
+    fused = helper.make_node("Attention", ["x", "w", "bias", "mask"], ["y"],
+                             name="/attn/Attention", domain="com.microsoft", num_heads=heads)
+    g = helper.make_graph([fused], "fused", ins, [_vi("y", [b, s, hidden])], initializer=inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17),
+                                            helper.make_opsetid("com.microsoft", 1)])
+    m.ir_version = 8
+    fused_path = str(tmp_path / "fused.onnx")
+    onnx.save(m, fused_path)
+    c = lambda name, v: numpy_helper.from_array(np.asarray(v), name)  # noqa: E731
+    consts = [c("shape4", np.array([b, s, heads, d], np.int64)),
+              c("shape3", np.array([b, s, hidden], np.int64)),
+              c("split", np.array([hidden] * 3, np.int64)), c("one", np.float32(1)),
+              c("fill", np.float32(-10000)), c("scale", np.float32(1 / math.sqrt(d))),
+              c("axes", np.array([1, 2], np.int64))]
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["p0"], name="/attn/qkv/MatMul"),
+        helper.make_node("Add", ["p0", "bias"], ["p"], name="/attn/qkv/Add"),
+        helper.make_node("Split", ["p", "split"], ["q0", "k0", "v0"], axis=2),
+        *[helper.make_node("Reshape", [f"{t}0", "shape4"], [f"{t}1"]) for t in "qkv"],
+        helper.make_node("Transpose", ["q1"], ["q"], perm=[0, 2, 1, 3]),
+        helper.make_node("Transpose", ["k1"], ["kt"], perm=[0, 2, 3, 1]),
+        helper.make_node("Transpose", ["v1"], ["v"], perm=[0, 2, 1, 3]),
+        helper.make_node("MatMul", ["q", "kt"], ["sc0"], name="/attn/MatMul"),
+        helper.make_node("Mul", ["sc0", "scale"], ["sc1"]),
+        helper.make_node("Cast", ["mask"], ["mf"], to=TensorProto.FLOAT),
+        helper.make_node("Sub", ["one", "mf"], ["mi"]),
+        helper.make_node("Mul", ["mi", "fill"], ["madd0"]),
+        helper.make_node("Unsqueeze", ["madd0", "axes"], ["madd"]),
+        helper.make_node("Add", ["sc1", "madd"], ["sc"]),
+        helper.make_node("Softmax", ["sc"], ["prob"], axis=-1),
+        helper.make_node("MatMul", ["prob", "v"], ["o0"], name="/attn/MatMul_1"),
+        helper.make_node("Transpose", ["o0"], ["o1"], perm=[0, 2, 1, 3]),
+        helper.make_node("Reshape", ["o1", "shape3"], ["y"]),
+    ]
+    plain_path = save(tmp_path, "plain", nodes, ins, [_vi("y", [b, s, hidden])],
+                      inits + consts)
+    return fused_path, plain_path
+
+
+def test_contrib_attention_equals_its_unfused_graph(tmp_path):
+    rng = np.random.default_rng(8)
+    b, s, hidden, heads = 2, 5, 16, 4
+    fused, plain = _attention_models(tmp_path, rng, b, s, hidden, heads)
+    x = np.maximum(rng.standard_normal((b, s, hidden)).astype(np.float32), 0)  # ReLU zeros
+    mask = np.ones((b, s), np.int32)
+    mask[1, 3:] = 0
+    feeds = {"x": x, "mask": mask}
+    out_f = ort.InferenceSession(fused, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    out_p = ort.InferenceSession(plain, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    assert np.allclose(out_f, out_p, atol=1e-5)  # the two files compute the same attention
+    got = capture(fused, calibration=feeds)
+    want = capture(plain, calibration=feeds)
+    assert got.workload.layers == want.workload.layers
+    assert [layer.name for layer in got.workload.layers] == ["attn.qkv", "attn.qk", "attn.pv"]
+    d = hidden // heads
+    assert got.coverage.captured_macs == got.coverage.total_macs == \
+        b * s * hidden * 3 * hidden + 2 * b * heads * s * s * d == want.coverage.total_macs
+    assert np.array_equal(got.weights()["attn.qkv"]["w"], want.weights()["attn.qkv"]["w"])
+    for name in ("attn.qkv", "attn.qk", "attn.pv"):
+        assert np.array_equal(got.first.inputs[name], want.first.inputs[name]), name
+    for name in ("attn.qk", "attn.pv"):
+        assert np.array_equal(got.first.internal[name]["b"], want.first.internal[name]["b"])
+    # P's zeros are the padded keys' (exp(-10000) underflows), as onnxruntime's Softmax gives
+    p = got.first.inputs["attn.pv"].reshape(b, heads, s, s)
+    assert p[0].all() and p[1, :, :, :3].all() and not p[1, :, :, 3:].any()
+    # the fused op's key-padding mask says which scores are needed; the plain graph's mask is
+    # finite (-10000 added), so there every score counts as needed, as in the torch capture
+    o = got.first.internal["attn.qk"]["o"].reshape(b, heads, s, s)
+    assert np.array_equal(o, p) and want.first.internal["attn.qk"]["o"].all()
+    plain_masks = want.trace().masks
+    assert "attn.qk" not in plain_masks or "o" not in plain_masks["attn.qk"].activations

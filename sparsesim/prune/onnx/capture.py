@@ -38,7 +38,7 @@ from sparsesim.prune.coverage import Coverage, Uncaptured, check_coverage
 from sparsesim.prune.criteria import LayerStats
 from sparsesim.prune.front import Masks
 from sparsesim.prune.graphtrace import Measured, graph_trace, stats_of
-from sparsesim.prune.onnx import count, shapes, walk
+from sparsesim.prune.onnx import attention, count, shapes, walk
 from sparsesim.prune.onnx.constants import Constants, constants
 from sparsesim.prune.spec import PruneSpec
 from sparsesim.prune.synthetic import Weights
@@ -235,7 +235,7 @@ def capture(path: str | Path, input_shapes: Sequence[str] | Mapping[str, tuple[i
         known = dict(shapes.known_shapes(model))
         for t, v in env.items():
             known.setdefault(t, tuple(int(d) for d in np.shape(v)))
-        walked = walk.walk(graph, known, consts)
+        walked = walk.walk(graph, known, consts, {**walk.HANDLERS, **attention.HANDLERS})
         first = measure(walked.sites, env, consts, graph, weights=True, norms=norms)
         cov = _coverage(graph, known, walked)
         check_coverage(cov, allow_uncaptured)
