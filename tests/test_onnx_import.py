@@ -539,3 +539,35 @@ def test_contrib_attention_equals_its_unfused_graph(tmp_path):
     assert np.array_equal(o, p) and want.first.internal["attn.qk"]["o"].all()
     plain_masks = want.trace().masks
     assert "attn.qk" not in plain_masks or "o" not in plain_masks["attn.qk"].activations
+
+
+# --- a real external file: ZigZag's ResNet-18 -------------------------------------------------------
+
+
+def test_zigzag_resnet18_equals_the_builtin_workload(tmp_path):
+    """tests/data/README_zigzag.md: ZigZag's graph (BatchNorm folded into conv biases), seeded
+    weights. Every layer's shape equals the built-in ResNet-18 workload's, as do its MACs."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from sparsesim.workload.network import load_workload
+
+    src = Path(__file__).parent / "data" / "zigzag_resnet18.onnx"
+    with pytest.raises(SparsesimError, match="cannot load the ONNX model"):
+        capture(src)  # its external weights are not shipped: one line, not a traceback
+    model = onnx.load(str(src), load_external_data=False)
+    rng = np.random.default_rng(0)
+    for t in model.graph.initializer:
+        t.CopyFrom(numpy_helper.from_array(
+            (rng.standard_normal(tuple(t.dims)) * 0.05).astype(np.float32), t.name))
+    path = str(tmp_path / "resnet18.onnx")
+    onnx.save(model, path)
+    cap = capture(path)
+    ref = load_workload("resnet18")
+    assert cap.coverage.captured_macs == cap.coverage.total_macs \
+        == sum(layer.dense_macs for layer in ref.layers) == 1_814_073_344
+    assert len(cap.workload.layers) == len(ref.layers) == 21
+    for got, want in zip(cap.workload.layers, ref.layers):
+        assert got.name in (want.name, f"{want.name}.0")  # downsample is a Sequential's 0
+        assert replace(got, name=want.name, bias=want.bias, norm=want.norm) == want
+    assert 0.2 < cap.first.inputs["layer3.0.conv1"].mean() < 0.8  # ReLU zeros, measured

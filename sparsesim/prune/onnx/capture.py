@@ -55,7 +55,8 @@ def load_model(path: str | Path) -> onnx.ModelProto:
     try:
         return onnx.load(str(file))
     except Exception as err:  # protobuf's DecodeError and others
-        raise SparsesimError(f"not an ONNX model: {type(err).__name__}: {err}".splitlines()[0],
+        raise SparsesimError(f"cannot load the ONNX model: {type(err).__name__}: {err}"
+                             .splitlines()[0],
                              file=str(path), field="--model") from None
 
 

@@ -17,7 +17,7 @@
   the scores a mask discards (an added mask's non-finite entries, a ``Where`` filling
   non-finite values) are ``qk``'s needed-output mask ``o``, as in the torch capture.
 * **Names** come from the exporter's node names (``/encoder/layer.0/attn/MatMul_1`` → module
-  ``encoder.layer.0.attn``): the module path, or ``{path}.{node}`` where a module holds
+  ``encoder.layer.0.attn``; ``/layer1/layer1.0/conv1/Conv`` → ``layer1.0.conv1``): the module path, or ``{path}.{node}`` where a module holds
   several GEMM nodes; ``model`` at the root.
 """
 
@@ -77,11 +77,19 @@ def node_id(i: int, node: onnx.NodeProto) -> str:
 
 
 def module_path(node_name: str) -> tuple[str, str]:
-    """``/a/b/MatMul_1`` → (``a.b``, ``MatMul_1``); a name without slashes has no path."""
+    """``/a/b/MatMul_1`` → (``a.b``, ``MatMul_1``); a name without slashes has no path; a
+    scope that repeats its parent's name (``/layer1/layer1.0/conv1/Conv``) is the module
+    ``layer1.0.conv1``."""
     parts = [p for p in node_name.split("/") if p]
     if len(parts) <= 1:
         return "", (parts[0] if parts else node_name)
-    return ".".join(parts[:-1]), parts[-1]
+    path: list[str] = []
+    for p in parts[:-1]:  # the TorchScript exporter repeats a scope's prefix: layer1/layer1.0
+        if path and p.startswith(path[-1] + "."):
+            path[-1] = p
+        else:
+            path.append(p)
+    return ".".join(path), parts[-1]
 
 
 def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
