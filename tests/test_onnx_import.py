@@ -571,3 +571,36 @@ def test_zigzag_resnet18_equals_the_builtin_workload(tmp_path):
         assert got.name in (want.name, f"{want.name}.0")  # downsample is a Sequential's 0
         assert replace(got, name=want.name, bias=want.bias, norm=want.norm) == want
     assert 0.2 < cap.first.inputs["layer3.0.conv1"].mean() < 0.8  # ReLU zeros, measured
+
+
+def test_contrib_multihead_attention_equals_its_unfused_graph(tmp_path):
+    rng = np.random.default_rng(9)
+    b, s, hidden, heads = 2, 5, 16, 4
+    _, plain = _attention_models(tmp_path, rng, b, s, hidden, heads)
+    model = onnx.load(plain)
+    keep = [n for n in model.graph.node if n.op_type in ("MatMul", "Add", "Split")][:3]
+    mha = helper.make_node("MultiHeadAttention", ["q0", "k0", "v0", "", "mask"], ["y"],
+                           name="/attn/MultiHeadAttention", domain="com.microsoft",
+                           num_heads=heads)
+    graph = helper.make_graph(keep + [mha], "mha", list(model.graph.input),
+                              list(model.graph.output), initializer=list(model.graph.initializer))
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                helper.make_opsetid("com.microsoft", 1)])
+    m.ir_version = 8
+    path = str(tmp_path / "mha.onnx")
+    onnx.save(m, path)
+    x = np.maximum(rng.standard_normal((b, s, hidden)).astype(np.float32), 0)
+    mask = np.ones((b, s), np.int32)
+    mask[0, 4:] = 0
+    feeds = {"x": x, "mask": mask}
+    outs = [ort.InferenceSession(p, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+            for p in (path, plain)]
+    assert np.allclose(outs[0], outs[1], atol=1e-5)
+    got, want = capture(path, calibration=feeds), capture(plain, calibration=feeds)
+    assert got.workload.layers == want.workload.layers
+    assert got.coverage.captured_macs == got.coverage.total_macs == want.coverage.total_macs
+    for name in ("attn.qk", "attn.pv"):
+        assert np.array_equal(got.first.inputs[name], want.first.inputs[name]), name
+        assert np.array_equal(got.first.internal[name]["b"], want.first.internal[name]["b"])
+    o = got.first.internal["attn.qk"]["o"].reshape(b, heads, s, s)
+    assert not o[0, :, :, 4:].any() and o[0, :, :, :4].all() and o[1].all()
