@@ -604,3 +604,19 @@ def test_contrib_multihead_attention_equals_its_unfused_graph(tmp_path):
         assert np.array_equal(got.first.internal[name]["b"], want.first.internal[name]["b"])
     o = got.first.internal["attn.qk"]["o"].reshape(b, heads, s, s)
     assert not o[0, :, :, 4:].any() and o[0, :, :, :4].all() and o[1].all()
+
+
+def test_cli_import_takes_the_file_as_its_argument(cnn, tmp_path):
+    _, _, path = cnn
+    out = tmp_path / "pos.npz"
+    proc = _cli("import", path, "--seed", "3", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert [layer.name for layer in load_trace(out).workload.layers] == ["conv1", "dw", "pw",
+                                                                         "fc"]
+    twice = _cli("import", path, "--model", path, "-o", str(out))
+    assert twice.returncode == 2 and "give the model once" in twice.stderr
+    # random normal calibration from the seed: another seed, other activation zeros
+    other = tmp_path / "pos4.npz"
+    assert _cli("import", path, "--seed", "4", "-o", str(other)).returncode == 0
+    a, b = load_trace(out).masks["dw"].inputs, load_trace(other).masks["dw"].inputs
+    assert a.shape == b.shape and not np.array_equal(a, b)

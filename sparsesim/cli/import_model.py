@@ -23,10 +23,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                     "weights and zeros (no pruning), measure every GEMM operand's zeros on "
                     "those inputs, and write the trace `sparsesim run --trace` simulates. "
                     "Needs sparsesim[torch].")
-    parser.add_argument("--model", required=True, type=model_source,
-                        metavar="FILE.py:FACTORY|FILE.onnx",
+    parser.add_argument("--model", type=model_source, metavar="FILE.py:FACTORY|FILE.onnx",
                         help="a function returning (model, example_inputs) or (model, args, "
                              "kwargs), or an ONNX file (needs sparsesim[onnx])")
+    parser.add_argument("model_file", nargs="?", type=model_source, metavar="MODEL",
+                        help="the same as --model (sparsesim import model.onnx ...)")
     add_allow_uncaptured(parser)
     add_onnx_args(parser, seed=True)
     parser.add_argument("-o", "--out", type=Path, required=True, metavar="PATH",
@@ -38,6 +39,9 @@ def run(args: argparse.Namespace) -> int:
     """Capture, measure, write."""
     from sparsesim.cli.prune import SHIPPED
 
+    if (args.model is None) == (args.model_file is None):
+        raise SparsesimError("give the model once: --model MODEL or MODEL", field="--model")
+    args.model = args.model or args.model_file
     if args.model in SHIPPED:
         raise SparsesimError("import takes FILE.py:FACTORY; the shipped models are pruned with "
                              "`sparsesim prune --model`", field="--model")
