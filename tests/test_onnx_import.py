@@ -620,3 +620,42 @@ def test_cli_import_takes_the_file_as_its_argument(cnn, tmp_path):
     assert _cli("import", path, "--seed", "4", "-o", str(other)).returncode == 0
     a, b = load_trace(out).masks["dw"].inputs, load_trace(other).masks["dw"].inputs
     assert a.shape == b.shape and not np.array_equal(a, b)
+
+
+def test_hf_bert_onnx_equals_its_torch_capture(tmp_path):
+    """HF BERT (tiny config, random weights, key padding) exported by the TorchScript exporter:
+    every layer and operand mask equals the torch capture's, except the pooler, which the
+    exporter drops as dead code (the wrapper returns last_hidden_state; the eager pass the
+    torch capture walks still computes it). HF Llama does not export this way in torch 2.13
+    (aten::diff has no ONNX symbolic)."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
+                                  num_attention_heads=4, intermediate_size=64,
+                                  max_position_embeddings=64)
+
+    class Wrapped(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = transformers.BertModel(cfg).eval()
+
+        def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            return self.bert(input_ids=ids, attention_mask=mask).last_hidden_state
+
+    model = Wrapped().eval()
+    ids = torch.randint(0, 100, (2, 8))
+    mask = torch.ones(2, 8, dtype=torch.long)
+    mask[1, 6:] = 0
+    path = export(model, (ids, mask), tmp_path / "bert.onnx", ["ids", "mask"])
+    cap = capture(path, calibration={"ids": ids.numpy(), "mask": mask.numpy()})
+    ref = torch_capture(model, (ids, mask))
+    want = tuple(x for x in ref.workload.layers if x.name != "bert.pooler.dense")
+    assert cap.workload.layers == want
+    assert cap.coverage.total_macs == cap.coverage.captured_macs == \
+        ref.coverage.total_macs - 32 * 32 * 2
+    for name in (x.name for x in want):
+        assert np.array_equal(cap.first.inputs[name], ref.first.inputs[name]), name
+        for key, m in ref.first.internal.get(name, {}).items():
+            assert np.array_equal(cap.first.internal[name][key], m), (name, key)
+    o = cap.first.internal["bert.encoder.layer.0.attention.self.qk"]["o"]
+    assert o.mean() == 1 - 2 / 16  # sequence 1's two padded keys are not needed
