@@ -659,3 +659,21 @@ def test_hf_bert_onnx_equals_its_torch_capture(tmp_path):
             assert np.array_equal(cap.first.internal[name][key], m), (name, key)
     o = cap.first.internal["bert.encoder.layer.0.attention.self.qk"]["o"]
     assert o.mean() == 1 - 2 / 16  # sequence 1's two padded keys are not needed
+
+
+def test_integer_gemm_is_listed_with_its_reason(tmp_path):
+    w = np.arange(12, dtype=np.uint8).reshape(4, 3)
+    nodes = [helper.make_node("MatMulInteger", ["x", "w"], ["y"], name="/q/MatMulInteger"),
+             helper.make_node("Cast", ["y"], ["yf"], to=TensorProto.FLOAT),
+             helper.make_node("MatMul", ["yf", "wf"], ["z"], name="/fc/MatMul")]
+    path = save(tmp_path, "qmm", nodes, [_vi("x", [2, 4], TensorProto.UINT8)],
+                [_vi("z", [2, 5])], [numpy_helper.from_array(w, "w"), numpy_helper.from_array(
+                    np.ones((3, 5), np.float32), "wf")])
+    x = {"x": np.full((2, 4), 3, np.uint8)}
+    with pytest.raises(SparsesimError) as err:
+        capture(path, calibration=x)
+    assert "24 of 54 MACs" in str(err.value)  # 2·4·3 integer, 2·3·5 float
+    assert "q (MatMulInteger, node /q/MatMulInteger): 24 MACs, an integer MatMulInteger" \
+        in str(err.value)
+    assert capture(path, calibration=x, allow_uncaptured=0.5).workload.layers == (
+        Linear("fc", 3, 5, tokens=2),)

@@ -37,9 +37,10 @@ def model_source(value: str) -> str:
 def add_allow_uncaptured(parser: argparse.ArgumentParser) -> None:
     """``--allow-uncaptured``: the parity gate's allowance for a user's model."""
     parser.add_argument("--allow-uncaptured", type=float, default=0.0, metavar="FRACTION",
-                        help="FILE.py:FACTORY models: accept a capture missing up to this "
-                             "fraction of the MACs PyTorch counts (default %(default)s: every "
-                             "GEMM captured, or an error listing the ops missed)")
+                        help="FILE.py:FACTORY and FILE.onnx models: accept a capture missing "
+                             "up to this fraction of the MACs the independent count finds "
+                             "(default %(default)s: every GEMM captured, or an error listing "
+                             "the ops missed)")
 
 
 def user_model_trace(model: str, spec: object, allow: float) -> Trace:

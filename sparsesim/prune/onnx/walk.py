@@ -254,12 +254,26 @@ def _conv_transpose(name: str, node: onnx.NodeProto, s: Shapes, c: Constants,
     raise Refusal("a transposed convolution (ConvTranspose) is not a layer sparsesim holds yet")
 
 
+def _quantized(name: str, node: onnx.NodeProto, s: Shapes, c: Constants, bias: bool
+               ) -> list[Site]:
+    raise Refusal(f"an integer {node.op_type} (quantized operands, zero points inside the "
+                  "op) is not lowered yet: export with DequantizeLinear before a float GEMM")
+
+
+def _einsum(name: str, node: onnx.NodeProto, s: Shapes, c: Constants, bias: bool
+            ) -> list[Site]:
+    raise Refusal("Einsum is not lowered yet (rewrite it as MatMul)")
+
+
 _Handler = Callable[[str, onnx.NodeProto, Shapes, Constants, bool], list[Site]]
 HANDLERS: dict[tuple[str, str], _Handler] = {
     ("", "Conv"): _conv,
     ("", "ConvTranspose"): _conv_transpose,
     ("", "Gemm"): _gemm,
     ("", "MatMul"): _matmul,
+    **{("", op): _quantized for op in ("ConvInteger", "QLinearConv", "MatMulInteger",
+                                        "QLinearMatMul")},
+    ("", "Einsum"): _einsum,
 }
 """(domain, op) → its layers; :mod:`.attention` adds the contrib attention ops."""
 
