@@ -677,3 +677,11 @@ def test_integer_gemm_is_listed_with_its_reason(tmp_path):
         in str(err.value)
     assert capture(path, calibration=x, allow_uncaptured=0.5).workload.layers == (
         Linear("fc", 3, 5, tokens=2),)
+
+
+def test_onnx_path_runs_without_torch(cnn, tmp_path):
+    """The onnx extra does not need the torch extra: with torch unimportable the import runs."""
+    _, _, path = cnn
+    proc = _cli("import", path, "-o", str(tmp_path / "nt.npz"),
+                env_extra="sys.modules['torch'] = None; ")
+    assert proc.returncode == 0, proc.stderr
