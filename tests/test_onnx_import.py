@@ -458,7 +458,7 @@ def test_conv_refusals_name_node_and_attribute_and_count_as_uncaptured(tmp_path)
         "dil": conv3, "asym": 4 * 4 * 4 * 81, "tr": tr, "s2": conv3}
 
 
-# --- onnxruntime's contrib attention ops -----------------------------------------------------------
+# --- onnxruntime's contrib attention ops -----------------------------------------------------
 
 
 def _attention_models(tmp_path, rng, b, s, hidden, heads):
@@ -541,7 +541,7 @@ def test_contrib_attention_equals_its_unfused_graph(tmp_path):
     assert "attn.qk" not in plain_masks or "o" not in plain_masks["attn.qk"].activations
 
 
-# --- a real external file: ZigZag's ResNet-18 -------------------------------------------------------
+# --- a real external file: ZigZag's ResNet-18 -----------------------------------------------
 
 
 def test_zigzag_resnet18_equals_the_builtin_workload(tmp_path):

@@ -17,8 +17,8 @@
   the scores a mask discards (an added mask's non-finite entries, a ``Where`` filling
   non-finite values) are ``qk``'s needed-output mask ``o``, as in the torch capture.
 * **Names** come from the exporter's node names (``/encoder/layer.0/attn/MatMul_1`` → module
-  ``encoder.layer.0.attn``; ``/layer1/layer1.0/conv1/Conv`` → ``layer1.0.conv1``): the module path, or ``{path}.{node}`` where a module holds
-  several GEMM nodes; ``model`` at the root.
+  ``encoder.layer.0.attn``; ``/layer1/layer1.0/conv1/Conv`` → ``layer1.0.conv1``): the module
+  path, or ``{path}.{node}`` where a module holds several GEMM nodes; ``model`` at the root.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def _gemm2(name: str, ia: str, ib: str, sa: tuple[int, ...], sb: tuple[int, ...]
         return Site(layer, "", lambda e: e[ia].reshape(tokens, k), (ia,), ref)
     if c.is_static(ia) and len(sa) == 2 and not c.is_static(ib) and len(sb) == 2:
         _weight(c, ia)
-        m, n = sa[0], sb[1]  # W·X = (Xᵀ·Wᵀ)ᵀ: X's columns are the tokens, W [m, k] is [out, in]
+        m, n = sa[0], sb[1]  # W·X = (Xᵀ·Wᵀ)ᵀ: X's columns are tokens, W [m, k] is [out, in]
         layer = Linear(name, in_features=k, out_features=m, tokens=n, bias=bias)
         return Site(layer, "", lambda e: _t(e[ib]), (ib,), WeightRef(ka))
     if c.is_static(ia) and c.is_static(ib):
@@ -444,7 +444,8 @@ def walk(graph: onnx.GraphProto, shapes: Shapes, c: Constants,
     for k, s in enumerate(sites):  # a clash left (two patterns in one module): number them
         if names.count(s.layer.name) > 1:
             seen[s.layer.name] = seen.get(s.layer.name, 0) + 1
-            sites[k] = replace(s, layer=replace(s.layer, name=f"{s.layer.name}_{seen[s.layer.name]}"))
+            numbered = f"{s.layer.name}_{seen[s.layer.name]}"
+            sites[k] = replace(s, layer=replace(s.layer, name=numbered))
     return Walk(sites, refused, paths, ops)
 
 

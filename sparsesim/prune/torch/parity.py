@@ -10,8 +10,9 @@ count as zero; we register PyTorch's own ``sdpa_flop`` for it (``2·b·h·l·s·
 FLOPs, the query heads' count also under GQA). The mathematical fallback SDPA takes with some
 masks dispatches ``bmm``, which is counted anyway.
 
-:func:`~sparsesim.prune.coverage.check_coverage` (shared with the ONNX import) is the gate: captured MACs must equal the count, or the shortfall
-be at most the fraction the user allows; otherwise one error listing the uncaptured ops.
+:func:`~sparsesim.prune.coverage.check_coverage` (shared with the ONNX import) is the gate:
+captured MACs must equal the count, or the shortfall be at most the fraction the user allows;
+otherwise one error listing the uncaptured ops.
 """
 
 from __future__ import annotations
