@@ -125,6 +125,9 @@ def workdir(tmp_path_factory):
     shim = shims / "sparsesim"
     shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m sparsesim.cli "$@"\n')
     shim.chmod(0o755)
+    python = shims / "python3"  # the README's python3 (the ONNX export) is this interpreter
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
     env = {**os.environ, "PATH": f"{shims}{os.pathsep}{os.environ['PATH']}",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
            "MPLBACKEND": "Agg"}
@@ -143,7 +146,8 @@ def workdir(tmp_path_factory):
 def _needs_models(text: str) -> None:
     if "--model" not in text:
         return
-    missing = [m for m in MODEL_MODULES if importlib.util.find_spec(m) is None]
+    onnx = ("onnx", "onnxruntime") if ".onnx" in text else ()  # the onnx extra
+    missing = [m for m in MODEL_MODULES + onnx if importlib.util.find_spec(m) is None]
     if missing:
         message = f"needs the torch extra and the model packages (missing: {', '.join(missing)})"
         if os.environ.get("CI"):

@@ -10,6 +10,7 @@ from pathlib import Path
 from sparsesim.cli.common import (DEFAULT_WORKLOAD, add_attention_args, add_quiet, nm_ratio,
                                   progress_bar, save_trace)
 from sparsesim.cli.flags import FRACTION, SEED, count, real
+from sparsesim.cli.onnx_model import add_onnx_args, check_not_onnx, is_onnx, onnx_trace
 from sparsesim.errors import SparsesimError
 from sparsesim.files import output_file
 from sparsesim.sparsity.trace import Trace, accuracy_rows, compaction_text
@@ -28,18 +29,19 @@ def model_source(value: str) -> str:
     from sparsesim.prune.spec import is_model_factory  # not at start-up: sparsesim.prune
     # imports the engine (pandas, Numba, simpy)
 
-    if value in SHIPPED or is_model_factory(value):
+    if value in SHIPPED or is_model_factory(value) or is_onnx(value):
         return value
     raise argparse.ArgumentTypeError(f"{value!r} is neither one of {', '.join(SHIPPED)} nor "
-                                     "FILE.py:FACTORY")
+                                     "FILE.py:FACTORY nor FILE.onnx")
 
 
 def add_allow_uncaptured(parser: argparse.ArgumentParser) -> None:
     """``--allow-uncaptured``: the parity gate's allowance for a user's model."""
     parser.add_argument("--allow-uncaptured", type=float, default=0.0, metavar="FRACTION",
-                        help="FILE.py:FACTORY models: accept a capture missing up to this "
-                             "fraction of the MACs PyTorch counts (default %(default)s: every "
-                             "GEMM captured, or an error listing the ops missed)")
+                        help="FILE.py:FACTORY and FILE.onnx models: accept a capture missing "
+                             "up to this fraction of the MACs the independent count finds "
+                             "(default %(default)s: every GEMM captured, or an error listing "
+                             "the ops missed)")
 
 
 def add_sim_batch(parser: argparse.ArgumentParser) -> None:
@@ -77,9 +79,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                      help="a real model with real weights and measured activations: one of "
                           f"{', '.join(SHIPPED)}, or your own, FILE.py:FACTORY (a function "
                           "returning (model, example_inputs) or (model, args, kwargs); "
-                          "captured by torch.export, every GEMM node a layer)")
+                          "captured by torch.export, every GEMM node a layer), or FILE.onnx "
+                          "(with --input-shape; needs sparsesim[onnx])")
     add_allow_uncaptured(parser)
     add_sim_batch(parser)
+    add_onnx_args(parser, seed=False)
     parser.add_argument("--method", default="magnitude",
                         choices=("magnitude", "random", "taylor", "fisher", "wanda", "slimming"),
                         help="criterion (default: %(default)s); taylor, fisher and wanda need "
@@ -195,12 +199,17 @@ def run(args: argparse.Namespace) -> int:
     if args.allow_uncaptured and (args.model is None or args.model in SHIPPED):
         raise SparsesimError("the parity gate's allowance is for a FILE.py:FACTORY model",
                              field="--allow-uncaptured")
-    if args.sim_batch is not None and (args.model is None or args.model in SHIPPED):
-        raise SparsesimError("the simulated batch of a shipped model or workload is its own: "
-                             "--sim-batch is for a FILE.py:FACTORY model", field="--sim-batch")
+    if not is_onnx(args.model):
+        check_not_onnx(args)
+    if args.sim_batch is not None and (args.model is None or args.model in SHIPPED
+                                       or is_onnx(args.model)):
+        raise SparsesimError("the simulated batch of a shipped model, a workload or an ONNX "
+                             "model is its own: --sim-batch is for a FILE.py:FACTORY model",
+                             field="--sim-batch")
     if args.model is not None and args.model not in SHIPPED:
         _user_options(args, act, dynamic)
-        trace = user_model_trace(args.model, spec, args.allow_uncaptured, args.sim_batch)
+        trace = onnx_trace(args, spec) if is_onnx(args.model) else \
+            user_model_trace(args.model, spec, args.allow_uncaptured, args.sim_batch)
     elif args.model is not None:
         if args.attn_density != 1:
             raise SparsesimError("a real model's probabilities are pruned by their top-k: use "
@@ -287,7 +296,8 @@ def print_capture(meta: dict[str, object]) -> None:
     cap = meta.get("capture")
     if not isinstance(cap, dict):
         return
-    print(f"  captured {cap['captured_macs']:,} of {cap['total_macs']:,} MACs PyTorch counts "
+    who = "the ONNX per-node count finds" if cap.get("method") == "onnx" else "PyTorch counts"
+    print(f"  captured {cap['captured_macs']:,} of {cap['total_macs']:,} MACs {who} "
           f"(coverage {cap['coverage']:.4f})")
     for u in cap.get("uncaptured", []):
         print(f"  uncaptured: {u['module'] or 'model'} ({u['op']}, node {u['node']}): "

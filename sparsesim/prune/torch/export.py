@@ -70,11 +70,11 @@ from torch import nn
 
 from sparsesim.errors import SparsesimError
 from sparsesim.prune.criteria import LayerStats
-from sparsesim.prune.front import Masks, score_weights, weight_masks
-from sparsesim.prune.spec import WEIGHT_GRANULARITIES, PruneSpec
+from sparsesim.prune.front import Masks
+from sparsesim.prune.graphtrace import Measured, graph_trace, stats_of
+from sparsesim.prune.spec import PruneSpec
 from sparsesim.prune.synthetic import Weights
 from sparsesim.prune.compact import compact
-from sparsesim.prune.spec import COMPACTING
 from sparsesim.prune.torch import graphs, parity
 from sparsesim.prune.torch.rebuild import compact_masks
 from sparsesim.sparsity.masks import LayerMasks
@@ -615,18 +615,6 @@ def walk(program: Any) -> Graph:
 # --- running the graph ----------------------------------------------------------------------------
 
 
-@dataclass
-class Measured:
-    """One pass over the calibration inputs (numpy, per layer name)."""
-
-    inputs: dict[str, np.ndarray] = field(default_factory=dict)
-    internal: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # b, o
-    weights: Weights = field(default_factory=dict)
-    norms: dict[str, np.ndarray] = field(default_factory=dict)
-    node_macs: dict[str, int] = field(default_factory=dict)  # counted, per graph node
-    output: Any = None
-
-
 def _sq_norms(layer: Layer, a: torch.Tensor) -> np.ndarray:
     """``‖X_j‖₂`` per input feature (conv: per input channel), Wanda's statistic."""
     x = a.detach().double()
@@ -801,75 +789,25 @@ class Captured:
 
     def stats(self) -> dict[str, LayerStats]:
         """Wanda's input norms per layer with a stored weight."""
-        return {n: LayerStats(act_norms={"w": v}) for n, v in self.first.norms.items()
-                if n in self.first.weights}
+        return stats_of(self.first)
 
     def trace(self, spec: PruneSpec | None = None, *, meta: Mapping[str, Any] | None = None,
               masks: Masks | None = None) -> Trace:
-        """The trace: weight masks = non-zero patterns of the effective weights (after
-        ``spec``'s pruning, computed on them), activation masks measured on the pruned model.
-        ``spec = None`` is the model as it is (its own zeros)."""
-        weights = self.weights()
-        chosen: Masks | None = None
-        info: dict[str, Any] = {"source": self.workload.source,
-                                "capture": {"method": "torch.export", **self.coverage.as_dict()}}
-        if self.calibration is not None:
-            info["calibration"] = dict(self.calibration)
-        compacting = spec is not None and spec.granularity in COMPACTING and spec.compact
+        """The trace (:func:`~sparsesim.prune.graphtrace.graph_trace`): weight masks = non-zero
+        patterns of the effective weights (after ``spec``'s pruning, computed on them, or
+        ``masks`` chosen already), activation masks measured on the pruned model; filter,
+        channel and block pruning compacted along the exported graph, head pruning by
+        :mod:`sparsesim.prune.torch.heads`. ``spec = None`` is the model as it is (its own
+        zeros)."""
+        extra = {} if self.calibration is None else {"calibration": dict(self.calibration)}
         if spec is not None and spec.granularity == "head":
             from sparsesim.prune.torch import heads
 
-            extra = {} if self.calibration is None else {"calibration": dict(self.calibration)}
             return heads.prune(self, spec, meta={**extra, **dict(meta or {})})
-        if spec is not None:
-            if spec.granularity not in WEIGHT_GRANULARITIES:
-                raise SparsesimError(f"{spec.granularity} pruning of a graph-captured model is "
-                                     "not supported yet (its attention is MatMul layers, not "
-                                     "attention layers with heads): use a weight granularity",
-                                     field="granularity")
-            with_w = Workload(self.workload.name, tuple(
-                layer for layer in self.workload.layers if layer.name in weights),
-                self.workload.source)
-            if masks is None:  # else chosen already (sparsesim.prune.torch.sequential)
-                masks = weight_masks(with_w, spec, score_weights(with_w, spec, weights,
-                                                                 self.stats()))
-            chosen = masks
-            measured = run(self.graph, self.args, self.kwargs, masks=chosen)
-        else:
-            measured = self.first
-        layer_masks: dict[str, LayerMasks] = {}
-        per_layer: dict[str, dict[str, float]] = {}
-        kept = total = 0
-        for layer in self.workload.layers:
-            name = layer.name
-            w: dict[str, np.ndarray] = {}
-            if name in weights:  # the effective weights' zeros, and the pruning's
-                nz = weights[name]["w"] != 0
-                if chosen is not None and name in chosen:
-                    nz &= chosen[name]["w"]
-                kept, total = kept + int(nz.sum()), total + nz.size
-                per_layer.setdefault(name, {})["weight_sparsity"] = 1 - float(nz.mean())
-                if not nz.all():
-                    w["w"] = nz
-            x = measured.inputs.get(name)
-            if x is not None:
-                per_layer.setdefault(name, {})["act_density"] = float(x.mean())
-            padded = isinstance(layer, Conv2d) and layer.reads_zeros
-            x = None if x is None or (x.all() and not padded) else x
-            act = {}
-            for key, mask in measured.internal.get(name, {}).items():
-                per_layer.setdefault(name, {})[f"{key}_density"] = float(mask.mean())
-                if not mask.all():
-                    act[key] = mask
-            if w or x is not None or act:
-                layer_masks[name] = LayerMasks(w, x, act)
-        info = {"method": {} if spec is None else spec.as_dict(),
-                "seed": 0 if spec is None else spec.seed,
-                "weight_sparsity": 1 - kept / total if total else 0.0,
-                "layers": per_layer, **info, **(meta or {})}
-        if compacting:
-            return self._compacted(weights, chosen, layer_masks, info)
-        return Trace(self.workload, layer_masks, info)
+        return graph_trace(self.workload, self.first,
+                           lambda chosen: run(self.graph, self.args, self.kwargs, masks=chosen),
+                           {"method": "torch.export", **self.coverage.as_dict()}, spec,
+                           meta=meta, masks=masks, extra=extra, compactor=self._compacted)
 
     def graph_of(self) -> Any:
         """The workload graph read from the exported program (``graphs.derive``)."""
@@ -960,7 +898,8 @@ def capture(model: nn.Module, args: Sequence[Any] | Any, kwargs: Mapping[str, An
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise SparsesimError("two GEMM nodes got the same name", layer=dup, field="name")
-    cov = parity.Coverage(sum(s.macs for s in graph.sites), total, tuple(uncaptured))
+    cov = parity.Coverage(sum(s.macs for s in graph.sites), total, tuple(uncaptured),
+                          parity.COUNTER)
     parity.check_coverage(cov, allow_uncaptured)
     workload = Workload(name, layers, source or f"torch.export of {type(model).__name__}")
     calibration = None
