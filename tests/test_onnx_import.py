@@ -168,7 +168,7 @@ def test_cli_import_prune_and_run(cnn, tmp_path):
     model, x, path = cnn
     np.savez(tmp_path / "cal.npz", x=x.numpy())
     out = tmp_path / "as_is.npz"
-    proc = _cli("import", "--model", path, "--calibration", str(tmp_path / "cal.npz"),
+    proc = _cli("import", "--model", path, "--calibration-inputs", str(tmp_path / "cal.npz"),
                 "-o", str(out))
     assert proc.returncode == 0, proc.stderr
     total = sum(cnn_macs(2).values())

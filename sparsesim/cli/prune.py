@@ -201,6 +201,9 @@ def run(args: argparse.Namespace) -> int:
                              field="--allow-uncaptured")
     if not is_onnx(args.model):
         check_not_onnx(args)
+    if is_onnx(args.model) and args.calibration != "once":
+        raise SparsesimError("sequential calibration runs on torch.export captures "
+                             "(FILE.py:FACTORY), not on ONNX models yet", field="--calibration")
     if args.sim_batch is not None and (args.model is None or args.model in SHIPPED
                                        or is_onnx(args.model)):
         raise SparsesimError("the simulated batch of a shipped model, a workload or an ONNX "

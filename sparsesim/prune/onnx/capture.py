@@ -73,18 +73,18 @@ def calibration_inputs(model: onnx.ModelProto, bound: Mapping[str, tuple[int, ..
             if vi.name not in npz:
                 raise SparsesimError(f"the calibration file has no array {vi.name!r} (it has "
                                      f"{', '.join(sorted(npz)) or 'none'})",
-                                     field="--calibration")
+                                     field="--calibration-inputs")
             x = np.asarray(npz[vi.name])
             if x.shape != shape:
                 raise SparsesimError(f"array {vi.name!r} has shape {x.shape}, the model's input "
-                                     f"is bound to {shape}", field="--calibration")
+                                     f"is bound to {shape}", field="--calibration-inputs")
             out[vi.name] = x.astype(dtype, copy=False)
         elif np.issubdtype(dtype, np.floating):
             out[vi.name] = rng.standard_normal(shape).astype(dtype)
         else:
             raise SparsesimError(f"input {vi.name!r} is {np.dtype(dtype).name}: random normal "
-                                 "calibration is for float inputs; give --calibration "
-                                 "FILE.npz with its values", field="--calibration")
+                                 "calibration is for float inputs; give --calibration-inputs "
+                                 "FILE.npz with its values", field="--calibration-inputs")
     return out
 
 
@@ -288,7 +288,7 @@ def user_trace(path: str, prune: PruneSpec | None, *, input_shapes: Sequence[str
                 arrays = {k: npz[k] for k in npz.files}
         except (OSError, ValueError) as err:
             raise SparsesimError(f"cannot read: {err}", file=calibration,
-                                 field="--calibration") from None
+                                 field="--calibration-inputs") from None
     cap = capture(path, input_shapes, calibration=arrays, seed=seed,
                   allow_uncaptured=allow_uncaptured,
                   norms=prune is not None and prune.criterion == "wanda")
