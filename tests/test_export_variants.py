@@ -245,7 +245,8 @@ def test_wanda_on_a_3d_and_a_transposed_conv():
     model = Net().eval()
     x = torch.randn(2, 2, 3, 4, 4)
     cap = capture(model, (x,), norms=True)
-    spec = PruneSpec(criterion="wanda", granularity="unstructured", sparsity=0.5)
+    spec = PruneSpec(criterion="wanda", granularity="unstructured", sparsity=0.5,
+                     compare="tensor")
     trace = cap.trace(spec)
     c3, up = cap.workload.layers
     w3 = trace.masks["c3"].weights["w"]

@@ -1,4 +1,5 @@
-"""Bit-packed masks: one type (:class:`PackedMask`) and the popcount kernels that read it.
+"""Bit-packed masks: one type (:class:`PackedMask`); the popcount kernels that read it are in
+:mod:`sparsesim.kernels.popcounts` (Numba, imported when first counted, not with the type).
 
 *Layout.* A mask of shape ``(..., L)`` is packed along its last axis, the axis it is stored
 contiguously along: row ``r`` of the flattened leading axes is ``ceil(L / 64)`` ``uint64``
@@ -21,9 +22,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
-
-from sparsesim.kernels.skip import _popcount
 
 WORD = 64  # bits per packed word
 
@@ -87,8 +85,10 @@ class PackedMask:
 
     def row_counts(self) -> np.ndarray:
         """Non-zeros per row of the packed grid, ``int64 [rows]``."""
+        from sparsesim.kernels.popcounts import row_counts
+
         out = np.zeros(self.rows, dtype=np.int64)
-        _row_counts(self.words, out)
+        row_counts(self.words, out)
         return out
 
     def tile_counts(self, tile_rows: int, tile_cols: int) -> np.ndarray:
@@ -99,43 +99,7 @@ class PackedMask:
             raise ValueError("tile sizes must be positive")
         out = np.zeros((-(-self.rows // tile_rows), -(-self.length // tile_cols)),
                        dtype=np.int64)
-        _tile_counts(self.words, self.length, tile_rows, tile_cols, out)
+        from sparsesim.kernels.popcounts import tile_counts
+
+        tile_counts(self.words, self.length, tile_rows, tile_cols, out)
         return out
-
-
-@njit(cache=True, nogil=True)
-def _row_counts(words, out):  # type: ignore[no-untyped-def]
-    for r in range(words.shape[0]):
-        n = 0
-        for x in range(words.shape[1]):
-            n += _popcount(words[r, x])
-        out[r] = n
-
-
-@njit(cache=True, nogil=True)
-def _range_count(row, lo, hi):  # type: ignore[no-untyped-def]
-    """Set bits of element range ``[lo, hi)`` of one packed row (edge words masked)."""
-    if hi <= lo:
-        return 0
-    w0, w1 = lo // 64, (hi - 1) // 64
-    first = np.uint64(0xFFFFFFFFFFFFFFFF) << np.uint64(lo % 64)
-    last = np.uint64(0xFFFFFFFFFFFFFFFF) >> np.uint64(63 - (hi - 1) % 64)
-    if w0 == w1:
-        return _popcount(row[w0] & first & last)
-    n = _popcount(row[w0] & first) + _popcount(row[w1] & last)
-    for x in range(w0 + 1, w1):
-        n += _popcount(row[x])
-    return n
-
-
-@njit(cache=True, nogil=True)
-def _tile_counts(words, length, tile_rows, tile_cols, out):  # type: ignore[no-untyped-def]
-    """``out[ti, tj]`` += set bits of rows ``ti*tile_rows ..`` in element range ``tj*tile_cols
-    ..`` (out zero-filled); one in-order pass over the words."""
-    n_tc = out.shape[1]
-    for r in range(words.shape[0]):
-        ti = r // tile_rows
-        row = words[r]
-        for tj in range(n_tc):
-            lo = tj * tile_cols
-            out[ti, tj] += _range_count(row, lo, min(lo + tile_cols, length))
