@@ -12,6 +12,7 @@ from sparsesim import simulate
 from sparsesim.engine.dynamic import synthetic_dynamic
 from sparsesim.errors import SparsesimError
 from sparsesim.progress import DELAY_ENV, Progress, duration
+from terminal import stderr_on_a_terminal as _stderr_on_a_terminal
 from sparsesim.validation import run_checks
 from sparsesim.workload.network import load_workload
 
@@ -89,28 +90,6 @@ def test_validation_reports_each_check_group(tmp_path):
     checked = run_checks(fast=True, out_dir=tmp_path, only=["formulas"], progress=counting)
     [bar] = counting.bars
     assert bar.total == bar.done >= 1 and bar.failed == 0 and checked.passed
-
-
-def _stderr_on_a_terminal(*args):
-    """Run the CLI with stderr on a pseudo-terminal, the bar's delay 0 (a fast machine finishes
-    within the default 1 s); what it drew there."""
-    master, slave = pty.openpty()
-    env = {**os.environ, DELAY_ENV: "0"}
-    proc = subprocess.run([sys.executable, "-m", "sparsesim.cli", *args], stdout=subprocess.PIPE,
-                          stderr=slave, timeout=600, env=env)
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:  # the terminal's other end is closed: all read
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(master)
-    assert proc.returncode == 0
-    return b"".join(chunks).decode("utf-8", "replace")
 
 
 def test_run_dynamic_shows_progress_on_a_terminal_and_quiet_silences_it(tmp_path):

@@ -15,6 +15,7 @@ import pytest
 from sparsesim.progress import DELAY_ENV, Progress
 from sparsesim.prune import PruneSpec, prune_workload
 from sparsesim.workload.network import load_workload
+from terminal import stderr_on_a_terminal as _terminal
 
 
 class Counting:
@@ -72,27 +73,6 @@ def test_shape_pruning_has_no_selection_bar():
                                                                 sparsity=0.5),
                    progress=counting)
     assert counting.bars == []
-
-
-def _terminal(*args):
-    """Run the CLI with stderr on a pseudo-terminal (bar delay 0); its stderr as drawn."""
-    master, slave = pty.openpty()
-    env = {**os.environ, DELAY_ENV: "0"}
-    proc = subprocess.run([sys.executable, "-m", "sparsesim.cli", *args],
-                          stdout=subprocess.PIPE, stderr=slave, timeout=600, env=env)
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(master)
-    assert proc.returncode == 0
-    return b"".join(chunks).decode("utf-8", "replace")
 
 
 def test_prune_shows_progress_on_a_terminal_and_quiet_silences_it(tmp_path):
