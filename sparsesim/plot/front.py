@@ -93,7 +93,8 @@ def pareto(df: pd.DataFrame, *, x: str = "seconds", y: str = "energy_pj",
                 for i, k in enumerate(kinds) if k in drawn]  # colours stay fixed per kind
     fig.legend(handles=handles, loc="outside right center", frameon=False, fontsize="small")
     under = f" under the budget {budget_text(constraints)}" if constraints else ""
-    fig.suptitle(f"design space{under} (lower-left is better); front points labelled with "
+    fig.suptitle(f"design space{under} (lower-left is better); front points labelled, where "
+                 f"there is room, with "
                  "their design")
     return fig
 
@@ -118,6 +119,27 @@ def _budget(df: pd.DataFrame, budget: Sequence[Constraint] | str | None
     return parse_budget(texts.pop(), numeric, field="budget")
 
 
+def _label_room(xv: np.ndarray, yv: np.ndarray, fx: np.ndarray, fy: np.ndarray,
+                width: float = 0.8, height: float = 0.07) -> list[bool]:
+    """Which front points (in drawing order) get their label: a label runs right of its point,
+    up to ``width`` of the panel wide and ``height`` high (log axes, fractions of the panel's
+    data span); a point whose label would overlap one already placed stays unlabelled (its
+    colour still says its kind)."""
+    def frac(v: np.ndarray, all_: np.ndarray) -> np.ndarray:
+        lo, hi = np.log(all_.min()), np.log(all_.max())
+        return (np.log(v) - lo) / (hi - lo) if hi > lo else np.zeros_like(v)
+
+    px, py = frac(fx, xv), frac(fy, yv)
+    placed: list[tuple[float, float]] = []
+    out = []
+    for x, y in zip(px, py):
+        free = all(abs(x - a) > width or abs(y - b) > height for a, b in placed)
+        if free:
+            placed.append((x, y))
+        out.append(free)
+    return out
+
+
 def _panel(ax: plt.Axes, g: pd.DataFrame, inside: np.ndarray, x: str, y: str,
            design: Sequence[str], kinds: Sequence[str], drawn: set[str],
            marks: dict[str, bool]) -> None:
@@ -136,14 +158,15 @@ def _panel(ax: plt.Axes, g: pd.DataFrame, inside: np.ndarray, x: str, y: str,
                linewidths=0.8)
     order = np.argsort(xv[front])
     ax.plot(xv[front][order], yv[front][order], color="#333333", lw=1, zorder=2)
-    for (_, row), px, py in zip(g[front].iloc[order].iterrows(), xv[front][order],
-                                yv[front][order]):
+    room = _label_room(xv, yv, xv[front][order], yv[front][order])
+    for (_, row), px, py, free in zip(g[front].iloc[order].iterrows(), xv[front][order],
+                                      yv[front][order], room):
         c = OKABE_ITO[kinds.index(str(row[design[0]])) % len(OKABE_ITO)] if design else \
             OKABE_ITO[0]
         if design:
             drawn.add(str(row[design[0]]))
         ax.scatter([px], [py], color=c, s=36, zorder=3, edgecolor="black", linewidth=0.5)
-        text = series_label(row, design[1:]) if len(design) > 1 else ""
+        text = series_label(row, design[1:]) if len(design) > 1 and free else ""
         ax.annotate(text, (px, py), textcoords="offset points", xytext=(6, 3),
                     fontsize="x-small")
     ax.set_xscale("log")
