@@ -291,7 +291,7 @@ def _a_slots(ops: GemmOperands, pe: PeConfig) -> bool:
     was pruned by nothing and has none (the network's first input, the O projection's
     input), and attention's score GEMMs (both operands activations: Q, and P whose causal
     mask is structure, not N:M pruning) are not the online unit's: those run uncompressed."""
-    if ops.a is None or ops.gemm.w_kind is not OperandKind.WEIGHT or bool(ops.a.all()):
+    if ops.a is None or ops.gemm.w_kind is not OperandKind.WEIGHT:
         return False
     view = ops.view
     hint = ""
