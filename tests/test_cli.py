@@ -7,6 +7,8 @@ import sys
 import pandas as pd
 import pytest
 
+from conftest import TINY_TOML  # the suite's tiny two-layer workload
+
 REQUIRED_COLUMNS = ["network", "layer", "op", "gemm", "M", "K", "N", "dataflow", "rows", "cols",
                     "folds", "dense_macs", "cycles", "compute_cycles", "stall_cycles",
                     "utilization", "seconds"]
@@ -41,18 +43,7 @@ def test_run_formats_and_listings():
         assert proc.returncode == 0 and "usage: sparsesim" in proc.stdout
 
 
-CONV_OK = """[network]
-name = "t"
-[[layer]]
-name = "c1"
-op = "conv2d"
-c = 4
-h = 8
-w = 8
-m = 8
-r = 3
-s = 3
-"""
+CONV_OK = TINY_TOML[: TINY_TOML.index('[[layer]]\nname = "fc"')]  # its conv layer alone
 
 
 @pytest.mark.parametrize(
