@@ -93,3 +93,14 @@ def test_cli_row_says_dense(tmp_path):
     df = pd.read_csv(out)
     assert dict(zip(df["layer"], df["nm_mode"])) == {"conv1": "dense", "conv2": "nm", "fc": "nm"}
     assert np.all(df["pe_kind"] == "nm")
+
+
+def test_an_m_to_m_unit_is_the_dense_array_not_a_refused_run():
+    """An n = m unit compresses nothing by its own ratio (K' = K): it runs, at the dense
+    array's cycles (SCALE-Sim's N:M mode at 4:4 is its dense formula), where a 2:4 unit on
+    the same dense weights is refused for changing nothing."""
+    dense = simulate(NET, _arch("dense")).df.set_index("layer")
+    mm = simulate(NET, _arch("nm", n=4, m=4)).df.set_index("layer")
+    assert (mm.loc[dense.index, "compute_cycles"] == dense["compute_cycles"]).all()
+    with pytest.raises(SparsesimError):
+        simulate(NET, _arch("nm", n=2, m=4))

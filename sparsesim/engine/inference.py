@@ -465,8 +465,10 @@ def run(workload: Workload, arch: Arch, *, sparsity: SparsityModel | None = None
 
 
 def _check_nm_used(arch: Arch, rows: list[GemmResult]) -> None:
-    """An N:M array that compressed no GEMM would change nothing: refused, not run densely."""
-    if arch.pe.kind == PeKind.NM and rows and all(r.nm_mode != NmMode.NM for r in rows):
+    """An N:M array that compressed no GEMM would change nothing: refused, not run densely
+    (an ``m:m`` unit compresses nothing by its own ratio: it is the dense array, not refused)."""
+    if (arch.pe.kind == PeKind.NM and arch.pe.n < arch.pe.m and rows
+            and all(r.nm_mode != NmMode.NM for r in rows)):
         raise SparsesimError(
             f"no GEMM has {arch.pe.nm_operand} operands with N:M metadata: every layer would "
             f"run densely on the {arch.pe.n}:{arch.pe.m} unit (prune the weights N:M, e.g. "
