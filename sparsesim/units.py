@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 def ceil_div(a: int, b: int) -> int:
     """``ceil(a / b)`` for non-negative integers, without floats."""
@@ -18,3 +20,11 @@ def fmt_si(value: float, unit: str = "", digits: int = 3) -> str:
         if abs(value) >= scale:
             return f"{value / scale:.{digits}g} {prefix}{unit}".rstrip()
     return f"{value:.{digits}g} {unit}".rstrip()
+
+
+def power_law(x: float, x0: float, y0: float, x1: float, y1: float) -> float:
+    """y at x on the line through (x0, y0) and (x1, y1) in log–log space (the energy and area
+    tables' fits between two published points)."""
+    slope = math.log(y1 / y0) / math.log(x1 / x0)
+    return float(y0 * (x / x0) ** slope)
+

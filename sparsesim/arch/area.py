@@ -63,6 +63,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from sparsesim.arch.section import Section, number, table_overrides
 from sparsesim.errors import SparsesimError
+from sparsesim.units import power_law
 from sparsesim.files import read_toml
 
 if TYPE_CHECKING:
@@ -143,11 +144,11 @@ class AreaTable:
 
     def multiplier(self, a_bits: int, w_bits: int) -> float:
         """µm² of an ``a_bits × w_bits`` integer multiplier."""
-        return _power_law(a_bits * w_bits, 64.0, self.mult_8b_um2, 1024.0, self.mult_32b_um2)
+        return power_law(a_bits * w_bits, 64.0, self.mult_8b_um2, 1024.0, self.mult_32b_um2)
 
     def adder(self, bits: int) -> float:
         """µm² of a ``bits``-wide integer adder (a comparator is one too)."""
-        return _power_law(bits, 8.0, self.add_8b_um2, 32.0, self.add_32b_um2)
+        return power_law(bits, 8.0, self.add_8b_um2, 32.0, self.add_32b_um2)
 
     def mac(self, a_bits: int, w_bits: int) -> float:
         """µm² of one MAC: the multiplier and the accumulator's adder."""
@@ -188,12 +189,6 @@ class AreaTable:
     def logic_leak_mw(self, um2: float) -> float:
         """mW leaked by ``um2`` of standard-cell logic."""
         return um2 * self.logic_leak_nw_per_um2 * 1e-6
-
-
-def _power_law(x: float, x0: float, y0: float, x1: float, y1: float) -> float:
-    """y at x on the line through (x0, y0) and (x1, y1) in log–log space."""
-    slope = math.log(y1 / y0) / math.log(x1 / x0)
-    return float(y0 * (x / x0) ** slope)
 
 
 AREA_TABLE_KEYS = tuple(f.name for f in fields(AreaTable))

@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any, Self
 from sparsesim.arch.dram import dram_tech
 from sparsesim.arch.section import Section, number, table_overrides
 from sparsesim.errors import SparsesimError
+from sparsesim.units import power_law
 from sparsesim.files import read_toml
 
 if TYPE_CHECKING:
@@ -116,8 +117,8 @@ class EnergyTable:
         """pJ of one full MAC with ``a_bits`` × ``w_bits`` operands."""
         if self.mac_pj is not None:
             return float(self.mac_pj)
-        mult = _power_law(a_bits * w_bits, 64.0, self.mult_8b_pj, 1024.0, self.mult_32b_pj)
-        add = _power_law(max(a_bits, w_bits), 8.0, self.add_8b_pj, 32.0, self.add_32b_pj)
+        mult = power_law(a_bits * w_bits, 64.0, self.mult_8b_pj, 1024.0, self.mult_32b_pj)
+        add = power_law(max(a_bits, w_bits), 8.0, self.add_8b_pj, 32.0, self.add_32b_pj)
         return mult + add
 
     def gated_mac(self, a_bits: int, w_bits: int) -> float:
@@ -128,7 +129,7 @@ class EnergyTable:
 
     def compare(self, bits: int) -> float:
         """pJ of one ``bits``-wide comparison (a subtractor: priced as an add)."""
-        return _power_law(bits, 8.0, self.add_8b_pj, 32.0, self.add_32b_pj)
+        return power_law(bits, 8.0, self.add_8b_pj, 32.0, self.add_32b_pj)
 
     def merge(self, a_bits: int, w_bits: int) -> float:
         """pJ of merging one partial sum by coordinate: a compare and an accumulate."""
@@ -158,17 +159,11 @@ class EnergyTable:
         xs = (8 * _KIB, 32 * _KIB, 1024 * _KIB)
         ys = (self.sram_8kib_pj_per_64b, self.sram_32kib_pj_per_64b, self.sram_1mib_pj_per_64b)
         seg = 0 if size_bytes <= xs[1] else 1
-        return _power_law(size_bytes, xs[seg], ys[seg], xs[seg + 1], ys[seg + 1]) / 64.0
+        return power_law(size_bytes, xs[seg], ys[seg], xs[seg + 1], ys[seg + 1]) / 64.0
 
     def sram_write_per_bit(self, size_bytes: float) -> float:
         """pJ per bit written to an SRAM of ``size_bytes``."""
         return self.sram_write_factor * self.sram_read_per_bit(size_bytes)
-
-
-def _power_law(x: float, x0: float, y0: float, x1: float, y1: float) -> float:
-    """y at x on the line through (x0, y0) and (x1, y1) in log–log space."""
-    slope = math.log(y1 / y0) / math.log(x1 / x0)
-    return float(y0 * (x / x0) ** slope)
 
 
 ENERGY_TABLE_KEYS = tuple(f.name for f in fields(EnergyTable))
